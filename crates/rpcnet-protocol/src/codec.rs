@@ -1,0 +1,347 @@
+//! Sans-IO decoding of rpcnet frames.
+//!
+//! This module exists so that all parsing and validation of untrusted bytes from a call's QUIC
+//! stream happens in one deterministic place with no I/O: the runtime appends whatever it reads
+//! to a [`BytesMut`] and calls [`Decoder::decode`] until it returns `Ok(None)`, then
+//! [`Decoder::decode_eof`] once the peer has finished the stream (FIN). The rules enforced here
+//! are PROTOCOL.md sections 4, 5, 10 and 11.
+//!
+//! Validation order for each frame: the header's `type`, then its `flags`, then its `length`
+//! against the maximum frame size (all from the 6 header bytes alone, before any body is
+//! buffered), then, once the whole body is present, the body layout.
+//!
+//! A decoding error ends the call (the receiver resets the stream with the error's
+//! [`FrameError::code`], PROTOCOL.md section 11), never the connection or the process.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::code::ErrorCode;
+use crate::frame::{
+    Frame, FrameType, Request, DEFAULT_MAX_FRAME_SIZE, END_BODY_LEN, ERROR_FIXED_LEN,
+    FLAG_STREAMING, HEADER_LEN, ITEM_FIXED_LEN, REQUEST_FIXED_LEN,
+};
+
+/// Why a byte sequence is not a valid frame. See [`FrameError`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameErrorKind {
+    /// The stream ended (FIN) in the middle of a frame (PROTOCOL.md section 11). `have` is the
+    /// number of bytes of the incomplete frame that were received; `need` is how many were
+    /// required: [`HEADER_LEN`] while the header itself is incomplete, otherwise the full frame
+    /// size (6 + body `length`). Maps to `PROTOCOL`.
+    #[error("{}", truncated_message(*have, *need))]
+    Truncated {
+        /// Bytes of the incomplete frame received before the end of the stream.
+        have: usize,
+        /// Bytes the header (if `need == 6`) or the whole frame required.
+        need: usize,
+    },
+    /// The header declares a body `length` (bytes) larger than the receiver's maximum frame size
+    /// `max` (bytes) (PROTOCOL.md section 10). Detected from the header alone. Maps to
+    /// `RESOURCE_EXHAUSTED`.
+    #[error("frame body of {length} bytes exceeds the maximum frame size of {max} bytes")]
+    TooLarge {
+        /// The body length declared by the header, in bytes.
+        length: u32,
+        /// The decoder's maximum body length, in bytes.
+        max: u32,
+    },
+    /// The header's `type` byte is not a defined frame type (PROTOCOL.md section 5). Maps to
+    /// `PROTOCOL`.
+    #[error("unknown frame type {0:#04x}")]
+    UnknownType(u8),
+    /// The header's `flags` byte has a bit set that is not defined for the frame type
+    /// (PROTOCOL.md section 4). Maps to `PROTOCOL`.
+    #[error("reserved flag bits set on frame type {frame_type:#04x}: flags {flags:#04x}")]
+    ReservedFlags {
+        /// The header's `type` byte.
+        frame_type: u8,
+        /// The header's whole `flags` byte.
+        flags: u8,
+    },
+    /// The body does not match the type's layout (PROTOCOL.md section 5): too short for its
+    /// fixed fields, wrong exact length, empty method, invalid UTF-8. The message names the
+    /// frame type and field. Maps to `PROTOCOL`.
+    #[error("{0}")]
+    Malformed(String),
+}
+
+fn truncated_message(have: usize, need: usize) -> String {
+    if need == HEADER_LEN {
+        format!("stream ended inside a frame: {have} of {need} header bytes")
+    } else {
+        format!("stream ended inside a frame: {have} of {need} frame bytes")
+    }
+}
+
+/// A frame could not be decoded (PROTOCOL.md section 11). The call it belongs to must be
+/// abandoned: the receiver sends ERROR (server side, if it still can) and resets the stream
+/// with [`FrameError::code`] as the QUIC application error code (RFC 9000 section 19.4).
+///
+/// `Display` describes the problem, e.g. `unknown frame type 0x7f`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}")]
+pub struct FrameError {
+    kind: FrameErrorKind,
+}
+
+impl FrameError {
+    /// Wraps a [`FrameErrorKind`].
+    #[must_use]
+    pub fn new(kind: FrameErrorKind) -> Self {
+        FrameError { kind }
+    }
+
+    /// What went wrong.
+    #[must_use]
+    pub fn kind(&self) -> &FrameErrorKind {
+        &self.kind
+    }
+
+    /// Consumes the error, returning its kind.
+    #[must_use]
+    pub fn into_kind(self) -> FrameErrorKind {
+        self.kind
+    }
+
+    /// The error code to report (PROTOCOL.md section 11): `RESOURCE_EXHAUSTED` for
+    /// [`FrameErrorKind::TooLarge`], `PROTOCOL` for every other kind.
+    #[must_use]
+    pub fn code(&self) -> ErrorCode {
+        match self.kind {
+            FrameErrorKind::TooLarge { .. } => ErrorCode::ResourceExhausted,
+            _ => ErrorCode::Protocol,
+        }
+    }
+
+    fn malformed(msg: String) -> Self {
+        FrameErrorKind::Malformed(msg).into()
+    }
+}
+
+impl From<FrameErrorKind> for FrameError {
+    fn from(kind: FrameErrorKind) -> Self {
+        FrameError { kind }
+    }
+}
+
+/// Reads a frame header without consuming anything: `Some((type_byte, flags, body_len))` once at
+/// least [`HEADER_LEN`] (6) bytes are available, `None` before. `body_len` is the header's
+/// big-endian `length` in bytes. Nothing is validated (PROTOCOL.md section 4).
+#[must_use]
+pub fn peek_header(src: &[u8]) -> Option<(u8, u8, u32)> {
+    let h: &[u8; HEADER_LEN] = src.get(..HEADER_LEN)?.try_into().ok()?;
+    Some((h[0], h[1], u32::from_be_bytes([h[2], h[3], h[4], h[5]])))
+}
+
+/// Incremental, sans-IO frame decoder for one call's stream (PROTOCOL.md sections 4, 5 and 10).
+///
+/// Holds only configuration (the maximum body size), so one decoder per stream is cheap; the
+/// bytes themselves stay in the caller's [`BytesMut`].
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    max_frame_size: u32,
+}
+
+impl Default for Decoder {
+    /// A decoder with the [`DEFAULT_MAX_FRAME_SIZE`] of 16 MiB.
+    fn default() -> Self {
+        Decoder::new(DEFAULT_MAX_FRAME_SIZE)
+    }
+}
+
+impl Decoder {
+    /// A decoder that rejects frames whose body `length` exceeds `max_frame_size` bytes with
+    /// `RESOURCE_EXHAUSTED` (PROTOCOL.md section 10). The 6 header bytes are not counted.
+    #[must_use]
+    pub fn new(max_frame_size: u32) -> Self {
+        Decoder { max_frame_size }
+    }
+
+    /// The maximum accepted body length, in bytes.
+    #[must_use]
+    pub fn max_frame_size(&self) -> u32 {
+        self.max_frame_size
+    }
+
+    /// Decodes the next frame at the start of `src`.
+    ///
+    /// - `Ok(Some(frame))`: exactly that frame's bytes were removed from the front of `src`;
+    ///   payloads share `src`'s allocation (zero-copy). Call again: more frames may follow.
+    /// - `Ok(None)`: `src` does not yet hold a complete frame (and its header, if complete, is
+    ///   valid); `src` is untouched. Read more and retry.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError`] if the input is invalid; `src` is then untouched and the call must be
+    /// abandoned (PROTOCOL.md section 11): [`FrameErrorKind::UnknownType`],
+    /// [`FrameErrorKind::ReservedFlags`] or [`FrameErrorKind::TooLarge`] as soon as the 6 header
+    /// bytes are present (before the body is buffered), [`FrameErrorKind::Malformed`] once the
+    /// whole body is present. Never [`FrameErrorKind::Truncated`].
+    pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        let Some((type_byte, flags, length)) = peek_header(src) else {
+            return Ok(None);
+        };
+        let ty = FrameType::try_from(type_byte)?;
+        if flags & !ty.allowed_flags() != 0 {
+            return Err(FrameErrorKind::ReservedFlags {
+                frame_type: type_byte,
+                flags,
+            }
+            .into());
+        }
+        if length > self.max_frame_size {
+            return Err(FrameErrorKind::TooLarge {
+                length,
+                max: self.max_frame_size,
+            }
+            .into());
+        }
+        // Only overflows on a 32-bit target with a maximum near u32::MAX; such a frame could
+        // never be buffered anyway.
+        let Some(total) = (length as usize).checked_add(HEADER_LEN) else {
+            return Err(FrameErrorKind::TooLarge {
+                length,
+                max: self.max_frame_size,
+            }
+            .into());
+        };
+        if src.len() < total {
+            return Ok(None);
+        }
+        let body = &src[HEADER_LEN..total];
+        let (mut frame, payload_offset) = parse_body(ty, flags, body)?;
+        // Valid: now consume the frame and attach the zero-copy payload slice.
+        let mut bytes: Bytes = src.split_to(total).freeze();
+        if let Some(off) = payload_offset {
+            bytes.advance(HEADER_LEN + off);
+            match &mut frame {
+                Frame::Request(Request { payload, .. })
+                | Frame::Response { payload }
+                | Frame::Item { payload, .. } => *payload = bytes,
+                Frame::End { .. } | Frame::Error { .. } => {
+                    unreachable!("END and ERROR have no payload")
+                }
+            }
+        }
+        Ok(Some(frame))
+    }
+
+    /// Like [`Decoder::decode`], for when the peer has finished the stream (FIN) and no more
+    /// bytes will arrive. Returns `Ok(Some(frame))` like `decode`, and `Ok(None)` only if `src`
+    /// is empty (the stream ended cleanly between frames).
+    ///
+    /// # Errors
+    ///
+    /// Everything [`Decoder::decode`] returns, and [`FrameErrorKind::Truncated`] (`PROTOCOL`) if
+    /// `src` holds the beginning of a frame that will never complete (PROTOCOL.md section 11).
+    /// Header errors (unknown type, reserved flags, too large) take precedence over truncation.
+    /// `src` is untouched on `Err`.
+    pub fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        if let Some(frame) = self.decode(src)? {
+            return Ok(Some(frame));
+        }
+        if src.is_empty() {
+            return Ok(None);
+        }
+        let need = match peek_header(src) {
+            None => HEADER_LEN,
+            Some((_, _, length)) => HEADER_LEN.saturating_add(length as usize),
+        };
+        Err(FrameErrorKind::Truncated {
+            have: src.len(),
+            need,
+        }
+        .into())
+    }
+}
+
+/// Validates a complete body. Returns the frame (with an empty placeholder payload, if the type
+/// has one) and the payload's offset within the body (`None` for types without a payload).
+fn parse_body(ty: FrameType, flags: u8, body: &[u8]) -> Result<(Frame, Option<usize>), FrameError> {
+    match ty {
+        FrameType::Request => {
+            if body.len() < REQUEST_FIXED_LEN {
+                return Err(FrameError::malformed(format!(
+                    "REQUEST body is {} bytes, shorter than its fixed fields \
+                     (deadline_ms: u32 + method_len: u16 = {REQUEST_FIXED_LEN} bytes)",
+                    body.len()
+                )));
+            }
+            let deadline_ms = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+            let method_len = u16::from_be_bytes([body[4], body[5]]) as usize;
+            if method_len == 0 {
+                return Err(FrameError::malformed(
+                    "REQUEST method is empty (method_len is 0)".to_owned(),
+                ));
+            }
+            let rest = &body[REQUEST_FIXED_LEN..];
+            if rest.len() < method_len {
+                return Err(FrameError::malformed(format!(
+                    "REQUEST method_len is {method_len} but only {} body bytes follow it",
+                    rest.len()
+                )));
+            }
+            let method = std::str::from_utf8(&rest[..method_len])
+                .map_err(|_| FrameError::malformed("REQUEST method is not valid UTF-8".to_owned()))?
+                .to_owned();
+            let frame = Frame::Request(Request {
+                method,
+                deadline_ms,
+                streaming: flags & FLAG_STREAMING != 0,
+                payload: Bytes::new(),
+            });
+            Ok((frame, Some(REQUEST_FIXED_LEN + method_len)))
+        }
+        FrameType::Response => Ok((
+            Frame::Response {
+                payload: Bytes::new(),
+            },
+            Some(0),
+        )),
+        FrameType::Item => {
+            let Some(seq) = body.get(..ITEM_FIXED_LEN) else {
+                return Err(FrameError::malformed(format!(
+                    "ITEM body is {} bytes, shorter than its seq field (u64, {ITEM_FIXED_LEN} bytes)",
+                    body.len()
+                )));
+            };
+            let seq = u64::from_be_bytes(seq.try_into().expect("8 bytes"));
+            Ok((
+                Frame::Item {
+                    seq,
+                    payload: Bytes::new(),
+                },
+                Some(ITEM_FIXED_LEN),
+            ))
+        }
+        FrameType::End => {
+            let items: [u8; END_BODY_LEN] = body.try_into().map_err(|_| {
+                FrameError::malformed(format!(
+                    "END body must be exactly {END_BODY_LEN} bytes (items: u64), got {}",
+                    body.len()
+                ))
+            })?;
+            Ok((
+                Frame::End {
+                    items: u64::from_be_bytes(items),
+                },
+                None,
+            ))
+        }
+        FrameType::Error => {
+            if body.len() < ERROR_FIXED_LEN {
+                return Err(FrameError::malformed(format!(
+                    "ERROR body is {} bytes, shorter than its code field (u16, {ERROR_FIXED_LEN} bytes)",
+                    body.len()
+                )));
+            }
+            let raw = u16::from_be_bytes([body[0], body[1]]);
+            // Forward compatibility (PROTOCOL.md section 6): undefined codes read as UNKNOWN.
+            let code = ErrorCode::from_u16(raw).unwrap_or(ErrorCode::Unknown);
+            let message = std::str::from_utf8(&body[ERROR_FIXED_LEN..])
+                .map_err(|_| FrameError::malformed("ERROR message is not valid UTF-8".to_owned()))?
+                .to_owned();
+            Ok((Frame::Error { code, message }, None))
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! The frames of an rpcnet call and their encoding.
+//!
+//! This module exists to give one typed, allocation-light description of everything that travels
+//! on a call's QUIC stream (PROTOCOL.md sections 4 and 5), and the only code that writes it.
+//! Decoding (including all validation of untrusted input) lives in [`crate::codec`].
+//!
+//! Every frame is a 6-byte header (`type: u8`, `flags: u8`, `length: u32` big-endian body length)
+//! followed by `length` body bytes. All integers are big-endian and fixed width.
+//!
+//! Encoding never copies more than it must: [`Frame::encode`] appends to a caller-owned
+//! [`BytesMut`], and [`encode_item_header`] / [`encode_response_header`] write just the fixed part
+//! so that a large payload [`Bytes`] can be handed to the transport as a separate chunk.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::code::ErrorCode;
+use crate::codec::{FrameError, FrameErrorKind};
+
+/// The QUIC ALPN protocol identifier of rpcnet version 1 (PROTOCOL.md section 2; ALPN is
+/// RFC 7301, its use by QUIC is RFC 9001 section 8.1). Both endpoints must offer exactly this
+/// value; a TLS handshake that does not negotiate it fails.
+pub const ALPN: &[u8] = b"rpcnet/1";
+
+/// Length in bytes of every frame header: `type: u8`, `flags: u8`, `length: u32` (PROTOCOL.md
+/// section 4).
+pub const HEADER_LEN: usize = 6;
+
+/// Default upper bound, in bytes, on a frame's body `length` (16 MiB = 16 777 216 bytes; the
+/// 6 header bytes are not counted). A receiver rejects a larger frame from its header alone with
+/// `RESOURCE_EXHAUSTED` (PROTOCOL.md section 10). Configurable per [`crate::Decoder`].
+pub const DEFAULT_MAX_FRAME_SIZE: u32 = 16 * 1024 * 1024;
+
+/// Maximum length in bytes of a REQUEST's UTF-8 method name (it is prefixed by a `u16`;
+/// PROTOCOL.md section 5.1). The minimum is 1: an empty method is malformed.
+pub const MAX_METHOD_LEN: usize = u16::MAX as usize;
+
+/// Flag bit of a REQUEST frame: the client expects a server-streaming response (ITEM* then END),
+/// rather than a unary one (RESPONSE) (PROTOCOL.md section 5.1). Every other flag bit of every
+/// frame type is reserved and must be zero.
+pub const FLAG_STREAMING: u8 = 0x01;
+
+/// Size in bytes of a REQUEST body's fixed part: `deadline_ms: u32` + `method_len: u16`.
+pub(crate) const REQUEST_FIXED_LEN: usize = 4 + 2;
+/// Size in bytes of the `seq: u64` at the start of an ITEM body.
+pub(crate) const ITEM_FIXED_LEN: usize = 8;
+/// Exact size in bytes of an END body (`items: u64`).
+pub(crate) const END_BODY_LEN: usize = 8;
+/// Size in bytes of the `code: u16` at the start of an ERROR body.
+pub(crate) const ERROR_FIXED_LEN: usize = 2;
+
+/// The `type` byte of a frame header (PROTOCOL.md section 5). Any other value is an unknown type,
+/// which receivers reject with `PROTOCOL` ([`FrameErrorKind::UnknownType`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum FrameType {
+    /// `0x01`, client to server: opens a call (method, deadline, payload). PROTOCOL.md 5.1.
+    Request = 0x01,
+    /// `0x02`, server to client: the result of a successful unary call. PROTOCOL.md 5.2.
+    Response = 0x02,
+    /// `0x03`, server to client: one item of a server-streaming call. PROTOCOL.md 5.3.
+    Item = 0x03,
+    /// `0x04`, server to client: a server-streaming call finished successfully. PROTOCOL.md 5.4.
+    End = 0x04,
+    /// `0x05`, server to client: the call failed. PROTOCOL.md 5.5.
+    Error = 0x05,
+}
+
+impl FrameType {
+    /// The wire value of this type (the first header byte).
+    #[must_use]
+    pub const fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// The flag bits defined for this type; any other bit set in a received header is a
+    /// `PROTOCOL` error ([`FrameErrorKind::ReservedFlags`], PROTOCOL.md section 4). Only REQUEST
+    /// defines a flag ([`FLAG_STREAMING`]).
+    #[must_use]
+    pub const fn allowed_flags(self) -> u8 {
+        match self {
+            FrameType::Request => FLAG_STREAMING,
+            _ => 0,
+        }
+    }
+
+    /// The upper-case name used in PROTOCOL.md and in error messages, e.g. `"REQUEST"`.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            FrameType::Request => "REQUEST",
+            FrameType::Response => "RESPONSE",
+            FrameType::Item => "ITEM",
+            FrameType::End => "END",
+            FrameType::Error => "ERROR",
+        }
+    }
+}
+
+impl TryFrom<u8> for FrameType {
+    type Error = FrameError;
+
+    /// Maps a header `type` byte to a [`FrameType`]; any undefined value gives a `PROTOCOL`
+    /// [`FrameError`] of kind [`FrameErrorKind::UnknownType`].
+    fn try_from(value: u8) -> Result<Self, FrameError> {
+        Ok(match value {
+            0x01 => FrameType::Request,
+            0x02 => FrameType::Response,
+            0x03 => FrameType::Item,
+            0x04 => FrameType::End,
+            0x05 => FrameType::Error,
+            other => return Err(FrameErrorKind::UnknownType(other).into()),
+        })
+    }
+}
+
+/// The contents of a REQUEST frame (PROTOCOL.md section 5.1): the first and only frame a client
+/// sends on a call's stream before finishing its send side.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Request {
+    /// The method name, UTF-8, 1 to [`MAX_METHOD_LEN`] (65 535) bytes. Encoded after a `u16`
+    /// length. Decoders reject an empty or non-UTF-8 method with `PROTOCOL`.
+    pub method: String,
+    /// The call's deadline in milliseconds, relative to when the server receives the REQUEST;
+    /// `0` means no deadline (PROTOCOL.md section 8.2).
+    pub deadline_ms: u32,
+    /// `true` for a server-streaming call (header flag [`FLAG_STREAMING`]), `false` for unary.
+    pub streaming: bool,
+    /// The request payload: the rest of the body, opaque to rpcnet, possibly empty.
+    pub payload: Bytes,
+}
+
+/// One frame of an rpcnet call (PROTOCOL.md section 5).
+///
+/// Decoded frames are zero-copy: their `payload` fields share the receive buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// REQUEST (`0x01`), client to server. See [`Request`].
+    Request(Request),
+    /// RESPONSE (`0x02`), server to client: the unary result; the body is the payload (possibly
+    /// empty). The server then finishes its send side.
+    Response {
+        /// The response payload, opaque to rpcnet.
+        payload: Bytes,
+    },
+    /// ITEM (`0x03`), server to client: one streamed item. Body: `seq: u64` then the payload.
+    Item {
+        /// The item's sequence number: 0 for a call's first item, then +1 per item
+        /// (PROTOCOL.md section 9).
+        seq: u64,
+        /// The item payload, opaque to rpcnet, possibly empty.
+        payload: Bytes,
+    },
+    /// END (`0x04`), server to client: a streaming call finished successfully. Body: exactly
+    /// `items: u64`. The server then finishes its send side.
+    End {
+        /// The number of ITEM frames sent on the call (last `seq` + 1, or 0 if none).
+        items: u64,
+    },
+    /// ERROR (`0x05`), server to client: the call failed. Body: `code: u16` then a UTF-8 message.
+    /// The server then finishes its send side.
+    Error {
+        /// The error code. An undefined number on the wire decodes as [`ErrorCode::Unknown`].
+        code: ErrorCode,
+        /// A human-readable description (UTF-8, possibly empty); not meant to be parsed.
+        message: String,
+    },
+}
+
+impl Frame {
+    /// The header `type` of this frame.
+    #[must_use]
+    pub fn frame_type(&self) -> FrameType {
+        match self {
+            Frame::Request(_) => FrameType::Request,
+            Frame::Response { .. } => FrameType::Response,
+            Frame::Item { .. } => FrameType::Item,
+            Frame::End { .. } => FrameType::End,
+            Frame::Error { .. } => FrameType::Error,
+        }
+    }
+
+    /// The header `flags` of this frame (only REQUEST sets any: [`FLAG_STREAMING`]).
+    #[must_use]
+    pub fn flags(&self) -> u8 {
+        match self {
+            Frame::Request(r) if r.streaming => FLAG_STREAMING,
+            _ => 0,
+        }
+    }
+
+    /// The body length in bytes (the header's `length` field; excludes the 6 header bytes).
+    #[must_use]
+    pub fn body_len(&self) -> usize {
+        match self {
+            Frame::Request(r) => REQUEST_FIXED_LEN + r.method.len() + r.payload.len(),
+            Frame::Response { payload } => payload.len(),
+            Frame::Item { payload, .. } => ITEM_FIXED_LEN + payload.len(),
+            Frame::End { .. } => END_BODY_LEN,
+            Frame::Error { message, .. } => ERROR_FIXED_LEN + message.len(),
+        }
+    }
+
+    /// The total encoded size in bytes: [`HEADER_LEN`] + [`Frame::body_len`]. Exactly the number
+    /// of bytes [`Frame::encode`] appends.
+    #[must_use]
+    pub fn encoded_len(&self) -> usize {
+        HEADER_LEN + self.body_len()
+    }
+
+    /// Appends the frame's wire encoding (PROTOCOL.md sections 4 and 5) to `dst`, reserving the
+    /// space first.
+    ///
+    /// Encoding does not enforce the receiver's maximum frame size (a sender that exceeds it gets
+    /// `RESOURCE_EXHAUSTED` back), nor that a REQUEST method is non-empty (an empty method encodes
+    /// but every decoder rejects it); callers validate those first.
+    ///
+    /// # Panics
+    ///
+    /// If the frame cannot be represented at all: a REQUEST method longer than
+    /// [`MAX_METHOD_LEN`] bytes, or a body longer than `u32::MAX` bytes.
+    pub fn encode(&self, dst: &mut BytesMut) {
+        let body_len = self.body_len();
+        dst.reserve(HEADER_LEN + body_len);
+        put_header(self.frame_type(), self.flags(), body_len, dst);
+        match self {
+            Frame::Request(r) => {
+                let method_len = u16::try_from(r.method.len()).unwrap_or_else(|_| {
+                    panic!(
+                        "REQUEST method is {} bytes, more than the maximum of {MAX_METHOD_LEN}",
+                        r.method.len()
+                    )
+                });
+                dst.put_u32(r.deadline_ms);
+                dst.put_u16(method_len);
+                dst.put_slice(r.method.as_bytes());
+                dst.put_slice(&r.payload);
+            }
+            Frame::Response { payload } => dst.put_slice(payload),
+            Frame::Item { seq, payload } => {
+                dst.put_u64(*seq);
+                dst.put_slice(payload);
+            }
+            Frame::End { items } => dst.put_u64(*items),
+            Frame::Error { code, message } => {
+                dst.put_u16(code.as_u16());
+                dst.put_slice(message.as_bytes());
+            }
+        }
+    }
+
+    /// The frame's wire encoding as a new [`Bytes`] of exactly [`Frame::encoded_len`] bytes.
+    ///
+    /// # Panics
+    ///
+    /// Same as [`Frame::encode`].
+    #[must_use]
+    pub fn to_bytes(&self) -> Bytes {
+        let mut buf = BytesMut::with_capacity(self.encoded_len());
+        self.encode(&mut buf);
+        buf.freeze()
+    }
+}
+
+impl From<Request> for Frame {
+    fn from(r: Request) -> Self {
+        Frame::Request(r)
+    }
+}
+
+/// Writes a 6-byte header. Panics if `body_len` does not fit the `u32` length field.
+fn put_header(ty: FrameType, flags: u8, body_len: usize, dst: &mut BytesMut) {
+    let length = u32::try_from(body_len).unwrap_or_else(|_| {
+        panic!(
+            "{} body of {body_len} bytes does not fit the u32 length field",
+            ty.name()
+        )
+    });
+    dst.put_u8(ty.as_u8());
+    dst.put_u8(flags);
+    dst.put_u32(length);
+}
+
+/// Appends the first 14 bytes of an ITEM frame (PROTOCOL.md section 5.3): the 6-byte header
+/// declaring a body of `8 + payload_len` bytes, then `seq: u64`. The caller then sends exactly
+/// `payload_len` payload bytes (e.g. a [`Bytes`] handed to the transport without copying); the
+/// result is byte-for-byte `Frame::Item { seq, payload }.encode(..)`.
+///
+/// # Panics
+///
+/// If `8 + payload_len` exceeds `u32::MAX`.
+pub fn encode_item_header(seq: u64, payload_len: usize, dst: &mut BytesMut) {
+    let body_len = payload_len
+        .checked_add(ITEM_FIXED_LEN)
+        .expect("ITEM payload length overflows usize");
+    dst.reserve(HEADER_LEN + ITEM_FIXED_LEN);
+    put_header(FrameType::Item, 0, body_len, dst);
+    dst.put_u64(seq);
+}
+
+/// Appends the 6-byte header of a RESPONSE frame (PROTOCOL.md section 5.2) whose body is a
+/// payload of `payload_len` bytes, which the caller then sends separately (zero-copy); the result
+/// is byte-for-byte `Frame::Response { payload }.encode(..)`.
+///
+/// # Panics
+///
+/// If `payload_len` exceeds `u32::MAX`.
+pub fn encode_response_header(payload_len: usize, dst: &mut BytesMut) {
+    dst.reserve(HEADER_LEN);
+    put_header(FrameType::Response, 0, payload_len, dst);
+}

@@ -1,0 +1,33 @@
+//! # rpcnet-runtime
+//!
+//! The I/O half of rpcnet, in the manner of `quinn` around `quinn-proto`: it drives the sans-IO
+//! [`rpcnet_protocol`] codec over real QUIC (quinn 0.11, rustls 0.23 with the ring provider) on a
+//! tokio runtime. It has no knowledge of Node.js: the napi binding and the Rust-only benchmark
+//! drive the same [`Server`] and [`Client`].
+//!
+//! - [`tls`]: server identities (self-signed via rcgen, or PEM files) and client trust (CA file,
+//!   SHA-256 pin, system roots). There is no insecure mode.
+//! - [`transport`]: the QUIC transport settings shared by both sides.
+//! - [`server`]: the endpoint that accepts connections and turns each call stream into events that
+//!   an embedder (TypeScript handlers, a Rust loop) answers.
+//! - [`cancel`]: a cancellation flag shared between threads.
+//! - [`client`]: connect, unary calls and pull-based streaming calls.
+//! - [`connection`]: per-connection identity (`connectionId`) and quinn's statistics.
+//! - [`error`]: [`RpcError`], the coded error every API returns.
+//! - [`log`]: `tracing` output filtered by `RPCNET_LOG`.
+
+pub mod cancel;
+pub mod client;
+pub mod connection;
+pub mod error;
+pub mod log;
+pub mod server;
+pub mod tls;
+pub mod transport;
+
+pub use client::{Canceller, Client, ClientConfig, ItemStream, StreamHandle};
+pub use connection::{ConnectionInfo, ConnectionStats};
+pub use error::RpcError;
+pub use rpcnet_protocol::ErrorCode;
+pub use server::{MethodKind, PushStatus, Server, ServerConfig, ServerEvent};
+pub use tls::{ClientTrust, ServerIdentity};

@@ -1,0 +1,304 @@
+//! The rpcnet server: a quinn endpoint that accepts connections, reads each call's REQUEST frame
+//! (PROTOCOL.md) and hands the call to an embedder as a [`ServerEvent`]. The embedder answers by
+//! call id ([`Server::respond`], [`Server::push`], [`Server::end`]); framing, stream writes,
+//! deadlines, cancellation and backpressure stay here, in Rust.
+//!
+//! Events are drained in batches ([`Server::next_events`]) so that a JavaScript embedder crosses
+//! the N-API boundary once per batch, not once per call.
+
+mod call;
+mod item_queue;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+pub use item_queue::{Ending, ItemQueue, PushStatus, Taken};
+
+use crate::cancel::Canceller;
+use crate::connection::ConnectionInfo;
+use crate::error::RpcError;
+use crate::tls::{server_crypto, ServerIdentity};
+use crate::transport::transport_config;
+use rpcnet_protocol::{ErrorCode, DEFAULT_MAX_FRAME_SIZE};
+
+/// Default number of items a streaming call may have queued before `push` answers `Full`.
+pub const DEFAULT_STREAM_WINDOW_ITEMS: usize = 256;
+/// Default number of queued bytes per streaming call before `push` answers `Full` (1 MiB).
+pub const DEFAULT_STREAM_WINDOW_BYTES: usize = 1024 * 1024;
+
+/// The kind of a registered method (PROTOCOL.md "Call kinds").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MethodKind {
+    /// One request, one RESPONSE.
+    Unary,
+    /// One request, ITEM frames then END.
+    ServerStreaming,
+}
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// UDP address to bind; port 0 picks a free port.
+    pub bind: SocketAddr,
+    /// Certificate source; defaults to a generated self-signed certificate.
+    pub identity: ServerIdentity,
+    /// Largest accepted frame body in bytes (PROTOCOL.md "Maximum frame size").
+    pub max_frame_size: u32,
+    /// Items a streaming call may queue before the producer must wait.
+    pub stream_window_items: usize,
+    /// Bytes a streaming call may queue before the producer must wait.
+    pub stream_window_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            identity: ServerIdentity::SelfSigned,
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            stream_window_items: DEFAULT_STREAM_WINDOW_ITEMS,
+            stream_window_bytes: DEFAULT_STREAM_WINDOW_BYTES,
+        }
+    }
+}
+
+/// Something the embedder must react to.
+#[derive(Debug, Clone)]
+pub enum ServerEvent {
+    /// A new call for a registered method. Answer it by `id`.
+    Call {
+        /// Server-unique call id.
+        id: u64,
+        /// The method name from the REQUEST frame.
+        method: String,
+        /// The request payload.
+        payload: Bytes,
+        /// Whether the method is server-streaming.
+        kind: MethodKind,
+        /// Deadline in ms from reception (0 = none).
+        deadline_ms: u32,
+        /// The connection the call arrived on.
+        connection: ConnectionInfo,
+    },
+    /// A call ended before the embedder answered: the client cancelled (`CANCELLED`), the deadline
+    /// passed (`DEADLINE_EXCEEDED`) or the connection was lost (`UNAVAILABLE`). The embedder should
+    /// stop working on it; answers for it are ignored.
+    Cancelled {
+        /// The call id.
+        id: u64,
+        /// Why it ended.
+        code: ErrorCode,
+    },
+}
+
+enum CallSlot {
+    Unary(oneshot::Sender<Result<Bytes, RpcError>>),
+    Streaming(Arc<ItemQueue>),
+}
+
+pub(crate) struct Shared {
+    methods: RwLock<HashMap<String, MethodKind>>,
+    calls: Mutex<HashMap<u64, CallSlot>>,
+    next_id: AtomicU64,
+    connections: Mutex<HashMap<String, ConnectionInfo>>,
+    shutdown: Canceller,
+    events: mpsc::UnboundedSender<ServerEvent>,
+    config: ServerConfig,
+}
+
+impl Shared {
+    fn emit(&self, event: ServerEvent) {
+        let _ = self.events.send(event);
+    }
+}
+
+/// A running rpcnet server (see module docs).
+pub struct Server {
+    endpoint: quinn::Endpoint,
+    shared: Arc<Shared>,
+    events: tokio::sync::Mutex<mpsc::UnboundedReceiver<ServerEvent>>,
+    fingerprint: String,
+}
+
+impl Server {
+    /// Binds the UDP socket and starts accepting connections. Must run inside a tokio runtime.
+    ///
+    /// Errors: `INVALID_ARGUMENT` for an unusable identity; `UNAVAILABLE` when the address cannot
+    /// be bound (in use, not local).
+    pub async fn bind(config: ServerConfig) -> Result<Server, RpcError> {
+        crate::log::init();
+        let identity = config.identity.load()?;
+        let fingerprint = identity.fingerprint.clone();
+        let crypto = server_crypto(identity)?;
+        let quic = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
+            .map_err(|e| RpcError::internal(format!("TLS config unusable for QUIC: {e}")))?;
+        let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+        server_config.transport_config(transport_config());
+        let endpoint = quinn::Endpoint::server(server_config, config.bind)
+            .map_err(|e| RpcError::unavailable(format!("cannot bind UDP {}: {e}", config.bind)))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            methods: RwLock::new(HashMap::new()),
+            calls: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            connections: Mutex::new(HashMap::new()),
+            shutdown: Canceller::new(),
+            events: tx,
+            config,
+        });
+        tokio::spawn(accept_loop(endpoint.clone(), shared.clone()));
+        tracing::info!(addr = %endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default(), "rpcnet server listening");
+        Ok(Server { endpoint, shared, events: tokio::sync::Mutex::new(rx), fingerprint })
+    }
+
+    /// The bound UDP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.endpoint.local_addr().expect("bound endpoint has an address")
+    }
+
+    /// SHA-256 fingerprint (64 lowercase hex digits) of the server's end-entity certificate.
+    pub fn cert_fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Registers (or replaces) a method. Calls to unregistered methods get `NOT_FOUND` without
+    /// reaching the embedder; calls whose STREAMING flag does not match `kind` get `INVALID_ARGUMENT`.
+    pub fn register(&self, method: &str, kind: MethodKind) {
+        self.shared.methods.write().unwrap().insert(method.to_string(), kind);
+    }
+
+    /// Waits for at least one event and returns up to `max` of them. Returns an empty batch once
+    /// the server is closed.
+    pub async fn next_events(&self, max: usize) -> Vec<ServerEvent> {
+        let mut out = Vec::new();
+        let mut rx = self.events.lock().await;
+        tokio::select! {
+            _ = rx.recv_many(&mut out, max.max(1)) => {}
+            _ = self.shared.shutdown.cancelled() => {}
+        }
+        out
+    }
+
+    /// Completes a unary call. Returns false if the call is unknown or already over (cancelled,
+    /// deadline passed); the answer is then dropped.
+    pub fn respond(&self, id: u64, result: Result<Bytes, RpcError>) -> bool {
+        let mut calls = self.shared.calls.lock().unwrap();
+        if !matches!(calls.get(&id), Some(CallSlot::Unary(_))) {
+            return false;
+        }
+        match calls.remove(&id) {
+            Some(CallSlot::Unary(tx)) => {
+                drop(calls);
+                tx.send(result).is_ok()
+            }
+            _ => false,
+        }
+    }
+
+    fn queue(&self, id: u64) -> Option<Arc<ItemQueue>> {
+        match self.shared.calls.lock().unwrap().get(&id) {
+            Some(CallSlot::Streaming(q)) => Some(q.clone()),
+            _ => None,
+        }
+    }
+
+    /// Queues one item of a streaming call (its seq is assigned in order). See [`PushStatus`].
+    pub fn push(&self, id: u64, item: Bytes) -> PushStatus {
+        self.queue(id).map_or(PushStatus::Closed, |q| q.push(item))
+    }
+
+    /// Queues several items at once; the status is that after the last one (`Closed` at the first
+    /// refused item, the rest dropped).
+    pub fn push_many(&self, id: u64, items: Vec<Bytes>) -> PushStatus {
+        let Some(q) = self.queue(id) else { return PushStatus::Closed };
+        let mut status = PushStatus::Ready;
+        for item in items {
+            status = q.push(item);
+            if status == PushStatus::Closed {
+                break;
+            }
+        }
+        status
+    }
+
+    /// Waits until a streaming call can take more items. Returns false if the call is over.
+    pub async fn writable(&self, id: u64) -> bool {
+        match self.queue(id) {
+            Some(q) => q.writable().await,
+            None => false,
+        }
+    }
+
+    /// Ends a streaming call: `Ok(())` sends END after the queued items, `Err` sends ERROR.
+    /// Returns false if the call is unknown or already over.
+    pub fn end(&self, id: u64, result: Result<(), RpcError>) -> bool {
+        let ending = match result {
+            Ok(()) => Ending::End,
+            Err(e) => Ending::Error(e),
+        };
+        self.queue(id).is_some_and(|q| q.finish(ending))
+    }
+
+    /// The open connections (`connectionId` to connection).
+    pub fn connections(&self) -> Vec<ConnectionInfo> {
+        self.shared.connections.lock().unwrap().values().cloned().collect()
+    }
+
+    /// The open connection with this `connectionId`, if any.
+    pub fn connection(&self, connection_id: &str) -> Option<ConnectionInfo> {
+        self.shared.connections.lock().unwrap().get(connection_id).cloned()
+    }
+
+    /// Number of calls in progress.
+    pub fn open_calls(&self) -> usize {
+        self.shared.calls.lock().unwrap().len()
+    }
+
+    /// Closes the endpoint: open connections are closed with application code 0 and pending
+    /// [`Server::next_events`] return an empty batch.
+    pub fn close(&self) {
+        self.shared.shutdown.cancel();
+        self.endpoint.close(0u32.into(), b"server closed");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
+    while let Some(incoming) = endpoint.accept().await {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let connection = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(error = %e, "handshake failed");
+                    return;
+                }
+            };
+            let info = ConnectionInfo::new(connection.clone());
+            tracing::debug!(connection_id = %info.id, remote = %info.remote_address(), "connection accepted");
+            shared.connections.lock().unwrap().insert(info.id.clone(), info.clone());
+            loop {
+                match connection.accept_bi().await {
+                    Ok((send, recv)) => {
+                        tokio::spawn(call::serve_call(shared.clone(), info.clone(), send, recv));
+                    }
+                    Err(e) => {
+                        tracing::debug!(connection_id = %info.id, error = %e, "connection ended");
+                        shared.connections.lock().unwrap().remove(&info.id);
+                        break;
+                    }
+                }
+            }
+        });
+    }
+}

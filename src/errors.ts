@@ -1,0 +1,88 @@
+/**
+ * Errors of rpcnet. Every failure a caller sees is an {@link RpcError} with a stable
+ * {@link ErrorCode}; the codes and their numbers are defined in PROTOCOL.md ("Error codes") and
+ * follow gRPC's numbering where gRPC has the code.
+ * @module
+ */
+
+/** The stable error codes (PROTOCOL.md "Error codes"). */
+export const ERROR_CODES = [
+  'CANCELLED',
+  'UNKNOWN',
+  'INVALID_ARGUMENT',
+  'DEADLINE_EXCEEDED',
+  'NOT_FOUND',
+  'RESOURCE_EXHAUSTED',
+  'INTERNAL',
+  'UNAVAILABLE',
+  'PROTOCOL',
+] as const;
+
+/**
+ * A stable error code:
+ * - `CANCELLED` (1): the caller cancelled (AbortSignal) or the call was stopped.
+ * - `UNKNOWN` (2): a handler threw an error without a code.
+ * - `INVALID_ARGUMENT` (3): bad options or a request the method's kind does not match.
+ * - `DEADLINE_EXCEEDED` (4): the call's `deadlineMs` passed.
+ * - `NOT_FOUND` (5): no handler is registered for the method.
+ * - `RESOURCE_EXHAUSTED` (8): a frame exceeded the maximum frame size.
+ * - `INTERNAL` (13): a bug or unexpected local failure.
+ * - `UNAVAILABLE` (14): the server cannot be reached or the connection was lost.
+ * - `PROTOCOL` (256): the peer broke PROTOCOL.md (malformed frame, sequence gap).
+ */
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** Returns true when `value` is one of {@link ERROR_CODES}. */
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && (ERROR_CODES as readonly string[]).includes(value);
+}
+
+/**
+ * The error every rpcnet API throws or rejects with.
+ *
+ * Handlers may throw it to choose the code the caller sees; `message` travels to the caller
+ * unchanged (PROTOCOL.md ERROR frame).
+ */
+export class RpcError extends Error {
+  /** The stable code. */
+  readonly code: ErrorCode;
+
+  /**
+   * @param code - stable code, see {@link ErrorCode}
+   * @param message - human-readable description naming the problem
+   * @param options - standard `ErrorOptions` (`cause`)
+   */
+  constructor(code: ErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'RpcError';
+    this.code = code;
+  }
+}
+
+const NATIVE_MESSAGE = /^\[([A-Z_]+)\] ([\s\S]*)$/;
+
+/**
+ * Converts anything thrown by the native binding into an {@link RpcError}. The binding reports
+ * errors as `[CODE] message`; anything else becomes `INTERNAL`.
+ * @internal
+ */
+export function fromNative(error: unknown): RpcError {
+  if (error instanceof RpcError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  const m = NATIVE_MESSAGE.exec(message);
+  if (m && isErrorCode(m[1])) return new RpcError(m[1], m[2]!, { cause: error });
+  return new RpcError('INTERNAL', message, { cause: error });
+}
+
+/**
+ * The code and message a handler's thrown value is reported with: an `RpcError` (or any error
+ * with a valid string `code`) keeps its code; anything else is `UNKNOWN`.
+ * @internal
+ */
+export function toWire(error: unknown): { code: ErrorCode; message: string } {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return { code: isErrorCode(code) ? code : 'UNKNOWN', message: error.message };
+  }
+  return { code: 'UNKNOWN', message: String(error) };
+}

@@ -1,0 +1,23 @@
+/**
+ * rpcnet: QUIC RPC for TypeScript services with a Rust core (quinn, rustls).
+ *
+ * - {@link RpcServer}: serve unary and server-streaming methods.
+ * - {@link RpcClient}: call them over one QUIC connection.
+ * - {@link RpcError}: every failure, with a stable {@link ErrorCode}.
+ *
+ * The wire protocol is specified in PROTOCOL.md.
+ * @module
+ */
+export { RpcServer } from './server.js';
+export type {
+  ServerOptions,
+  CallContext,
+  CallConnection,
+  UnaryHandler,
+  ServerStreamingHandler,
+} from './server.js';
+export { RpcClient } from './client.js';
+export type { ClientOptions, ClientTlsOptions, CallOptions } from './client.js';
+export { RpcError, ERROR_CODES, isErrorCode } from './errors.js';
+export type { ErrorCode } from './errors.js';
+export type { ConnectionStats } from './stats.js';
