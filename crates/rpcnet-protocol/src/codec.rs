@@ -16,10 +16,8 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::code::ErrorCode;
-use crate::frame::{
-    Frame, FrameType, Request, DEFAULT_MAX_FRAME_SIZE, END_BODY_LEN, ERROR_FIXED_LEN,
-    FLAG_STREAMING, HEADER_LEN, ITEM_FIXED_LEN, REQUEST_FIXED_LEN,
-};
+use crate::frame::{Attach, ATTACH_FIXED_LEN, FLAG_HAS_CHECKPOINT, Frame, FrameType, Request, DEFAULT_MAX_FRAME_SIZE, END_BODY_LEN, ERROR_FIXED_LEN,
+    FLAG_STREAMING, HEADER_LEN, ITEM_FIXED_LEN, REQUEST_FIXED_LEN,};
 
 /// Why a byte sequence is not a valid frame. See [`FrameError`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -218,9 +216,9 @@ impl Decoder {
                 Frame::Request(Request { payload, .. })
                 | Frame::Response { payload }
                 | Frame::Item { payload, .. } => *payload = bytes,
-                Frame::End { .. } | Frame::Error { .. } => {
-                    unreachable!("END and ERROR have no payload")
-                }
+                Frame::Checkpoint { state, .. } => *state = bytes,
+                Frame::Attach(Attach { checkpoint: Some((_, state)), .. }) => *state = bytes,
+                _ => unreachable!("only frames with a payload get an offset"),
             }
         }
         Ok(Some(frame))
@@ -259,6 +257,62 @@ impl Decoder {
 /// has one) and the payload's offset within the body (`None` for types without a payload).
 fn parse_body(ty: FrameType, flags: u8, body: &[u8]) -> Result<(Frame, Option<usize>), FrameError> {
     match ty {
+        FrameType::Attach => {
+            if body.len() < ATTACH_FIXED_LEN {
+                return Err(FrameError::malformed(format!(
+                    "ATTACH body is {} bytes, shorter than its fixed fields ({ATTACH_FIXED_LEN} bytes)",
+                    body.len()
+                )));
+            }
+            let u64_at = |i: usize| u64::from_be_bytes(body[i..i + 8].try_into().expect("8 bytes"));
+            let (session_id, call_id, next_seq) = (u64_at(0), u64_at(8), u64_at(16));
+            let id_len = body[24] as usize;
+            let rest = &body[ATTACH_FIXED_LEN..];
+            if rest.len() < id_len {
+                return Err(FrameError::malformed(format!(
+                    "ATTACH connection_id_len is {id_len} but only {} body bytes follow it",
+                    rest.len()
+                )));
+            }
+            let connection_id = std::str::from_utf8(&rest[..id_len])
+                .map_err(|_| FrameError::malformed("ATTACH connection_id is not valid UTF-8".to_owned()))?
+                .to_owned();
+            let after = &rest[id_len..];
+            if flags & FLAG_HAS_CHECKPOINT == 0 {
+                if !after.is_empty() {
+                    return Err(FrameError::malformed(format!(
+                        "ATTACH without a checkpoint has {} trailing bytes",
+                        after.len()
+                    )));
+                }
+                let attach = Attach { session_id, call_id, next_seq, connection_id, checkpoint: None };
+                return Ok((Frame::Attach(attach), None));
+            }
+            if after.len() < 8 {
+                return Err(FrameError::malformed(
+                    "ATTACH has the checkpoint flag but no checkpoint_seq (u64)".to_owned(),
+                ));
+            }
+            let seq = u64::from_be_bytes(after[..8].try_into().expect("8 bytes"));
+            let attach = Attach { session_id, call_id, next_seq, connection_id, checkpoint: Some((seq, Bytes::new())) };
+            Ok((Frame::Attach(attach), Some(ATTACH_FIXED_LEN + id_len + 8)))
+        }
+        FrameType::Checkpoint => {
+            let Some(seq) = body.get(..8) else {
+                return Err(FrameError::malformed(format!(
+                    "CHECKPOINT body is {} bytes, shorter than its seq field (u64, 8 bytes)",
+                    body.len()
+                )));
+            };
+            let seq = u64::from_be_bytes(seq.try_into().expect("8 bytes"));
+            Ok((Frame::Checkpoint { seq, state: Bytes::new() }, Some(8)))
+        }
+        FrameType::Suspended => {
+            let next: [u8; 8] = body.try_into().map_err(|_| {
+                FrameError::malformed(format!("SUSPENDED body must be exactly 8 bytes (next_seq: u64), got {}", body.len()))
+            })?;
+            Ok((Frame::Suspended { next_seq: u64::from_be_bytes(next) }, None))
+        }
         FrameType::Request => {
             if body.len() < REQUEST_FIXED_LEN {
                 return Err(FrameError::malformed(format!(

@@ -39,6 +39,13 @@ pub const MAX_METHOD_LEN: usize = u16::MAX as usize;
 /// frame type is reserved and must be zero.
 pub const FLAG_STREAMING: u8 = 0x01;
 
+/// ATTACH flag bit 0: the body carries a checkpoint (`checkpoint_seq` and state). PROTOCOL.md
+/// section "Cluster link frames".
+pub const FLAG_HAS_CHECKPOINT: u8 = 0x01;
+
+/// Fixed part of an ATTACH body: session_id u64, call_id u64, next_seq u64, connection_id_len u8.
+pub const ATTACH_FIXED_LEN: usize = 8 + 8 + 8 + 1;
+
 /// Size in bytes of a REQUEST body's fixed part: `deadline_ms: u32` + `method_len: u16`.
 pub(crate) const REQUEST_FIXED_LEN: usize = 4 + 2;
 /// Size in bytes of the `seq: u64` at the start of an ITEM body.
@@ -63,6 +70,13 @@ pub enum FrameType {
     End = 0x04,
     /// `0x05`, server to client: the call failed. PROTOCOL.md 5.5.
     Error = 0x05,
+    /// `0x10`, director to worker, cluster link only: which session and call the REQUEST that
+    /// follows belongs to, and where to resume it. PROTOCOL.md "Cluster link frames".
+    Attach = 0x10,
+    /// `0x11`, worker to director, cluster link only: the handler's latest checkpoint.
+    Checkpoint = 0x11,
+    /// `0x12`, worker to director, cluster link only: the call stopped here for a migration.
+    Suspended = 0x12,
 }
 
 impl FrameType {
@@ -79,6 +93,7 @@ impl FrameType {
     pub const fn allowed_flags(self) -> u8 {
         match self {
             FrameType::Request => FLAG_STREAMING,
+            FrameType::Attach => FLAG_HAS_CHECKPOINT,
             _ => 0,
         }
     }
@@ -92,6 +107,9 @@ impl FrameType {
             FrameType::Item => "ITEM",
             FrameType::End => "END",
             FrameType::Error => "ERROR",
+            FrameType::Attach => "ATTACH",
+            FrameType::Checkpoint => "CHECKPOINT",
+            FrameType::Suspended => "SUSPENDED",
         }
     }
 }
@@ -108,9 +126,29 @@ impl TryFrom<u8> for FrameType {
             0x03 => FrameType::Item,
             0x04 => FrameType::End,
             0x05 => FrameType::Error,
+            0x10 => FrameType::Attach,
+            0x11 => FrameType::Checkpoint,
+            0x12 => FrameType::Suspended,
             other => return Err(FrameErrorKind::UnknownType(other).into()),
         })
     }
+}
+
+/// The body of an ATTACH frame (PROTOCOL.md "Cluster link frames"): `session_id: u64`,
+/// `call_id: u64`, `next_seq: u64`, `connection_id_len: u8`, `connection_id` (UTF-8), then, when
+/// flag [`FLAG_HAS_CHECKPOINT`] is set, `checkpoint_seq: u64` and the checkpoint state (rest).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Attach {
+    /// The session (client connection) the call belongs to.
+    pub session_id: u64,
+    /// The call's id within the director, stable across migrations.
+    pub call_id: u64,
+    /// The first item seq the client has not received yet; the worker sends no item below it.
+    pub next_seq: u64,
+    /// The client connection's `connectionId` (at most 255 bytes).
+    pub connection_id: String,
+    /// Where the handler resumes: `(seq, state)` of its last checkpoint; `None` = from the start.
+    pub checkpoint: Option<(u64, Bytes)>,
 }
 
 /// The contents of a REQUEST frame (PROTOCOL.md section 5.1): the first and only frame a client
@@ -164,6 +202,24 @@ pub enum Frame {
         /// A human-readable description (UTF-8, possibly empty); not meant to be parsed.
         message: String,
     },
+    /// ATTACH (`0x10`), director to worker on the cluster link, sent just before the REQUEST. See
+    /// [`Attach`].
+    Attach(Attach),
+    /// CHECKPOINT (`0x11`), worker to director on the cluster link: after `seq` items the
+    /// handler saved `state` (`ctx.checkpoint`). Body: `seq: u64` then the state bytes.
+    Checkpoint {
+        /// Number of items the handler had produced when it saved the state.
+        seq: u64,
+        /// Opaque handler state.
+        state: Bytes,
+    },
+    /// SUSPENDED (`0x12`), worker to director on the cluster link: the worker froze the call for a
+    /// migration; it sent items up to `next_seq - 1` and the rest comes from the new owner. Body:
+    /// exactly `next_seq: u64`.
+    Suspended {
+        /// The first seq this worker did not send.
+        next_seq: u64,
+    },
 }
 
 impl Frame {
@@ -176,6 +232,9 @@ impl Frame {
             Frame::Item { .. } => FrameType::Item,
             Frame::End { .. } => FrameType::End,
             Frame::Error { .. } => FrameType::Error,
+            Frame::Attach(_) => FrameType::Attach,
+            Frame::Checkpoint { .. } => FrameType::Checkpoint,
+            Frame::Suspended { .. } => FrameType::Suspended,
         }
     }
 
@@ -184,6 +243,7 @@ impl Frame {
     pub fn flags(&self) -> u8 {
         match self {
             Frame::Request(r) if r.streaming => FLAG_STREAMING,
+            Frame::Attach(a) if a.checkpoint.is_some() => FLAG_HAS_CHECKPOINT,
             _ => 0,
         }
     }
@@ -197,6 +257,11 @@ impl Frame {
             Frame::Item { payload, .. } => ITEM_FIXED_LEN + payload.len(),
             Frame::End { .. } => END_BODY_LEN,
             Frame::Error { message, .. } => ERROR_FIXED_LEN + message.len(),
+            Frame::Attach(a) => {
+                ATTACH_FIXED_LEN + a.connection_id.len() + a.checkpoint.as_ref().map_or(0, |(_, s)| 8 + s.len())
+            }
+            Frame::Checkpoint { state, .. } => 8 + state.len(),
+            Frame::Suspended { .. } => 8,
         }
     }
 
@@ -241,6 +306,23 @@ impl Frame {
                 dst.put_slice(payload);
             }
             Frame::End { items } => dst.put_u64(*items),
+            Frame::Attach(a) => {
+                assert!(a.connection_id.len() <= u8::MAX as usize, "ATTACH connection_id over 255 bytes");
+                dst.put_u64(a.session_id);
+                dst.put_u64(a.call_id);
+                dst.put_u64(a.next_seq);
+                dst.put_u8(a.connection_id.len() as u8);
+                dst.put_slice(a.connection_id.as_bytes());
+                if let Some((seq, state)) = &a.checkpoint {
+                    dst.put_u64(*seq);
+                    dst.put_slice(state);
+                }
+            }
+            Frame::Checkpoint { seq, state } => {
+                dst.put_u64(*seq);
+                dst.put_slice(state);
+            }
+            Frame::Suspended { next_seq } => dst.put_u64(*next_seq),
             Frame::Error { code, message } => {
                 dst.put_u16(code.as_u16());
                 dst.put_slice(message.as_bytes());

@@ -664,7 +664,7 @@ fn frame_type_byte_mapping() {
             }
         }
     }
-    assert_eq!(defined, [0x01, 0x02, 0x03, 0x04, 0x05]);
+    assert_eq!(defined, [0x01, 0x02, 0x03, 0x04, 0x05, 0x10, 0x11, 0x12]);
     assert_eq!(FrameType::Request.allowed_flags(), 0x01);
     for t in [
         FrameType::Response,
@@ -707,4 +707,47 @@ fn alpn_and_constants() {
 #[should_panic(expected = "REQUEST method is 65536 bytes")]
 fn encoding_an_overlong_method_panics() {
     let _ = request(&"m".repeat(MAX_METHOD_LEN + 1), 0, false, b"").to_bytes();
+}
+
+#[test]
+fn cluster_link_frames_round_trip_and_reject_malformed_bodies() {
+    use rpcnet_protocol::Attach;
+    let frames = [
+        Frame::Attach(Attach { session_id: 7, call_id: 9, next_seq: 42, connection_id: "00ff00ff00ff00ff".into(), checkpoint: None }),
+        Frame::Attach(Attach {
+            session_id: u64::MAX,
+            call_id: 1,
+            next_seq: 0,
+            connection_id: String::new(),
+            checkpoint: Some((40, Bytes::from_static(b"state-at-40"))),
+        }),
+        Frame::Attach(Attach { session_id: 1, call_id: 2, next_seq: 3, connection_id: "c".into(), checkpoint: Some((0, Bytes::new())) }),
+        Frame::Checkpoint { seq: 5, state: Bytes::from_static(b"s") },
+        Frame::Checkpoint { seq: 0, state: Bytes::new() },
+        Frame::Suspended { next_seq: 1234 },
+    ];
+    let mut buf = BytesMut::new();
+    for f in &frames {
+        f.encode(&mut buf);
+    }
+    let mut decoder = Decoder::default();
+    for f in &frames {
+        assert_eq!(decoder.decode(&mut buf).unwrap().as_ref(), Some(f));
+    }
+    assert!(buf.is_empty());
+
+    let reject = |bytes: &[u8], needle: &str| {
+        let e = Decoder::default().decode(&mut BytesMut::from(bytes)).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::Protocol);
+        assert!(e.to_string().contains(needle), "{e}");
+    };
+    reject(&[0x12, 0, 0, 0, 0, 4, 0, 0, 0, 1], "SUSPENDED");
+    reject(&[0x11, 0, 0, 0, 0, 3, 0, 0, 0], "CHECKPOINT");
+    reject(&[0x10, 0, 0, 0, 0, 3, 0, 0, 0], "ATTACH");
+    reject(&[0x11, 0x01, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0], "flag");
+    // connection_id_len larger than what follows.
+    let mut attach = vec![0x10, 0, 0, 0, 0, 25];
+    attach.extend_from_slice(&[0u8; 24]);
+    attach.push(9);
+    reject(&attach, "connection_id_len");
 }

@@ -122,7 +122,7 @@ fn session() -> SessionSnapshot {
                 (100, Bytes::from_static(b"t100")),
                 (101, Bytes::from_static(b"t101")),
             ],
-            checkpoint: Some(Bytes::from_static(b"99")),
+            checkpoint: Some((99, Bytes::from_static(b"99"))),
         }],
     }
 }

@@ -85,8 +85,9 @@ pub struct CallSnapshot {
     /// Items produced but not yet delivered, as `(seq, payload)`, seq ascending and
     /// contiguous from `next_seq` (`next_seq`, `next_seq + 1`, ...).
     pub pending: Vec<(u64, Bytes)>,
-    /// The state the handler last saved with `ctx.checkpoint(state)`, if any.
-    pub checkpoint: Option<Bytes>,
+    /// The handler's last checkpoint, if any: `(seq, state)` = after producing `seq` items the
+    /// handler saved `state` with `ctx.checkpoint(state)`. A resumed handler restarts there.
+    pub checkpoint: Option<(u64, Bytes)>,
 }
 
 impl CallSnapshot {
@@ -99,7 +100,7 @@ impl CallSnapshot {
         request: Bytes,
         streaming: bool,
         deadline_ms: u32,
-        checkpoint: Option<Bytes>,
+        checkpoint: Option<(u64, Bytes)>,
         last_received_seq: Option<u64>,
     ) -> Self {
         CallSnapshot {
@@ -209,7 +210,7 @@ impl SealedHeader {
 ///   call_count u32, then per call:
 ///     call_id u64 | method str16 | request bytes32 | streaming u8 (0/1) | deadline_ms u32
 ///     next_seq u64 | pending_count u32, then per item: seq u64 | payload bytes32
-///     checkpoint: u8 0 (none) or 1 followed by bytes32
+///     checkpoint: u8 0 (none) or 1 followed by seq u64 and bytes32
 /// ```
 ///
 /// Errors: `SNAPSHOT_MALFORMED` when the snapshot breaks an invariant the decoder checks
@@ -624,7 +625,7 @@ fn body_len_hint(s: &SessionSnapshot) -> usize {
             40 + c.method.len()
                 + c.request.len()
                 + c.pending.iter().map(|(_, p)| 12 + p.len()).sum::<usize>()
-                + c.checkpoint.as_ref().map_or(0, |b| 4 + b.len())
+                + c.checkpoint.as_ref().map_or(0, |(_, b)| 12 + b.len())
         })
         .sum();
     30 + s.connection_id.len() + s.app_state.len() + calls
@@ -670,8 +671,9 @@ fn encode_body_into(s: &SessionSnapshot, out: &mut Vec<u8>) -> Result<(), Migrat
         }
         match &c.checkpoint {
             None => out.push(0),
-            Some(cp) => {
+            Some((seq, cp)) => {
                 out.push(1);
+                put_u64(out, *seq);
                 put_bytes32(out, cp, "checkpoint").map_err(too_long)?;
             }
         }
@@ -768,7 +770,8 @@ fn read_call(r: &mut Reader<'_>) -> Result<CallSnapshot, Result<ReadError, Migra
         pending.push((seq, r.bytes32("pending item").map_err(Ok)?));
     }
     let checkpoint = if r.bool("checkpoint present").map_err(Ok)? {
-        Some(r.bytes32("checkpoint").map_err(Ok)?)
+        let seq = r.u64("checkpoint seq").map_err(Ok)?;
+        Some((seq, r.bytes32("checkpoint").map_err(Ok)?))
     } else {
         None
     };
@@ -808,7 +811,7 @@ mod tests {
                         (10, Bytes::from_static(b"a")),
                         (11, Bytes::from_static(b"b")),
                     ],
-                    checkpoint: Some(Bytes::from_static(b"cp")),
+                    checkpoint: Some((3, Bytes::from_static(b"cp"))),
                 },
                 CallSnapshot {
                     call_id: 2,
