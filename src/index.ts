@@ -21,3 +21,7 @@ export type { ClientOptions, ClientTlsOptions, CallOptions } from './client.js';
 export { RpcError, ERROR_CODES, isErrorCode } from './errors.js';
 export type { ErrorCode } from './errors.js';
 export type { ConnectionStats } from './stats.js';
+export { RpcWorker } from './worker.js';
+export type { WorkerOptions, WorkerHooks, MigrationRequestInfo, MigrationDecision } from './worker.js';
+export { Director } from './director.js';
+export type { DirectorOptions, DirectorEvent, MigrationReport } from './director.js';

@@ -52,6 +52,19 @@ export interface CallContext {
   readonly signal: AbortSignal;
   /** The connection the call arrived on. */
   readonly connection: CallConnection;
+  /**
+   * Set when this call resumes elsewhere after a migration or a failover: continue producing
+   * from item `seq` with the state saved by {@link CallContext.checkpoint} (README "Resumable
+   * handlers"). Undefined for a fresh call, which starts at item 0.
+   */
+  readonly resume?: { readonly seq: number; readonly state: Buffer };
+  /**
+   * Streaming calls: records the handler's state after the items yielded so far. On a cluster
+   * worker it is relayed to the director, and a migration or failover resumes the handler from
+   * the latest checkpoint (`ctx.resume`). Items already delivered are never delivered again.
+   * On a plain server and for unary calls it has no effect.
+   */
+  checkpoint(state: Uint8Array): void;
 }
 
 /** A unary handler: request bytes in, response bytes out. Throw an {@link RpcError} to pick the code. */
@@ -96,6 +109,11 @@ export class RpcServer {
   private constructor(n: Native.NativeServer) {
     this.#native = n;
     this.#loop = this.#run();
+  }
+
+  /** Wraps a native server owned by another object (a cluster worker's user port). @internal */
+  static fromNative(n: Native.NativeServer): RpcServer {
+    return new RpcServer(n);
   }
 
   /**
@@ -183,7 +201,10 @@ export class RpcServer {
       if (events.length === 0) return;
       for (const event of events) {
         if (event.kind === 'call') this.#start(event);
-        else this.#calls.get(event.id)?.abort(new RpcError((event.code as RpcError['code']) ?? 'CANCELLED', cancelMessage(event.code)));
+        else
+          this.#calls
+            .get(event.id)
+            ?.abort(new RpcError((event.code as RpcError['code']) ?? 'CANCELLED', event.message ?? cancelMessage(event.code)));
       }
     }
   }
@@ -196,6 +217,7 @@ export class RpcServer {
     const n = this.#native;
     const connectionId = event.connectionId!;
     const ctx: CallContext = {
+      checkpoint: handler?.streaming ? (state: Uint8Array) => void n.checkpoint(id, asBuffer(state)) : () => {},
       method: event.method!,
       deadlineMs: event.deadlineMs ?? 0,
       signal: controller.signal,
@@ -206,6 +228,9 @@ export class RpcServer {
       },
     };
     const request = event.payload!;
+    if (event.resumeSeq != null) {
+      (ctx as { resume?: CallContext['resume'] }).resume = { seq: event.resumeSeq, state: event.resumeState ?? Buffer.alloc(0) };
+    }
     const done = () => this.#calls.delete(id);
     if (!handler) {
       n.fail(id, 'NOT_FOUND', `no such method: ${event.method}`);

@@ -33,6 +33,9 @@ pub struct ClientConfig {
     pub max_frame_size: u32,
     /// Time allowed for the QUIC + TLS handshake, ms.
     pub connect_timeout_ms: u64,
+    /// Cluster mode: present the cluster certificate and verify the peer against the cluster
+    /// CA (mutual TLS, [`crate::cluster`]); `trust` and `server_name` are then ignored.
+    pub cluster: Option<std::sync::Arc<crate::cluster::ClusterCredentials>>,
 }
 
 impl ClientConfig {
@@ -43,7 +46,16 @@ impl ClientConfig {
             server_name: DEFAULT_SERVER_NAME.to_string(),
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+            cluster: None,
         }
+    }
+
+    /// Settings for a cluster peer (mutual TLS under the cluster CA).
+    pub fn cluster(creds: std::sync::Arc<crate::cluster::ClusterCredentials>) -> Self {
+        let mut c = Self::new(ClientTrust::SystemRoots);
+        c.server_name = crate::cluster::CLUSTER_SERVER_NAME.to_string();
+        c.cluster = Some(creds);
+        c
     }
 }
 
@@ -62,11 +74,17 @@ impl Client {
     /// `DEADLINE_EXCEEDED` after `connect_timeout_ms`.
     pub async fn connect(addr: SocketAddr, config: ClientConfig) -> Result<Client, RpcError> {
         crate::log::init();
-        let crypto = client_crypto(&config.trust)?;
-        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
-            .map_err(|e| RpcError::internal(format!("TLS config unusable for QUIC: {e}")))?;
-        let mut client_config = quinn::ClientConfig::new(Arc::new(quic));
-        client_config.transport_config(transport_config());
+        let client_config = match &config.cluster {
+            Some(creds) => creds.quinn_client_config(rpcnet_protocol::ALPN)?,
+            None => {
+                let crypto = client_crypto(&config.trust)?;
+                let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
+                    .map_err(|e| RpcError::internal(format!("TLS config unusable for QUIC: {e}")))?;
+                let mut client_config = quinn::ClientConfig::new(Arc::new(quic));
+                client_config.transport_config(transport_config());
+                client_config
+            }
+        };
         let bind: SocketAddr = if addr.is_ipv6() { "[::]:0".parse().unwrap() } else { "0.0.0.0:0".parse().unwrap() };
         let mut endpoint = quinn::Endpoint::client(bind)
             .map_err(|e| RpcError::unavailable(format!("cannot bind a client UDP socket: {e}")))?;

@@ -18,12 +18,16 @@
 
 pub mod cancel;
 pub mod client;
+pub mod cluster;
 pub mod connection;
+pub mod director;
 pub mod error;
 pub mod log;
+pub mod mgmt;
 pub mod server;
 pub mod tls;
 pub mod transport;
+pub mod worker;
 
 pub use client::{Canceller, Client, ClientConfig, ItemStream, StreamHandle};
 pub use connection::{ConnectionInfo, ConnectionStats};

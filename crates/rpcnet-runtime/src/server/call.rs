@@ -10,6 +10,9 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::{CallSlot, ItemQueue, MethodKind, ServerEvent, Shared, Taken};
+use crate::server::item_queue::Entry;
+use rpcnet_protocol::migration::CallSnapshot;
+use rpcnet_protocol::Attach;
 use crate::connection::ConnectionInfo;
 use crate::error::{app_code, RpcError};
 use crate::server::item_queue::Ending;
@@ -19,28 +22,33 @@ use rpcnet_protocol::{Decoder, ErrorCode, Frame, Request};
 /// Most items written to the stream in one batch.
 const WRITE_BATCH: usize = 256;
 
-/// Reads frames until the REQUEST is complete. Errors carry the code to answer with.
-pub(crate) async fn read_request(recv: &mut quinn::RecvStream, max_frame_size: u32) -> Result<Request, RpcError> {
+/// Reads the first frames of a call: the REQUEST, preceded by an ATTACH on a cluster link.
+async fn read_head(
+    recv: &mut quinn::RecvStream,
+    max_frame_size: u32,
+    link: bool,
+) -> Result<(Option<Attach>, Request), RpcError> {
     let mut decoder = Decoder::new(max_frame_size);
     let mut buf = BytesMut::new();
+    let mut attach = None;
+    let mut eof = false;
     loop {
-        match recv.read_chunk(64 * 1024, true).await? {
-            Some(chunk) => {
-                buf.extend_from_slice(&chunk.bytes);
-                if let Some(frame) = decoder.decode(&mut buf)? {
-                    return match frame {
-                        Frame::Request(r) => Ok(r),
-                        other => Err(RpcError::protocol(format!(
-                            "expected REQUEST as the first frame of a call, got {:?}",
-                            other.frame_type()
-                        ))),
-                    };
-                }
+        let frame = if eof { decoder.decode_eof(&mut buf)? } else { decoder.decode(&mut buf)? };
+        match frame {
+            Some(Frame::Request(r)) => return Ok((attach, r)),
+            Some(Frame::Attach(a)) if link && attach.is_none() => attach = Some(a),
+            Some(other) => {
+                return Err(RpcError::protocol(format!(
+                    "expected {} as the first frame of a call, got {}",
+                    if link { "ATTACH or REQUEST" } else { "REQUEST" },
+                    other.frame_type().name()
+                )))
             }
-            None => {
-                decoder.decode_eof(&mut buf)?;
-                return Err(RpcError::protocol("stream finished before a REQUEST frame"));
-            }
+            None if eof => return Err(RpcError::protocol("stream finished before a REQUEST frame")),
+            None => match recv.read_chunk(64 * 1024, true).await? {
+                Some(chunk) => buf.extend_from_slice(&chunk.bytes),
+                None => eof = true,
+            },
         }
     }
 }
@@ -57,13 +65,23 @@ async fn fail(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, e: Rpc
     }
 }
 
+/// The later of two checkpoints (by seq).
+fn later(a: Option<(u64, Bytes)>, b: Option<(u64, Bytes)>) -> Option<(u64, Bytes)> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if y.0 > x.0 { y } else { x }),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
 pub(crate) async fn serve_call(
     shared: Arc<Shared>,
     connection: ConnectionInfo,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
-    let request = match read_request(&mut recv, shared.config.max_frame_size).await {
+    let link = shared.config.cluster.is_some();
+    let (attach, request) = match read_head(&mut recv, shared.config.max_frame_size, link).await {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(connection_id = %connection.id, error = %e, "bad request");
@@ -100,6 +118,7 @@ pub(crate) async fn serve_call(
         }
     };
     tokio::pin!(sleep);
+    let client_connection_id = attach.as_ref().map_or_else(|| connection.id.clone(), |a| a.connection_id.clone());
 
     match kind {
         MethodKind::Unary => {
@@ -112,16 +131,18 @@ pub(crate) async fn serve_call(
                 kind,
                 deadline_ms,
                 connection,
+                client_connection_id,
+                resume: None,
             });
             let outcome = tokio::select! {
                 r = rx => Some(r.unwrap_or_else(|_| Err(RpcError::internal("handler dropped the call")))),
                 _ = &mut sleep => {
-                    shared.emit(ServerEvent::Cancelled { id, code: ErrorCode::DeadlineExceeded });
+                    shared.emit(ServerEvent::Cancelled { id, code: ErrorCode::DeadlineExceeded, message: format!("deadline of {deadline_ms} ms exceeded") });
                     Some(Err(RpcError::deadline_exceeded(deadline_ms)))
                 }
                 r = &mut stopped => {
                     let code = stop_code(r);
-                    shared.emit(ServerEvent::Cancelled { id, code });
+                    shared.emit(ServerEvent::Cancelled { id, code, message: "the client cancelled the call".into() });
                     None
                 }
             };
@@ -141,8 +162,37 @@ pub(crate) async fn serve_call(
             }
         }
         MethodKind::ServerStreaming => {
+            // Where this call (re)starts: a restored snapshot's pending items are sent first, the
+            // handler resumes at the latest checkpoint, and no item below `skip_below` (what the
+            // client already has, or what the pending items cover) is sent again.
+            let restored = attach.as_ref().and_then(|a| shared.sessions.take_restored(a.session_id, a.call_id));
+            let client_next = attach.as_ref().map_or(0, |a| a.next_seq);
+            let mut checkpoint = attach.as_ref().and_then(|a| a.checkpoint.clone());
+            let mut skip_below = client_next;
+            let mut first_writes: Vec<Bytes> = Vec::new();
+            if let Some(r) = restored {
+                checkpoint = later(checkpoint, r.checkpoint.clone());
+                for (seq, item) in r.pending {
+                    if seq >= client_next {
+                        let mut head = BytesMut::with_capacity(14);
+                        encode_item_header(seq, item.len(), &mut head);
+                        first_writes.push(head.freeze());
+                        first_writes.push(item);
+                    }
+                    skip_below = skip_below.max(seq + 1);
+                }
+            }
+            let mut seq: u64 = checkpoint.as_ref().map_or(0, |c| c.0);
+            let mut latest = checkpoint.clone();
+
             let queue = Arc::new(ItemQueue::new(shared.config.stream_window_items, shared.config.stream_window_bytes));
             shared.calls.lock().unwrap().insert(id, CallSlot::Streaming(queue.clone()));
+            let mut freeze = match &attach {
+                Some(a) => Some(shared.sessions.open_call(a.session_id, &a.connection_id, a.call_id)),
+                None => None,
+            };
+            let method = request.method.clone();
+            let payload = request.payload.clone();
             shared.emit(ServerEvent::Call {
                 id,
                 method: request.method,
@@ -150,54 +200,128 @@ pub(crate) async fn serve_call(
                 kind,
                 deadline_ms,
                 connection,
+                client_connection_id,
+                resume: checkpoint,
             });
-            let mut seq: u64 = 0;
-            let result: Result<(), (ErrorCode, bool)> = loop {
+            if !first_writes.is_empty() {
+                if let Err(e) = send.write_all_chunks(&mut first_writes).await {
+                    tracing::debug!(error = %e, "writing restored items failed");
+                }
+            }
+            enum Stop {
+                Done,
+                Early(ErrorCode, bool),
+                Frozen,
+            }
+            let result: Stop = loop {
                 let taken = tokio::select! {
                     t = queue.take(WRITE_BATCH) => t,
-                    _ = &mut sleep => break Err((ErrorCode::DeadlineExceeded, true)),
-                    r = &mut stopped => break Err((stop_code(r), false)),
+                    _ = &mut sleep => break Stop::Early(ErrorCode::DeadlineExceeded, true),
+                    r = &mut stopped => break Stop::Early(stop_code(r), false),
+                    f = async { match freeze.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                        let Some(reply) = f else { freeze = None; continue };
+                        // State Capture at an item boundary: everything not yet written is pending.
+                        let (rest, _ending) = queue.close_and_drain();
+                        let mut pending = Vec::new();
+                        for entry in rest {
+                            match entry {
+                                Entry::Item(item) => {
+                                    if seq >= skip_below {
+                                        pending.push((seq, item));
+                                    }
+                                    seq += 1;
+                                }
+                                Entry::Checkpoint(state) => latest = Some((seq, state)),
+                            }
+                        }
+                        let next_seq = pending.first().map_or(seq.max(skip_below), |p| p.0);
+                        let a = attach.as_ref().expect("freeze only on attached calls");
+                        let _ = reply.send(CallSnapshot {
+                            call_id: a.call_id,
+                            method: method.clone(),
+                            request: payload.clone(),
+                            streaming: true,
+                            deadline_ms,
+                            next_seq,
+                            pending,
+                            checkpoint: latest.clone(),
+                        });
+                        let _ = send.write_all(&Frame::Suspended { next_seq }.to_bytes()).await;
+                        let _ = send.finish();
+                        break Stop::Frozen;
+                    }
                 };
                 match taken {
-                    Taken::Items(items) => {
-                        let mut chunks = Vec::with_capacity(items.len() * 2);
-                        for item in items {
-                            let mut head = BytesMut::with_capacity(14);
-                            encode_item_header(seq, item.len(), &mut head);
-                            seq += 1;
-                            chunks.push(head.freeze());
-                            chunks.push(item);
+                    Taken::Items(entries) => {
+                        let mut chunks = Vec::with_capacity(entries.len() * 2);
+                        for entry in entries {
+                            match entry {
+                                Entry::Item(item) => {
+                                    if seq >= skip_below {
+                                        let mut head = BytesMut::with_capacity(14);
+                                        encode_item_header(seq, item.len(), &mut head);
+                                        chunks.push(head.freeze());
+                                        chunks.push(item);
+                                    }
+                                    seq += 1;
+                                }
+                                Entry::Checkpoint(state) => {
+                                    if link {
+                                        chunks.push(Frame::Checkpoint { seq, state: state.clone() }.to_bytes());
+                                    }
+                                    latest = Some((seq, state));
+                                }
+                            }
                         }
                         let written = tokio::select! {
                             w = send.write_all_chunks(&mut chunks) => w,
-                            _ = &mut sleep => break Err((ErrorCode::DeadlineExceeded, true)),
+                            _ = &mut sleep => break Stop::Early(ErrorCode::DeadlineExceeded, true),
                         };
                         if let Err(e) = written {
-                            break Err((RpcError::from(e).code, false));
+                            break Stop::Early(RpcError::from(e).code, false);
                         }
                     }
                     Taken::Ended(Ending::End) => {
-                        let _ = send.write_all(&Frame::End { items: seq }.to_bytes()).await;
+                        let _ = send.write_all(&Frame::End { items: seq.max(skip_below) }.to_bytes()).await;
                         let _ = send.finish();
-                        break Ok(());
+                        break Stop::Done;
                     }
                     Taken::Ended(Ending::Error(e)) => {
                         let _ = send.write_all(&error_frame(&e)).await;
                         let _ = send.finish();
-                        break Ok(());
+                        break Stop::Done;
                     }
                 }
             };
             queue.close();
             shared.calls.lock().unwrap().remove(&id);
-            if let Err((code, tell_client)) = result {
-                tracing::debug!(id, %code, "streaming call ended early");
-                shared.emit(ServerEvent::Cancelled { id, code });
-                if tell_client {
-                    let _ = send.write_all(&error_frame(&RpcError::deadline_exceeded(deadline_ms))).await;
-                    let _ = send.finish();
-                } else {
-                    let _ = send.reset(app_code(code));
+            if let Some(a) = &attach {
+                shared.sessions.close_call(a.session_id, a.call_id);
+            }
+            match result {
+                Stop::Done => {}
+                Stop::Frozen => {
+                    tracing::debug!(id, "streaming call frozen for migration");
+                    shared.emit(ServerEvent::Cancelled {
+                        id,
+                        code: ErrorCode::Unavailable,
+                        message: "the session migrated to another worker".into(),
+                    });
+                }
+                Stop::Early(code, tell_client) => {
+                    tracing::debug!(id, %code, "streaming call ended early");
+                    let message = match code {
+                        ErrorCode::DeadlineExceeded => format!("deadline of {deadline_ms} ms exceeded"),
+                        ErrorCode::Cancelled => "the client cancelled the call".into(),
+                        _ => "the connection was lost".into(),
+                    };
+                    shared.emit(ServerEvent::Cancelled { id, code, message });
+                    if tell_client {
+                        let _ = send.write_all(&error_frame(&RpcError::deadline_exceeded(deadline_ms))).await;
+                        let _ = send.finish();
+                    } else {
+                        let _ = send.reset(app_code(code));
+                    }
                 }
             }
         }

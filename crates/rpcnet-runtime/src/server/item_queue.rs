@@ -1,5 +1,5 @@
-//! The bounded hand-off between a streaming handler (which produces items) and the task that
-//! writes them to the call's QUIC stream. It is what keeps a slow reader from making the server
+//! The bounded hand-off between a streaming handler (which produces items and checkpoints) and
+//! the task that writes them to the call's QUIC stream. It is what keeps a slow reader from making the server
 //! buffer without limit: once `high_water_items` or `high_water_bytes` is reached, [`ItemQueue::push`]
 //! answers [`PushStatus::Full`] and the producer waits in [`ItemQueue::writable`] until the writer
 //! has drained the queue below half of both marks.
@@ -32,18 +32,35 @@ pub enum Ending {
     Error(RpcError),
 }
 
+/// One queued entry, in production order.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    /// An item; it gets the next seq when written.
+    Item(Bytes),
+    /// `ctx.checkpoint(state)`: the handler's state after the items queued before it.
+    Checkpoint(Bytes),
+}
+
+impl Entry {
+    fn len(&self) -> usize {
+        match self {
+            Entry::Item(b) | Entry::Checkpoint(b) => b.len(),
+        }
+    }
+}
+
 /// What the writer takes out of the queue.
 #[derive(Debug)]
 pub enum Taken {
-    /// Items in production order (one or more).
-    Items(Vec<Bytes>),
+    /// Entries in production order (one or more).
+    Items(Vec<Entry>),
     /// All items were taken and the producer ended the stream.
     Ended(Ending),
 }
 
 #[derive(Debug, Default)]
 struct State {
-    items: VecDeque<Bytes>,
+    items: VecDeque<Entry>,
     bytes: usize,
     ending: Option<Ending>,
     closed: bool,
@@ -78,6 +95,15 @@ impl ItemQueue {
 
     /// Appends one item. Never drops an accepted item; see [`PushStatus`].
     pub fn push(&self, item: Bytes) -> PushStatus {
+        self.push_entry(Entry::Item(item))
+    }
+
+    /// Appends a checkpoint (placed between the items queued before and after it).
+    pub fn checkpoint(&self, state: Bytes) -> PushStatus {
+        self.push_entry(Entry::Checkpoint(state))
+    }
+
+    fn push_entry(&self, item: Entry) -> PushStatus {
         let mut s = self.state.lock().unwrap();
         if s.closed || s.ending.is_some() {
             return PushStatus::Closed;
@@ -113,6 +139,20 @@ impl ItemQueue {
         self.state.lock().unwrap().closed = true;
         self.writable.notify_waiters();
         self.writable.notify_one();
+    }
+
+    /// Closes the queue and takes every entry not yet written (for a migration's state capture).
+    /// The producer's ending, if any, is returned too.
+    pub fn close_and_drain(&self) -> (Vec<Entry>, Option<Ending>) {
+        let mut s = self.state.lock().unwrap();
+        s.closed = true;
+        let items: Vec<Entry> = s.items.drain(..).collect();
+        s.bytes = 0;
+        let ending = s.ending.take();
+        drop(s);
+        self.writable.notify_waiters();
+        self.writable.notify_one();
+        (items, ending)
     }
 
     /// True once [`ItemQueue::close`] was called.
@@ -160,8 +200,8 @@ impl ItemQueue {
                 let mut s = self.state.lock().unwrap();
                 if !s.items.is_empty() {
                     let n = s.items.len().min(max_items.max(1));
-                    let items: Vec<Bytes> = s.items.drain(..n).collect();
-                    s.bytes -= items.iter().map(Bytes::len).sum::<usize>();
+                    let items: Vec<Entry> = s.items.drain(..n).collect();
+                    s.bytes -= items.iter().map(Entry::len).sum::<usize>();
                     let wake = s.items.len() <= self.high_water_items / 2 && s.bytes <= self.high_water_bytes / 2;
                     drop(s);
                     if wake {

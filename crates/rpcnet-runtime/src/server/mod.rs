@@ -8,6 +8,7 @@
 
 mod call;
 mod item_queue;
+mod session;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,9 +18,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-pub use item_queue::{Ending, ItemQueue, PushStatus, Taken};
+pub use item_queue::{Ending, Entry, ItemQueue, PushStatus, Taken};
+pub use session::Sessions;
 
 use crate::cancel::Canceller;
+use crate::cluster::ClusterCredentials;
 use crate::connection::ConnectionInfo;
 use crate::error::RpcError;
 use crate::tls::{server_crypto, ServerIdentity};
@@ -53,6 +56,9 @@ pub struct ServerConfig {
     pub stream_window_items: usize,
     /// Bytes a streaming call may queue before the producer must wait.
     pub stream_window_bytes: usize,
+    /// Cluster mode (a worker's user port): mutual TLS under the cluster CA instead of
+    /// `identity`, and calls may start with an ATTACH frame (PROTOCOL.md "Cluster link frames").
+    pub cluster: Option<Arc<ClusterCredentials>>,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +69,7 @@ impl Default for ServerConfig {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             stream_window_items: DEFAULT_STREAM_WINDOW_ITEMS,
             stream_window_bytes: DEFAULT_STREAM_WINDOW_BYTES,
+            cluster: None,
         }
     }
 }
@@ -82,8 +89,13 @@ pub enum ServerEvent {
         kind: MethodKind,
         /// Deadline in ms from reception (0 = none).
         deadline_ms: u32,
-        /// The connection the call arrived on.
+        /// The connection the call arrived on (on a worker: the director's link).
         connection: ConnectionInfo,
+        /// The client connection's `connectionId` (from ATTACH on a worker; else `connection.id`).
+        client_connection_id: String,
+        /// For a resumed call (migration or failover): `(seq, state)` of the handler's last
+        /// checkpoint; the handler continues from item `seq`. `None` = start from item 0.
+        resume: Option<(u64, Bytes)>,
     },
     /// A call ended before the embedder answered: the client cancelled (`CANCELLED`), the deadline
     /// passed (`DEADLINE_EXCEEDED`) or the connection was lost (`UNAVAILABLE`). The embedder should
@@ -93,6 +105,8 @@ pub enum ServerEvent {
         id: u64,
         /// Why it ended.
         code: ErrorCode,
+        /// What happened, for humans.
+        message: String,
     },
 }
 
@@ -107,6 +121,7 @@ pub(crate) struct Shared {
     next_id: AtomicU64,
     connections: Mutex<HashMap<String, ConnectionInfo>>,
     shutdown: Canceller,
+    sessions: Arc<Sessions>,
     events: mpsc::UnboundedSender<ServerEvent>,
     config: ServerConfig,
 }
@@ -132,13 +147,19 @@ impl Server {
     /// be bound (in use, not local).
     pub async fn bind(config: ServerConfig) -> Result<Server, RpcError> {
         crate::log::init();
-        let identity = config.identity.load()?;
-        let fingerprint = identity.fingerprint.clone();
-        let crypto = server_crypto(identity)?;
-        let quic = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
-            .map_err(|e| RpcError::internal(format!("TLS config unusable for QUIC: {e}")))?;
-        let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic));
-        server_config.transport_config(transport_config());
+        let (server_config, fingerprint) = match &config.cluster {
+            Some(creds) => (creds.quinn_server_config(rpcnet_protocol::ALPN)?, crate::tls::fingerprint(&creds.chain[0])),
+            None => {
+                let identity = config.identity.load()?;
+                let fingerprint = identity.fingerprint.clone();
+                let crypto = server_crypto(identity)?;
+                let quic = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
+                    .map_err(|e| RpcError::internal(format!("TLS config unusable for QUIC: {e}")))?;
+                let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+                server_config.transport_config(transport_config());
+                (server_config, fingerprint)
+            }
+        };
         let endpoint = quinn::Endpoint::server(server_config, config.bind)
             .map_err(|e| RpcError::unavailable(format!("cannot bind UDP {}: {e}", config.bind)))?;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -148,6 +169,7 @@ impl Server {
             next_id: AtomicU64::new(1),
             connections: Mutex::new(HashMap::new()),
             shutdown: Canceller::new(),
+            sessions: Arc::new(Sessions::default()),
             events: tx,
             config,
         });
@@ -224,6 +246,17 @@ impl Server {
             }
         }
         status
+    }
+
+    /// Records `ctx.checkpoint(state)` of a streaming call, in order with its items. See
+    /// [`PushStatus`].
+    pub fn checkpoint(&self, id: u64, state: Bytes) -> PushStatus {
+        self.queue(id).map_or(PushStatus::Closed, |q| q.checkpoint(state))
+    }
+
+    /// The sessions this server holds (meaningful in cluster mode).
+    pub fn sessions(&self) -> &Arc<Sessions> {
+        &self.shared.sessions
     }
 
     /// Waits until a streaming call can take more items. Returns false if the call is over.

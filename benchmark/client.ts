@@ -1,0 +1,183 @@
+/**
+ * The TypeScript benchmark client, run as its own process by `benchmark/run.ts` once per scenario:
+ * connects to the rpcnet TypeScript server ({@link RpcClient}, certificate pinned) or to the grpc-js
+ * server (TLS, the self-signed certificate as root CA), runs the warm-up and then the measured
+ * window, and prints one JSON line ({@link ClientResult}). The Rust-only client is
+ * crates/rpcnet-runtime/examples/bench.rs, which prints the same fields.
+ * @module
+ */
+import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
+import { RpcClient } from '../dist/index.js';
+import {
+  exitWhenParentGoes,
+  GRPC_STREAM_PATH,
+  GRPC_UNARY_PATH,
+  printJsonLine,
+  STREAM_COUNT,
+  STREAM_METHOD,
+  streamRequest,
+  summarize,
+  UNARY_METHOD,
+  UNARY_SIZE,
+  type ClientResult,
+} from './common.ts';
+import { raw } from './grpc-service.ts';
+
+/** What one measured window produced. */
+interface Window {
+  ops: number;
+  errors: number;
+  bytes: number;
+  elapsedMs: number;
+  latencies: number[];
+}
+
+/** One system's client, reduced to the two operations the scenarios need. */
+interface BenchClient {
+  /** One unary call of the 64-byte request; resolves with the response. */
+  unary(request: Buffer): Promise<Buffer>;
+  /**
+   * One streaming call: discards items until `warmEnd`, counts those that arrive before `end`
+   * (performance.now() times), then cancels the call.
+   */
+  stream(warmEnd: number, end: number): Promise<Window>;
+  close(): Promise<void>;
+}
+
+const { values } = parseArgs({
+  options: {
+    system: { type: 'string' },
+    scenario: { type: 'string' },
+    addr: { type: 'string' },
+    fingerprint: { type: 'string' },
+    ca: { type: 'string' },
+    concurrency: { type: 'string', default: '1' },
+    'duration-ms': { type: 'string', default: '5000' },
+    'warmup-ms': { type: 'string', default: '1000' },
+  },
+});
+
+exitWhenParentGoes();
+
+const addr = values.addr ?? fail('--addr is required');
+const concurrency = Math.max(1, Number(values.concurrency));
+const durationMs = Number(values['duration-ms']);
+const warmupMs = Number(values['warmup-ms']);
+
+function fail(message: string): never {
+  throw new Error(`client: ${message}`);
+}
+
+async function rpcnetClient(): Promise<BenchClient> {
+  const client = await RpcClient.connect(addr, { tls: { pin: values.fingerprint ?? fail('--fingerprint is required') } });
+  return {
+    unary: (request) => client.call(UNARY_METHOD, request),
+    async stream(warmEnd, end) {
+      const w: Window = { ops: 0, errors: 0, bytes: 0, elapsedMs: end - warmEnd, latencies: [] };
+      // Breaking out of the loop cancels the call.
+      for await (const item of client.callStreaming(STREAM_METHOD, streamRequest(STREAM_COUNT))) {
+        const t = performance.now();
+        if (t < warmEnd) continue;
+        if (t >= end) break;
+        w.ops++;
+        w.bytes += item.length;
+      }
+      return w;
+    },
+    close: () => client.close(),
+  };
+}
+
+async function grpcClient(): Promise<BenchClient> {
+  const ca = readFileSync(values.ca ?? fail('--ca is required'));
+  // Connect to the IP but verify (and send SNI / :authority for) the certificate's DNS name.
+  const client = new grpc.Client(addr, grpc.credentials.createSsl(ca), {
+    'grpc.ssl_target_name_override': 'localhost',
+    'grpc.default_authority': 'localhost',
+  });
+  await new Promise<void>((resolve, reject) =>
+    client.waitForReady(Date.now() + 10_000, (error) => (error ? reject(error) : resolve())),
+  );
+  return {
+    unary: (request) =>
+      new Promise<Buffer>((resolve, reject) =>
+        client.makeUnaryRequest<Buffer, Buffer>(GRPC_UNARY_PATH, raw, raw, request, (error, value) =>
+          error ? reject(error) : resolve(value!),
+        ),
+      ),
+    stream(warmEnd, end) {
+      return new Promise<Window>((resolve, reject) => {
+        const w: Window = { ops: 0, errors: 0, bytes: 0, elapsedMs: end - warmEnd, latencies: [] };
+        const call = client.makeServerStreamRequest<Buffer, Buffer>(GRPC_STREAM_PATH, raw, raw, streamRequest(STREAM_COUNT));
+        let done = false;
+        const finish = (error?: Error) => {
+          if (done) return;
+          done = true;
+          clearTimeout(safety);
+          call.cancel();
+          if (error) reject(error);
+          else resolve(w);
+        };
+        // If items stop arriving, end the window anyway.
+        const safety = setTimeout(() => finish(), end - performance.now() + 5_000);
+        call.on('data', (item: Buffer) => {
+          const t = performance.now();
+          if (t < warmEnd) return;
+          if (t >= end) return finish();
+          w.ops++;
+          w.bytes += item.length;
+        });
+        call.on('error', (error) => finish(error));
+        call.on('end', () => finish(new Error('stream ended before the window did')));
+      });
+    },
+    close: async () => client.close(),
+  };
+}
+
+/** Runs `concurrency` loops of calls for `ms`, each with one call outstanding at a time. */
+async function unaryWindow(client: BenchClient, ms: number, record: boolean): Promise<Window> {
+  const request = Buffer.alloc(UNARY_SIZE, 0x42);
+  const w: Window = { ops: 0, errors: 0, bytes: 0, elapsedMs: 0, latencies: [] };
+  const start = performance.now();
+  const end = start + ms;
+  let firstError: unknown;
+  const loop = async () => {
+    while (performance.now() < end) {
+      const t0 = performance.now();
+      try {
+        const response = await client.unary(request);
+        const t1 = performance.now();
+        w.ops++;
+        w.bytes += response.length;
+        if (record) w.latencies.push(t1 - t0);
+      } catch (error) {
+        firstError ??= error;
+        w.errors++;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, loop));
+  w.elapsedMs = performance.now() - start;
+  if (firstError) console.error('client: a unary call failed:', firstError);
+  return w;
+}
+
+const client = values.system === 'rpcnet-ts' ? await rpcnetClient() : values.system === 'grpc-js' ? await grpcClient() : fail(`unknown --system ${values.system}`);
+let window: Window;
+if (values.scenario === 'unary') {
+  await unaryWindow(client, warmupMs, false);
+  window = await unaryWindow(client, durationMs, true);
+} else if (values.scenario === 'stream') {
+  const warmEnd = performance.now() + warmupMs;
+  window = await client.stream(warmEnd, warmEnd + durationMs);
+} else {
+  fail(`unknown --scenario ${values.scenario}`);
+}
+const result: ClientResult = summarize(window.ops, window.errors, window.bytes, window.elapsedMs, window.latencies);
+printJsonLine(result);
+await client.close();
+process.exit(0);

@@ -1,0 +1,161 @@
+/**
+ * What the benchmark's processes agree on: method names and payload sizes (the same as in
+ * crates/rpcnet-runtime/examples/bench.rs), the scenarios, the shape of a client's result line, and
+ * the small helpers the driver and the child processes share (percentiles, JSON-line handshakes
+ * with a child process, waiting for the parent to go away).
+ * @module
+ */
+import type { ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+
+/** rpcnet unary method: 64-byte request, 64-byte response. */
+export const UNARY_METHOD = 'echo';
+/** rpcnet server-streaming method: the request is a u32 big-endian item count; items are 1 KiB. */
+export const STREAM_METHOD = 'stream';
+/** grpc-js path of the unary method. */
+export const GRPC_UNARY_PATH = '/rpcnet.bench.Bench/Echo';
+/** grpc-js path of the server-streaming method. */
+export const GRPC_STREAM_PATH = '/rpcnet.bench.Bench/Stream';
+/** Unary request and response size, bytes. */
+export const UNARY_SIZE = 64;
+/** Streaming item size, bytes. */
+export const ITEM_SIZE = 1024;
+/** Item count asked for by a streaming client: more than any run consumes; it cancels at the end. */
+export const STREAM_COUNT = 0xffffffff;
+
+/** Encodes a streaming request: the item count as a u32, big-endian. */
+export function streamRequest(count: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(count);
+  return b;
+}
+
+/** Decodes a streaming request (see {@link streamRequest}); 0 when it is too short. */
+export function streamCount(request: Buffer): number {
+  return request.length >= 4 ? request.readUInt32BE(0) : 0;
+}
+
+/** The systems compared, in table order. */
+export const SYSTEMS = ['grpc-js', 'rpcnet-ts', 'rpcnet-rust'] as const;
+/** One of {@link SYSTEMS}. */
+export type System = (typeof SYSTEMS)[number];
+
+/** A scenario: what a client does during the measured window. */
+export interface Scenario {
+  /** Stable name, used in the table and the JSON. */
+  name: string;
+  /** Unary calls or one streaming call. */
+  kind: 'unary' | 'stream';
+  /** Call loops running at once on one connection/channel (1 for streaming). */
+  concurrency: number;
+}
+
+/** The scenarios, in table order. */
+export const SCENARIOS: readonly Scenario[] = [
+  { name: 'unary 64 B, c=1', kind: 'unary', concurrency: 1 },
+  { name: 'unary 64 B, c=100', kind: 'unary', concurrency: 100 },
+  { name: 'stream 1 KiB items', kind: 'stream', concurrency: 1 },
+];
+
+/**
+ * The JSON line a client process prints (the TypeScript client and the Rust example print the same
+ * fields). `ops` counts completed calls (unary) or received items (streaming) in the measured
+ * window; latencies are per call, ms, and `null` for streaming.
+ */
+export interface ClientResult {
+  ops: number;
+  errors: number;
+  bytes: number;
+  elapsedMs: number;
+  p50Ms: number | null;
+  p99Ms: number | null;
+  meanMs: number | null;
+}
+
+/** The JSON line a server process prints once it listens. */
+export interface ServerReady {
+  /** `ip:port` for rpcnet, `127.0.0.1:port` for grpc-js. */
+  addr: string;
+  /** rpcnet only: SHA-256 of the certificate, for `tls.pin`. */
+  fingerprint?: string;
+}
+
+/**
+ * Nearest-rank percentile of an ascending array (q in 0..1); `null` for an empty one.
+ */
+export function percentile(sorted: ArrayLike<number>, q: number): number | null {
+  const n = sorted.length;
+  if (n === 0) return null;
+  const rank = Math.min(n, Math.max(1, Math.ceil(q * n)));
+  return sorted[rank - 1]!;
+}
+
+/**
+ * Builds a {@link ClientResult} from a measured window: sorts the latencies (ms) in place.
+ */
+export function summarize(ops: number, errors: number, bytes: number, elapsedMs: number, latencies: number[]): ClientResult {
+  const sorted = Float64Array.from(latencies).sort();
+  let sum = 0;
+  for (const l of sorted) sum += l;
+  return {
+    ops,
+    errors,
+    bytes,
+    elapsedMs,
+    p50Ms: percentile(sorted, 0.5),
+    p99Ms: percentile(sorted, 0.99),
+    meanMs: sorted.length ? sum / sorted.length : null,
+  };
+}
+
+/**
+ * Resolves with the first line of `child`'s stdout that parses as a JSON object. Rejects when the
+ * child exits first or after `timeoutMs` (the caller kills the child).
+ */
+export function firstJsonLine<T>(child: ChildProcess, what: string, timeoutMs: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    if (!child.stdout) {
+      reject(new Error(`${what}: no stdout pipe`));
+      return;
+    }
+    const lines = createInterface({ input: child.stdout });
+    const timer = setTimeout(() => finish(new Error(`${what}: no result within ${timeoutMs} ms`)), timeoutMs);
+    const onExit = (code: number | null, signal: string | null) =>
+      finish(new Error(`${what}: exited (code ${code}, signal ${signal}) before printing its JSON line`));
+    child.once('exit', onExit);
+    lines.on('line', (line) => {
+      const text = line.trim();
+      if (!text.startsWith('{')) return;
+      try {
+        finish(undefined, JSON.parse(text) as T);
+      } catch {
+        // not ours: keep reading
+      }
+    });
+    let done = false;
+    function finish(error: Error | undefined, value?: T): void {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      child.off('exit', onExit);
+      lines.close();
+      if (error) reject(error);
+      else resolve(value as T);
+    }
+  });
+}
+
+/**
+ * For child processes: exit when stdin ends, i.e. when the driver that spawned us is gone, so that
+ * no server outlives a killed benchmark.
+ */
+export function exitWhenParentGoes(): void {
+  process.stdin.on('end', () => process.exit(0));
+  process.stdin.on('error', () => process.exit(0));
+  process.stdin.resume();
+}
+
+/** Prints one JSON line on stdout (the child-to-driver protocol). */
+export function printJsonLine(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value)}\n`);
+}

@@ -1,0 +1,278 @@
+/**
+ * The benchmark driver (`npm run bench`): measures rpcnet's TypeScript API, grpc-js and a Rust-only
+ * rpcnet client/server on loopback, one system at a time, and prints a markdown table plus a JSON
+ * file of the raw numbers. It exists to record honestly where rpcnet stands against the project's
+ * aim (at least 3x grpc-js) and what the N-API layer costs over the Rust floor.
+ *
+ * Every server and every client runs in its own OS process, all over TLS on 127.0.0.1. This file
+ * builds nothing: it expects `npm run build` (dist/) and
+ * `cargo build --release -p rpcnet-runtime --examples` (target/release/examples/bench) to be done.
+ *
+ * ```sh
+ * node --import @oxc-node/core/register benchmark/run.ts [--duration-ms 5000] [--warmup-ms 1000]
+ *   [--json benchmark/results/latest.json] [--systems grpc-js,rpcnet-ts,rpcnet-rust]
+ * ```
+ * @module
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { firstJsonLine, SCENARIOS, SYSTEMS, type ClientResult, type Scenario, type ServerReady, type System } from './common.ts';
+
+/** One row of the results: a scenario measured on a system. */
+export interface Row {
+  scenario: string;
+  kind: Scenario['kind'];
+  concurrency: number;
+  system: System;
+  /** Set when the run failed; the numbers are then absent. */
+  error?: string;
+  result?: ClientResult;
+  /** Calls (unary) or items (streaming) per second in the measured window. */
+  opsPerSec?: number;
+  /** Payload MiB per second received by the client (response or item bytes). */
+  mibPerSec?: number;
+  /** opsPerSec ÷ grpc-js opsPerSec for the same scenario. */
+  vsGrpcJs?: number;
+}
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const HERE = join(ROOT, 'benchmark');
+const RUST_BENCH = join(process.env.CARGO_TARGET_DIR ?? join(ROOT, 'target'), 'release', 'examples', 'bench');
+/** Node arguments of the TypeScript children: load .ts through @oxc-node/core, as this driver. */
+const TS_NODE_ARGS = ['--import', '@oxc-node/core/register'];
+const SERVER_READY_TIMEOUT_MS = 30_000;
+/** Time a client may take beyond warm-up + duration (connect, teardown). */
+const CLIENT_SLACK_MS = 30_000;
+
+const children = new Set<ChildProcess>();
+let tempDir: string | undefined;
+
+/** Kills every child still running and removes the temporary directory (idempotent, sync). */
+function cleanup(): void {
+  for (const child of children) {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+  children.clear();
+  if (tempDir) {
+    rmSync(tempDir, { recursive: true, force: true });
+    tempDir = undefined;
+  }
+}
+
+function spawnChild(command: string, args: string[]): ChildProcess {
+  // stdin is a pipe that we never write to: children exit when it closes, i.e. when we die.
+  const child = spawn(command, args, { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+function spawnTs(file: string, args: string[]): ChildProcess {
+  return spawnChild(process.execPath, [...TS_NODE_ARGS, join(HERE, file), ...args]);
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Self-signed ECDSA P-256 certificate for localhost / 127.0.0.1 (like rcgen's), via the openssl CLI. */
+function makeCertificate(dir: string): { cert: string; key: string } {
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  execFileSync(
+    'openssl',
+    [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+      '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost',
+      '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  return { cert, key };
+}
+
+interface Settings {
+  durationMs: number;
+  warmupMs: number;
+  cert: { cert: string; key: string };
+}
+
+function startServer(system: System, s: Settings): ChildProcess {
+  switch (system) {
+    case 'grpc-js':
+      return spawnTs('grpc-server.ts', ['--cert', s.cert.cert, '--key', s.cert.key]);
+    case 'rpcnet-ts':
+      return spawnTs('rpcnet-server.ts', []);
+    case 'rpcnet-rust':
+      return spawnChild(RUST_BENCH, ['server', '--watch-stdin']);
+  }
+}
+
+function startClient(system: System, scenario: Scenario, server: ServerReady, s: Settings): ChildProcess {
+  const common = [
+    '--scenario', scenario.kind,
+    '--concurrency', String(scenario.concurrency),
+    '--duration-ms', String(s.durationMs),
+    '--warmup-ms', String(s.warmupMs),
+    '--addr', server.addr,
+  ];
+  switch (system) {
+    case 'grpc-js':
+      return spawnTs('client.ts', ['--system', system, '--ca', s.cert.cert, ...common]);
+    case 'rpcnet-ts':
+      return spawnTs('client.ts', ['--system', system, '--fingerprint', server.fingerprint ?? '', ...common]);
+    case 'rpcnet-rust':
+      return spawnChild(RUST_BENCH, ['client', '--watch-stdin', '--fingerprint', server.fingerprint ?? '', ...common]);
+  }
+}
+
+/** Runs every scenario against one system: one server process, one client process per scenario. */
+async function runSystem(system: System, s: Settings): Promise<Row[]> {
+  const rows: Row[] = [];
+  const base = (scenario: Scenario): Row => ({ scenario: scenario.name, kind: scenario.kind, concurrency: scenario.concurrency, system });
+  const server = startServer(system, s);
+  try {
+    let ready: ServerReady;
+    try {
+      ready = await firstJsonLine<ServerReady>(server, `${system} server`, SERVER_READY_TIMEOUT_MS);
+    } catch (e) {
+      const error = (e as Error).message;
+      console.error(`bench: ${error}`);
+      return SCENARIOS.map((scenario) => ({ ...base(scenario), error }));
+    }
+    for (const scenario of SCENARIOS) {
+      process.stderr.write(`bench: ${system}: ${scenario.name} ...`);
+      const client = startClient(system, scenario, ready, s);
+      try {
+        const result = await firstJsonLine<ClientResult>(
+          client,
+          `${system} client`,
+          s.warmupMs + s.durationMs + CLIENT_SLACK_MS,
+        );
+        const opsPerSec = result.ops / (result.elapsedMs / 1000);
+        const mibPerSec = result.bytes / (result.elapsedMs / 1000) / (1024 * 1024);
+        process.stderr.write(` ${Math.round(opsPerSec)} ops/s\n`);
+        rows.push({ ...base(scenario), result, opsPerSec, mibPerSec });
+      } catch (e) {
+        const error = (e as Error).message;
+        process.stderr.write(` failed: ${error}\n`);
+        rows.push({ ...base(scenario), error });
+      } finally {
+        await stop(client);
+      }
+    }
+  } finally {
+    await stop(server);
+  }
+  return rows;
+}
+
+const fmtInt = (n: number) => Math.round(n).toLocaleString('en-US');
+const fmtMs = (n: number | null | undefined) => (n === null || n === undefined ? '-' : n.toFixed(3));
+
+/** Renders the results as a markdown table, scenario by scenario, systems in {@link SYSTEMS} order. */
+export function markdownTable(rows: Row[]): string {
+  const lines = ['| scenario | system | ops/s | p50 ms | p99 ms | vs grpc-js |', '|---|---|--:|--:|--:|--:|'];
+  for (const scenario of SCENARIOS) {
+    for (const system of SYSTEMS) {
+      const row = rows.find((r) => r.scenario === scenario.name && r.system === system);
+      if (!row) continue;
+      if (!row.result || row.opsPerSec === undefined) {
+        lines.push(`| ${scenario.name} | ${system} | failed | - | - | - |`);
+        continue;
+      }
+      const errors = row.result.errors ? ` (${row.result.errors} errors)` : '';
+      const ratio = row.vsGrpcJs === undefined ? '-' : `${row.vsGrpcJs.toFixed(2)}x`;
+      lines.push(
+        `| ${scenario.name} | ${system}${errors} | ${fmtInt(row.opsPerSec)} | ${fmtMs(row.result.p50Ms)} | ${fmtMs(row.result.p99Ms)} | ${ratio} |`,
+      );
+    }
+  }
+  return lines.join('\n');
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      'duration-ms': { type: 'string', default: '5000' },
+      'warmup-ms': { type: 'string', default: '1000' },
+      json: { type: 'string', default: join(HERE, 'results', 'latest.json') },
+      systems: { type: 'string', default: SYSTEMS.join(',') },
+    },
+  });
+  const durationMs = Number(values['duration-ms']);
+  const warmupMs = Number(values['warmup-ms']);
+  if (!(durationMs > 0) || !(warmupMs >= 0)) throw new Error('--duration-ms must be > 0 and --warmup-ms >= 0');
+  const systems = values.systems.split(',').map((name) => {
+    if (!(SYSTEMS as readonly string[]).includes(name)) throw new Error(`unknown system ${name}; known: ${SYSTEMS.join(', ')}`);
+    return name as System;
+  });
+  const missing = [join(ROOT, 'dist', 'index.js'), RUST_BENCH].filter((p) => !existsSync(p));
+  if (missing.length) {
+    throw new Error(
+      `missing ${missing.join(', ')}: run \`npm run build && cargo build --release -p rpcnet-runtime --examples\` first`,
+    );
+  }
+
+  tempDir = mkdtempSync(join(os.tmpdir(), 'rpcnet-bench-'));
+  const settings: Settings = { durationMs, warmupMs, cert: makeCertificate(tempDir) };
+  const cpus = os.cpus();
+  const meta = {
+    date: new Date().toISOString(),
+    node: process.version,
+    cpu: cpus[0]?.model ?? 'unknown',
+    cores: cpus.length,
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    durationMs,
+    warmupMs,
+    command: `node --import @oxc-node/core/register benchmark/run.ts ${process.argv.slice(2).join(' ')}`.trim(),
+  };
+
+  const rows: Row[] = [];
+  for (const system of systems) rows.push(...(await runSystem(system, settings)));
+  for (const row of rows) {
+    const base = rows.find((r) => r.scenario === row.scenario && r.system === 'grpc-js');
+    if (row.opsPerSec !== undefined && base?.opsPerSec) row.vsGrpcJs = row.opsPerSec / base.opsPerSec;
+  }
+
+  const header =
+    `node ${meta.node}, ${meta.cpu}, ${meta.cores} cores, ${meta.platform}, ${meta.date}; ` +
+    `${durationMs} ms measured after ${warmupMs} ms warm-up per row`;
+  const streams = rows
+    .filter((r) => r.kind === 'stream' && r.mibPerSec !== undefined)
+    .map((r) => `${r.system} ${r.mibPerSec!.toFixed(1)} MiB/s`);
+  console.log(`\n${header}\n\n${markdownTable(rows)}\n`);
+  if (streams.length) console.log(`stream payload throughput: ${streams.join(', ')}\n`);
+
+  const jsonPath = resolve(values.json);
+  mkdirSync(dirname(jsonPath), { recursive: true });
+  writeFileSync(jsonPath, `${JSON.stringify({ meta, results: rows }, null, 2)}\n`);
+  console.log(`raw results: ${jsonPath}`);
+  return rows.some((r) => r.error) ? 1 : 0;
+}
+
+process.on('exit', cleanup);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    cleanup();
+    process.exit(130);
+  });
+}
+
+try {
+  process.exitCode = await main();
+} catch (e) {
+  console.error(`bench: ${(e as Error).message}`);
+  process.exitCode = 1;
+} finally {
+  cleanup();
+}

@@ -1,0 +1,416 @@
+//! A cluster worker: the process that runs handlers for sessions the director routes to it.
+//!
+//! It has two ports (RFC-001 "dual port"): the user port, an rpcnet [`Server`] in cluster mode
+//! where the director opens one stream per call (ATTACH + REQUEST), and the management port,
+//! where the director drives migrations (see [`crate::mgmt`]). It registers with the director and
+//! sends heartbeats so the director can tell when it dies.
+//!
+//! The application's policy and state hooks (`onMigrationRequest`, `captureState`,
+//! `restoreState`) live in TypeScript: they reach the embedder as [`WorkerHook`]s and are
+//! answered with [`Worker::answer_hook`]. Token checks, freezing, sealing and restoring are here.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ring::rand::{SecureRandom, SystemRandom};
+use rpcnet_protocol::migration::{
+    snapshot, ConfirmationDecision, Heartbeat, ManagementMessage, MigrationAbort, MigrationComplete,
+    MigrationConfirmation, MigrationRequest, PrepareAck, Register, StateTransfer, TokenKey, TokenLedger,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::cancel::Canceller;
+use crate::client::{Client, ClientConfig};
+use crate::cluster::ClusterCredentials;
+use crate::error::RpcError;
+use crate::mgmt::{self, now_ms, rejected};
+use crate::server::{MethodKind, Server, ServerConfig, ServerEvent};
+use rpcnet_protocol::ErrorCode;
+
+/// Largest snapshot a worker accepts after decompression, bytes (64 MiB).
+pub const MAX_SNAPSHOT_BYTES: usize = 64 * 1024 * 1024;
+/// Default heartbeat interval, ms.
+pub const DEFAULT_HEARTBEAT_MS: u64 = 100;
+/// Time a management exchange may take, ms.
+pub const MGMT_TIMEOUT_MS: u32 = 5_000;
+
+/// Worker settings.
+#[derive(Clone)]
+pub struct WorkerConfig {
+    /// The worker's id in the cluster (e.g. `worker-a`), at most 255 bytes.
+    pub id: String,
+    /// IP to bind both ports on.
+    pub host: std::net::IpAddr,
+    /// User port (0 = any).
+    pub user_port: u16,
+    /// Management port (0 = any).
+    pub mgmt_port: u16,
+    /// The director's management address to register with.
+    pub director: SocketAddr,
+    /// Cluster CA, leaf and secret.
+    pub cluster: Arc<ClusterCredentials>,
+    /// Heartbeat interval, ms.
+    pub heartbeat_ms: u64,
+}
+
+/// A hook the embedder must answer with [`Worker::answer_hook`].
+#[derive(Debug, Clone)]
+pub enum WorkerHook {
+    /// Confirmation (RFC-001 phase 2): accept, reject or defer moving `session_id` here.
+    MigrationRequest {
+        /// Hook id.
+        id: u64,
+        /// The request (migration id, session, source, target, reason).
+        request: MigrationRequest,
+    },
+    /// State Capture: return the session's application state as bytes.
+    Capture {
+        /// Hook id.
+        id: u64,
+        /// The session.
+        session_id: u64,
+    },
+    /// Restore: install the application state captured on the source.
+    Restore {
+        /// Hook id.
+        id: u64,
+        /// The session.
+        session_id: u64,
+        /// The captured application state.
+        state: Bytes,
+    },
+}
+
+/// The embedder's answer to a [`WorkerHook`].
+#[derive(Debug, Clone)]
+pub enum HookAnswer {
+    /// For `MigrationRequest`.
+    Decision(ConfirmationDecision),
+    /// For `Capture`: the state; for `Restore`: empty.
+    State(Bytes),
+    /// The hook threw.
+    Failed(String),
+}
+
+/// Which hooks the embedder implements; the others use their defaults (accept, empty state,
+/// nothing to restore).
+#[derive(Debug, Default)]
+pub struct HookFlags {
+    /// `onMigrationRequest` is set.
+    pub confirm: AtomicBool,
+    /// `captureState` is set.
+    pub capture: AtomicBool,
+    /// `restoreState` is set.
+    pub restore: AtomicBool,
+}
+
+struct Prepared {
+    session_id: u64,
+}
+
+struct Inner {
+    id: String,
+    user: Arc<Server>,
+    mgmt: Arc<Server>,
+    cluster: Arc<ClusterCredentials>,
+    token_key: TokenKey,
+    ledger: Mutex<TokenLedger>,
+    prepared: Mutex<HashMap<u64, Prepared>>,
+    hooks_tx: mpsc::UnboundedSender<WorkerHook>,
+    hook_waiters: Mutex<HashMap<u64, oneshot::Sender<HookAnswer>>>,
+    next_hook: AtomicU64,
+    flags: HookFlags,
+    director: Client,
+    stopped: Canceller,
+}
+
+/// A running worker (see module docs).
+pub struct Worker {
+    inner: Arc<Inner>,
+    hooks_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<WorkerHook>>,
+}
+
+/// The token key every cluster member derives from the cluster secret: HMAC-SHA256(secret,
+/// "rpcnet/1 migration token key"), so the token MAC key differs from the snapshot sealing key.
+pub fn token_key(cluster: &ClusterCredentials) -> TokenKey {
+    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &cluster.secret);
+    let tag = ring::hmac::sign(&k, b"rpcnet/1 migration token key");
+    let mut out = [0u8; 32];
+    out.copy_from_slice(tag.as_ref());
+    TokenKey::from_bytes(&out)
+}
+
+impl Worker {
+    /// Binds both ports, registers with the director and starts heartbeats.
+    ///
+    /// Errors: `UNAVAILABLE` if a port cannot be bound or the director is unreachable or refuses
+    /// the worker (no cluster certificate); `INVALID_ARGUMENT` for a bad id.
+    pub async fn start(config: WorkerConfig) -> Result<Worker, RpcError> {
+        if config.id.is_empty() || config.id.len() > 255 {
+            return Err(RpcError::invalid_argument(format!("worker id must be 1..=255 bytes, got {:?}", config.id)));
+        }
+        let user = Arc::new(
+            Server::bind(ServerConfig {
+                bind: SocketAddr::new(config.host, config.user_port),
+                cluster: Some(config.cluster.clone()),
+                ..ServerConfig::default()
+            })
+            .await?,
+        );
+        let mgmt = Arc::new(
+            Server::bind(ServerConfig {
+                bind: SocketAddr::new(config.host, config.mgmt_port),
+                cluster: Some(config.cluster.clone()),
+                ..ServerConfig::default()
+            })
+            .await?,
+        );
+        for m in mgmt::WORKER_METHODS {
+            mgmt.register(m, MethodKind::Unary);
+        }
+        let director = Client::connect(config.director, ClientConfig::cluster(config.cluster.clone()))
+            .await
+            .map_err(|e| RpcError::unavailable(format!("cannot reach the director at {}: {}", config.director, e.message)))?;
+        let (hooks_tx, hooks_rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            id: config.id.clone(),
+            token_key: token_key(&config.cluster),
+            cluster: config.cluster.clone(),
+            user,
+            mgmt,
+            ledger: Mutex::new(TokenLedger::new()),
+            prepared: Mutex::new(HashMap::new()),
+            hooks_tx,
+            hook_waiters: Mutex::new(HashMap::new()),
+            next_hook: AtomicU64::new(1),
+            flags: HookFlags::default(),
+            director,
+            stopped: Canceller::new(),
+        });
+        let register = ManagementMessage::Register(Register {
+            worker_id: config.id.clone(),
+            user_addr: inner.user.local_addr().to_string(),
+            mgmt_addr: inner.mgmt.local_addr().to_string(),
+        });
+        mgmt::call(&inner.director, mgmt::REGISTER, &register, MGMT_TIMEOUT_MS).await?;
+        tokio::spawn(serve_mgmt(inner.clone()));
+        tokio::spawn(heartbeats(inner.clone(), config.heartbeat_ms.max(10)));
+        tracing::info!(worker = %config.id, user = %inner.user.local_addr(), mgmt = %inner.mgmt.local_addr(), "worker registered");
+        Ok(Worker { inner, hooks_rx: tokio::sync::Mutex::new(hooks_rx) })
+    }
+
+    /// The user-port server: register methods and answer calls on it as on any [`Server`].
+    pub fn server(&self) -> &Arc<Server> {
+        &self.inner.user
+    }
+
+    /// The worker's id.
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// The management port's address.
+    pub fn mgmt_addr(&self) -> SocketAddr {
+        self.inner.mgmt.local_addr()
+    }
+
+    /// Declares which hooks the embedder answers.
+    pub fn set_hooks(&self, confirm: bool, capture: bool, restore: bool) {
+        self.inner.flags.confirm.store(confirm, Ordering::SeqCst);
+        self.inner.flags.capture.store(capture, Ordering::SeqCst);
+        self.inner.flags.restore.store(restore, Ordering::SeqCst);
+    }
+
+    /// Waits for hooks; returns up to `max`; empty once the worker stopped.
+    pub async fn next_hooks(&self, max: usize) -> Vec<WorkerHook> {
+        let mut out = Vec::new();
+        let mut rx = self.hooks_rx.lock().await;
+        tokio::select! {
+            _ = rx.recv_many(&mut out, max.max(1)) => {}
+            _ = self.inner.stopped.cancelled() => {}
+        }
+        out
+    }
+
+    /// Answers a hook. Returns false for an unknown (or timed-out) hook id.
+    pub fn answer_hook(&self, id: u64, answer: HookAnswer) -> bool {
+        match self.inner.hook_waiters.lock().unwrap().remove(&id) {
+            Some(tx) => tx.send(answer).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Graceful drain: asks the director to move every session away, waits until it has, and
+    /// returns. The worker keeps serving until then.
+    ///
+    /// Errors: `UNAVAILABLE` if the director cannot be reached; `DEADLINE_EXCEEDED` after
+    /// `timeout_ms`.
+    pub async fn drain(&self, timeout_ms: u32) -> Result<(), RpcError> {
+        let msg = ManagementMessage::Register(Register {
+            worker_id: self.inner.id.clone(),
+            user_addr: self.inner.user.local_addr().to_string(),
+            mgmt_addr: self.inner.mgmt.local_addr().to_string(),
+        });
+        mgmt::call(&self.inner.director, mgmt::DRAIN, &msg, timeout_ms).await?;
+        Ok(())
+    }
+
+    /// Stops heartbeats and closes both ports.
+    pub fn close(&self) {
+        self.inner.stopped.cancel();
+        self.inner.user.close();
+        self.inner.mgmt.close();
+    }
+}
+
+async fn heartbeats(inner: Arc<Inner>, every_ms: u64) {
+    let mut tick = tokio::time::interval(Duration::from_millis(every_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = inner.stopped.cancelled() => return,
+        }
+        let hb = ManagementMessage::Heartbeat(Heartbeat {
+            worker_id: inner.id.clone(),
+            sessions: inner.user.sessions().len() as u32,
+            at_ms: now_ms(),
+        });
+        if let Err(e) = mgmt::call(&inner.director, mgmt::HEARTBEAT, &hb, 1_000).await {
+            tracing::warn!(error = %e, "heartbeat failed");
+        }
+    }
+}
+
+async fn serve_mgmt(inner: Arc<Inner>) {
+    loop {
+        let events = inner.mgmt.next_events(64).await;
+        if events.is_empty() {
+            return;
+        }
+        for event in events {
+            if let ServerEvent::Call { id, method, payload, connection, .. } = event {
+                let inner = inner.clone();
+                tokio::spawn(async move {
+                    // Defence in depth: only cluster peers reach this port (mutual TLS), and we
+                    // log which one asked.
+                    let peer = ClusterCredentials::peer_fingerprint(connection.quinn()).unwrap_or_default();
+                    let result = match mgmt::decode(&payload) {
+                        Ok(msg) => handle(&inner, &method, msg).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = &result {
+                        tracing::warn!(worker = %inner.id, %method, peer = %&peer[..peer.len().min(16)], error = %e, "management request refused");
+                    }
+                    let reply = result.and_then(|m| mgmt::encode(&m));
+                    inner.mgmt.respond(id, reply);
+                });
+            }
+        }
+    }
+}
+
+async fn ask(inner: &Inner, make: impl FnOnce(u64) -> WorkerHook) -> Result<HookAnswer, RpcError> {
+    let id = inner.next_hook.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = oneshot::channel();
+    inner.hook_waiters.lock().unwrap().insert(id, tx);
+    let _ = inner.hooks_tx.send(make(id));
+    match tokio::time::timeout(Duration::from_millis(u64::from(MGMT_TIMEOUT_MS) / 2), rx).await {
+        Ok(Ok(HookAnswer::Failed(m))) => Err(RpcError::new(ErrorCode::Unknown, format!("hook failed: {m}"))),
+        Ok(Ok(a)) => Ok(a),
+        _ => {
+            inner.hook_waiters.lock().unwrap().remove(&id);
+            Err(RpcError::new(ErrorCode::DeadlineExceeded, "the application hook did not answer in time"))
+        }
+    }
+}
+
+fn nonce() -> Result<[u8; 12], RpcError> {
+    let mut n = [0u8; 12];
+    SystemRandom::new().fill(&mut n).map_err(|_| RpcError::internal("no randomness for a snapshot nonce"))?;
+    Ok(n)
+}
+
+async fn handle(inner: &Arc<Inner>, method: &str, msg: ManagementMessage) -> Result<ManagementMessage, RpcError> {
+    match (method, msg) {
+        (mgmt::REQUEST, ManagementMessage::Request(req)) => {
+            inner.token_key.verify(&req.token).map_err(rejected)?;
+            let decision = if inner.flags.confirm.load(Ordering::SeqCst) {
+                match ask(inner, |id| WorkerHook::MigrationRequest { id, request: req.clone() }).await? {
+                    HookAnswer::Decision(d) => d,
+                    _ => return Err(RpcError::internal("onMigrationRequest answered with something else than a decision")),
+                }
+            } else {
+                ConfirmationDecision::Accept
+            };
+            Ok(ManagementMessage::Confirmation(MigrationConfirmation { migration_id: req.migration_id, decision }))
+        }
+        (mgmt::PREPARE, ManagementMessage::Request(req)) => {
+            // Preparation: the target redeems the single-use token (RFC-001 section 5.1).
+            inner
+                .ledger
+                .lock()
+                .unwrap()
+                .redeem(&inner.token_key, &req.token, req.session_id, &req.source, &inner.id, now_ms())
+                .map_err(rejected)?;
+            inner.prepared.lock().unwrap().insert(req.migration_id, Prepared { session_id: req.session_id });
+            Ok(ManagementMessage::PrepareAck(PrepareAck { migration_id: req.migration_id, ready: true }))
+        }
+        (mgmt::CAPTURE, ManagementMessage::Request(req)) => {
+            // The source checks the token's MAC and that it names this worker as the source.
+            inner.token_key.verify(&req.token).map_err(rejected)?;
+            if req.token.source != inner.id || req.token.session_id != req.session_id || now_ms() >= req.token.expires_at_ms {
+                return Err(RpcError::invalid_argument(format!(
+                    "TOKEN_MISMATCH: capture of session {} requested with a token for source {} (this is {}) or expired",
+                    req.session_id, req.token.source, inner.id
+                )));
+            }
+            let mut snap = inner.user.sessions().capture(req.session_id, Duration::from_millis(1_000)).await?;
+            snap.captured_at_ms = now_ms();
+            if inner.flags.capture.load(Ordering::SeqCst) {
+                match ask(inner, |id| WorkerHook::Capture { id, session_id: req.session_id }).await? {
+                    HookAnswer::State(s) => snap.app_state = s,
+                    _ => return Err(RpcError::internal("captureState answered with something else than state")),
+                }
+            }
+            let sealed = snapshot::seal(&snap, &inner.cluster.secret, req.migration_id, snap.captured_at_ms, nonce()?).map_err(rejected)?;
+            Ok(ManagementMessage::StateTransfer(StateTransfer { migration_id: req.migration_id, sealed: Bytes::from(sealed) }))
+        }
+        (mgmt::TRANSFER, ManagementMessage::StateTransfer(st)) => {
+            let Some(prepared) = inner.prepared.lock().unwrap().remove(&st.migration_id) else {
+                return Err(RpcError::invalid_argument(format!(
+                    "MIGRATION_STATE: no prepared migration {} on {} (replayed or unprepared StateTransfer)",
+                    st.migration_id, inner.id
+                )));
+            };
+            let (header, snap) = snapshot::open_with_header(&st.sealed, &inner.cluster.secret, Some(prepared.session_id), MAX_SNAPSHOT_BYTES)
+                .map_err(rejected)?;
+            if header.migration_id != st.migration_id {
+                return Err(RpcError::invalid_argument(format!(
+                    "SNAPSHOT_TAMPERED: snapshot sealed for migration {} delivered as {}",
+                    header.migration_id, st.migration_id
+                )));
+            }
+            if inner.flags.restore.load(Ordering::SeqCst) {
+                ask(inner, |id| WorkerHook::Restore { id, session_id: snap.session_id, state: snap.app_state.clone() }).await?;
+            }
+            inner.user.sessions().restore(&snap);
+            Ok(ManagementMessage::Complete(MigrationComplete { migration_id: st.migration_id, session_id: snap.session_id }))
+        }
+        (mgmt::COMPLETE, ManagementMessage::Complete(c)) => {
+            inner.user.sessions().drop_session(c.session_id);
+            Ok(ManagementMessage::Complete(c))
+        }
+        (mgmt::ABORT, ManagementMessage::Abort(a)) => {
+            // The target forgets what it prepared; the source keeps its captured calls, which the
+            // director re-attaches here.
+            inner.prepared.lock().unwrap().remove(&a.migration_id);
+            Ok(ManagementMessage::Abort(MigrationAbort { migration_id: a.migration_id, reason: a.reason }))
+        }
+        (m, msg) => Err(RpcError::invalid_argument(format!("MESSAGE_MALFORMED: {} is not accepted by {m}", msg.name()))),
+    }
+}
