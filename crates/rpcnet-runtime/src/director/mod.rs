@@ -516,7 +516,11 @@ async fn watchdog(inner: Arc<Inner>) {
             .collect();
         for (w, last) in dead {
             w.dead.cancel();
-            tracing::warn!(worker = %w.id, silent_ms = now - last, "worker declared dead");
+            if w.draining.load(Ordering::SeqCst) {
+                tracing::info!(worker = %w.id, "drained worker left");
+            } else {
+                tracing::warn!(worker = %w.id, silent_ms = now - last, "worker declared dead");
+            }
             inner.emit(DirectorEvent::WorkerLost { worker: w.id.clone() });
             failover(&inner, &w.id, last);
         }

@@ -1,0 +1,34 @@
+/**
+ * Demo process: the client. Streams `tokens` from the director, prints every item and every
+ * migration it noticed, and sends its record to the parent over IPC when the stream ends.
+ * @module
+ */
+import { parseArgs } from 'node:util';
+
+import { streamTokens } from './client.js';
+
+const { values } = parseArgs({
+  options: {
+    address: { type: 'string' },
+    pin: { type: 'string' },
+    count: { type: 'string' },
+    'interval-ms': { type: 'string' },
+    quiet: { type: 'boolean', default: false },
+  },
+});
+const record = await streamTokens({
+  address: values.address!,
+  pin: values.pin!,
+  count: Number(values.count),
+  intervalMs: Number(values['interval-ms']),
+  onConnected: (c) => {
+    if (!values.quiet) console.log(`client: connected to ${c.remoteAddress}, connectionId ${c.connectionId} (1 handshake)`);
+  },
+  onItem: (item) => {
+    if (!values.quiet) console.log(`client: conn=${item.conn} worker=${item.worker} seq=${item.seq} token=${item.token}`);
+  },
+  onSwitch: (s) => {
+    if (!values.quiet) console.log(`client: ** now served by ${s.to} (was ${s.from}) at seq ${s.seq}; pause ${s.pauseMs.toFixed(1)} ms beyond the interval`);
+  },
+});
+process.send?.({ type: 'record', record }, () => process.exit(0));

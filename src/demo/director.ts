@@ -1,0 +1,47 @@
+/**
+ * Demo and test process: a director. Started with `child_process.fork`; it reports its addresses
+ * and every director event to its parent over IPC and obeys `migrate` / `migrate-many` / `close`
+ * commands.
+ * @module
+ */
+import { parseArgs } from 'node:util';
+
+import { Director } from '../director.js';
+
+const { values } = parseArgs({
+  options: {
+    'cluster-dir': { type: 'string' },
+    'failover-after-ms': { type: 'string', default: '400' },
+  },
+});
+const director = await Director.start({
+  clusterDir: values['cluster-dir'],
+  failoverAfterMs: Number(values['failover-after-ms']),
+});
+const send = (m: unknown) => process.send?.(m);
+director.on('event', (event) => send({ type: 'event', event }));
+send({ type: 'ready', address: director.address, mgmtAddress: director.mgmtAddress, fingerprint: director.certFingerprint });
+
+process.on('message', async (m: { id: number; cmd: string; sessionId?: string; target?: string; count?: number }) => {
+  try {
+    if (m.cmd === 'sessions') return send({ type: 'reply', id: m.id, result: director.sessions() });
+    if (m.cmd === 'workers') return send({ type: 'reply', id: m.id, result: director.workers() });
+    if (m.cmd === 'wait-workers') return send({ type: 'reply', id: m.id, result: await director.waitForWorkers(m.count ?? 1) });
+    if (m.cmd === 'migrate') return send({ type: 'reply', id: m.id, result: await director.migrate(m.sessionId!, m.target) });
+    if (m.cmd === 'migrate-many') {
+      // Back and forth between the session's owner and the other worker(s), one after another.
+      const reports = [];
+      for (let i = 0; i < (m.count ?? 1); i++) reports.push(await director.migrate(m.sessionId!));
+      return send({ type: 'reply', id: m.id, result: reports });
+    }
+    if (m.cmd === 'close') {
+      await director.close();
+      send({ type: 'reply', id: m.id, result: true });
+      return process.exit(0);
+    }
+    send({ type: 'reply', id: m.id, error: { code: 'INVALID_ARGUMENT', message: `unknown command ${m.cmd}` } });
+  } catch (e) {
+    const err = e as { code?: string; message: string };
+    send({ type: 'reply', id: m.id, error: { code: err.code ?? 'INTERNAL', message: err.message } });
+  }
+});

@@ -1,0 +1,69 @@
+/**
+ * Demo and test process: a worker serving the resumable `tokens` method and a unary `who`.
+ * SIGTERM drains it (its sessions migrate to other workers) and it exits 0. Its application
+ * state per session is `--state-bytes` bytes, carried by `captureState` / `restoreState`.
+ * `--confirm-delay-ms` makes its migration policy hook slow (for abort tests).
+ * @module
+ */
+import { parseArgs } from 'node:util';
+
+import { RpcWorker } from '../worker.js';
+import { tokensHandler } from './tokens.js';
+
+const { values } = parseArgs({
+  options: {
+    id: { type: 'string' },
+    director: { type: 'string' },
+    'cluster-dir': { type: 'string' },
+    'state-bytes': { type: 'string', default: '1024' },
+    'confirm-delay-ms': { type: 'string', default: '0' },
+  },
+});
+const id = values.id!;
+const stateBytes = Number(values['state-bytes']);
+const confirmDelayMs = Number(values['confirm-delay-ms']);
+const sessions = new Map<string, Buffer>();
+
+const worker = await RpcWorker.start({ id, director: values.director!, clusterDir: values['cluster-dir'] });
+worker.serverStreaming('tokens', tokensHandler(id));
+worker.unary('who', () => Buffer.from(id));
+worker.setHooks({
+  onMigrationRequest: async () => {
+    if (confirmDelayMs > 0) await new Promise((r) => setTimeout(r, confirmDelayMs));
+    return { decision: 'accept' };
+  },
+  captureState: (sessionId) => {
+    let s = sessions.get(sessionId);
+    if (!s) {
+      // Application state of the configured size (pseudo-random, so compression does not hide it).
+      s = Buffer.alloc(stateBytes);
+      let x = 2463534242;
+      for (let i = 0; i < s.length; i++) {
+        x ^= x << 13;
+        x ^= x >>> 17;
+        x ^= x << 5;
+        s[i] = x & 0xff;
+      }
+    }
+    return s;
+  },
+  restoreState: (sessionId, state) => {
+    sessions.set(sessionId, state);
+    process.send?.({ type: 'restored', sessionId, bytes: state.length });
+  },
+});
+process.send?.({ type: 'ready', id });
+
+let draining = false;
+process.on('SIGTERM', async () => {
+  if (draining) return;
+  draining = true;
+  try {
+    await worker.drain();
+    await worker.close();
+    process.exit(0);
+  } catch (e) {
+    console.error(`${id}: drain failed: ${(e as Error).message}`);
+    process.exit(1);
+  }
+});
