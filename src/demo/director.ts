@@ -22,7 +22,7 @@ const send = (m: unknown) => process.send?.(m);
 director.on('event', (event) => send({ type: 'event', event }));
 send({ type: 'ready', address: director.address, mgmtAddress: director.mgmtAddress, fingerprint: director.certFingerprint });
 
-process.on('message', async (m: { id: number; cmd: string; sessionId?: string; target?: string; count?: number }) => {
+process.on('message', async (m: { id: number; cmd: string; sessionId?: string; target?: string; count?: number; pauseMs?: number }) => {
   try {
     if (m.cmd === 'sessions') return send({ type: 'reply', id: m.id, result: director.sessions() });
     if (m.cmd === 'workers') return send({ type: 'reply', id: m.id, result: director.workers() });
@@ -31,7 +31,10 @@ process.on('message', async (m: { id: number; cmd: string; sessionId?: string; t
     if (m.cmd === 'migrate-many') {
       // Back and forth between the session's owner and the other worker(s), one after another.
       const reports = [];
-      for (let i = 0; i < (m.count ?? 1); i++) reports.push(await director.migrate(m.sessionId!));
+      for (let i = 0; i < (m.count ?? 1); i++) {
+        reports.push(await director.migrate(m.sessionId!));
+        if (m.pauseMs) await new Promise((r) => setTimeout(r, m.pauseMs));
+      }
       return send({ type: 'reply', id: m.id, result: reports });
     }
     if (m.cmd === 'close') {

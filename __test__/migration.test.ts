@@ -1,0 +1,173 @@
+/**
+ * Multi-process migration tests: a director and workers run as separate OS processes (forked
+ * from dist/demo), the client runs here, and every test asserts on the items it received.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import test from 'ava';
+import { RpcError, RpcWorker } from '../dist/index.js';
+import type { MigrationReport } from '../dist/index.js';
+import { streamTokens } from '../dist/demo/client.js';
+import { startDirector, startWorker, type DirectorProc, type Proc } from '../dist/demo/harness.js';
+import { sleep } from './helpers.ts';
+
+const clusterDir = mkdtempSync(join(tmpdir(), 'rpcnet-cluster-'));
+test.after.always(() => rmSync(clusterDir, { recursive: true, force: true }));
+
+async function cluster(ids: string[], options: { confirmDelayMs?: Record<string, number> } = {}) {
+  const director = await startDirector(clusterDir, { silent: true, failoverAfterMs: 400 });
+  const workers: Record<string, Proc> = {};
+  for (const id of ids) {
+    workers[id] = await startWorker(id, director, clusterDir, { silent: true, confirmDelayMs: options.confirmDelayMs?.[id] });
+  }
+  const stop = async () => {
+    for (const w of Object.values(workers)) w.kill('SIGKILL');
+    director.proc.kill('SIGKILL');
+  };
+  return { director, workers, stop };
+}
+
+function stream(director: DirectorProc, count: number, intervalMs: number) {
+  return streamTokens({ address: director.address, pin: director.fingerprint, count, intervalMs });
+}
+
+async function sessionOf(director: DirectorProc): Promise<string> {
+  for (let i = 0; i < 100; i++) {
+    const sessions = await director.proc.command<{ sessionId: string }[]>({ cmd: 'sessions' });
+    if (sessions.length > 0) return sessions[0]!.sessionId;
+    await sleep(20);
+  }
+  throw new Error('no session appeared');
+}
+
+test.serial('graceful drain: SIGTERM moves the session, the worker exits 0, nothing lost', async (t) => {
+  const { director, workers, stop } = await cluster(['worker-a', 'worker-b']);
+  try {
+    const record = stream(director, 80, 20);
+    await sleep(500);
+    workers['worker-a']!.kill('SIGTERM');
+    const exit = await workers['worker-a']!.exited;
+    t.is(exit.code, 0, 'the drained worker exits 0');
+    const r = await record;
+    t.is(r.items, 80);
+    t.is(r.gaps, 0);
+    t.is(r.duplicates, 0);
+    t.is(r.foreignConnection, 0, 'every item names the one client connection');
+    t.deepEqual(r.workers, ['worker-a', 'worker-b']);
+    const done = director.proc.messages.filter((m) => m.type === 'event' && (m.event as { kind: string }).kind === 'migration-completed');
+    t.is(done.length, 1);
+    t.is(((done[0]!.event as { report: MigrationReport }).report).reason, 'drain');
+  } finally {
+    await stop();
+  }
+});
+
+test.serial('admin migrate moves a live stream and back, exactly once', async (t) => {
+  const { director, stop } = await cluster(['worker-a', 'worker-b']);
+  try {
+    const record = stream(director, 100, 10);
+    const session = await sessionOf(director);
+    await sleep(200);
+    const there = await director.proc.command<MigrationReport>({ cmd: 'migrate', sessionId: session, target: 'worker-b' });
+    t.true(there.completed);
+    t.deepEqual(
+      there.phases.map((p) => p.phase),
+      ['Initiation', 'Confirmation', 'Preparation', 'StateCapture', 'StateTransfer', 'Pivot'],
+    );
+    t.true(there.snapshotBytes > 1024, 'the sealed snapshot carries the 1 KiB application state');
+    await sleep(200);
+    const back = await director.proc.command<MigrationReport>({ cmd: 'migrate', sessionId: session });
+    t.is(back.target, 'worker-a');
+    const r = await record;
+    t.is(r.items, 100);
+    t.is(r.gaps + r.duplicates, 0);
+    t.deepEqual(r.workers, ['worker-a', 'worker-b']);
+    t.is(r.switches.length, 2);
+    const restored = director.proc.messages; // the director saw both pivots
+    t.truthy(restored);
+  } finally {
+    await stop();
+  }
+});
+
+test.serial('failover after SIGKILL resumes from the checkpoint without loss or repeats', async (t) => {
+  const { director, workers, stop } = await cluster(['worker-a', 'worker-b']);
+  try {
+    const record = stream(director, 80, 20);
+    await sleep(600);
+    workers['worker-a']!.kill('SIGKILL');
+    const r = await record;
+    t.is(r.items, 80);
+    t.is(r.gaps, 0);
+    t.is(r.duplicates, 0);
+    t.deepEqual(r.workers, ['worker-a', 'worker-b']);
+    t.is(r.switches.length, 1);
+    t.true(r.switches[0]!.pauseMs < 3000, `pause ${r.switches[0]!.pauseMs} ms`);
+    const failover = director.proc.messages.find((m) => m.type === 'event' && (m.event as { kind: string }).kind === 'failover');
+    t.truthy(failover, 'the director reported the failover');
+  } finally {
+    await stop();
+  }
+});
+
+test.serial('the target killed mid-migration: MigrationAbort, the session stays, nothing lost', async (t) => {
+  const { director, workers, stop } = await cluster(['worker-a', 'worker-b'], { confirmDelayMs: { 'worker-b': 1500 } });
+  try {
+    const record = stream(director, 100, 20);
+    const session = await sessionOf(director);
+    await sleep(200);
+    const migration = director.proc.command<MigrationReport>({ cmd: 'migrate', sessionId: session, target: 'worker-b' });
+    await sleep(300);
+    workers['worker-b']!.kill('SIGKILL');
+    const e = await t.throwsAsync(migration);
+    t.is((e as RpcError).code, 'UNAVAILABLE');
+    t.regex(e!.message, /aborted in Confirmation/);
+    const r = await record;
+    t.is(r.items, 100);
+    t.is(r.gaps + r.duplicates, 0);
+    t.deepEqual(r.workers, ['worker-a'], 'the session never left the source');
+  } finally {
+    await stop();
+  }
+});
+
+test.serial('100 back-and-forth migrations of one streaming call under load: no gap, no duplicate', async (t) => {
+  const { director, stop } = await cluster(['worker-a', 'worker-b']);
+  try {
+    const record = stream(director, 4000, 1);
+    const session = await sessionOf(director);
+    await sleep(100);
+    const reports = await director.proc.command<MigrationReport[]>({ cmd: 'migrate-many', sessionId: session, count: 100, pauseMs: 15 }, 120_000);
+    t.is(reports.length, 100);
+    t.true(reports.every((r) => r.completed));
+    t.true(reports.every((r, i) => r.target === (i % 2 === 0 ? 'worker-b' : 'worker-a')), 'back and forth');
+    const r = await record;
+    t.is(r.items, 4000);
+    t.is(r.gaps, 0);
+    t.is(r.duplicates, 0);
+    t.is(r.foreignConnection, 0);
+    t.true(r.switches.length >= 90, `the client saw ${r.switches.length} changes of worker`);
+    const frozen = reports.map((x) => x.frozenMs).sort((a, b) => a - b);
+    t.log(`frozen p50 ${frozen[50]!.toFixed(2)} ms, max ${frozen[99]!.toFixed(2)} ms`);
+  } finally {
+    await stop();
+  }
+});
+
+test.serial('a worker without a cluster certificate cannot register', async (t) => {
+  const { director, stop } = await cluster([]);
+  const foreign = mkdtempSync(join(tmpdir(), 'rpcnet-foreign-'));
+  try {
+    const e = await t.throwsAsync(RpcWorker.start({ id: 'intruder', director: director.mgmtAddress, clusterDir: foreign }), {
+      instanceOf: RpcError,
+    });
+    t.is(e?.code, 'UNAVAILABLE');
+    const workers = await director.proc.command<unknown[]>({ cmd: 'workers' });
+    t.deepEqual(workers, [], 'the director registered nobody');
+  } finally {
+    rmSync(foreign, { recursive: true, force: true });
+    await stop();
+  }
+});
