@@ -203,7 +203,7 @@ async fn cancelling_a_stream_handle_reaches_the_server() {
     handle.cancel();
     let event = tokio::time::timeout(std::time::Duration::from_secs(3), server.next_events(1)).await.expect("no cancel event");
     match event.first() {
-        Some(ServerEvent::Cancelled { id: got, code }) => {
+        Some(ServerEvent::Cancelled { id: got, code, .. }) => {
             assert_eq!(*got, id);
             assert_eq!(*code, ErrorCode::Cancelled);
         }
