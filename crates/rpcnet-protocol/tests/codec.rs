@@ -85,6 +85,22 @@ fn expected_frame(name: &str) -> Frame {
             payload: Bytes::new(),
         },
         "end_items3" => Frame::End { items: 3 },
+        "attach_fresh" => Frame::Attach(rpcnet_protocol::Attach {
+            session_id: 1,
+            call_id: 2,
+            next_seq: 0,
+            connection_id: "ab".into(),
+            checkpoint: None,
+        }),
+        "attach_resume" => Frame::Attach(rpcnet_protocol::Attach {
+            session_id: 1,
+            call_id: 2,
+            next_seq: 40,
+            connection_id: "c8f6".into(),
+            checkpoint: Some((38, Bytes::from_static(b"s"))),
+        }),
+        "checkpoint_seq5" => Frame::Checkpoint { seq: 5, state: Bytes::from_static(b"st") },
+        "suspended_57" => Frame::Suspended { next_seq: 57 },
         "end_items0" => Frame::End { items: 0 },
         "error_not_found" => Frame::Error {
             code: ErrorCode::NotFound,
