@@ -44,7 +44,7 @@ fn session(app_state: Vec<u8>, calls: usize) -> SessionSnapshot {
                 pending: (0..(i % 5))
                     .map(|k| (i * 100 + k, Bytes::from(rng.bytes(64))))
                     .collect(),
-                checkpoint: (i % 3 == 0).then(|| (i as u64, Bytes::from(format!("cp{i}")))),
+                checkpoint: (i % 3 == 0).then(|| (i, Bytes::from(format!("cp{i}")))),
             })
             .collect(),
     }

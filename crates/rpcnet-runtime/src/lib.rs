@@ -14,6 +14,9 @@
 //! - [`client`]: connect, unary calls and pull-based streaming calls.
 //! - [`connection`]: per-connection identity (`connectionId`) and quinn's statistics.
 //! - [`error`]: [`RpcError`], the coded error every API returns.
+//! - [`events`]: the batched event queue every embedder drains.
+//! - [`worker`] and [`director`]: the cluster roles of live session migration; [`mgmt`] names
+//!   their management-plane calls; [`cluster`] holds the cluster CA and mutual TLS.
 //! - [`log`]: `tracing` output filtered by `RPCNET_LOG`.
 
 pub mod cancel;
@@ -22,6 +25,7 @@ pub mod cluster;
 pub mod connection;
 pub mod director;
 pub mod error;
+pub mod events;
 pub mod log;
 pub mod mgmt;
 pub mod server;

@@ -21,12 +21,13 @@ use rpcnet_protocol::migration::{
     snapshot, ConfirmationDecision, Heartbeat, ManagementMessage, MigrationAbort, MigrationComplete,
     MigrationConfirmation, MigrationRequest, PrepareAck, Register, StateTransfer, TokenKey, TokenLedger,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::cancel::Canceller;
 use crate::client::{Client, ClientConfig};
 use crate::cluster::ClusterCredentials;
 use crate::error::RpcError;
+use crate::events::EventQueue;
 use crate::mgmt::{self, now_ms, rejected};
 use crate::server::{MethodKind, Server, ServerConfig, ServerEvent};
 use rpcnet_protocol::ErrorCode;
@@ -120,7 +121,7 @@ struct Inner {
     token_key: TokenKey,
     ledger: Mutex<TokenLedger>,
     prepared: Mutex<HashMap<u64, Prepared>>,
-    hooks_tx: mpsc::UnboundedSender<WorkerHook>,
+    hooks: EventQueue<WorkerHook>,
     hook_waiters: Mutex<HashMap<u64, oneshot::Sender<HookAnswer>>>,
     next_hook: AtomicU64,
     flags: HookFlags,
@@ -131,7 +132,6 @@ struct Inner {
 /// A running worker (see module docs).
 pub struct Worker {
     inner: Arc<Inner>,
-    hooks_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<WorkerHook>>,
 }
 
 /// The token key every cluster member derives from the cluster secret: HMAC-SHA256(secret,
@@ -175,7 +175,6 @@ impl Worker {
         let director = Client::connect(config.director, ClientConfig::cluster(config.cluster.clone()))
             .await
             .map_err(|e| RpcError::unavailable(format!("cannot reach the director at {}: {}", config.director, e.message)))?;
-        let (hooks_tx, hooks_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             id: config.id.clone(),
             token_key: token_key(&config.cluster),
@@ -184,7 +183,7 @@ impl Worker {
             mgmt,
             ledger: Mutex::new(TokenLedger::new()),
             prepared: Mutex::new(HashMap::new()),
-            hooks_tx,
+            hooks: EventQueue::default(),
             hook_waiters: Mutex::new(HashMap::new()),
             next_hook: AtomicU64::new(1),
             flags: HookFlags::default(),
@@ -200,7 +199,7 @@ impl Worker {
         tokio::spawn(serve_mgmt(inner.clone()));
         tokio::spawn(heartbeats(inner.clone(), config.heartbeat_ms.max(10)));
         tracing::info!(worker = %config.id, user = %inner.user.local_addr(), mgmt = %inner.mgmt.local_addr(), "worker registered");
-        Ok(Worker { inner, hooks_rx: tokio::sync::Mutex::new(hooks_rx) })
+        Ok(Worker { inner })
     }
 
     /// The user-port server: register methods and answer calls on it as on any [`Server`].
@@ -227,13 +226,7 @@ impl Worker {
 
     /// Waits for hooks; returns up to `max`; empty once the worker stopped.
     pub async fn next_hooks(&self, max: usize) -> Vec<WorkerHook> {
-        let mut out = Vec::new();
-        let mut rx = self.hooks_rx.lock().await;
-        tokio::select! {
-            _ = rx.recv_many(&mut out, max.max(1)) => {}
-            _ = self.inner.stopped.cancelled() => {}
-        }
-        out
+        self.inner.hooks.next_batch(max, &self.inner.stopped).await
     }
 
     /// Answers a hook. Returns false for an unknown (or timed-out) hook id.
@@ -318,7 +311,7 @@ async fn ask(inner: &Inner, make: impl FnOnce(u64) -> WorkerHook) -> Result<Hook
     let id = inner.next_hook.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = oneshot::channel();
     inner.hook_waiters.lock().unwrap().insert(id, tx);
-    let _ = inner.hooks_tx.send(make(id));
+    inner.hooks.push(make(id));
     match tokio::time::timeout(Duration::from_millis(u64::from(MGMT_TIMEOUT_MS) / 2), rx).await {
         Ok(Ok(HookAnswer::Failed(m))) => Err(RpcError::new(ErrorCode::Unknown, format!("hook failed: {m}"))),
         Ok(Ok(a)) => Ok(a),

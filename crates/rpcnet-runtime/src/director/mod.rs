@@ -19,13 +19,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rpcnet_protocol::migration::{Heartbeat, ManagementMessage, MigrationConfig, TokenKey};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{watch, Notify};
 
 use crate::cancel::Canceller;
 use crate::client::{Client, ClientConfig};
 use crate::cluster::ClusterCredentials;
 use crate::connection::ConnectionInfo;
 use crate::error::RpcError;
+use crate::events::EventQueue;
 use crate::mgmt::{self, now_ms};
 use crate::server::{MethodKind, Server, ServerConfig, ServerEvent};
 use crate::tls::{server_crypto, ServerIdentity};
@@ -184,7 +185,7 @@ pub(crate) struct Inner {
     pub(crate) workers: Mutex<HashMap<String, Arc<WorkerLink>>>,
     workers_changed: Notify,
     pub(crate) sessions: Mutex<HashMap<u64, Arc<Session>>>,
-    pub(crate) events: mpsc::UnboundedSender<DirectorEvent>,
+    pub(crate) events: EventQueue<DirectorEvent>,
     pub(crate) next_call: AtomicU64,
     pub(crate) next_migration: AtomicU64,
     pub(crate) token_key: TokenKey,
@@ -193,7 +194,7 @@ pub(crate) struct Inner {
 
 impl Inner {
     pub(crate) fn emit(&self, e: DirectorEvent) {
-        let _ = self.events.send(e);
+        self.events.push(e);
     }
 
     pub(crate) fn worker(&self, id: &str) -> Option<Arc<WorkerLink>> {
@@ -227,7 +228,6 @@ impl Inner {
 /// A running director (see module docs).
 pub struct Director {
     inner: Arc<Inner>,
-    events: tokio::sync::Mutex<mpsc::UnboundedReceiver<DirectorEvent>>,
 }
 
 impl Director {
@@ -250,7 +250,6 @@ impl Director {
         for m in mgmt::DIRECTOR_METHODS {
             mgmt.register(m, MethodKind::Unary);
         }
-        let (tx, rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             token_key: crate::worker::token_key(&config.cluster),
             config,
@@ -260,7 +259,7 @@ impl Director {
             workers: Mutex::new(HashMap::new()),
             workers_changed: Notify::new(),
             sessions: Mutex::new(HashMap::new()),
-            events: tx,
+            events: EventQueue::default(),
             next_call: AtomicU64::new(1),
             next_migration: AtomicU64::new(1),
             closed: Canceller::new(),
@@ -268,7 +267,7 @@ impl Director {
         tokio::spawn(accept_clients(inner.clone()));
         tokio::spawn(serve_mgmt(inner.clone()));
         tokio::spawn(watchdog(inner.clone()));
-        Ok(Director { inner, events: tokio::sync::Mutex::new(rx) })
+        Ok(Director { inner })
     }
 
     /// The user port's address (clients connect here).
@@ -288,13 +287,7 @@ impl Director {
 
     /// Waits for events; up to `max`; empty once closed.
     pub async fn next_events(&self, max: usize) -> Vec<DirectorEvent> {
-        let mut out = Vec::new();
-        let mut rx = self.events.lock().await;
-        tokio::select! {
-            _ = rx.recv_many(&mut out, max.max(1)) => {}
-            _ = self.inner.closed.cancelled() => {}
-        }
-        out
+        self.inner.events.next_batch(max, &self.inner.closed).await
     }
 
     /// Live workers and the number of sessions each owns.
@@ -420,13 +413,8 @@ async fn accept_clients(inner: Arc<Inner>) {
             });
             inner.sessions.lock().unwrap().insert(session_id, session.clone());
             inner.emit(DirectorEvent::SessionOpened { session_id, connection_id: info.id.clone(), worker: owner });
-            loop {
-                match connection.accept_bi().await {
-                    Ok((send, recv)) => {
-                        tokio::spawn(relay::relay(inner.clone(), session.clone(), send, recv));
-                    }
-                    Err(_) => break,
-                }
+            while let Ok((send, recv)) = connection.accept_bi().await {
+                tokio::spawn(relay::relay(inner.clone(), session.clone(), send, recv));
             }
             inner.sessions.lock().unwrap().remove(&session_id);
             inner.emit(DirectorEvent::SessionClosed { session_id });

@@ -187,10 +187,7 @@ pub(crate) async fn serve_call(
 
             let queue = Arc::new(ItemQueue::new(shared.config.stream_window_items, shared.config.stream_window_bytes));
             shared.calls.lock().unwrap().insert(id, CallSlot::Streaming(queue.clone()));
-            let mut freeze = match &attach {
-                Some(a) => Some(shared.sessions.open_call(a.session_id, &a.connection_id, a.call_id)),
-                None => None,
-            };
+            let mut freeze = attach.as_ref().map(|a| shared.sessions.open_call(a.session_id, &a.connection_id, a.call_id));
             let method = request.method.clone();
             let payload = request.payload.clone();
             shared.emit(ServerEvent::Call {

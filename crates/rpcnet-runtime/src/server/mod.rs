@@ -16,7 +16,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 pub use item_queue::{Ending, Entry, ItemQueue, PushStatus, Taken};
 pub use session::Sessions;
@@ -24,6 +24,7 @@ pub use session::Sessions;
 use crate::cancel::Canceller;
 use crate::cluster::ClusterCredentials;
 use crate::connection::ConnectionInfo;
+use crate::events::EventQueue;
 use crate::error::RpcError;
 use crate::tls::{server_crypto, ServerIdentity};
 use crate::transport::transport_config;
@@ -122,13 +123,13 @@ pub(crate) struct Shared {
     connections: Mutex<HashMap<String, ConnectionInfo>>,
     shutdown: Canceller,
     sessions: Arc<Sessions>,
-    events: mpsc::UnboundedSender<ServerEvent>,
+    events: EventQueue<ServerEvent>,
     config: ServerConfig,
 }
 
 impl Shared {
     fn emit(&self, event: ServerEvent) {
-        let _ = self.events.send(event);
+        self.events.push(event);
     }
 }
 
@@ -136,7 +137,6 @@ impl Shared {
 pub struct Server {
     endpoint: quinn::Endpoint,
     shared: Arc<Shared>,
-    events: tokio::sync::Mutex<mpsc::UnboundedReceiver<ServerEvent>>,
     fingerprint: String,
 }
 
@@ -162,7 +162,6 @@ impl Server {
         };
         let endpoint = quinn::Endpoint::server(server_config, config.bind)
             .map_err(|e| RpcError::unavailable(format!("cannot bind UDP {}: {e}", config.bind)))?;
-        let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             methods: RwLock::new(HashMap::new()),
             calls: Mutex::new(HashMap::new()),
@@ -170,12 +169,12 @@ impl Server {
             connections: Mutex::new(HashMap::new()),
             shutdown: Canceller::new(),
             sessions: Arc::new(Sessions::default()),
-            events: tx,
+            events: EventQueue::default(),
             config,
         });
         tokio::spawn(accept_loop(endpoint.clone(), shared.clone()));
         tracing::info!(addr = %endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default(), "rpcnet server listening");
-        Ok(Server { endpoint, shared, events: tokio::sync::Mutex::new(rx), fingerprint })
+        Ok(Server { endpoint, shared, fingerprint })
     }
 
     /// The bound UDP address.
@@ -197,13 +196,7 @@ impl Server {
     /// Waits for at least one event and returns up to `max` of them. Returns an empty batch once
     /// the server is closed.
     pub async fn next_events(&self, max: usize) -> Vec<ServerEvent> {
-        let mut out = Vec::new();
-        let mut rx = self.events.lock().await;
-        tokio::select! {
-            _ = rx.recv_many(&mut out, max.max(1)) => {}
-            _ = self.shared.shutdown.cancelled() => {}
-        }
-        out
+        self.shared.events.next_batch(max, &self.shared.shutdown).await
     }
 
     /// Completes a unary call. Returns false if the call is unknown or already over (cancelled,
