@@ -111,6 +111,26 @@ function toEvent(e: Native.NativeDirectorEvent): DirectorEvent {
   }
 }
 
+/** A worker as the placement policy sees it. */
+export interface WorkerInfo {
+  /** Worker id. */
+  id: string;
+  /** Sessions it owns now. */
+  sessions: number;
+}
+
+/** Placement policy hooks of a {@link Director}. */
+export interface DirectorPolicy {
+  /**
+   * Chooses the worker for a session: a new session, a migration target (its owner is not
+   * offered) or a failover (the dead owner is not offered). `workers` are the live, non-draining
+   * candidates, fewest sessions first. Return one of their ids, or `undefined` for the default
+   * (the first: fewest sessions). An answer that is not a candidate, a throw, or no answer
+   * within 1000 ms also falls back to the default.
+   */
+  selectTarget?: (session: { sessionId: string }, workers: WorkerInfo[]) => string | undefined | Promise<string | undefined>;
+}
+
 /**
  * A running director. It is an `EventEmitter`: every {@link DirectorEvent} is emitted under its
  * `kind` and under `'event'`.
@@ -118,11 +138,39 @@ function toEvent(e: Native.NativeDirectorEvent): DirectorEvent {
 export class Director extends EventEmitter {
   readonly #native: Native.NativeDirector;
   readonly #loop: Promise<void>;
+  #policy: DirectorPolicy = {};
+  #policyLoop: Promise<void> | undefined;
 
   private constructor(n: Native.NativeDirector) {
     super();
     this.#native = n;
     this.#loop = this.#run();
+  }
+
+  /** Sets the placement policy hooks (replacing earlier ones). */
+  setPolicy(policy: DirectorPolicy): this {
+    this.#policy = { ...policy };
+    this.#native.setSelectHook(!!policy.selectTarget);
+    if (policy.selectTarget && !this.#policyLoop) this.#policyLoop = this.#answerPolicy();
+    return this;
+  }
+
+  async #answerPolicy(): Promise<void> {
+    for (;;) {
+      const questions = await this.#native.nextSelectQuestions(64);
+      if (questions.length === 0) return;
+      for (const q of questions) {
+        void (async () => {
+          let choice: string | undefined;
+          try {
+            choice = await this.#policy.selectTarget?.({ sessionId: q.sessionId }, q.workers);
+          } catch {
+            choice = undefined;
+          }
+          this.#native.answerSelect(q.id, choice);
+        })();
+      }
+    }
   }
 
   /**
@@ -165,7 +213,7 @@ export class Director extends EventEmitter {
   }
 
   /** Live workers and how many sessions each owns. */
-  workers(): { id: string; sessions: number }[] {
+  workers(): WorkerInfo[] {
     return this.#native.workers();
   }
 
@@ -211,6 +259,7 @@ export class Director extends EventEmitter {
   async close(): Promise<void> {
     this.#native.close();
     await this.#loop;
+    await this.#policyLoop;
   }
 
   async #run(): Promise<void> {

@@ -24,4 +24,4 @@ export type { ConnectionStats } from './stats.js';
 export { RpcWorker } from './worker.js';
 export type { WorkerOptions, WorkerHooks, MigrationRequestInfo, MigrationDecision } from './worker.js';
 export { Director } from './director.js';
-export type { DirectorOptions, DirectorEvent, MigrationReport } from './director.js';
+export type { DirectorOptions, DirectorEvent, DirectorPolicy, MigrationReport, WorkerInfo } from './director.js';

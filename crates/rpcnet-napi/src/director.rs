@@ -97,6 +97,14 @@ pub struct NativeSessionInfo {
     pub worker: String,
 }
 
+#[napi(object)]
+pub struct NativeSelectQuestion {
+    pub id: i64,
+    pub session_id: String,
+    pub exclude: Option<String>,
+    pub workers: Vec<NativeWorkerInfo>,
+}
+
 #[napi]
 pub struct NativeDirector {
     inner: Arc<Director>,
@@ -236,6 +244,31 @@ impl NativeDirector {
     #[napi]
     pub async fn drain(&self, worker: String) -> Result<Vec<NativeMigrationReport>> {
         Ok(self.inner.drain(&worker).await.map_err(to_napi)?.into_iter().map(report).collect())
+    }
+
+    #[napi]
+    pub fn set_select_hook(&self, on: bool) {
+        self.inner.set_select_hook(on);
+    }
+
+    #[napi]
+    pub async fn next_select_questions(&self, max: u32) -> Vec<NativeSelectQuestion> {
+        self.inner
+            .next_select_questions(max as usize)
+            .await
+            .into_iter()
+            .map(|q| NativeSelectQuestion {
+                id: q.id as i64,
+                session_id: format!("{:016x}", q.session_id),
+                exclude: q.exclude,
+                workers: q.workers.into_iter().map(|(id, n)| NativeWorkerInfo { id, sessions: n as u32 }).collect(),
+            })
+            .collect()
+    }
+
+    #[napi]
+    pub fn answer_select(&self, id: i64, worker: Option<String>) -> bool {
+        self.inner.answer_select(id as u64, worker)
     }
 
     #[napi]

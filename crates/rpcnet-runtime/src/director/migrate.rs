@@ -83,7 +83,8 @@ pub(crate) async fn migrate(inner: &Arc<Inner>, session_id: u64, target: Option<
     let target_id = match target {
         Some(t) => t,
         None => inner
-            .select_worker(Some(&source_id))
+            .select_worker(session_id, Some(&source_id))
+            .await
             .ok_or_else(|| RpcError::unavailable(format!("no worker other than {source_id} to migrate session {session_id:016x} to")))?,
     };
     if target_id == source_id {
@@ -193,7 +194,7 @@ pub(crate) async fn migrate(inner: &Arc<Inner>, session_id: u64, target: Option<
                     let owner = if source.alive() { Some(source_id.as_str()) } else { None };
                     unfreeze(&session, &mut frozen_at, owner);
                     if !source.alive() {
-                        super::failover(inner, &source_id, now_ms());
+                        super::failover(inner, &source_id, now_ms()).await;
                     }
                     Ok(())
                 }

@@ -127,6 +127,24 @@ pub enum DirectorEvent {
     },
 }
 
+/// A placement question for the embedder's `selectTarget` policy hook, answered with
+/// [`Director::answer_select`]. Asked for a new session (`exclude` = none), a migration target
+/// (`exclude` = the owner) and a failover (`exclude` = the dead owner).
+#[derive(Debug, Clone)]
+pub struct SelectTarget {
+    /// Hook id.
+    pub id: u64,
+    /// The session to place.
+    pub session_id: u64,
+    /// The worker that must not be chosen, if any.
+    pub exclude: Option<String>,
+    /// Live, non-draining candidates with their session counts.
+    pub workers: Vec<(String, usize)>,
+}
+
+/// How long the director waits for `selectTarget` before using the default policy, ms.
+pub const SELECT_HOOK_TIMEOUT_MS: u64 = 1_000;
+
 pub(crate) struct WorkerLink {
     pub(crate) id: String,
     pub(crate) link: Client,
@@ -190,6 +208,10 @@ pub(crate) struct Inner {
     pub(crate) next_migration: AtomicU64,
     pub(crate) token_key: TokenKey,
     closed: Canceller,
+    select_hook: AtomicBool,
+    select_questions: EventQueue<SelectTarget>,
+    select_waiters: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<Option<String>>>>,
+    next_hook: AtomicU64,
 }
 
 impl Inner {
@@ -210,18 +232,43 @@ impl Inner {
         load
     }
 
-    /// Default placement policy: the live, non-draining worker with the fewest sessions (ties:
-    /// lowest id), excluding `exclude`.
-    pub(crate) fn select_worker(&self, exclude: Option<&str>) -> Option<String> {
+    /// Live, non-draining workers other than `exclude`, with their session counts, ordered by the
+    /// default policy: fewest sessions first (ties: lowest id).
+    fn candidates(&self, exclude: Option<&str>) -> Vec<(String, usize)> {
         let load = self.load();
         let workers = self.workers.lock().unwrap();
-        let mut candidates: Vec<(&String, usize)> = workers
+        let mut candidates: Vec<(String, usize)> = workers
             .values()
             .filter(|w| w.alive() && !w.draining.load(Ordering::SeqCst) && Some(w.id.as_str()) != exclude)
-            .map(|w| (&w.id, load.get(&w.id).copied().unwrap_or(0)))
+            .map(|w| (w.id.clone(), load.get(&w.id).copied().unwrap_or(0)))
             .collect();
-        candidates.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(b.0)));
-        candidates.first().map(|(id, _)| (*id).clone())
+        candidates.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
+        candidates
+    }
+
+    /// Chooses a worker for `session_id`: the embedder's `selectTarget` hook when set (its answer
+    /// must be one of the candidates), else, or if it does not answer within
+    /// [`SELECT_HOOK_TIMEOUT_MS`], the default policy.
+    pub(crate) async fn select_worker(&self, session_id: u64, exclude: Option<&str>) -> Option<String> {
+        let candidates = self.candidates(exclude);
+        let default = candidates.first().map(|c| c.0.clone());
+        if candidates.is_empty() || !self.select_hook.load(Ordering::SeqCst) {
+            return default;
+        }
+        let id = self.next_hook.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.select_waiters.lock().unwrap().insert(id, tx);
+        self.select_questions.push(SelectTarget { id, session_id, exclude: exclude.map(str::to_string), workers: candidates.clone() });
+        let answer = tokio::time::timeout(Duration::from_millis(SELECT_HOOK_TIMEOUT_MS), rx).await;
+        self.select_waiters.lock().unwrap().remove(&id);
+        match answer {
+            Ok(Ok(Some(choice))) if candidates.iter().any(|c| c.0 == choice) => Some(choice),
+            Ok(Ok(Some(choice))) => {
+                tracing::warn!(%choice, "selectTarget chose a worker that is not a candidate; using the default");
+                default
+            }
+            _ => default,
+        }
     }
 }
 
@@ -263,6 +310,10 @@ impl Director {
             next_call: AtomicU64::new(1),
             next_migration: AtomicU64::new(1),
             closed: Canceller::new(),
+            select_hook: AtomicBool::new(false),
+            select_questions: EventQueue::default(),
+            select_waiters: Mutex::new(HashMap::new()),
+            next_hook: AtomicU64::new(1),
         });
         tokio::spawn(accept_clients(inner.clone()));
         tokio::spawn(serve_mgmt(inner.clone()));
@@ -352,6 +403,24 @@ impl Director {
         drain(&self.inner, worker).await
     }
 
+    /// Turns the embedder's `selectTarget` policy hook on or off (off: fewest sessions).
+    pub fn set_select_hook(&self, on: bool) {
+        self.inner.select_hook.store(on, Ordering::SeqCst);
+    }
+
+    /// Waits for placement questions for the `selectTarget` hook; empty once closed.
+    pub async fn next_select_questions(&self, max: usize) -> Vec<SelectTarget> {
+        self.inner.select_questions.next_batch(max, &self.inner.closed).await
+    }
+
+    /// Answers a placement question (`None`: use the default). False for an unknown id.
+    pub fn answer_select(&self, id: u64, worker: Option<String>) -> bool {
+        match self.inner.select_waiters.lock().unwrap().remove(&id) {
+            Some(tx) => tx.send(worker).is_ok(),
+            None => false,
+        }
+    }
+
     /// Closes both ports and all client connections.
     pub fn close(&self) {
         self.inner.closed.cancel();
@@ -398,7 +467,7 @@ async fn accept_clients(inner: Arc<Inner>) {
             let Ok(connection) = incoming.await else { return };
             let info = ConnectionInfo::new(connection.clone());
             let session_id = session_id_of(&info.id);
-            let Some(owner) = inner.select_worker(None) else {
+            let Some(owner) = inner.select_worker(session_id, None).await else {
                 tracing::warn!("no worker available for a new session");
                 connection.close(crate::error::app_code(rpcnet_protocol::ErrorCode::Unavailable), b"no worker available");
                 return;
@@ -510,14 +579,14 @@ async fn watchdog(inner: Arc<Inner>) {
                 tracing::warn!(worker = %w.id, silent_ms = now - last, "worker declared dead");
             }
             inner.emit(DirectorEvent::WorkerLost { worker: w.id.clone() });
-            failover(&inner, &w.id, last);
+            failover(&inner, &w.id, last).await;
         }
     }
 }
 
 /// Re-routes every session owned by `dead` to a live worker; relays re-attach from their last
 /// checkpoint and drop the items the client already has.
-pub(crate) fn failover(inner: &Arc<Inner>, dead: &str, last_heartbeat_ms: u64) {
+pub(crate) async fn failover(inner: &Arc<Inner>, dead: &str, last_heartbeat_ms: u64) {
     let sessions: Vec<Arc<Session>> = inner
         .sessions
         .lock()
@@ -527,7 +596,7 @@ pub(crate) fn failover(inner: &Arc<Inner>, dead: &str, last_heartbeat_ms: u64) {
         .cloned()
         .collect();
     for s in sessions {
-        match inner.select_worker(Some(dead)) {
+        match inner.select_worker(s.id, Some(dead)).await {
             Some(to) => {
                 s.route.send_modify(|r| {
                     r.owner = to.clone();
