@@ -225,6 +225,7 @@ impl Client {
             next_seq: 0,
             done: false,
             pending_error: None,
+            eof: false,
             deadline,
             deadline_ms,
         })
@@ -259,6 +260,8 @@ pub struct ItemStream {
     next_seq: u64,
     done: bool,
     pending_error: Option<RpcError>,
+    /// The server finished its side (FIN seen); only buffered bytes remain.
+    eof: bool,
     deadline: Option<Instant>,
     deadline_ms: u32,
 }
@@ -304,10 +307,9 @@ impl ItemStream {
             return Err(e);
         }
         let mut items = Vec::new();
-        let mut eof = false;
         loop {
             while items.len() < max_items {
-                let frame = if eof { self.decoder.decode_eof(&mut self.buf)? } else { self.decoder.decode(&mut self.buf)? };
+                let frame = if self.eof { self.decoder.decode_eof(&mut self.buf)? } else { self.decoder.decode(&mut self.buf)? };
                 let Some(frame) = frame else { break };
                 match frame {
                     Frame::Item { seq, payload } => {
@@ -339,14 +341,26 @@ impl ItemStream {
                 }
             }
             if !items.is_empty() {
+                // Batch: before returning, take whatever quinn already holds for this stream
+                // without waiting (a zero timeout still polls the read once; quinn reads are
+                // cancel-safe), so one crossing into JavaScript carries many items.
+                if items.len() < max_items && !self.eof {
+                    if let Ok(chunk) = tokio::time::timeout(Duration::ZERO, self.recv.read_chunk(256 * 1024, true)).await {
+                        match chunk? {
+                            Some(chunk) => self.buf.extend_from_slice(&chunk.bytes),
+                            None => self.eof = true,
+                        }
+                        continue;
+                    }
+                }
                 return Ok(Some(items));
             }
-            if eof {
+            if self.eof {
                 return Err(RpcError::protocol("stream ended without an END or ERROR frame"));
             }
             match self.recv.read_chunk(256 * 1024, true).await? {
                 Some(chunk) => self.buf.extend_from_slice(&chunk.bytes),
-                None => eof = true,
+                None => self.eof = true,
             }
         }
     }

@@ -273,8 +273,21 @@ async fn heartbeats(inner: Arc<Inner>, every_ms: u64) {
             sessions: inner.user.sessions().len() as u32,
             at_ms: now_ms(),
         });
-        if let Err(e) = mgmt::call(&inner.director, mgmt::HEARTBEAT, &hb, 1_000).await {
-            tracing::warn!(error = %e, "heartbeat failed");
+        match mgmt::call(&inner.director, mgmt::HEARTBEAT, &hb, 1_000).await {
+            Ok(_) => {}
+            Err(e) if e.code == ErrorCode::NotFound => {
+                // The director declared us dead (missed heartbeats) or restarted: register again.
+                tracing::warn!(worker = %inner.id, "director does not know this worker; registering again");
+                let register = ManagementMessage::Register(Register {
+                    worker_id: inner.id.clone(),
+                    user_addr: inner.user.local_addr().to_string(),
+                    mgmt_addr: inner.mgmt.local_addr().to_string(),
+                });
+                if let Err(e) = mgmt::call(&inner.director, mgmt::REGISTER, &register, 2_000).await {
+                    tracing::warn!(error = %e, "re-registration failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
         }
     }
 }
