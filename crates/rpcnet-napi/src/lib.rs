@@ -5,6 +5,8 @@
 //! Errors cross as `Error` objects whose message is `[CODE] message` (CODE is an
 //! `rpcnet_protocol::ErrorCode` name); the TypeScript layer turns them into `RpcError`s.
 
+#![warn(missing_docs)]
+
 #![deny(clippy::all)]
 
 mod client;
@@ -33,12 +35,19 @@ pub(crate) fn bytes(buf: &Buffer) -> Bytes {
 /// quinn connection statistics.
 #[napi(object)]
 pub struct NativeStats {
+    /// Smoothed RTT, ms.
     pub rtt_ms: f64,
+    /// Congestion window, bytes.
     pub cwnd: f64,
+    /// UDP payload bytes sent.
     pub bytes_sent: f64,
+    /// UDP payload bytes received.
     pub bytes_received: f64,
+    /// QUIC packets sent.
     pub packets_sent: f64,
+    /// Packets declared lost.
     pub lost_packets: f64,
+    /// Path MTU, bytes.
     pub mtu: u32,
 }
 

@@ -10,6 +10,8 @@
 //! - [`migration`]: RFC-001's migration pieces: tokens, sealed session snapshots, management
 //!   messages and the migration state machine.
 
+#![warn(missing_docs)]
+
 pub mod code;
 pub mod codec;
 pub mod frame;

@@ -19,6 +19,8 @@
 //!   their management-plane calls; [`cluster`] holds the cluster CA and mutual TLS.
 //! - [`log`]: `tracing` output filtered by `RPCNET_LOG`.
 
+#![warn(missing_docs)]
+
 pub mod cancel;
 pub mod client;
 pub mod cluster;

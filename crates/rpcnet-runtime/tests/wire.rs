@@ -99,6 +99,11 @@ async fn malformed_frames_end_the_call_not_the_server() {
     bad.put_u32(0);
     bad.put_u16(0);
     expect_error(raw_call(&conn, &bad).await, ErrorCode::Protocol);
+    // Bytes after the REQUEST (the REQUEST must be the client's last frame).
+    let mut two = Frame::Request(Request { method: "echo".into(), deadline_ms: 0, streaming: false, payload: Bytes::new() }).to_bytes().to_vec();
+    two.extend_from_slice(&Frame::Response { payload: Bytes::new() }.to_bytes());
+    let msg = expect_error(raw_call(&conn, &two).await, ErrorCode::Protocol);
+    assert!(msg.contains("follow the REQUEST"), "{msg}");
     // A stream finished with nothing on it.
     expect_error(raw_call(&conn, &[]).await, ErrorCode::Protocol);
 

@@ -36,7 +36,8 @@ async fn read_request(recv: &mut quinn::RecvStream, max: u32) -> Result<rpcnet_p
     loop {
         let f = if eof { decoder.decode_eof(&mut buf)? } else { decoder.decode(&mut buf)? };
         match f {
-            Some(Frame::Request(r)) => return Ok(r),
+            Some(Frame::Request(r)) if buf.is_empty() => return Ok(r),
+            Some(Frame::Request(_)) => return Err(RpcError::protocol(format!("{} bytes follow the REQUEST frame", buf.len()))),
             Some(other) => {
                 return Err(RpcError::protocol(format!("expected REQUEST as the first frame of a call, got {}", other.frame_type().name())))
             }

@@ -35,7 +35,13 @@ async fn read_head(
     loop {
         let frame = if eof { decoder.decode_eof(&mut buf)? } else { decoder.decode(&mut buf)? };
         match frame {
-            Some(Frame::Request(r)) => return Ok((attach, r)),
+            Some(Frame::Request(r)) => {
+                // PROTOCOL.md 3.3: the REQUEST is the client's last frame on the stream.
+                if !buf.is_empty() {
+                    return Err(RpcError::protocol(format!("{} bytes follow the REQUEST frame", buf.len())));
+                }
+                return Ok((attach, r));
+            }
             Some(Frame::Attach(a)) if link && attach.is_none() => attach = Some(a),
             Some(other) => {
                 return Err(RpcError::protocol(format!(
