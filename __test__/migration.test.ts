@@ -59,6 +59,8 @@ test.serial('graceful drain: SIGTERM moves the session, the worker exits 0, noth
     const done = director.proc.messages.filter((m) => m.type === 'event' && (m.event as { kind: string }).kind === 'migration-completed');
     t.is(done.length, 1);
     t.is(((done[0]!.event as { report: MigrationReport }).report).reason, 'drain');
+    const opened = director.proc.messages.filter((m) => m.type === 'event' && (m.event as { kind: string }).kind === 'session-opened');
+    t.is(opened.length, 1, 'one client handshake: the connection survived the migration');
   } finally {
     await stop();
   }

@@ -22,7 +22,7 @@ const record = await streamTokens({
   count: Number(values.count),
   intervalMs: Number(values['interval-ms']),
   onConnected: (c) => {
-    if (!values.quiet) console.log(`client: connected to ${c.remoteAddress}, connectionId ${c.connectionId} (1 handshake)`);
+    if (!values.quiet) console.log(`client: connected to ${c.remoteAddress}, connectionId ${c.connectionId}`);
   },
   onItem: (item) => {
     if (!values.quiet) console.log(`client: conn=${item.conn} worker=${item.worker} seq=${item.seq} token=${item.token}`);

@@ -11,8 +11,6 @@ import type { TokenItem } from './tokens.js';
 export interface StreamRecord {
   /** The connectionId of the one connection the client opened. */
   connectionId: string;
-  /** Connections (handshakes) the client made. */
-  handshakes: number;
   /** Items received. */
   items: number;
   /** Items whose seq was above the expected one. */
@@ -51,7 +49,6 @@ export async function streamTokens(options: StreamOptions): Promise<StreamRecord
   options.onConnected?.(client);
   const record: StreamRecord = {
     connectionId: client.connectionId,
-    handshakes: 1,
     items: 0,
     gaps: 0,
     duplicates: 0,

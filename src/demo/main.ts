@@ -91,7 +91,8 @@ const summary = {
   expectedItems: count,
   gaps: rec.gaps,
   duplicates: rec.duplicates,
-  handshakes: rec.handshakes,
+  // Client handshakes as the director saw them: one session-opened event per accepted connection.
+  handshakes: events.filter((e) => e.kind === 'session-opened').length,
   connectionId: rec.connectionId,
   itemsFromOtherConnections: rec.foreignConnection,
   workers: rec.workers,
