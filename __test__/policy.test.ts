@@ -105,3 +105,24 @@ test.serial('captureState and restoreState carry the application state to the ta
   await c.close();
   await close();
 });
+
+test.serial('onMigrationRequest can defer, and the director asks again', async (t) => {
+  const { director, workers, close } = await setup();
+  const asked: number[] = [];
+  workers[1]!.setHooks({
+    onMigrationRequest: () => {
+      asked.push(Date.now());
+      return asked.length === 1 ? { decision: 'defer', retryAfterMs: 150 } : { decision: 'accept' };
+    },
+  });
+  const c = await RpcClient.connect(director.address, { tls: { pin: director.certFingerprint } });
+  await c.call('who', Buffer.alloc(0));
+  const sessionId = director.sessions()[0]!.sessionId;
+  const report = await director.migrate(sessionId, 'worker-b');
+  t.true(report.completed);
+  t.is(asked.length, 2, 'asked twice');
+  t.true(asked[1]! - asked[0]! >= 140, `retried after ${asked[1]! - asked[0]!} ms`);
+  t.is((await c.call('who', Buffer.alloc(0))).toString(), 'worker-b', 'new calls go to the target');
+  await c.close();
+  await close();
+});
