@@ -309,7 +309,16 @@ impl ItemStream {
         let mut items = Vec::new();
         loop {
             while items.len() < max_items {
-                let frame = if self.eof { self.decoder.decode_eof(&mut self.buf)? } else { self.decoder.decode(&mut self.buf)? };
+                let decoded = if self.eof { self.decoder.decode_eof(&mut self.buf) } else { self.decoder.decode(&mut self.buf) };
+                let frame = match decoded {
+                    Ok(f) => f,
+                    // Deliver what arrived intact first; report the error on the next call.
+                    Err(e) if !items.is_empty() => {
+                        self.pending_error = Some(e.into());
+                        return Ok(Some(items));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 let Some(frame) = frame else { break };
                 match frame {
                     Frame::Item { seq, payload } => {
@@ -346,9 +355,13 @@ impl ItemStream {
                 // cancel-safe), so one crossing into JavaScript carries many items.
                 if items.len() < max_items && !self.eof {
                     if let Ok(chunk) = tokio::time::timeout(Duration::ZERO, self.recv.read_chunk(256 * 1024, true)).await {
-                        match chunk? {
-                            Some(chunk) => self.buf.extend_from_slice(&chunk.bytes),
-                            None => self.eof = true,
+                        match chunk {
+                            Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk.bytes),
+                            Ok(None) => self.eof = true,
+                            Err(e) => {
+                                self.pending_error = Some(e.into());
+                                return Ok(Some(items));
+                            }
                         }
                         continue;
                     }

@@ -47,7 +47,7 @@ use rustls::server::WebPkiClientVerifier;
 
 use crate::error::RpcError;
 use crate::tls::{fingerprint, provider};
-use crate::transport::transport_config;
+use crate::transport::cluster_transport_config;
 
 /// Server name cluster peers use for each other: every cluster leaf carries it as a DNS SAN, and
 /// clients built by [`ClusterCredentials::client_crypto`] check it. Pass it as the server name to
@@ -288,26 +288,26 @@ impl ClusterCredentials {
     }
 
     /// quinn server configuration from [`server_crypto`](Self::server_crypto) with
-    /// [`crate::transport::transport_config`].
+    /// [`crate::transport::cluster_transport_config`].
     ///
     /// Errors: those of `server_crypto`; `INTERNAL` if quinn rejects the rustls configuration.
     pub fn quinn_server_config(&self, alpn: &[u8]) -> Result<quinn::ServerConfig, RpcError> {
         let quic = quinn::crypto::rustls::QuicServerConfig::try_from(self.server_crypto(alpn)?)
             .map_err(|e| RpcError::internal(format!("QUIC cannot use the cluster TLS server config: {e}")))?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
-        config.transport_config(transport_config());
+        config.transport_config(cluster_transport_config());
         Ok(config)
     }
 
     /// quinn client configuration from [`client_crypto`](Self::client_crypto) with
-    /// [`crate::transport::transport_config`]. Connect with server name [`CLUSTER_SERVER_NAME`].
+    /// [`crate::transport::cluster_transport_config`]. Connect with server name [`CLUSTER_SERVER_NAME`].
     ///
     /// Errors: those of `client_crypto`; `INTERNAL` if quinn rejects the rustls configuration.
     pub fn quinn_client_config(&self, alpn: &[u8]) -> Result<quinn::ClientConfig, RpcError> {
         let quic = quinn::crypto::rustls::QuicClientConfig::try_from(self.client_crypto(alpn)?)
             .map_err(|e| RpcError::internal(format!("QUIC cannot use the cluster TLS client config: {e}")))?;
         let mut config = quinn::ClientConfig::new(Arc::new(quic));
-        config.transport_config(transport_config());
+        config.transport_config(cluster_transport_config());
         Ok(config)
     }
 

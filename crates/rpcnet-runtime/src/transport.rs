@@ -12,12 +12,25 @@ pub const KEEP_ALIVE_MS: u64 = 5_000;
 /// Concurrent calls (bidirectional streams) a peer may open on one connection.
 pub const MAX_CONCURRENT_CALLS: u32 = 1024;
 
-/// The transport configuration used by every rpcnet endpoint.
+/// Concurrent calls on one cluster connection (director to worker link, management): every
+/// client session routed to a worker shares one link, so it allows far more than a client.
+pub const MAX_CONCURRENT_LINK_CALLS: u32 = 1 << 16;
+
+/// The transport configuration used by client-facing rpcnet endpoints.
 pub fn transport_config() -> Arc<quinn::TransportConfig> {
+    Arc::new(base(MAX_CONCURRENT_CALLS))
+}
+
+/// The transport configuration of cluster connections ([`MAX_CONCURRENT_LINK_CALLS`] streams).
+pub fn cluster_transport_config() -> Arc<quinn::TransportConfig> {
+    Arc::new(base(MAX_CONCURRENT_LINK_CALLS))
+}
+
+fn base(max_calls: u32) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     t.max_idle_timeout(Some(Duration::from_millis(IDLE_TIMEOUT_MS).try_into().expect("idle timeout fits a VarInt")));
     t.keep_alive_interval(Some(Duration::from_millis(KEEP_ALIVE_MS)));
-    t.max_concurrent_bidi_streams(MAX_CONCURRENT_CALLS.into());
+    t.max_concurrent_bidi_streams(max_calls.into());
     t.max_concurrent_uni_streams(0u32.into());
-    Arc::new(t)
+    t
 }

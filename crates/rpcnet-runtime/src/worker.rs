@@ -113,6 +113,14 @@ struct Prepared {
     session_id: u64,
 }
 
+/// This worker's part in a migration that has not ended, by migration id.
+enum Part {
+    /// Source: the session is captured (frozen) here.
+    Captured(u64),
+    /// Target: the session was restored here.
+    Restored(u64),
+}
+
 struct Inner {
     id: String,
     user: Arc<Server>,
@@ -121,6 +129,7 @@ struct Inner {
     token_key: TokenKey,
     ledger: Mutex<TokenLedger>,
     prepared: Mutex<HashMap<u64, Prepared>>,
+    parts: Mutex<HashMap<u64, Part>>,
     hooks: EventQueue<WorkerHook>,
     hook_waiters: Mutex<HashMap<u64, oneshot::Sender<HookAnswer>>>,
     next_hook: AtomicU64,
@@ -183,6 +192,7 @@ impl Worker {
             mgmt,
             ledger: Mutex::new(TokenLedger::new()),
             prepared: Mutex::new(HashMap::new()),
+            parts: Mutex::new(HashMap::new()),
             hooks: EventQueue::default(),
             hook_waiters: Mutex::new(HashMap::new()),
             next_hook: AtomicU64::new(1),
@@ -375,6 +385,7 @@ async fn handle(inner: &Arc<Inner>, method: &str, msg: ManagementMessage) -> Res
                     req.session_id, req.token.source, inner.id
                 )));
             }
+            inner.parts.lock().unwrap().insert(req.migration_id, Part::Captured(req.session_id));
             let mut snap = inner.user.sessions().capture(req.session_id, Duration::from_millis(1_000)).await?;
             snap.captured_at_ms = now_ms();
             if inner.flags.capture.load(Ordering::SeqCst) {
@@ -405,16 +416,23 @@ async fn handle(inner: &Arc<Inner>, method: &str, msg: ManagementMessage) -> Res
                 ask(inner, |id| WorkerHook::Restore { id, session_id: snap.session_id, state: snap.app_state.clone() }).await?;
             }
             inner.user.sessions().restore(&snap);
+            inner.parts.lock().unwrap().insert(st.migration_id, Part::Restored(snap.session_id));
             Ok(ManagementMessage::Complete(MigrationComplete { migration_id: st.migration_id, session_id: snap.session_id }))
         }
         (mgmt::COMPLETE, ManagementMessage::Complete(c)) => {
+            inner.parts.lock().unwrap().remove(&c.migration_id);
             inner.user.sessions().drop_session(c.session_id);
             Ok(ManagementMessage::Complete(c))
         }
         (mgmt::ABORT, ManagementMessage::Abort(a)) => {
-            // The target forgets what it prepared; the source keeps its captured calls, which the
-            // director re-attaches here.
+            // The target forgets what it prepared or restored; the source unfreezes and keeps its
+            // captured calls, which the director re-attaches here.
             inner.prepared.lock().unwrap().remove(&a.migration_id);
+            match inner.parts.lock().unwrap().remove(&a.migration_id) {
+                Some(Part::Captured(session)) => inner.user.sessions().unfreeze(session),
+                Some(Part::Restored(session)) => inner.user.sessions().drop_session(session),
+                None => {}
+            }
             Ok(ManagementMessage::Abort(MigrationAbort { migration_id: a.migration_id, reason: a.reason }))
         }
         (m, msg) => Err(RpcError::invalid_argument(format!("MESSAGE_MALFORMED: {} is not accepted by {m}", msg.name()))),

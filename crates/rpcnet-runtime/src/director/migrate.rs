@@ -194,7 +194,7 @@ pub(crate) async fn migrate(inner: &Arc<Inner>, session_id: u64, target: Option<
                     let owner = if source.alive() { Some(source_id.as_str()) } else { None };
                     unfreeze(&session, &mut frozen_at, owner);
                     if !source.alive() {
-                        super::failover(inner, &source_id, now_ms()).await;
+                        super::reroute(inner, &session, &source_id, now_ms()).await;
                     }
                     Ok(())
                 }

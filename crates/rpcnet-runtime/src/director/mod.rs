@@ -528,10 +528,19 @@ async fn handle_mgmt(inner: &Arc<Inner>, method: &str, msg: ManagementMessage) -
                 draining: AtomicBool::new(false),
                 active: Default::default(),
             });
-            if let Some(old) = inner.workers.lock().unwrap().insert(r.worker_id.clone(), w) {
+            let replaced = inner.workers.lock().unwrap().insert(r.worker_id.clone(), w);
+            if let Some(old) = replaced {
+                // Relays on the old link see it die; give them a newer route to the new link.
                 old.dead.cancel();
+                for s in inner.sessions.lock().unwrap().values() {
+                    if s.route.borrow().owner == r.worker_id {
+                        s.route.send_modify(|route| route.epoch += 1);
+                    }
+                }
             }
             inner.workers_changed.notify_waiters();
+            // Sessions left without a live owner (a failover found no worker) get this one.
+            reroute_orphans(inner).await;
             tracing::info!(worker = %r.worker_id, %user_addr, %mgmt_addr, "worker registered");
             inner.emit(DirectorEvent::WorkerJoined { worker: r.worker_id.clone() });
             Ok(ManagementMessage::Register(r))
@@ -585,7 +594,8 @@ async fn watchdog(inner: Arc<Inner>) {
 }
 
 /// Re-routes every session owned by `dead` to a live worker; relays re-attach from their last
-/// checkpoint and drop the items the client already has.
+/// checkpoint and drop the items the client already has. A session being migrated is left to its
+/// migration, which pivots to the target or, on abort, re-routes it itself.
 pub(crate) async fn failover(inner: &Arc<Inner>, dead: &str, last_heartbeat_ms: u64) {
     let sessions: Vec<Arc<Session>> = inner
         .sessions
@@ -596,21 +606,47 @@ pub(crate) async fn failover(inner: &Arc<Inner>, dead: &str, last_heartbeat_ms: 
         .cloned()
         .collect();
     for s in sessions {
-        match inner.select_worker(s.id, Some(dead)).await {
-            Some(to) => {
-                s.route.send_modify(|r| {
-                    r.owner = to.clone();
-                    r.frozen = false;
-                    r.epoch += 1;
-                });
-                inner.emit(DirectorEvent::Failover {
-                    session_id: s.id,
-                    from: dead.to_string(),
-                    to,
-                    detected_after_ms: now_ms().saturating_sub(last_heartbeat_ms),
-                });
-            }
-            None => tracing::error!(session = s.id, "no live worker to fail over to"),
+        let Ok(_not_migrating) = s.migrating.try_lock() else { continue };
+        reroute(inner, &s, dead, last_heartbeat_ms).await;
+    }
+}
+
+/// Moves one session off its dead owner `dead`. With no live worker the session keeps its dead
+/// owner and [`reroute_orphans`] places it when a worker registers.
+pub(crate) async fn reroute(inner: &Arc<Inner>, s: &Session, dead: &str, last_heartbeat_ms: u64) {
+    match inner.select_worker(s.id, Some(dead)).await {
+        Some(to) => {
+            s.route.send_modify(|r| {
+                r.owner = to.clone();
+                r.frozen = false;
+                r.epoch += 1;
+            });
+            inner.emit(DirectorEvent::Failover {
+                session_id: s.id,
+                from: dead.to_string(),
+                to,
+                detected_after_ms: now_ms().saturating_sub(last_heartbeat_ms),
+            });
         }
+        None => tracing::error!(session = s.id, "no live worker to fail over to; waiting for one to register"),
+    }
+}
+
+/// Fails over every session whose owner is not a live worker (used when a worker registers).
+async fn reroute_orphans(inner: &Arc<Inner>) {
+    let orphans: Vec<(Arc<Session>, String)> = inner
+        .sessions
+        .lock()
+        .unwrap()
+        .values()
+        .filter_map(|s| {
+            let owner = s.route.borrow().owner.clone();
+            let alive = inner.worker(&owner).is_some_and(|w| w.alive());
+            (!alive).then(|| (s.clone(), owner))
+        })
+        .collect();
+    for (s, owner) in orphans {
+        let Ok(_not_migrating) = s.migrating.try_lock() else { continue };
+        reroute(inner, &s, &owner, now_ms()).await;
     }
 }

@@ -87,7 +87,11 @@ pub(crate) async fn relay(inner: Arc<Inner>, session: Arc<Session>, mut client_s
     let mut expected: u64 = 0;
     let mut after_epoch = None;
     loop {
-        let (route, owner) = match next_route(&inner, &session, after_epoch).await {
+        let routed = tokio::select! {
+            r = next_route(&inner, &session, after_epoch) => r,
+            _ = client_stopped.as_mut() => break, // the client cancelled while the call waited
+        };
+        let (route, owner) = match routed {
             Ok(r) => r,
             Err(e) => {
                 let _ = client_send.write_all(&Frame::Error { code: e.code, message: e.message }.to_bytes()).await;
@@ -149,10 +153,14 @@ async fn pump(
         // Forward every complete frame already buffered, in one write.
         let mut out: Vec<Bytes> = Vec::new();
         let mut terminal = false;
+        let mut failed: Option<String> = None;
         loop {
             let frame = match if eof { decoder.decode_eof(&mut buf) } else { decoder.decode(&mut buf) } {
                 Ok(f) => f,
-                Err(e) => return Pumped::OwnerFailed(format!("owner sent a malformed frame: {e}")),
+                Err(e) => {
+                    failed = Some(format!("owner sent a malformed frame: {e}"));
+                    break;
+                }
             };
             let Some(frame) = frame else { break };
             match frame {
@@ -161,7 +169,8 @@ async fn pump(
                         continue; // the client already has it (a resumed handler replays)
                     }
                     if seq > *expected {
-                        return Pumped::OwnerFailed(format!("owner skipped from seq {} to {seq}", *expected));
+                        failed = Some(format!("owner skipped from seq {} to {seq}", *expected));
+                        break;
                     }
                     let mut h = BytesMut::with_capacity(14);
                     rpcnet_protocol::frame::encode_item_header(seq, payload.len(), &mut h);
@@ -191,9 +200,14 @@ async fn pump(
                     terminal = true;
                     break;
                 }
-                other => return Pumped::OwnerFailed(format!("unexpected {} frame from the owner", other.frame_type().name())),
+                other => {
+                    failed = Some(format!("unexpected {} frame from the owner", other.frame_type().name()));
+                    break;
+                }
             }
         }
+        // Items counted in `expected` must reach the client before anything else happens, or a
+        // re-attach at `expected` would skip them.
         if !out.is_empty() {
             if let Err(e) = client_send.write_all_chunks(&mut out).await {
                 // The client is gone or cancelled: stop the owner's work too.
@@ -201,6 +215,9 @@ async fn pump(
                 let _ = wr.stop(app_code(code));
                 return Pumped::Finished;
             }
+        }
+        if let Some(why) = failed {
+            return Pumped::OwnerFailed(why);
         }
         if terminal {
             let _ = client_send.finish();

@@ -172,10 +172,17 @@ pub(crate) async fn serve_call(
             // handler resumes at the latest checkpoint, and no item below `skip_below` (what the
             // client already has, or what the pending items cover) is sent again.
             let restored = attach.as_ref().and_then(|a| shared.sessions.take_restored(a.session_id, a.call_id));
+            if let Some(a) = attach.as_ref().filter(|a| restored.is_none() && shared.sessions.is_frozen(a.session_id)) {
+                // The session was captured (it is moving): this call belongs to the next owner.
+                let _ = send.write_all(&Frame::Suspended { next_seq: a.next_seq }.to_bytes()).await;
+                let _ = send.finish();
+                return;
+            }
             let client_next = attach.as_ref().map_or(0, |a| a.next_seq);
             let mut checkpoint = attach.as_ref().and_then(|a| a.checkpoint.clone());
             let mut skip_below = client_next;
             let mut first_writes: Vec<Bytes> = Vec::new();
+            let restored_any = restored.is_some();
             if let Some(r) = restored {
                 checkpoint = later(checkpoint, r.checkpoint.clone());
                 for (seq, item) in r.pending {
@@ -187,6 +194,9 @@ pub(crate) async fn serve_call(
                     }
                     skip_below = skip_below.max(seq + 1);
                 }
+            }
+            if attach.is_some() && checkpoint.is_none() && (client_next > 0 || restored_any) {
+                checkpoint = Some((0, Bytes::new()));
             }
             let mut seq: u64 = checkpoint.as_ref().map_or(0, |c| c.0);
             let mut latest = checkpoint.clone();
@@ -216,39 +226,27 @@ pub(crate) async fn serve_call(
                 Early(ErrorCode, bool),
                 Frozen,
             }
-            let result: Stop = loop {
+            let a_ids = attach.as_ref().map(|a| a.call_id);
+            let snapshot = |next_seq: u64, pending: Vec<(u64, Bytes)>, latest: Option<(u64, Bytes)>| CallSnapshot {
+                call_id: a_ids.expect("freeze only on attached calls"),
+                method: method.clone(),
+                request: payload.clone(),
+                streaming: true,
+                deadline_ms,
+                next_seq,
+                pending,
+                checkpoint: latest,
+            };
+            let result: Stop = 'call: loop {
                 let taken = tokio::select! {
                     t = queue.take(WRITE_BATCH) => t,
                     _ = &mut sleep => break Stop::Early(ErrorCode::DeadlineExceeded, true),
                     r = &mut stopped => break Stop::Early(stop_code(r), false),
-                    f = async { match freeze.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
-                        let Some(reply) = f else { freeze = None; continue };
-                        // State Capture at an item boundary: everything not yet written is pending.
+                    f = next_freeze(&mut freeze) => {
+                        // State Capture at an item boundary, with nothing in flight.
                         let (rest, _ending) = queue.close_and_drain();
-                        let mut pending = Vec::new();
-                        for entry in rest {
-                            match entry {
-                                Entry::Item(item) => {
-                                    if seq >= skip_below {
-                                        pending.push((seq, item));
-                                    }
-                                    seq += 1;
-                                }
-                                Entry::Checkpoint(state) => latest = Some((seq, state)),
-                            }
-                        }
-                        let next_seq = pending.first().map_or(seq.max(skip_below), |p| p.0);
-                        let a = attach.as_ref().expect("freeze only on attached calls");
-                        let _ = reply.send(CallSnapshot {
-                            call_id: a.call_id,
-                            method: method.clone(),
-                            request: payload.clone(),
-                            streaming: true,
-                            deadline_ms,
-                            next_seq,
-                            pending,
-                            checkpoint: latest.clone(),
-                        });
+                        let (next_seq, pending) = take_pending(Vec::new(), rest, &mut seq, skip_below, &mut latest);
+                        let _ = f.send(snapshot(next_seq, pending, latest.clone()));
                         let _ = send.write_all(&Frame::Suspended { next_seq }.to_bytes()).await;
                         let _ = send.finish();
                         break Stop::Frozen;
@@ -256,13 +254,18 @@ pub(crate) async fn serve_call(
                 };
                 match taken {
                     Taken::Items(entries) => {
-                        let mut chunks = Vec::with_capacity(entries.len() * 2);
+                        // Frames of this batch; `frames[i]` = (first chunk index, item seq and
+                        // payload if it is an ITEM). Writes go through `write_chunks`, which is
+                        // cancel-safe, so a freeze can stop at the first frame not yet started.
+                        let mut chunks: Vec<Bytes> = Vec::with_capacity(entries.len() * 2);
+                        let mut frames: Vec<(usize, Option<(u64, Bytes)>)> = Vec::with_capacity(entries.len());
                         for entry in entries {
                             match entry {
                                 Entry::Item(item) => {
                                     if seq >= skip_below {
                                         let mut head = BytesMut::with_capacity(14);
                                         encode_item_header(seq, item.len(), &mut head);
+                                        frames.push((chunks.len(), Some((seq, item.clone()))));
                                         chunks.push(head.freeze());
                                         chunks.push(item);
                                     }
@@ -270,18 +273,48 @@ pub(crate) async fn serve_call(
                                 }
                                 Entry::Checkpoint(state) => {
                                     if link {
+                                        frames.push((chunks.len(), None));
                                         chunks.push(Frame::Checkpoint { seq, state: state.clone() }.to_bytes());
                                     }
                                     latest = Some((seq, state));
                                 }
                             }
                         }
-                        let written = tokio::select! {
-                            w = send.write_all_chunks(&mut chunks) => w,
-                            _ = &mut sleep => break Stop::Early(ErrorCode::DeadlineExceeded, true),
-                        };
-                        if let Err(e) = written {
-                            break Stop::Early(RpcError::from(e).code, false);
+                        let lengths: Vec<usize> = chunks.iter().map(Bytes::len).collect();
+                        let mut pos = 0;
+                        let mut deferred_freeze: Option<oneshot::Sender<CallSnapshot>> = None;
+                        while pos < chunks.len() {
+                            // The frame that holds chunk `pos`, and whether none of it is written.
+                            let current = frames.partition_point(|f| f.0 <= pos) - 1;
+                            let untouched = frames[current].0 == pos && chunks[pos].len() == lengths[pos];
+                            if untouched {
+                                if let Some(reply) = deferred_freeze.take().filter(|r| !r.is_closed()) {
+                                    let unsent: Vec<(u64, Bytes)> = frames[current..].iter().filter_map(|f| f.1.clone()).collect();
+                                    let (rest, _ending) = queue.close_and_drain();
+                                    let (next_seq, pending) = take_pending(unsent, rest, &mut seq, skip_below, &mut latest);
+                                    let _ = reply.send(snapshot(next_seq, pending, latest.clone()));
+                                    let _ = send.write_all(&Frame::Suspended { next_seq }.to_bytes()).await;
+                                    let _ = send.finish();
+                                    break 'call Stop::Frozen;
+                                }
+                            }
+                            tokio::select! {
+                                w = send.write_chunks(&mut chunks[pos..]) => match w {
+                                    Ok(w) => pos += w.chunks,
+                                    Err(e) => break 'call Stop::Early(RpcError::from(e).code, false),
+                                },
+                                f = next_freeze(&mut freeze), if deferred_freeze.is_none() => deferred_freeze = Some(f),
+                                _ = &mut sleep => break 'call Stop::Early(ErrorCode::DeadlineExceeded, true),
+                            }
+                        }
+                        if let Some(reply) = deferred_freeze.filter(|r| !r.is_closed()) {
+                            // Asked to freeze while the batch's last frame was being written.
+                            let (rest, _ending) = queue.close_and_drain();
+                            let (next_seq, pending) = take_pending(Vec::new(), rest, &mut seq, skip_below, &mut latest);
+                            let _ = reply.send(snapshot(next_seq, pending, latest.clone()));
+                            let _ = send.write_all(&Frame::Suspended { next_seq }.to_bytes()).await;
+                            let _ = send.finish();
+                            break Stop::Frozen;
                         }
                     }
                     Taken::Ended(Ending::End) => {
@@ -329,6 +362,45 @@ pub(crate) async fn serve_call(
             }
         }
     }
+}
+
+/// Waits for the next live freeze request (State Capture); requests whose capture already gave up
+/// (reply channel closed) are skipped. Pends forever on a call that cannot be frozen.
+async fn next_freeze(freeze: &mut Option<tokio::sync::mpsc::UnboundedReceiver<oneshot::Sender<CallSnapshot>>>) -> oneshot::Sender<CallSnapshot> {
+    loop {
+        let Some(rx) = freeze.as_mut() else { return std::future::pending().await };
+        match rx.recv().await {
+            Some(reply) if !reply.is_closed() => return reply,
+            Some(_) => continue,
+            None => *freeze = None,
+        }
+    }
+}
+
+/// The items a frozen call has produced but not sent, in seq order: `unsent` (already numbered,
+/// from the batch being written) then the queue's `rest` (numbered from `seq` on). Items below
+/// `skip_below` are ones the client has. Returns the first seq not sent and the pending items.
+fn take_pending(
+    unsent: Vec<(u64, Bytes)>,
+    rest: Vec<Entry>,
+    seq: &mut u64,
+    skip_below: u64,
+    latest: &mut Option<(u64, Bytes)>,
+) -> (u64, Vec<(u64, Bytes)>) {
+    let mut pending = unsent;
+    for entry in rest {
+        match entry {
+            Entry::Item(item) => {
+                if *seq >= skip_below {
+                    pending.push((*seq, item));
+                }
+                *seq += 1;
+            }
+            Entry::Checkpoint(state) => *latest = Some((*seq, state)),
+        }
+    }
+    let next_seq = pending.first().map_or((*seq).max(skip_below), |p| p.0);
+    (next_seq, pending)
 }
 
 fn stop_code(r: Result<Option<quinn::VarInt>, quinn::StoppedError>) -> ErrorCode {

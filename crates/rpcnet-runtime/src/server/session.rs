@@ -58,10 +58,21 @@ impl Sessions {
     /// Takes the restored state of a call the director re-attaches, if this worker has one.
     pub(crate) fn take_restored(&self, session_id: u64, call_id: u64) -> Option<CallSnapshot> {
         let mut inner = self.inner.lock().unwrap();
-        let s = inner.get_mut(&session_id)?;
-        let c = s.restored.remove(&call_id);
-        s.frozen = false;
-        c
+        inner.get_mut(&session_id)?.restored.remove(&call_id)
+    }
+
+    /// True between State Capture and MigrationComplete or MigrationAbort: calls that arrive
+    /// for the session then (and have no captured state here) belong to the next owner.
+    pub(crate) fn is_frozen(&self, session_id: u64) -> bool {
+        self.inner.lock().unwrap().get(&session_id).is_some_and(|s| s.frozen)
+    }
+
+    /// MigrationAbort on the source: the session is served here again (its captured calls
+    /// re-attach from their kept state).
+    pub fn unfreeze(&self, session_id: u64) {
+        if let Some(s) = self.inner.lock().unwrap().get_mut(&session_id) {
+            s.frozen = false;
+        }
     }
 
     /// Number of sessions with open or restored calls.
@@ -90,31 +101,39 @@ impl Sessions {
             let s = inner.entry(session_id).or_default();
             s.frozen = true;
             let mut waiters = Vec::new();
-            for tx in s.calls.values() {
+            for (call_id, tx) in &s.calls {
                 let (ftx, frx) = oneshot::channel();
                 if tx.send(ftx).is_ok() {
-                    waiters.push(frx);
+                    waiters.push((*call_id, tx.clone(), frx));
                 }
             }
             (s.connection_id.clone(), waiters)
         };
+        let deadline = tokio::time::Instant::now() + timeout;
         let mut calls = Vec::new();
-        for w in waiters {
-            match tokio::time::timeout(timeout, w).await {
-                Ok(Ok(call)) => calls.push(call),
+        let mut late = None;
+        for (call_id, tx, w) in waiters {
+            match tokio::time::timeout_at(deadline, w).await {
+                Ok(Ok(call)) => calls.push((tx, call)),
                 Ok(Err(_)) => {} // the call ended on its own meanwhile
-                Err(_) => return Err(RpcError::internal("a call did not freeze in time for state capture")),
+                Err(_) => late = Some(call_id),
             }
         }
-        calls.sort_by_key(|c| c.call_id);
-        {
-            let mut inner = self.inner.lock().unwrap();
-            let s = inner.entry(session_id).or_default();
-            for c in &calls {
+        // Keep every call that did freeze, even if another did not: an abort re-attaches them here
+        // from their captured state, so their pending items are not lost.
+        let mut inner = self.inner.lock().unwrap();
+        let s = inner.entry(session_id).or_default();
+        for (tx, c) in &calls {
+            if s.calls.get(&c.call_id).is_some_and(|cur| cur.same_channel(tx)) {
                 s.calls.remove(&c.call_id);
-                s.restored.insert(c.call_id, c.clone());
             }
+            s.restored.insert(c.call_id, c.clone());
         }
+        if let Some(call_id) = late {
+            return Err(RpcError::internal(format!("call {call_id} did not freeze in time for state capture")));
+        }
+        let mut calls: Vec<CallSnapshot> = calls.into_iter().map(|(_, c)| c).collect();
+        calls.sort_by_key(|c| c.call_id);
         Ok(SessionSnapshot { session_id, connection_id, captured_at_ms: 0, app_state: Default::default(), calls })
     }
 
