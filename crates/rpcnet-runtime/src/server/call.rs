@@ -19,6 +19,9 @@ use crate::server::item_queue::Ending;
 use rpcnet_protocol::frame::encode_item_header;
 use rpcnet_protocol::{Decoder, ErrorCode, Frame, Request};
 
+/// Items produced but not sent, `(seq, payload)` in seq order.
+type PendingItems = Vec<(u64, Bytes)>;
+
 /// Most items written to the stream in one batch.
 const WRITE_BATCH: usize = 256;
 
@@ -244,11 +247,7 @@ pub(crate) async fn serve_call(
                     r = &mut stopped => break Stop::Early(stop_code(r), false),
                     f = next_freeze(&mut freeze) => {
                         // State Capture at an item boundary, with nothing in flight.
-                        let (rest, _ending) = queue.close_and_drain();
-                        let (next_seq, pending) = take_pending(Vec::new(), rest, &mut seq, skip_below, &mut latest);
-                        let _ = f.send(snapshot(next_seq, pending, latest.clone()));
-                        let _ = send.write_all(&Frame::Suspended { next_seq }.to_bytes()).await;
-                        let _ = send.finish();
+                        suspend(&mut send, &queue, f, Vec::new(), &mut seq, skip_below, &mut latest, &snapshot).await;
                         break Stop::Frozen;
                     }
                 };
@@ -290,11 +289,7 @@ pub(crate) async fn serve_call(
                             if untouched {
                                 if let Some(reply) = deferred_freeze.take().filter(|r| !r.is_closed()) {
                                     let unsent: Vec<(u64, Bytes)> = frames[current..].iter().filter_map(|f| f.1.clone()).collect();
-                                    let (rest, _ending) = queue.close_and_drain();
-                                    let (next_seq, pending) = take_pending(unsent, rest, &mut seq, skip_below, &mut latest);
-                                    let _ = reply.send(snapshot(next_seq, pending, latest.clone()));
-                                    let _ = send.write_all(&Frame::Suspended { next_seq }.to_bytes()).await;
-                                    let _ = send.finish();
+                                    suspend(&mut send, &queue, reply, unsent, &mut seq, skip_below, &mut latest, &snapshot).await;
                                     break 'call Stop::Frozen;
                                 }
                             }
@@ -309,11 +304,7 @@ pub(crate) async fn serve_call(
                         }
                         if let Some(reply) = deferred_freeze.filter(|r| !r.is_closed()) {
                             // Asked to freeze while the batch's last frame was being written.
-                            let (rest, _ending) = queue.close_and_drain();
-                            let (next_seq, pending) = take_pending(Vec::new(), rest, &mut seq, skip_below, &mut latest);
-                            let _ = reply.send(snapshot(next_seq, pending, latest.clone()));
-                            let _ = send.write_all(&Frame::Suspended { next_seq }.to_bytes()).await;
-                            let _ = send.finish();
+                            suspend(&mut send, &queue, reply, Vec::new(), &mut seq, skip_below, &mut latest, &snapshot).await;
                             break Stop::Frozen;
                         }
                     }
@@ -375,6 +366,27 @@ async fn next_freeze(freeze: &mut Option<tokio::sync::mpsc::UnboundedReceiver<on
             None => *freeze = None,
         }
     }
+}
+
+/// State Capture of one call (RFC-001 phase 4): closes its queue, answers the freeze request with
+/// the call's state (`unsent` items of the batch in flight, then the queued ones) and ends the
+/// stream with SUSPENDED at the first seq not sent.
+#[allow(clippy::too_many_arguments)]
+async fn suspend(
+    send: &mut quinn::SendStream,
+    queue: &ItemQueue,
+    reply: oneshot::Sender<CallSnapshot>,
+    unsent: Vec<(u64, Bytes)>,
+    seq: &mut u64,
+    skip_below: u64,
+    latest: &mut Option<(u64, Bytes)>,
+    snapshot: &(dyn Fn(u64, PendingItems, Option<(u64, Bytes)>) -> CallSnapshot + Sync),
+) {
+    let (rest, _ending) = queue.close_and_drain();
+    let (next_seq, pending) = take_pending(unsent, rest, seq, skip_below, latest);
+    let _ = reply.send(snapshot(next_seq, pending, latest.clone()));
+    let _ = send.write_all(&Frame::Suspended { next_seq }.to_bytes()).await;
+    let _ = send.finish();
 }
 
 /// The items a frozen call has produced but not sent, in seq order: `unsent` (already numbered,
