@@ -2,7 +2,6 @@
 //! migration tokens and a tampered snapshot sent to the workers' management ports are refused
 //! with their migration codes, and the client's stream neither moves nor loses an item.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,53 +9,13 @@ use ring::rand::SystemRandom;
 use rpcnet_protocol::migration::{
     snapshot, CallSnapshot, ManagementMessage, MigrationReason, MigrationRequest, SessionSnapshot, StateTransfer, TokenKey,
 };
-use rpcnet_runtime::cluster::ClusterCredentials;
-use rpcnet_runtime::director::{Director, DirectorConfig};
 use rpcnet_runtime::mgmt;
-use rpcnet_runtime::tls::parse_fingerprint;
-use rpcnet_runtime::worker::{token_key, Worker, WorkerConfig};
-use rpcnet_runtime::{Client, ClientConfig, ClientTrust, ErrorCode, MethodKind, PushStatus, ServerEvent};
+use rpcnet_runtime::worker::token_key;
+use rpcnet_runtime::{Client, ClientConfig, ErrorCode};
+
+mod common;
 
 const ITEMS: u64 = 300;
-
-fn creds(dir: &std::path::Path, name: &str) -> Arc<ClusterCredentials> {
-    Arc::new(ClusterCredentials::load_or_create(dir, name).unwrap())
-}
-
-/// Serves `count`: ITEMS items, 2 ms apart, resuming at the checkpoint seq.
-async fn serve(worker: Arc<Worker>) {
-    let server = worker.server().clone();
-    server.register("count", MethodKind::ServerStreaming);
-    loop {
-        let events = server.next_events(16).await;
-        if events.is_empty() {
-            return;
-        }
-        for e in events {
-            if let ServerEvent::Call { id, resume, .. } = e {
-                let server = server.clone();
-                tokio::spawn(async move {
-                    let mut seq = resume.map_or(0, |r| r.0);
-                    while seq < ITEMS {
-                        tokio::time::sleep(Duration::from_millis(2)).await;
-                        match server.push(id, Bytes::copy_from_slice(&seq.to_be_bytes())) {
-                            PushStatus::Closed => return,
-                            PushStatus::Full => {
-                                if !server.writable(id).await {
-                                    return;
-                                }
-                            }
-                            PushStatus::Ready => {}
-                        }
-                        seq += 1;
-                        server.checkpoint(id, Bytes::new());
-                    }
-                    server.end(id, Ok(()));
-                });
-            }
-        }
-    }
-}
 
 fn refused(result: Result<ManagementMessage, rpcnet_runtime::RpcError>, code: &str) {
     let e = result.expect_err("must be refused");
@@ -67,27 +26,8 @@ fn refused(result: Result<ManagementMessage, rpcnet_runtime::RpcError>, code: &s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_replayed_expired_and_tampered_messages_leave_the_session_in_place() {
     let dir = std::env::temp_dir().join(format!("rpcnet-attacks-{}", std::process::id()));
-    let director = Director::bind(DirectorConfig::new(creds(&dir, "director"))).await.unwrap();
-    let mut workers = Vec::new();
-    for id in ["worker-a", "worker-b"] {
-        let w = Arc::new(
-            Worker::start(WorkerConfig {
-                id: id.into(),
-                host: "127.0.0.1".parse().unwrap(),
-                user_port: 0,
-                mgmt_port: 0,
-                director: director.mgmt_addr(),
-                cluster: creds(&dir, id),
-                heartbeat_ms: 50,
-            })
-            .await
-            .unwrap(),
-        );
-        tokio::spawn(serve(w.clone()));
-        workers.push(w);
-    }
-    let pin = parse_fingerprint(director.cert_fingerprint()).unwrap();
-    let client = Client::connect(director.local_addr(), ClientConfig::new(ClientTrust::Pin(pin))).await.unwrap();
+    let (director, workers) = common::cluster(&dir, &["worker-a", "worker-b"], ITEMS, 8, Duration::from_millis(2)).await;
+    let client = common::client(&director).await;
     let mut stream = client.streaming("count", Bytes::new(), 0).await.unwrap();
     let first = stream.next_batch(1).await.unwrap().unwrap();
     assert_eq!(first.len(), 1);
@@ -96,7 +36,7 @@ async fn forged_replayed_expired_and_tampered_messages_leave_the_session_in_plac
 
     // A cluster member acting on its own: it holds a cluster certificate, so mutual TLS lets it in,
     // and the token and snapshot checks must stop it.
-    let peer_creds = creds(&dir, "intruder");
+    let peer_creds = common::creds(&dir, "intruder");
     let to_b = Client::connect(workers[1].mgmt_addr(), ClientConfig::cluster(peer_creds.clone())).await.unwrap();
     let to_a = Client::connect(workers[0].mgmt_addr(), ClientConfig::cluster(peer_creds.clone())).await.unwrap();
     let rng = SystemRandom::new();
@@ -151,7 +91,7 @@ async fn forged_replayed_expired_and_tampered_messages_leave_the_session_in_plac
     let mut next = 1u64;
     while let Some(batch) = stream.next_batch(64).await.unwrap() {
         for item in batch {
-            assert_eq!(u64::from_be_bytes(item[..].try_into().unwrap()), next);
+            assert_eq!(common::seq_of(&item), next);
             next += 1;
         }
     }
