@@ -31,8 +31,11 @@ pub const COMPLETE: &str = "rpcnet.mgmt/complete";
 /// Worker (both): roll back (`MigrationAbort` -> `MigrationAbort`).
 pub const ABORT: &str = "rpcnet.mgmt/abort";
 
+/// Worker (owner): the client connection ended; drop the session (`SessionClosed` -> `SessionClosed`).
+pub const SESSION_CLOSED: &str = "rpcnet.mgmt/session-closed";
+
 /// Every worker management method (registered on a worker's management port).
-pub const WORKER_METHODS: [&str; 6] = [REQUEST, PREPARE, CAPTURE, TRANSFER, COMPLETE, ABORT];
+pub const WORKER_METHODS: [&str; 7] = [REQUEST, PREPARE, CAPTURE, TRANSFER, COMPLETE, ABORT, SESSION_CLOSED];
 /// Every director management method.
 pub const DIRECTOR_METHODS: [&str; 3] = [REGISTER, HEARTBEAT, DRAIN];
 

@@ -435,6 +435,10 @@ async fn handle(inner: &Arc<Inner>, method: &str, msg: ManagementMessage) -> Res
             }
             Ok(ManagementMessage::Abort(MigrationAbort { migration_id: a.migration_id, reason: a.reason }))
         }
+        (mgmt::SESSION_CLOSED, ManagementMessage::SessionClosed(c)) => {
+            inner.user.sessions().drop_session(c.session_id);
+            Ok(ManagementMessage::SessionClosed(c))
+        }
         (m, msg) => Err(RpcError::invalid_argument(format!("MESSAGE_MALFORMED: {} is not accepted by {m}", msg.name()))),
     }
 }

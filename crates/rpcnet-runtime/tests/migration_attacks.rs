@@ -101,5 +101,19 @@ async fn forged_replayed_expired_and_tampered_messages_leave_the_session_in_plac
     let report = director.migrate(session_id, Some("worker-b".into())).await.unwrap();
     assert!(report.completed);
     assert_eq!(director.sessions().pop().unwrap().2, "worker-b");
+
+    // The target holds the (idle) session now; when the client goes away the director tells it
+    // (SessionClosed) and it frees the session.
+    assert_eq!(workers[1].server().sessions().ids(), vec![session_id]);
+    client.close().await;
+    let mut freed = false;
+    for _ in 0..100 {
+        if workers[1].server().sessions().is_empty() {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(freed, "the owner still holds the closed session");
     let _ = std::fs::remove_dir_all(&dir);
 }

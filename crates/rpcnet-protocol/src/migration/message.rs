@@ -23,6 +23,7 @@
 //! 0x06 MigrationAbort         migration_id u64 | reason str16
 //! 0x10 Register               worker_id str16 | user_addr str16 | mgmt_addr str16
 //! 0x11 Heartbeat              worker_id str16 | sessions u32 | at_ms u64
+//! 0x12 SessionClosed          session_id u64
 //! ```
 //!
 //! Framing (one message per length-prefixed record on a management stream) is the runtime's.
@@ -164,6 +165,14 @@ pub struct Heartbeat {
     pub at_ms: u64,
 }
 
+/// Cluster membership: the director tells a session's owner that the client connection ended, so
+/// it drops whatever it still holds for the session (open or captured calls, restored state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionClosed {
+    /// The session that ended.
+    pub session_id: u64,
+}
+
 /// Any management-plane message, as one value for the codec.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ManagementMessage {
@@ -183,6 +192,8 @@ pub enum ManagementMessage {
     Register(Register),
     /// Type byte 0x11.
     Heartbeat(Heartbeat),
+    /// Type byte 0x12.
+    SessionClosed(SessionClosed),
 }
 
 macro_rules! from_variant {
@@ -194,7 +205,8 @@ macro_rules! from_variant {
 }
 from_variant!(MigrationRequest => Request, MigrationConfirmation => Confirmation,
     PrepareAck => PrepareAck, StateTransfer => StateTransfer, MigrationComplete => Complete,
-    MigrationAbort => Abort, Register => Register, Heartbeat => Heartbeat);
+    MigrationAbort => Abort, Register => Register, Heartbeat => Heartbeat,
+    SessionClosed => SessionClosed);
 
 impl ManagementMessage {
     /// The message's type byte (see the module layout).
@@ -208,6 +220,7 @@ impl ManagementMessage {
             ManagementMessage::Abort(_) => 0x06,
             ManagementMessage::Register(_) => 0x10,
             ManagementMessage::Heartbeat(_) => 0x11,
+            ManagementMessage::SessionClosed(_) => 0x12,
         }
     }
 
@@ -222,6 +235,7 @@ impl ManagementMessage {
             ManagementMessage::Abort(_) => "MigrationAbort",
             ManagementMessage::Register(_) => "Register",
             ManagementMessage::Heartbeat(_) => "Heartbeat",
+            ManagementMessage::SessionClosed(_) => "SessionClosed",
         }
     }
 
@@ -234,7 +248,7 @@ impl ManagementMessage {
             ManagementMessage::StateTransfer(m) => Some(m.migration_id),
             ManagementMessage::Complete(m) => Some(m.migration_id),
             ManagementMessage::Abort(m) => Some(m.migration_id),
-            ManagementMessage::Register(_) | ManagementMessage::Heartbeat(_) => None,
+            ManagementMessage::Register(_) | ManagementMessage::Heartbeat(_) | ManagementMessage::SessionClosed(_) => None,
         }
     }
 
@@ -317,6 +331,7 @@ impl ManagementMessage {
                 put_u32(out, m.sessions);
                 put_u64(out, m.at_ms);
             }
+            ManagementMessage::SessionClosed(m) => put_u64(out, m.session_id),
         }
         Ok(())
     }
@@ -355,6 +370,7 @@ fn type_name(ty: u8) -> Option<&'static str> {
         0x06 => "MigrationAbort",
         0x10 => "Register",
         0x11 => "Heartbeat",
+        0x12 => "SessionClosed",
         _ => return None,
     })
 }
@@ -459,6 +475,7 @@ fn read_fields(ty: u8, r: &mut Reader<'_>) -> Result<ManagementMessage, ReadErro
             at_ms: r.u64("at_ms")?,
         }
         .into(),
+        0x12 => SessionClosed { session_id: r.u64("session_id")? }.into(),
         // type_name() already refused other bytes.
         _ => {
             return Err(ReadError::Invalid {

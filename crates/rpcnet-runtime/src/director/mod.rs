@@ -486,6 +486,15 @@ async fn accept_clients(inner: Arc<Inner>) {
                 tokio::spawn(relay::relay(inner.clone(), session.clone(), send, recv));
             }
             inner.sessions.lock().unwrap().remove(&session_id);
+            // Tell the owner, so it frees whatever it still holds for the session (captured or
+            // restored calls that will never be re-attached).
+            let owner = session.route.borrow().owner.clone();
+            if let Some(w) = inner.worker(&owner).filter(|w| w.alive()) {
+                let msg = ManagementMessage::SessionClosed(rpcnet_protocol::migration::SessionClosed { session_id });
+                if let Err(e) = mgmt::call(&w.mgmt, mgmt::SESSION_CLOSED, &msg, 2_000).await {
+                    tracing::debug!(error = %e, "SessionClosed to the owner failed");
+                }
+            }
             inner.emit(DirectorEvent::SessionClosed { session_id });
         });
     }
