@@ -30,9 +30,17 @@ pub struct NativeClient {
 pub async fn connect(address: String, options: NativeClientOptions) -> Result<NativeClient> {
     let addr = tokio::net::lookup_host(&address)
         .await
-        .map_err(|e| to_napi(RpcError::invalid_argument(format!("cannot resolve {address:?}: {e}"))))?
+        .map_err(|e| {
+            to_napi(RpcError::invalid_argument(format!(
+                "cannot resolve {address:?}: {e}"
+            )))
+        })?
         .next()
-        .ok_or_else(|| to_napi(RpcError::invalid_argument(format!("{address:?} resolves to no address"))))?;
+        .ok_or_else(|| {
+            to_napi(RpcError::invalid_argument(format!(
+                "{address:?} resolves to no address"
+            )))
+        })?;
     let trust = match (options.pin, options.ca_file, options.system_roots.unwrap_or(false)) {
         (Some(pin), None, false) => ClientTrust::Pin(rpcnet_runtime::tls::parse_fingerprint(&pin).map_err(to_napi)?),
         (None, Some(ca), false) => ClientTrust::CaFile(ca.into()),
@@ -55,7 +63,9 @@ pub async fn connect(address: String, options: NativeClientOptions) -> Result<Na
         config.connect_timeout_ms = t.into();
     }
     let client = Client::connect(addr, config).await.map_err(to_napi)?;
-    Ok(NativeClient { inner: Arc::new(client) })
+    Ok(NativeClient {
+        inner: Arc::new(client),
+    })
 }
 
 #[napi]
@@ -77,20 +87,38 @@ impl NativeClient {
 
     #[napi]
     pub async fn unary(&self, method: String, payload: Buffer, deadline_ms: u32) -> Result<Buffer> {
-        let out = self.inner.unary(&method, bytes(&payload), deadline_ms).await.map_err(to_napi)?;
+        let out = self
+            .inner
+            .unary(&method, bytes(&payload), deadline_ms)
+            .await
+            .map_err(to_napi)?;
         Ok(Buffer::from(out.to_vec()))
     }
 
     /// A handle for one cancellable unary call.
     #[napi]
     pub fn new_call(&self) -> NativeCall {
-        NativeCall { client: self.inner.clone(), canceller: Arc::new(Canceller::new()) }
+        NativeCall {
+            client: self.inner.clone(),
+            canceller: Arc::new(Canceller::new()),
+        }
     }
 
     #[napi]
-    pub async fn open_stream(&self, method: String, payload: Buffer, deadline_ms: u32) -> Result<NativeStream> {
-        let stream = self.inner.streaming(&method, bytes(&payload), deadline_ms).await.map_err(to_napi)?;
-        Ok(NativeStream { inner: Arc::new(StreamHandle::new(stream)) })
+    pub async fn open_stream(
+        &self,
+        method: String,
+        payload: Buffer,
+        deadline_ms: u32,
+    ) -> Result<NativeStream> {
+        let stream = self
+            .inner
+            .streaming(&method, bytes(&payload), deadline_ms)
+            .await
+            .map_err(to_napi)?;
+        Ok(NativeStream {
+            inner: Arc::new(StreamHandle::new(stream)),
+        })
     }
 
     #[napi]
@@ -134,7 +162,12 @@ impl NativeStream {
     #[napi]
     pub async fn next_batch(&self, max: u32) -> Result<Option<Vec<Buffer>>> {
         let batch = self.inner.next_batch(max as usize).await.map_err(to_napi)?;
-        Ok(batch.map(|items| items.into_iter().map(|b| Buffer::from(b.to_vec())).collect()))
+        Ok(batch.map(|items| {
+            items
+                .into_iter()
+                .map(|b| Buffer::from(b.to_vec()))
+                .collect()
+        }))
     }
 
     #[napi]

@@ -111,20 +111,32 @@ pub struct NativeDirector {
 }
 
 fn session_id(text: &str) -> Result<u64> {
-    u64::from_str_radix(text, 16).map_err(|_| to_napi(RpcError::invalid_argument(format!("session id must be 16 hex digits, got {text:?}"))))
+    u64::from_str_radix(text, 16).map_err(|_| {
+        to_napi(RpcError::invalid_argument(format!(
+            "session id must be 16 hex digits, got {text:?}"
+        )))
+    })
 }
 
 /// Starts a director.
 #[napi]
 pub async fn start_director(options: NativeDirectorOptions) -> Result<NativeDirector> {
     let ip = parse_ip(options.host)?;
-    let mut config = DirectorConfig::new(credentials(options.cluster_dir, "director".into()).await?);
+    let mut config =
+        DirectorConfig::new(credentials(options.cluster_dir, "director".into()).await?);
     config.bind = std::net::SocketAddr::new(ip, options.port.unwrap_or(0) as u16);
     config.mgmt_bind = std::net::SocketAddr::new(ip, options.mgmt_port.unwrap_or(0) as u16);
     config.identity = match (options.cert_path, options.key_path) {
-        (Some(cert), Some(key)) => ServerIdentity::PemFiles { cert: cert.into(), key: key.into() },
+        (Some(cert), Some(key)) => ServerIdentity::PemFiles {
+            cert: cert.into(),
+            key: key.into(),
+        },
         (None, None) => ServerIdentity::SelfSigned,
-        _ => return Err(to_napi(RpcError::invalid_argument("tls.certPath and tls.keyPath must be given together"))),
+        _ => {
+            return Err(to_napi(RpcError::invalid_argument(
+                "tls.certPath and tls.keyPath must be given together",
+            )))
+        }
     };
     if let Some(ms) = options.failover_after_ms {
         config.failover_after_ms = ms.into();
@@ -139,7 +151,9 @@ pub async fn start_director(options: NativeDirectorOptions) -> Result<NativeDire
         config.migration.total_timeout_ms = ms.into();
     }
     let director = Director::bind(config).await.map_err(to_napi)?;
-    Ok(NativeDirector { inner: Arc::new(director) })
+    Ok(NativeDirector {
+        inner: Arc::new(director),
+    })
 }
 
 #[napi]
@@ -166,18 +180,35 @@ impl NativeDirector {
             .await
             .into_iter()
             .map(|e| match e {
-                DirectorEvent::WorkerJoined { worker } => NativeDirectorEvent { worker: Some(worker), ..event("worker-joined") },
-                DirectorEvent::WorkerLost { worker } => NativeDirectorEvent { worker: Some(worker), ..event("worker-lost") },
-                DirectorEvent::SessionOpened { session_id, connection_id, worker } => NativeDirectorEvent {
+                DirectorEvent::WorkerJoined { worker } => NativeDirectorEvent {
+                    worker: Some(worker),
+                    ..event("worker-joined")
+                },
+                DirectorEvent::WorkerLost { worker } => NativeDirectorEvent {
+                    worker: Some(worker),
+                    ..event("worker-lost")
+                },
+                DirectorEvent::SessionOpened {
+                    session_id,
+                    connection_id,
+                    worker,
+                } => NativeDirectorEvent {
                     session_id: Some(format!("{session_id:016x}")),
                     connection_id: Some(connection_id),
                     worker: Some(worker),
                     ..event("session-opened")
                 },
-                DirectorEvent::SessionClosed { session_id } => {
-                    NativeDirectorEvent { session_id: Some(format!("{session_id:016x}")), ..event("session-closed") }
-                }
-                DirectorEvent::MigrationStarted { migration_id, session_id, source, target, reason } => NativeDirectorEvent {
+                DirectorEvent::SessionClosed { session_id } => NativeDirectorEvent {
+                    session_id: Some(format!("{session_id:016x}")),
+                    ..event("session-closed")
+                },
+                DirectorEvent::MigrationStarted {
+                    migration_id,
+                    session_id,
+                    source,
+                    target,
+                    reason,
+                } => NativeDirectorEvent {
                     session_id: Some(format!("{session_id:016x}")),
                     from: Some(source.clone()),
                     to: Some(target.clone()),
@@ -205,7 +236,12 @@ impl NativeDirector {
                     migration: Some(report(r)),
                     ..event("migration-finished")
                 },
-                DirectorEvent::Failover { session_id, from, to, detected_after_ms } => NativeDirectorEvent {
+                DirectorEvent::Failover {
+                    session_id,
+                    from,
+                    to,
+                    detected_after_ms,
+                } => NativeDirectorEvent {
                     session_id: Some(format!("{session_id:016x}")),
                     from: Some(from),
                     to: Some(to),
@@ -218,7 +254,14 @@ impl NativeDirector {
 
     #[napi]
     pub fn workers(&self) -> Vec<NativeWorkerInfo> {
-        self.inner.workers().into_iter().map(|(id, n)| NativeWorkerInfo { id, sessions: n as u32 }).collect()
+        self.inner
+            .workers()
+            .into_iter()
+            .map(|(id, n)| NativeWorkerInfo {
+                id,
+                sessions: n as u32,
+            })
+            .collect()
     }
 
     #[napi]
@@ -226,24 +269,45 @@ impl NativeDirector {
         self.inner
             .sessions()
             .into_iter()
-            .map(|(id, c, w)| NativeSessionInfo { session_id: format!("{id:016x}"), connection_id: c, worker: w })
+            .map(|(id, c, w)| NativeSessionInfo {
+                session_id: format!("{id:016x}"),
+                connection_id: c,
+                worker: w,
+            })
             .collect()
     }
 
     #[napi]
     pub async fn wait_for_workers(&self, n: u32, timeout_ms: u32) -> bool {
-        self.inner.wait_for_workers(n as usize, timeout_ms.into()).await
+        self.inner
+            .wait_for_workers(n as usize, timeout_ms.into())
+            .await
     }
 
     #[napi]
-    pub async fn migrate(&self, session: String, target: Option<String>) -> Result<NativeMigrationReport> {
+    pub async fn migrate(
+        &self,
+        session: String,
+        target: Option<String>,
+    ) -> Result<NativeMigrationReport> {
         let id = session_id(&session)?;
-        self.inner.migrate(id, target).await.map(report).map_err(to_napi)
+        self.inner
+            .migrate(id, target)
+            .await
+            .map(report)
+            .map_err(to_napi)
     }
 
     #[napi]
     pub async fn drain(&self, worker: String) -> Result<Vec<NativeMigrationReport>> {
-        Ok(self.inner.drain(&worker).await.map_err(to_napi)?.into_iter().map(report).collect())
+        Ok(self
+            .inner
+            .drain(&worker)
+            .await
+            .map_err(to_napi)?
+            .into_iter()
+            .map(report)
+            .collect())
     }
 
     #[napi]
@@ -261,7 +325,14 @@ impl NativeDirector {
                 id: q.id as i64,
                 session_id: format!("{:016x}", q.session_id),
                 exclude: q.exclude,
-                workers: q.workers.into_iter().map(|(id, n)| NativeWorkerInfo { id, sessions: n as u32 }).collect(),
+                workers: q
+                    .workers
+                    .into_iter()
+                    .map(|(id, n)| NativeWorkerInfo {
+                        id,
+                        sessions: n as u32,
+                    })
+                    .collect(),
             })
             .collect()
     }

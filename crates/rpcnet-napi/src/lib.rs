@@ -6,7 +6,6 @@
 //! `rpcnet_protocol::ErrorCode` name); the TypeScript layer turns them into `RpcError`s.
 
 #![warn(missing_docs)]
-
 #![deny(clippy::all)]
 
 mod client;
@@ -14,14 +13,16 @@ mod director;
 mod server;
 mod worker;
 
-
 use bytes::Bytes;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use rpcnet_runtime::{ConnectionStats, ErrorCode, RpcError};
 
 pub(crate) fn to_napi(e: RpcError) -> napi::Error {
-    napi::Error::new(Status::GenericFailure, format!("[{}] {}", e.code, e.message))
+    napi::Error::new(
+        Status::GenericFailure,
+        format!("[{}] {}", e.code, e.message),
+    )
 }
 
 pub(crate) fn code_from_name(name: &str) -> ErrorCode {
@@ -62,4 +63,3 @@ pub(crate) fn stats(s: ConnectionStats) -> NativeStats {
         mtu: s.mtu.into(),
     }
 }
-

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use rpcnet_runtime::{MethodKind, PushStatus, RpcError, Server, ServerConfig, ServerEvent, ServerIdentity};
+use rpcnet_runtime::{
+    MethodKind, PushStatus, RpcError, Server, ServerConfig, ServerEvent, ServerIdentity,
+};
 
 use crate::{bytes, code_from_name, stats, to_napi, NativeStats};
 
@@ -48,14 +50,30 @@ pub async fn listen(options: NativeServerOptions) -> Result<NativeServer> {
     let mut config = ServerConfig::default();
     let host = options.host.unwrap_or_else(|| "127.0.0.1".into());
     let port = options.port.unwrap_or(0);
-    let ip: std::net::IpAddr = host
-        .parse()
-        .map_err(|_| to_napi(RpcError::invalid_argument(format!("host must be an IP address, got {host:?}"))))?;
-    config.bind = std::net::SocketAddr::new(ip, u16::try_from(port).map_err(|_| to_napi(RpcError::invalid_argument(format!("port out of range: {port}"))))?);
+    let ip: std::net::IpAddr = host.parse().map_err(|_| {
+        to_napi(RpcError::invalid_argument(format!(
+            "host must be an IP address, got {host:?}"
+        )))
+    })?;
+    config.bind = std::net::SocketAddr::new(
+        ip,
+        u16::try_from(port).map_err(|_| {
+            to_napi(RpcError::invalid_argument(format!(
+                "port out of range: {port}"
+            )))
+        })?,
+    );
     config.identity = match (options.cert_path, options.key_path) {
-        (Some(cert), Some(key)) => ServerIdentity::PemFiles { cert: cert.into(), key: key.into() },
+        (Some(cert), Some(key)) => ServerIdentity::PemFiles {
+            cert: cert.into(),
+            key: key.into(),
+        },
         (None, None) => ServerIdentity::SelfSigned,
-        _ => return Err(to_napi(RpcError::invalid_argument("tls.certPath and tls.keyPath must be given together"))),
+        _ => {
+            return Err(to_napi(RpcError::invalid_argument(
+                "tls.certPath and tls.keyPath must be given together",
+            )))
+        }
     };
     if let Some(m) = options.max_frame_size {
         config.max_frame_size = m;
@@ -67,7 +85,9 @@ pub async fn listen(options: NativeServerOptions) -> Result<NativeServer> {
         config.stream_window_bytes = n as usize;
     }
     let server = Server::bind(config).await.map_err(to_napi)?;
-    Ok(NativeServer { inner: Arc::new(server) })
+    Ok(NativeServer {
+        inner: Arc::new(server),
+    })
 }
 
 #[napi]
@@ -84,7 +104,14 @@ impl NativeServer {
 
     #[napi]
     pub fn register(&self, method: String, streaming: bool) {
-        self.inner.register(&method, if streaming { MethodKind::ServerStreaming } else { MethodKind::Unary });
+        self.inner.register(
+            &method,
+            if streaming {
+                MethodKind::ServerStreaming
+            } else {
+                MethodKind::Unary
+            },
+        );
     }
 
     /// Waits for events; an empty array means the server is closed.
@@ -94,7 +121,16 @@ impl NativeServer {
         events
             .into_iter()
             .map(|e| match e {
-                ServerEvent::Call { id, method, payload, kind, deadline_ms, connection, client_connection_id, resume } => NativeEvent {
+                ServerEvent::Call {
+                    id,
+                    method,
+                    payload,
+                    kind,
+                    deadline_ms,
+                    connection,
+                    client_connection_id,
+                    resume,
+                } => NativeEvent {
                     kind: "call".into(),
                     id: id as i64,
                     method: Some(method),
@@ -148,7 +184,10 @@ impl NativeServer {
 
     #[napi]
     pub fn push_many(&self, id: i64, payloads: Vec<Buffer>) -> u32 {
-        status(self.inner.push_many(id as u64, payloads.iter().map(bytes).collect()))
+        status(
+            self.inner
+                .push_many(id as u64, payloads.iter().map(bytes).collect()),
+        )
     }
 
     /// 0 = ready, 1 = full, 2 = closed (as `push`).
@@ -174,7 +213,9 @@ impl NativeServer {
 
     #[napi]
     pub fn connection_stats(&self, connection_id: String) -> Option<NativeStats> {
-        self.inner.connection(&connection_id).map(|c| stats(c.stats()))
+        self.inner
+            .connection(&connection_id)
+            .map(|c| stats(c.stats()))
     }
 
     #[napi]
@@ -190,4 +231,3 @@ fn status(s: PushStatus) -> u32 {
         PushStatus::Closed => 2,
     }
 }
-

@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
+use rpcnet_protocol::migration::ConfirmationDecision;
 use rpcnet_runtime::cluster::ClusterCredentials;
 use rpcnet_runtime::worker::{HookAnswer, Worker, WorkerConfig, WorkerHook, DEFAULT_HEARTBEAT_MS};
 use rpcnet_runtime::RpcError;
-use rpcnet_protocol::migration::ConfirmationDecision;
 
 use crate::server::NativeServer;
 use crate::{bytes, to_napi};
@@ -41,20 +41,30 @@ pub struct NativeWorker {
 }
 
 pub(crate) async fn credentials(dir: String, name: String) -> Result<Arc<ClusterCredentials>> {
-    let creds = tokio::task::spawn_blocking(move || ClusterCredentials::load_or_create(std::path::Path::new(&dir), &name))
-        .await
-        .map_err(|e| to_napi(RpcError::internal(e.to_string())))?
-        .map_err(to_napi)?;
+    let creds = tokio::task::spawn_blocking(move || {
+        ClusterCredentials::load_or_create(std::path::Path::new(&dir), &name)
+    })
+    .await
+    .map_err(|e| to_napi(RpcError::internal(e.to_string())))?
+    .map_err(to_napi)?;
     Ok(Arc::new(creds))
 }
 
 pub(crate) fn parse_addr(text: &str, what: &str) -> Result<std::net::SocketAddr> {
-    text.parse().map_err(|_| to_napi(RpcError::invalid_argument(format!("{what} must be ip:port, got {text:?}"))))
+    text.parse().map_err(|_| {
+        to_napi(RpcError::invalid_argument(format!(
+            "{what} must be ip:port, got {text:?}"
+        )))
+    })
 }
 
 pub(crate) fn parse_ip(text: Option<String>) -> Result<std::net::IpAddr> {
     let t = text.unwrap_or_else(|| "127.0.0.1".into());
-    t.parse().map_err(|_| to_napi(RpcError::invalid_argument(format!("host must be an IP address, got {t:?}"))))
+    t.parse().map_err(|_| {
+        to_napi(RpcError::invalid_argument(format!(
+            "host must be an IP address, got {t:?}"
+        )))
+    })
 }
 
 /// Starts a worker and registers it with the director.
@@ -70,7 +80,9 @@ pub async fn start_worker(options: NativeWorkerOptions) -> Result<NativeWorker> 
         heartbeat_ms: options.heartbeat_ms.map_or(DEFAULT_HEARTBEAT_MS, u64::from),
     };
     let worker = Worker::start(config).await.map_err(to_napi)?;
-    Ok(NativeWorker { inner: Arc::new(worker) })
+    Ok(NativeWorker {
+        inner: Arc::new(worker),
+    })
 }
 
 #[napi]
@@ -88,7 +100,9 @@ impl NativeWorker {
     /// The user-port server, for registering handlers and answering calls.
     #[napi]
     pub fn server(&self) -> NativeServer {
-        NativeServer { inner: self.inner.server().clone() }
+        NativeServer {
+            inner: self.inner.server().clone(),
+        }
     }
 
     #[napi]
@@ -123,7 +137,11 @@ impl NativeWorker {
                     reason: None,
                     state: None,
                 },
-                WorkerHook::Restore { id, session_id, state } => NativeHook {
+                WorkerHook::Restore {
+                    id,
+                    session_id,
+                    state,
+                } => NativeHook {
                     kind: "restore".into(),
                     id: id as i64,
                     session_id: format!("{session_id:016x}"),
@@ -139,10 +157,20 @@ impl NativeWorker {
 
     /// kind: `accept`, `reject` or `defer`.
     #[napi]
-    pub fn answer_decision(&self, id: i64, kind: String, reason: Option<String>, retry_after_ms: Option<u32>) -> bool {
+    pub fn answer_decision(
+        &self,
+        id: i64,
+        kind: String,
+        reason: Option<String>,
+        retry_after_ms: Option<u32>,
+    ) -> bool {
         let d = match kind.as_str() {
-            "reject" => ConfirmationDecision::Reject { reason: reason.unwrap_or_default() },
-            "defer" => ConfirmationDecision::Defer { retry_after_ms: retry_after_ms.unwrap_or(100) },
+            "reject" => ConfirmationDecision::Reject {
+                reason: reason.unwrap_or_default(),
+            },
+            "defer" => ConfirmationDecision::Defer {
+                retry_after_ms: retry_after_ms.unwrap_or(100),
+            },
             _ => ConfirmationDecision::Accept,
         };
         self.inner.answer_hook(id as u64, HookAnswer::Decision(d))
@@ -150,12 +178,14 @@ impl NativeWorker {
 
     #[napi]
     pub fn answer_state(&self, id: i64, state: Buffer) -> bool {
-        self.inner.answer_hook(id as u64, HookAnswer::State(bytes(&state)))
+        self.inner
+            .answer_hook(id as u64, HookAnswer::State(bytes(&state)))
     }
 
     #[napi]
     pub fn fail_hook(&self, id: i64, message: String) -> bool {
-        self.inner.answer_hook(id as u64, HookAnswer::Failed(message))
+        self.inner
+            .answer_hook(id as u64, HookAnswer::Failed(message))
     }
 
     #[napi]

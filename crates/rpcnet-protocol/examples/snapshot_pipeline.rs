@@ -8,7 +8,9 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use rpcnet_protocol::migration::snapshot::{compress, decode, decompress, encode, open_frame, seal_frame, DEFAULT_ZSTD_LEVEL};
+use rpcnet_protocol::migration::snapshot::{
+    compress, decode, decompress, encode, open_frame, seal_frame, DEFAULT_ZSTD_LEVEL,
+};
 use rpcnet_protocol::migration::{CallSnapshot, SessionSnapshot};
 
 /// Pseudo-random bytes (xorshift), so zstd cannot shrink the state to nothing.
@@ -31,7 +33,10 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 }
 
 fn main() {
-    let iterations: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200);
+    let iterations: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(200);
     let secret = [9u8; 32];
     for size in [1024usize, 64 * 1024, 1024 * 1024] {
         let snap = SessionSnapshot {
@@ -50,7 +55,15 @@ fn main() {
                 checkpoint: Some((57, Bytes::from_static(b"{\"startedAt\":1,\"hash\":3}"))),
             }],
         };
-        let names = ["encode", "compress", "seal", "open", "decompress", "decode", "total"];
+        let names = [
+            "encode",
+            "compress",
+            "seal",
+            "open",
+            "decompress",
+            "decode",
+            "total",
+        ];
         let mut t: Vec<Vec<f64>> = vec![Vec::with_capacity(iterations); names.len()];
         let mut sealed_len = 0;
         for i in 0..iterations {
@@ -72,14 +85,31 @@ fn main() {
             assert_eq!(back.app_state.len(), size);
             sealed_len = sealed.len();
             let us = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e6;
-            for (k, (a, b)) in [(s0, s1), (s1, s2), (s2, s3), (s3, s4), (s4, s5), (s5, s6), (s0, s6)].into_iter().enumerate() {
+            for (k, (a, b)) in [
+                (s0, s1),
+                (s1, s2),
+                (s2, s3),
+                (s3, s4),
+                (s4, s5),
+                (s5, s6),
+                (s0, s6),
+            ]
+            .into_iter()
+            .enumerate()
+            {
                 t[k].push(us(a, b));
             }
         }
         let stages: Vec<String> = names
             .iter()
             .zip(t.iter_mut())
-            .map(|(n, v)| format!("\"{n}\":{{\"p50_us\":{:.1},\"p99_us\":{:.1}}}", percentile(v, 0.5), percentile(v, 0.99)))
+            .map(|(n, v)| {
+                format!(
+                    "\"{n}\":{{\"p50_us\":{:.1},\"p99_us\":{:.1}}}",
+                    percentile(v, 0.5),
+                    percentile(v, 0.99)
+                )
+            })
             .collect();
         println!("{{\"state_bytes\":{size},\"sealed_bytes\":{sealed_len},\"iterations\":{iterations},{}}}", stages.join(","));
     }

@@ -16,8 +16,11 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::code::ErrorCode;
-use crate::frame::{Attach, ATTACH_FIXED_LEN, FLAG_HAS_CHECKPOINT, Frame, FrameType, Request, DEFAULT_MAX_FRAME_SIZE, END_BODY_LEN, ERROR_FIXED_LEN,
-    FLAG_STREAMING, HEADER_LEN, ITEM_FIXED_LEN, REQUEST_FIXED_LEN,};
+use crate::frame::{
+    Attach, Frame, FrameType, Request, ATTACH_FIXED_LEN, DEFAULT_MAX_FRAME_SIZE, END_BODY_LEN,
+    ERROR_FIXED_LEN, FLAG_HAS_CHECKPOINT, FLAG_STREAMING, HEADER_LEN, ITEM_FIXED_LEN,
+    REQUEST_FIXED_LEN,
+};
 
 /// Why a byte sequence is not a valid frame. See [`FrameError`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -217,7 +220,10 @@ impl Decoder {
                 | Frame::Response { payload }
                 | Frame::Item { payload, .. } => *payload = bytes,
                 Frame::Checkpoint { state, .. } => *state = bytes,
-                Frame::Attach(Attach { checkpoint: Some((_, state)), .. }) => *state = bytes,
+                Frame::Attach(Attach {
+                    checkpoint: Some((_, state)),
+                    ..
+                }) => *state = bytes,
                 _ => unreachable!("only frames with a payload get an offset"),
             }
         }
@@ -275,7 +281,9 @@ fn parse_body(ty: FrameType, flags: u8, body: &[u8]) -> Result<(Frame, Option<us
                 )));
             }
             let connection_id = std::str::from_utf8(&rest[..id_len])
-                .map_err(|_| FrameError::malformed("ATTACH connection_id is not valid UTF-8".to_owned()))?
+                .map_err(|_| {
+                    FrameError::malformed("ATTACH connection_id is not valid UTF-8".to_owned())
+                })?
                 .to_owned();
             let after = &rest[id_len..];
             if flags & FLAG_HAS_CHECKPOINT == 0 {
@@ -285,7 +293,13 @@ fn parse_body(ty: FrameType, flags: u8, body: &[u8]) -> Result<(Frame, Option<us
                         after.len()
                     )));
                 }
-                let attach = Attach { session_id, call_id, next_seq, connection_id, checkpoint: None };
+                let attach = Attach {
+                    session_id,
+                    call_id,
+                    next_seq,
+                    connection_id,
+                    checkpoint: None,
+                };
                 return Ok((Frame::Attach(attach), None));
             }
             if after.len() < 8 {
@@ -294,7 +308,13 @@ fn parse_body(ty: FrameType, flags: u8, body: &[u8]) -> Result<(Frame, Option<us
                 ));
             }
             let seq = u64::from_be_bytes(after[..8].try_into().expect("8 bytes"));
-            let attach = Attach { session_id, call_id, next_seq, connection_id, checkpoint: Some((seq, Bytes::new())) };
+            let attach = Attach {
+                session_id,
+                call_id,
+                next_seq,
+                connection_id,
+                checkpoint: Some((seq, Bytes::new())),
+            };
             Ok((Frame::Attach(attach), Some(ATTACH_FIXED_LEN + id_len + 8)))
         }
         FrameType::Checkpoint => {
@@ -305,13 +325,27 @@ fn parse_body(ty: FrameType, flags: u8, body: &[u8]) -> Result<(Frame, Option<us
                 )));
             };
             let seq = u64::from_be_bytes(seq.try_into().expect("8 bytes"));
-            Ok((Frame::Checkpoint { seq, state: Bytes::new() }, Some(8)))
+            Ok((
+                Frame::Checkpoint {
+                    seq,
+                    state: Bytes::new(),
+                },
+                Some(8),
+            ))
         }
         FrameType::Suspended => {
             let next: [u8; 8] = body.try_into().map_err(|_| {
-                FrameError::malformed(format!("SUSPENDED body must be exactly 8 bytes (next_seq: u64), got {}", body.len()))
+                FrameError::malformed(format!(
+                    "SUSPENDED body must be exactly 8 bytes (next_seq: u64), got {}",
+                    body.len()
+                ))
             })?;
-            Ok((Frame::Suspended { next_seq: u64::from_be_bytes(next) }, None))
+            Ok((
+                Frame::Suspended {
+                    next_seq: u64::from_be_bytes(next),
+                },
+                None,
+            ))
         }
         FrameType::Request => {
             if body.len() < REQUEST_FIXED_LEN {

@@ -258,7 +258,9 @@ impl Frame {
             Frame::End { .. } => END_BODY_LEN,
             Frame::Error { message, .. } => ERROR_FIXED_LEN + message.len(),
             Frame::Attach(a) => {
-                ATTACH_FIXED_LEN + a.connection_id.len() + a.checkpoint.as_ref().map_or(0, |(_, s)| 8 + s.len())
+                ATTACH_FIXED_LEN
+                    + a.connection_id.len()
+                    + a.checkpoint.as_ref().map_or(0, |(_, s)| 8 + s.len())
             }
             Frame::Checkpoint { state, .. } => 8 + state.len(),
             Frame::Suspended { .. } => 8,
@@ -307,7 +309,10 @@ impl Frame {
             }
             Frame::End { items } => dst.put_u64(*items),
             Frame::Attach(a) => {
-                assert!(a.connection_id.len() <= u8::MAX as usize, "ATTACH connection_id over 255 bytes");
+                assert!(
+                    a.connection_id.len() <= u8::MAX as usize,
+                    "ATTACH connection_id over 255 bytes"
+                );
                 dst.put_u64(a.session_id);
                 dst.put_u64(a.call_id);
                 dst.put_u64(a.next_seq);

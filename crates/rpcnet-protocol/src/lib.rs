@@ -19,4 +19,4 @@ pub mod migration;
 
 pub use code::ErrorCode;
 pub use codec::{Decoder, FrameError, FrameErrorKind};
-pub use frame::{Attach, Frame, FrameType, Request, DEFAULT_MAX_FRAME_SIZE, HEADER_LEN, ALPN};
+pub use frame::{Attach, Frame, FrameType, Request, ALPN, DEFAULT_MAX_FRAME_SIZE, HEADER_LEN};

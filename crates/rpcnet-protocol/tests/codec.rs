@@ -99,7 +99,10 @@ fn expected_frame(name: &str) -> Frame {
             connection_id: "c8f6".into(),
             checkpoint: Some((38, Bytes::from_static(b"s"))),
         }),
-        "checkpoint_seq5" => Frame::Checkpoint { seq: 5, state: Bytes::from_static(b"st") },
+        "checkpoint_seq5" => Frame::Checkpoint {
+            seq: 5,
+            state: Bytes::from_static(b"st"),
+        },
         "suspended_57" => Frame::Suspended { next_seq: 57 },
         "end_items0" => Frame::End { items: 0 },
         "error_not_found" => Frame::Error {
@@ -729,7 +732,13 @@ fn encoding_an_overlong_method_panics() {
 fn cluster_link_frames_round_trip_and_reject_malformed_bodies() {
     use rpcnet_protocol::Attach;
     let frames = [
-        Frame::Attach(Attach { session_id: 7, call_id: 9, next_seq: 42, connection_id: "00ff00ff00ff00ff".into(), checkpoint: None }),
+        Frame::Attach(Attach {
+            session_id: 7,
+            call_id: 9,
+            next_seq: 42,
+            connection_id: "00ff00ff00ff00ff".into(),
+            checkpoint: None,
+        }),
         Frame::Attach(Attach {
             session_id: u64::MAX,
             call_id: 1,
@@ -737,9 +746,21 @@ fn cluster_link_frames_round_trip_and_reject_malformed_bodies() {
             connection_id: String::new(),
             checkpoint: Some((40, Bytes::from_static(b"state-at-40"))),
         }),
-        Frame::Attach(Attach { session_id: 1, call_id: 2, next_seq: 3, connection_id: "c".into(), checkpoint: Some((0, Bytes::new())) }),
-        Frame::Checkpoint { seq: 5, state: Bytes::from_static(b"s") },
-        Frame::Checkpoint { seq: 0, state: Bytes::new() },
+        Frame::Attach(Attach {
+            session_id: 1,
+            call_id: 2,
+            next_seq: 3,
+            connection_id: "c".into(),
+            checkpoint: Some((0, Bytes::new())),
+        }),
+        Frame::Checkpoint {
+            seq: 5,
+            state: Bytes::from_static(b"s"),
+        },
+        Frame::Checkpoint {
+            seq: 0,
+            state: Bytes::new(),
+        },
         Frame::Suspended { next_seq: 1234 },
     ];
     let mut buf = BytesMut::new();
@@ -753,7 +774,9 @@ fn cluster_link_frames_round_trip_and_reject_malformed_bodies() {
     assert!(buf.is_empty());
 
     let reject = |bytes: &[u8], needle: &str| {
-        let e = Decoder::default().decode(&mut BytesMut::from(bytes)).unwrap_err();
+        let e = Decoder::default()
+            .decode(&mut BytesMut::from(bytes))
+            .unwrap_err();
         assert_eq!(e.code(), ErrorCode::Protocol);
         assert!(e.to_string().contains(needle), "{e}");
     };

@@ -102,7 +102,10 @@ fn samples() -> Vec<ManagementMessage> {
             at_ms: 1_700_000_000_000,
         }
         .into(),
-        rpcnet_protocol::migration::SessionClosed { session_id: 0x0123_4567_89ab_cdef }.into(),
+        rpcnet_protocol::migration::SessionClosed {
+            session_id: 0x0123_4567_89ab_cdef,
+        }
+        .into(),
     ]
 }
 

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
 use rpcnet_runtime::tls::parse_fingerprint;
-use rpcnet_runtime::{Client, ClientConfig, ClientTrust, MethodKind, PushStatus, Server, ServerConfig, ServerEvent};
+use rpcnet_runtime::{
+    Client, ClientConfig, ClientTrust, MethodKind, PushStatus, Server, ServerConfig, ServerEvent,
+};
 
 /// Unary method name.
 const UNARY_METHOD: &str = "echo";
@@ -105,19 +107,38 @@ fn watch_stdin() {
 async fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Server { bind, watch_stdin: w } => {
+        Command::Server {
+            bind,
+            watch_stdin: w,
+        } => {
             if w {
                 watch_stdin();
             }
             serve(bind).await
         }
-        Command::Client { addr, fingerprint, scenario, concurrency, duration_ms, warmup_ms, watch_stdin: w } => {
+        Command::Client {
+            addr,
+            fingerprint,
+            scenario,
+            concurrency,
+            duration_ms,
+            warmup_ms,
+            watch_stdin: w,
+        } => {
             if w {
                 watch_stdin();
             }
             let warmup = Duration::from_millis(warmup_ms);
             let duration = Duration::from_millis(duration_ms);
-            client(addr, &fingerprint, scenario, concurrency.max(1), warmup, duration).await
+            client(
+                addr,
+                &fingerprint,
+                scenario,
+                concurrency.max(1),
+                warmup,
+                duration,
+            )
+            .await
         }
     };
     if let Err(e) = result {
@@ -127,10 +148,20 @@ async fn main() {
 }
 
 async fn serve(bind: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
-    let server = Arc::new(Server::bind(ServerConfig { bind, ..ServerConfig::default() }).await?);
+    let server = Arc::new(
+        Server::bind(ServerConfig {
+            bind,
+            ..ServerConfig::default()
+        })
+        .await?,
+    );
     server.register(UNARY_METHOD, MethodKind::Unary);
     server.register(STREAM_METHOD, MethodKind::ServerStreaming);
-    println!("{{\"addr\":\"{}\",\"fingerprint\":\"{}\"}}", server.local_addr(), server.cert_fingerprint());
+    println!(
+        "{{\"addr\":\"{}\",\"fingerprint\":\"{}\"}}",
+        server.local_addr(),
+        server.cert_fingerprint()
+    );
     let response = Bytes::from(vec![0x5a; UNARY_SIZE]);
     let item = Bytes::from(vec![0xa5; ITEM_SIZE]);
     loop {
@@ -139,13 +170,20 @@ async fn serve(bind: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
             return Ok(());
         }
         for event in events {
-            let ServerEvent::Call { id, kind, payload, .. } = event else { continue };
+            let ServerEvent::Call {
+                id, kind, payload, ..
+            } = event
+            else {
+                continue;
+            };
             match kind {
                 MethodKind::Unary => {
                     server.respond(id, Ok(response.clone()));
                 }
                 MethodKind::ServerStreaming => {
-                    let count = payload.get(..4).map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                    let count = payload
+                        .get(..4)
+                        .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
                     tokio::spawn(produce(server.clone(), id, count, item.clone()));
                 }
             }
@@ -215,7 +253,14 @@ async fn client(
         let rank = ((q * lat.len() as f64).ceil() as usize).clamp(1, lat.len());
         format!("{}", lat[rank - 1] as f64 / 1e6)
     };
-    let mean = if lat.is_empty() { "null".into() } else { format!("{}", lat.iter().sum::<u64>() as f64 / lat.len() as f64 / 1e6) };
+    let mean = if lat.is_empty() {
+        "null".into()
+    } else {
+        format!(
+            "{}",
+            lat.iter().sum::<u64>() as f64 / lat.len() as f64 / 1e6
+        )
+    };
     println!(
         "{{\"ops\":{},\"errors\":{},\"bytes\":{},\"elapsedMs\":{},\"p50Ms\":{},\"p99Ms\":{},\"meanMs\":{}}}",
         window.ops,
@@ -230,7 +275,12 @@ async fn client(
 }
 
 /// Runs `concurrency` call loops for `length`; each loop has one call outstanding at a time.
-async fn unary_window(client: &Arc<Client>, concurrency: usize, length: Duration, record: bool) -> Window {
+async fn unary_window(
+    client: &Arc<Client>,
+    concurrency: usize,
+    length: Duration,
+    record: bool,
+) -> Window {
     let request = Bytes::from(vec![0x42; UNARY_SIZE]);
     let start = Instant::now();
     let end = start + length;
@@ -275,8 +325,18 @@ async fn unary_window(client: &Arc<Client>, concurrency: usize, length: Duration
 
 /// One streaming call: items during `warmup` are discarded, items during `length` are counted,
 /// then the call is cancelled.
-async fn stream_window(client: &Client, warmup: Duration, length: Duration) -> Result<Window, Box<dyn std::error::Error>> {
-    let mut stream = client.streaming(STREAM_METHOD, Bytes::copy_from_slice(&u32::MAX.to_be_bytes()), 0).await?;
+async fn stream_window(
+    client: &Client,
+    warmup: Duration,
+    length: Duration,
+) -> Result<Window, Box<dyn std::error::Error>> {
+    let mut stream = client
+        .streaming(
+            STREAM_METHOD,
+            Bytes::copy_from_slice(&u32::MAX.to_be_bytes()),
+            0,
+        )
+        .await?;
     let warm_end = Instant::now() + warmup;
     while Instant::now() < warm_end {
         if stream.next_batch(ITEM_BATCH).await?.is_none() {
@@ -287,7 +347,9 @@ async fn stream_window(client: &Client, warmup: Duration, length: Duration) -> R
     let start = Instant::now();
     let end = start + length;
     while Instant::now() < end {
-        let Some(batch) = stream.next_batch(ITEM_BATCH).await? else { break };
+        let Some(batch) = stream.next_batch(ITEM_BATCH).await? else {
+            break;
+        };
         w.ops += batch.len() as u64;
         w.bytes += batch.iter().map(|b| b.len() as u64).sum::<u64>();
     }

@@ -78,31 +78,53 @@ impl Client {
             Some(creds) => creds.quinn_client_config(rpcnet_protocol::ALPN)?,
             None => {
                 let crypto = client_crypto(&config.trust)?;
-                let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
-                    .map_err(|e| RpcError::internal(format!("TLS config unusable for QUIC: {e}")))?;
+                let quic =
+                    quinn::crypto::rustls::QuicClientConfig::try_from(crypto).map_err(|e| {
+                        RpcError::internal(format!("TLS config unusable for QUIC: {e}"))
+                    })?;
                 let mut client_config = quinn::ClientConfig::new(Arc::new(quic));
                 client_config.transport_config(transport_config());
                 client_config
             }
         };
-        let bind: SocketAddr = if addr.is_ipv6() { "[::]:0".parse().unwrap() } else { "0.0.0.0:0".parse().unwrap() };
+        let bind: SocketAddr = if addr.is_ipv6() {
+            "[::]:0".parse().unwrap()
+        } else {
+            "0.0.0.0:0".parse().unwrap()
+        };
         let mut endpoint = quinn::Endpoint::client(bind)
             .map_err(|e| RpcError::unavailable(format!("cannot bind a client UDP socket: {e}")))?;
         endpoint.set_default_client_config(client_config);
         let connecting = endpoint.connect(addr, &config.server_name)?;
-        let connection = match tokio::time::timeout(Duration::from_millis(config.connect_timeout_ms), connecting).await {
+        let connection = match tokio::time::timeout(
+            Duration::from_millis(config.connect_timeout_ms),
+            connecting,
+        )
+        .await
+        {
             Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(RpcError::unavailable(format!("cannot connect to {addr}: {e}"))),
+            Ok(Err(e)) => {
+                return Err(RpcError::unavailable(format!(
+                    "cannot connect to {addr}: {e}"
+                )))
+            }
             Err(_) => {
                 return Err(RpcError::new(
                     ErrorCode::DeadlineExceeded,
-                    format!("connecting to {addr} took longer than {} ms", config.connect_timeout_ms),
+                    format!(
+                        "connecting to {addr} took longer than {} ms",
+                        config.connect_timeout_ms
+                    ),
                 ))
             }
         };
         let info = ConnectionInfo::new(connection);
         tracing::debug!(connection_id = %info.id, %addr, "connected");
-        Ok(Client { endpoint, info, max_frame_size: config.max_frame_size })
+        Ok(Client {
+            endpoint,
+            info,
+            max_frame_size: config.max_frame_size,
+        })
     }
 
     /// The connection's `connectionId` (same value the server sees).
@@ -125,15 +147,33 @@ impl Client {
         &self.info
     }
 
-    async fn open(&self, method: &str, payload: Bytes, deadline_ms: u32, streaming: bool) -> Result<(quinn::SendStream, quinn::RecvStream), RpcError> {
+    async fn open(
+        &self,
+        method: &str,
+        payload: Bytes,
+        deadline_ms: u32,
+        streaming: bool,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), RpcError> {
         if method.is_empty() || method.len() > u16::MAX as usize {
-            return Err(RpcError::invalid_argument(format!("method name must be 1..=65535 bytes, got {}", method.len())));
+            return Err(RpcError::invalid_argument(format!(
+                "method name must be 1..=65535 bytes, got {}",
+                method.len()
+            )));
         }
-        let frame = Frame::Request(Request { method: method.to_string(), deadline_ms, streaming, payload });
+        let frame = Frame::Request(Request {
+            method: method.to_string(),
+            deadline_ms,
+            streaming,
+            payload,
+        });
         if frame.encoded_len() - rpcnet_protocol::HEADER_LEN > self.max_frame_size as usize {
             return Err(RpcError::new(
                 ErrorCode::ResourceExhausted,
-                format!("request of {} bytes exceeds the maximum frame size of {} bytes", frame.encoded_len(), self.max_frame_size),
+                format!(
+                    "request of {} bytes exceeds the maximum frame size of {} bytes",
+                    frame.encoded_len(),
+                    self.max_frame_size
+                ),
             ));
         }
         let (mut send, recv) = self.info.quinn().open_bi().await?;
@@ -146,8 +186,14 @@ impl Client {
     ///
     /// Errors: the server's ERROR (code and message as sent, e.g. `NOT_FOUND`), `DEADLINE_EXCEEDED`,
     /// `UNAVAILABLE` on connection loss, `PROTOCOL` if the server breaks PROTOCOL.md.
-    pub async fn unary(&self, method: &str, payload: Bytes, deadline_ms: u32) -> Result<Bytes, RpcError> {
-        self.unary_cancellable(method, payload, deadline_ms, None).await
+    pub async fn unary(
+        &self,
+        method: &str,
+        payload: Bytes,
+        deadline_ms: u32,
+    ) -> Result<Bytes, RpcError> {
+        self.unary_cancellable(method, payload, deadline_ms, None)
+            .await
     }
 
     /// As [`Client::unary`], and [`Canceller::cancel`] ends the call with `CANCELLED`, telling the
@@ -159,7 +205,8 @@ impl Client {
         deadline_ms: u32,
         canceller: Option<&Canceller>,
     ) -> Result<Bytes, RpcError> {
-        let deadline = (deadline_ms > 0).then(|| Instant::now() + Duration::from_millis(deadline_ms.into()));
+        let deadline =
+            (deadline_ms > 0).then(|| Instant::now() + Duration::from_millis(deadline_ms.into()));
         let sleep = async move {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d).await,
@@ -205,17 +252,28 @@ impl Client {
             Ok(Some(Frame::Error { code, message })) => Err(RpcError::new(code, message)),
             Ok(Some(other)) => {
                 let _ = recv.stop(app_code(ErrorCode::Protocol));
-                Err(RpcError::protocol(format!("unexpected {:?} frame in a unary call", other.frame_type())))
+                Err(RpcError::protocol(format!(
+                    "unexpected {:?} frame in a unary call",
+                    other.frame_type()
+                )))
             }
-            Ok(None) => Err(RpcError::protocol("stream ended without a RESPONSE or ERROR frame")),
+            Ok(None) => Err(RpcError::protocol(
+                "stream ended without a RESPONSE or ERROR frame",
+            )),
         }
     }
 
     /// Starts a server-streaming call; items are pulled with [`ItemStream::next_batch`].
     ///
     /// Errors: as [`Client::unary`] for opening the stream; later errors come from `next_batch`.
-    pub async fn streaming(&self, method: &str, payload: Bytes, deadline_ms: u32) -> Result<ItemStream, RpcError> {
-        let deadline = (deadline_ms > 0).then(|| Instant::now() + Duration::from_millis(deadline_ms.into()));
+    pub async fn streaming(
+        &self,
+        method: &str,
+        payload: Bytes,
+        deadline_ms: u32,
+    ) -> Result<ItemStream, RpcError> {
+        let deadline =
+            (deadline_ms > 0).then(|| Instant::now() + Duration::from_millis(deadline_ms.into()));
         let (send, recv) = self.open(method, payload, deadline_ms, true).await?;
         Ok(ItemStream {
             send,
@@ -238,7 +296,11 @@ impl Client {
     }
 }
 
-async fn read_frame(recv: &mut quinn::RecvStream, decoder: &mut Decoder, buf: &mut BytesMut) -> Result<Option<Frame>, RpcError> {
+async fn read_frame(
+    recv: &mut quinn::RecvStream,
+    decoder: &mut Decoder,
+    buf: &mut BytesMut,
+) -> Result<Option<Frame>, RpcError> {
     loop {
         if let Some(frame) = decoder.decode(buf)? {
             return Ok(Some(frame));
@@ -309,7 +371,11 @@ impl ItemStream {
         let mut items = Vec::new();
         loop {
             while items.len() < max_items {
-                let decoded = if self.eof { self.decoder.decode_eof(&mut self.buf) } else { self.decoder.decode(&mut self.buf) };
+                let decoded = if self.eof {
+                    self.decoder.decode_eof(&mut self.buf)
+                } else {
+                    self.decoder.decode(&mut self.buf)
+                };
                 let frame = match decoded {
                     Ok(f) => f,
                     // Deliver what arrived intact first; report the error on the next call.
@@ -323,14 +389,20 @@ impl ItemStream {
                 match frame {
                     Frame::Item { seq, payload } => {
                         if seq != self.next_seq {
-                            return Err(RpcError::protocol(format!("item seq {seq} received where {} was expected", self.next_seq)));
+                            return Err(RpcError::protocol(format!(
+                                "item seq {seq} received where {} was expected",
+                                self.next_seq
+                            )));
                         }
                         self.next_seq += 1;
                         items.push(payload);
                     }
                     Frame::End { items: count } => {
                         if count != self.next_seq {
-                            return Err(RpcError::protocol(format!("END says {count} items but {} arrived", self.next_seq)));
+                            return Err(RpcError::protocol(format!(
+                                "END says {count} items but {} arrived",
+                                self.next_seq
+                            )));
                         }
                         self.done = true;
                         return Ok(if items.is_empty() { None } else { Some(items) });
@@ -345,7 +417,10 @@ impl ItemStream {
                         return Ok(Some(items));
                     }
                     other => {
-                        return Err(RpcError::protocol(format!("unexpected {:?} frame in a streaming call", other.frame_type())))
+                        return Err(RpcError::protocol(format!(
+                            "unexpected {:?} frame in a streaming call",
+                            other.frame_type()
+                        )))
                     }
                 }
             }
@@ -354,7 +429,10 @@ impl ItemStream {
                 // without waiting (a zero timeout still polls the read once; quinn reads are
                 // cancel-safe), so one crossing into JavaScript carries many items.
                 if items.len() < max_items && !self.eof {
-                    if let Ok(chunk) = tokio::time::timeout(Duration::ZERO, self.recv.read_chunk(256 * 1024, true)).await {
+                    if let Ok(chunk) =
+                        tokio::time::timeout(Duration::ZERO, self.recv.read_chunk(256 * 1024, true))
+                            .await
+                    {
                         match chunk {
                             Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk.bytes),
                             Ok(None) => self.eof = true,
@@ -369,7 +447,9 @@ impl ItemStream {
                 return Ok(Some(items));
             }
             if self.eof {
-                return Err(RpcError::protocol("stream ended without an END or ERROR frame"));
+                return Err(RpcError::protocol(
+                    "stream ended without an END or ERROR frame",
+                ));
             }
             match self.recv.read_chunk(256 * 1024, true).await? {
                 Some(chunk) => self.buf.extend_from_slice(&chunk.bytes),
@@ -407,7 +487,11 @@ pub struct StreamHandle {
 impl StreamHandle {
     /// Wraps a stream.
     pub fn new(stream: ItemStream) -> Self {
-        Self { stream: tokio::sync::Mutex::new(stream), cancelled: Default::default(), wake: tokio::sync::Notify::new() }
+        Self {
+            stream: tokio::sync::Mutex::new(stream),
+            cancelled: Default::default(),
+            wake: tokio::sync::Notify::new(),
+        }
     }
 
     fn is_cancelled(&self) -> bool {
@@ -434,12 +518,14 @@ impl StreamHandle {
 
     /// Cancels the call (STOP_SENDING + RESET_STREAM with code CANCELLED). Idempotent.
     pub fn cancel(&self) {
-        self.cancelled.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.cancelled
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.wake.notify_one();
         match self.stream.try_lock() {
             Ok(mut stream) => stream.cancel(),
-            Err(_) => tracing::debug!("cancel while a batch is pending: the pending next_batch sends it"),
+            Err(_) => {
+                tracing::debug!("cancel while a batch is pending: the pending next_batch sends it")
+            }
         }
     }
 }
-

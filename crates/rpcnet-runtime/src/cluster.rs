@@ -35,8 +35,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
 };
 use ring::digest;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -187,16 +187,31 @@ impl ClusterCredentials {
         }
 
         let ca_cert = CertificateDer::from_pem_file(&cert_path).map_err(|e| {
-            RpcError::invalid_argument(format!("no usable PEM certificate in cluster CA file {}: {e}", cert_path.display()))
+            RpcError::invalid_argument(format!(
+                "no usable PEM certificate in cluster CA file {}: {e}",
+                cert_path.display()
+            ))
         })?;
         warn_if_exposed(&key_path);
-        let key_pem = fs::read_to_string(&key_path)
-            .map_err(|e| RpcError::invalid_argument(format!("cannot read cluster CA key {}: {e}", key_path.display())))?;
-        let ca_key = KeyPair::from_pem(&key_pem)
-            .map_err(|e| RpcError::invalid_argument(format!("malformed cluster CA key {}: {e}", key_path.display())))?;
+        let key_pem = fs::read_to_string(&key_path).map_err(|e| {
+            RpcError::invalid_argument(format!(
+                "cannot read cluster CA key {}: {e}",
+                key_path.display()
+            ))
+        })?;
+        let ca_key = KeyPair::from_pem(&key_pem).map_err(|e| {
+            RpcError::invalid_argument(format!(
+                "malformed cluster CA key {}: {e}",
+                key_path.display()
+            ))
+        })?;
         warn_if_exposed(&secret_path);
-        let secret_bytes = fs::read(&secret_path)
-            .map_err(|e| RpcError::invalid_argument(format!("cannot read cluster secret {}: {e}", secret_path.display())))?;
+        let secret_bytes = fs::read(&secret_path).map_err(|e| {
+            RpcError::invalid_argument(format!(
+                "cannot read cluster secret {}: {e}",
+                secret_path.display()
+            ))
+        })?;
         let secret = <[u8; SECRET_LEN]>::try_from(secret_bytes.as_slice()).map_err(|_| {
             RpcError::invalid_argument(format!(
                 "cluster secret {} must be exactly {SECRET_LEN} bytes, has {}",
@@ -209,22 +224,29 @@ impl ClusterCredentials {
         // chain to the stored DER (which stays the trust anchor; the rebuilt DER is never used).
         let issuer_params = ca_params(&ca_key)?;
         let ca_cn = ca_common_name(&ca_key);
-        if !contains(ca_cert.as_ref(), ca_key.public_key_raw()) || !contains(ca_cert.as_ref(), ca_cn.as_bytes()) {
+        if !contains(ca_cert.as_ref(), ca_key.public_key_raw())
+            || !contains(ca_cert.as_ref(), ca_cn.as_bytes())
+        {
             return Err(RpcError::invalid_argument(format!(
                 "cluster CA certificate {} does not belong to the key {} (expected subject CN {ca_cn:?})",
                 cert_path.display(),
                 key_path.display()
             )));
         }
-        let issuer = issuer_params
-            .self_signed(&ca_key)
-            .map_err(|e| RpcError::internal(format!("cannot rebuild the cluster CA from {}: {e}", key_path.display())))?;
+        let issuer = issuer_params.self_signed(&ca_key).map_err(|e| {
+            RpcError::internal(format!(
+                "cannot rebuild the cluster CA from {}: {e}",
+                key_path.display()
+            ))
+        })?;
 
         let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .map_err(|e| RpcError::internal(format!("cluster leaf key generation failed: {e}")))?;
         let leaf = leaf_params(name)?
             .signed_by(&leaf_key, &issuer, &ca_key)
-            .map_err(|e| RpcError::internal(format!("cluster leaf certificate for {name:?} failed: {e}")))?;
+            .map_err(|e| {
+                RpcError::internal(format!("cluster leaf certificate for {name:?} failed: {e}"))
+            })?;
         let creds = Self {
             chain: vec![leaf.der().clone(), ca_cert.clone()],
             key: PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
@@ -256,15 +278,20 @@ impl ClusterCredentials {
     /// Errors: `INTERNAL` if the verifier cannot be built; `INVALID_ARGUMENT` if rustls rejects the
     /// leaf certificate or key.
     pub fn server_crypto(&self, alpn: &[u8]) -> Result<rustls::ServerConfig, RpcError> {
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(self.roots()?), provider())
-            .build()
-            .map_err(|e| RpcError::internal(format!("cluster client-certificate verifier: {e}")))?;
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(self.roots()?), provider())
+                .build()
+                .map_err(|e| {
+                    RpcError::internal(format!("cluster client-certificate verifier: {e}"))
+                })?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| RpcError::internal(format!("TLS 1.3 unavailable: {e}")))?
             .with_client_cert_verifier(verifier)
             .with_single_cert(self.chain.clone(), self.key.clone_key())
-            .map_err(|e| RpcError::invalid_argument(format!("cluster certificate/key rejected: {e}")))?;
+            .map_err(|e| {
+                RpcError::invalid_argument(format!("cluster certificate/key rejected: {e}"))
+            })?;
         config.alpn_protocols = vec![alpn.to_vec()];
         config.max_early_data_size = 0;
         Ok(config)
@@ -282,7 +309,9 @@ impl ClusterCredentials {
             .map_err(|e| RpcError::internal(format!("TLS 1.3 unavailable: {e}")))?
             .with_root_certificates(self.roots()?)
             .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
-            .map_err(|e| RpcError::invalid_argument(format!("cluster client certificate/key rejected: {e}")))?;
+            .map_err(|e| {
+                RpcError::invalid_argument(format!("cluster client certificate/key rejected: {e}"))
+            })?;
         config.alpn_protocols = vec![alpn.to_vec()];
         Ok(config)
     }
@@ -293,7 +322,11 @@ impl ClusterCredentials {
     /// Errors: those of `server_crypto`; `INTERNAL` if quinn rejects the rustls configuration.
     pub fn quinn_server_config(&self, alpn: &[u8]) -> Result<quinn::ServerConfig, RpcError> {
         let quic = quinn::crypto::rustls::QuicServerConfig::try_from(self.server_crypto(alpn)?)
-            .map_err(|e| RpcError::internal(format!("QUIC cannot use the cluster TLS server config: {e}")))?;
+            .map_err(|e| {
+                RpcError::internal(format!(
+                    "QUIC cannot use the cluster TLS server config: {e}"
+                ))
+            })?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
         config.transport_config(cluster_transport_config());
         Ok(config)
@@ -305,7 +338,11 @@ impl ClusterCredentials {
     /// Errors: those of `client_crypto`; `INTERNAL` if quinn rejects the rustls configuration.
     pub fn quinn_client_config(&self, alpn: &[u8]) -> Result<quinn::ClientConfig, RpcError> {
         let quic = quinn::crypto::rustls::QuicClientConfig::try_from(self.client_crypto(alpn)?)
-            .map_err(|e| RpcError::internal(format!("QUIC cannot use the cluster TLS client config: {e}")))?;
+            .map_err(|e| {
+                RpcError::internal(format!(
+                    "QUIC cannot use the cluster TLS client config: {e}"
+                ))
+            })?;
         let mut config = quinn::ClientConfig::new(Arc::new(quic));
         config.transport_config(cluster_transport_config());
         Ok(config)
@@ -326,21 +363,31 @@ impl ClusterCredentials {
     /// The cluster CA as the only root.
     fn roots(&self) -> Result<rustls::RootCertStore, RpcError> {
         let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(self.ca_cert.clone())
-            .map_err(|e| RpcError::invalid_argument(format!("unusable cluster CA certificate: {e}")))?;
+        roots.add(self.ca_cert.clone()).map_err(|e| {
+            RpcError::invalid_argument(format!("unusable cluster CA certificate: {e}"))
+        })?;
         Ok(roots)
     }
 
     /// Verifies the own leaf against the CA as a peer would (WebPKI, name [`CLUSTER_SERVER_NAME`]),
     /// so a broken CA directory fails at load time rather than in every handshake.
     fn check_chain(&self) -> Result<(), RpcError> {
-        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(self.roots()?), provider())
-            .build()
-            .map_err(|e| RpcError::internal(format!("cluster server-certificate verifier: {e}")))?;
-        let server_name = ServerName::try_from(CLUSTER_SERVER_NAME).expect("constant is a valid DNS name");
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(self.roots()?),
+            provider(),
+        )
+        .build()
+        .map_err(|e| RpcError::internal(format!("cluster server-certificate verifier: {e}")))?;
+        let server_name =
+            ServerName::try_from(CLUSTER_SERVER_NAME).expect("constant is a valid DNS name");
         verifier
-            .verify_server_cert(&self.chain[0], &self.chain[1..], &server_name, &[], UnixTime::now())
+            .verify_server_cert(
+                &self.chain[0],
+                &self.chain[1..],
+                &server_name,
+                &[],
+                UnixTime::now(),
+            )
             .map(|_| ())
             .map_err(|e| RpcError::invalid_argument(format!("issued leaf does not verify: {e}")))
     }
@@ -350,7 +397,9 @@ impl ClusterCredentials {
 fn validate_name(name: &str) -> Result<(), RpcError> {
     let ok = !name.is_empty()
         && name.len() <= 253
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
     if ok {
         Ok(())
     } else {
@@ -384,7 +433,11 @@ fn ca_params(ca_key: &KeyPair) -> Result<CertificateParams, RpcError> {
     dn.push(DnType::CommonName, ca_common_name(ca_key));
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let now = since_epoch()?;
     params.not_before = rcgen::date_time_ymd(1970, 1, 1) + now.saturating_sub(CLOCK_SKEW);
     params.not_after = rcgen::date_time_ymd(1970, 1, 1) + (now + CA_VALIDITY);
@@ -401,9 +454,11 @@ fn leaf_params(name: &str) -> Result<CertificateParams, RpcError> {
     params.subject_alt_names = names
         .into_iter()
         .map(|n| {
-            n.try_into()
-                .map(SanType::DnsName)
-                .map_err(|e| RpcError::invalid_argument(format!("cluster peer name {n:?} is not a DNS name: {e}")))
+            n.try_into().map(SanType::DnsName).map_err(|e| {
+                RpcError::invalid_argument(format!(
+                    "cluster peer name {n:?} is not a DNS name: {e}"
+                ))
+            })
         })
         .collect::<Result<_, _>>()?;
     let mut dn = DistinguishedName::new();
@@ -412,7 +467,10 @@ fn leaf_params(name: &str) -> Result<CertificateParams, RpcError> {
     params.distinguished_name = dn;
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
     params.use_authority_key_identifier_extension = true;
     let now = since_epoch()?;
     params.not_before = rcgen::date_time_ymd(1970, 1, 1) + now.saturating_sub(CLOCK_SKEW);
@@ -425,17 +483,20 @@ fn create_dir(dir: &Path) -> Result<(), RpcError> {
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder
-        .create(dir)
-        .map_err(|e| RpcError::invalid_argument(format!("cannot create cluster directory {}: {e}", dir.display())))
+    builder.create(dir).map_err(|e| {
+        RpcError::invalid_argument(format!(
+            "cannot create cluster directory {}: {e}",
+            dir.display()
+        ))
+    })
 }
 
 /// Generates the secret and publishes it as `secret.bin` unless another process already did.
 fn create_secret(dir: &Path) -> Result<(), RpcError> {
     let mut secret = [0u8; SECRET_LEN];
-    SystemRandom::new()
-        .fill(&mut secret)
-        .map_err(|_| RpcError::internal("system random generator failed while creating the cluster secret"))?;
+    SystemRandom::new().fill(&mut secret).map_err(|_| {
+        RpcError::internal("system random generator failed while creating the cluster secret")
+    })?;
     let tmp = write_temp(dir, SECRET_FILE, &secret, 0o600)?;
     let published = publish(&tmp, &dir.join(SECRET_FILE));
     let _ = fs::remove_file(&tmp);
@@ -447,9 +508,9 @@ fn create_secret(dir: &Path) -> Result<(), RpcError> {
 fn create_ca(dir: &Path) -> Result<(), RpcError> {
     let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .map_err(|e| RpcError::internal(format!("cluster CA key generation failed: {e}")))?;
-    let ca_cert = ca_params(&ca_key)?
-        .self_signed(&ca_key)
-        .map_err(|e| RpcError::internal(format!("cluster CA certificate generation failed: {e}")))?;
+    let ca_cert = ca_params(&ca_key)?.self_signed(&ca_key).map_err(|e| {
+        RpcError::internal(format!("cluster CA certificate generation failed: {e}"))
+    })?;
     let key_tmp = write_temp(dir, CA_KEY_FILE, ca_key.serialize_pem().as_bytes(), 0o600)?;
     let cert_tmp = match write_temp(dir, CA_CERT_FILE, ca_cert.pem().as_bytes(), 0o644) {
         Ok(t) => t,
@@ -504,7 +565,11 @@ fn write_temp(dir: &Path, file: &str, bytes: &[u8], mode: u32) -> Result<PathBuf
     });
     written.map_err(|e| {
         let _ = fs::remove_file(&tmp);
-        RpcError::invalid_argument(format!("cannot write {} in cluster directory {}: {e}", file, dir.display()))
+        RpcError::invalid_argument(format!(
+            "cannot write {} in cluster directory {}: {e}",
+            file,
+            dir.display()
+        ))
     })?;
     Ok(tmp)
 }
@@ -515,7 +580,10 @@ fn publish(tmp: &Path, target: &Path) -> Result<bool, RpcError> {
     match fs::hard_link(tmp, target) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(RpcError::invalid_argument(format!("cannot create {}: {e}", target.display()))),
+        Err(e) => Err(RpcError::invalid_argument(format!(
+            "cannot create {}: {e}",
+            target.display()
+        ))),
     }
 }
 

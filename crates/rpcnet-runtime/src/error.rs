@@ -20,7 +20,10 @@ pub struct RpcError {
 impl RpcError {
     /// Builds an error from a code and a message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 
     /// `UNAVAILABLE`: the peer or the connection is gone or unreachable.
@@ -50,13 +53,19 @@ impl RpcError {
 
     /// `DEADLINE_EXCEEDED` for a deadline of `deadline_ms` milliseconds.
     pub fn deadline_exceeded(deadline_ms: u32) -> Self {
-        Self::new(ErrorCode::DeadlineExceeded, format!("deadline of {deadline_ms} ms exceeded"))
+        Self::new(
+            ErrorCode::DeadlineExceeded,
+            format!("deadline of {deadline_ms} ms exceeded"),
+        )
     }
 
     /// Maps a QUIC application error code (RESET_STREAM / STOP_SENDING, PROTOCOL.md) to an error.
     pub fn from_app_code(code: quinn::VarInt, what: &str) -> Self {
         let n = code.into_inner();
-        let code = u16::try_from(n).ok().and_then(ErrorCode::from_u16).unwrap_or(ErrorCode::Unknown);
+        let code = u16::try_from(n)
+            .ok()
+            .and_then(ErrorCode::from_u16)
+            .unwrap_or(ErrorCode::Unknown);
         Self::new(code, format!("{what} (QUIC application error code {n})"))
     }
 }
@@ -70,7 +79,9 @@ impl From<FrameError> for RpcError {
 impl From<quinn::ConnectionError> for RpcError {
     fn from(e: quinn::ConnectionError) -> Self {
         match e {
-            quinn::ConnectionError::TimedOut => Self::unavailable("connection timed out (idle timeout)"),
+            quinn::ConnectionError::TimedOut => {
+                Self::unavailable("connection timed out (idle timeout)")
+            }
             quinn::ConnectionError::LocallyClosed => Self::unavailable("connection closed locally"),
             other => Self::unavailable(format!("connection lost: {other}")),
         }

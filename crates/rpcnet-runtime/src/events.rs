@@ -15,7 +15,10 @@ pub struct EventQueue<T> {
 impl<T> Default for EventQueue<T> {
     fn default() -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        Self { tx, rx: Mutex::new(rx) }
+        Self {
+            tx,
+            rx: Mutex::new(rx),
+        }
     }
 }
 

@@ -35,7 +35,15 @@ pub const ABORT: &str = "rpcnet.mgmt/abort";
 pub const SESSION_CLOSED: &str = "rpcnet.mgmt/session-closed";
 
 /// Every worker management method (registered on a worker's management port).
-pub const WORKER_METHODS: [&str; 7] = [REQUEST, PREPARE, CAPTURE, TRANSFER, COMPLETE, ABORT, SESSION_CLOSED];
+pub const WORKER_METHODS: [&str; 7] = [
+    REQUEST,
+    PREPARE,
+    CAPTURE,
+    TRANSFER,
+    COMPLETE,
+    ABORT,
+    SESSION_CLOSED,
+];
 /// Every director management method.
 pub const DIRECTOR_METHODS: [&str; 3] = [REGISTER, HEARTBEAT, DRAIN];
 
@@ -49,7 +57,10 @@ pub fn rejected(e: MigrationError) -> RpcError {
 ///
 /// Errors: `INTERNAL` if the message breaks an encoding limit (field too long).
 pub fn encode(message: &ManagementMessage) -> Result<Bytes, RpcError> {
-    message.encode().map(Bytes::from).map_err(|e| RpcError::internal(format!("cannot encode {}: {e}", message.name())))
+    message
+        .encode()
+        .map(Bytes::from)
+        .map_err(|e| RpcError::internal(format!("cannot encode {}: {e}", message.name())))
 }
 
 /// Decodes a call payload. Errors: `INVALID_ARGUMENT` naming the malformed field.
@@ -61,12 +72,19 @@ pub fn decode(payload: &Bytes) -> Result<ManagementMessage, RpcError> {
 ///
 /// Errors: the peer's error (a rejected token or snapshot arrives as `INVALID_ARGUMENT` with the
 /// migration code in the message), `DEADLINE_EXCEEDED` after `timeout_ms`, `UNAVAILABLE`.
-pub async fn call(client: &Client, method: &str, message: &ManagementMessage, timeout_ms: u32) -> Result<ManagementMessage, RpcError> {
+pub async fn call(
+    client: &Client,
+    method: &str,
+    message: &ManagementMessage,
+    timeout_ms: u32,
+) -> Result<ManagementMessage, RpcError> {
     let reply = client.unary(method, encode(message)?, timeout_ms).await?;
     decode(&reply)
 }
 
 /// Unix time now, ms (the runtime's clock; the protocol crate takes time as an input).
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -96,24 +96,54 @@ impl ServerIdentity {
     pub fn load(&self) -> Result<LoadedIdentity, RpcError> {
         match self {
             ServerIdentity::SelfSigned => {
-                let names = vec![DEFAULT_SERVER_NAME.to_string(), "127.0.0.1".to_string(), "::1".to_string()];
-                let certified = rcgen::generate_simple_self_signed(names)
-                    .map_err(|e| RpcError::internal(format!("self-signed certificate generation failed: {e}")))?;
+                let names = vec![
+                    DEFAULT_SERVER_NAME.to_string(),
+                    "127.0.0.1".to_string(),
+                    "::1".to_string(),
+                ];
+                let certified = rcgen::generate_simple_self_signed(names).map_err(|e| {
+                    RpcError::internal(format!("self-signed certificate generation failed: {e}"))
+                })?;
                 let cert = certified.cert.der().clone();
                 let key = PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
-                Ok(LoadedIdentity { fingerprint: fingerprint(&cert), chain: vec![cert], key })
+                Ok(LoadedIdentity {
+                    fingerprint: fingerprint(&cert),
+                    chain: vec![cert],
+                    key,
+                })
             }
             ServerIdentity::PemFiles { cert, key } => {
                 let chain = CertificateDer::pem_file_iter(cert)
-                    .map_err(|e| RpcError::invalid_argument(format!("cannot read certificate file {}: {e}", cert.display())))?
+                    .map_err(|e| {
+                        RpcError::invalid_argument(format!(
+                            "cannot read certificate file {}: {e}",
+                            cert.display()
+                        ))
+                    })?
                     .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| RpcError::invalid_argument(format!("bad PEM in certificate file {}: {e}", cert.display())))?;
+                    .map_err(|e| {
+                        RpcError::invalid_argument(format!(
+                            "bad PEM in certificate file {}: {e}",
+                            cert.display()
+                        ))
+                    })?;
                 if chain.is_empty() {
-                    return Err(RpcError::invalid_argument(format!("no certificate in {}", cert.display())));
+                    return Err(RpcError::invalid_argument(format!(
+                        "no certificate in {}",
+                        cert.display()
+                    )));
                 }
-                let key = PrivateKeyDer::from_pem_file(key)
-                    .map_err(|e| RpcError::invalid_argument(format!("cannot read private key file {}: {e}", key.display())))?;
-                Ok(LoadedIdentity { fingerprint: fingerprint(&chain[0]), chain, key })
+                let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                    RpcError::invalid_argument(format!(
+                        "cannot read private key file {}: {e}",
+                        key.display()
+                    ))
+                })?;
+                Ok(LoadedIdentity {
+                    fingerprint: fingerprint(&chain[0]),
+                    chain,
+                    key,
+                })
             }
         }
     }
@@ -145,20 +175,35 @@ pub fn client_crypto(trust: &ClientTrust) -> Result<rustls::ClientConfig, RpcErr
     let mut config = match trust {
         ClientTrust::Pin(pin) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinVerifier { pin: *pin, provider: provider() }))
+            .with_custom_certificate_verifier(Arc::new(PinVerifier {
+                pin: *pin,
+                provider: provider(),
+            }))
             .with_no_client_auth(),
         ClientTrust::CaFile(path) => {
             let mut roots = rustls::RootCertStore::empty();
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| RpcError::invalid_argument(format!("cannot read CA file {}: {e}", path.display())))?;
+            let certs = CertificateDer::pem_file_iter(path).map_err(|e| {
+                RpcError::invalid_argument(format!("cannot read CA file {}: {e}", path.display()))
+            })?;
             for cert in certs {
-                let cert = cert.map_err(|e| RpcError::invalid_argument(format!("bad PEM in CA file {}: {e}", path.display())))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| RpcError::invalid_argument(format!("unusable CA certificate in {}: {e}", path.display())))?;
+                let cert = cert.map_err(|e| {
+                    RpcError::invalid_argument(format!(
+                        "bad PEM in CA file {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                roots.add(cert).map_err(|e| {
+                    RpcError::invalid_argument(format!(
+                        "unusable CA certificate in {}: {e}",
+                        path.display()
+                    ))
+                })?;
             }
             if roots.is_empty() {
-                return Err(RpcError::invalid_argument(format!("no CA certificate in {}", path.display())));
+                return Err(RpcError::invalid_argument(format!(
+                    "no CA certificate in {}",
+                    path.display()
+                )));
             }
             builder.with_root_certificates(roots).with_no_client_auth()
         }
@@ -167,7 +212,9 @@ pub fn client_crypto(trust: &ClientTrust) -> Result<rustls::ClientConfig, RpcErr
             let loaded = rustls_native_certs::load_native_certs();
             let (added, _ignored) = roots.add_parsable_certificates(loaded.certs);
             if added == 0 {
-                return Err(RpcError::unavailable("no usable system root certificates found"));
+                return Err(RpcError::unavailable(
+                    "no usable system root certificates found",
+                ));
             }
             builder.with_root_certificates(roots).with_no_client_auth()
         }
@@ -213,7 +260,12 @@ impl ServerCertVerifier for PinVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -222,11 +274,18 @@ impl ServerCertVerifier for PinVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -256,6 +315,9 @@ mod tests {
         assert_eq!(id.fingerprint.len(), 64);
         assert_eq!(id.fingerprint, fingerprint(&id.chain[0]));
         let other = ServerIdentity::SelfSigned.load().unwrap();
-        assert_ne!(id.fingerprint, other.fingerprint, "each generated certificate is fresh");
+        assert_ne!(
+            id.fingerprint, other.fingerprint,
+            "each generated certificate is fresh"
+        );
     }
 }

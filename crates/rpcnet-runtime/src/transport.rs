@@ -28,7 +28,11 @@ pub fn cluster_transport_config() -> Arc<quinn::TransportConfig> {
 
 fn base(max_calls: u32) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
-    t.max_idle_timeout(Some(Duration::from_millis(IDLE_TIMEOUT_MS).try_into().expect("idle timeout fits a VarInt")));
+    t.max_idle_timeout(Some(
+        Duration::from_millis(IDLE_TIMEOUT_MS)
+            .try_into()
+            .expect("idle timeout fits a VarInt"),
+    ));
     t.keep_alive_interval(Some(Duration::from_millis(KEEP_ALIVE_MS)));
     t.max_concurrent_bidi_streams(max_calls.into());
     t.max_concurrent_uni_streams(0u32.into());

@@ -18,8 +18,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use ring::rand::{SecureRandom, SystemRandom};
 use rpcnet_protocol::migration::{
-    snapshot, ConfirmationDecision, Heartbeat, ManagementMessage, MigrationAbort, MigrationComplete,
-    MigrationConfirmation, MigrationRequest, PrepareAck, Register, StateTransfer, TokenKey, TokenLedger,
+    snapshot, ConfirmationDecision, Heartbeat, ManagementMessage, MigrationAbort,
+    MigrationComplete, MigrationConfirmation, MigrationRequest, PrepareAck, Register,
+    StateTransfer, TokenKey, TokenLedger,
 };
 use tokio::sync::oneshot;
 
@@ -160,7 +161,10 @@ impl Worker {
     /// the worker (no cluster certificate); `INVALID_ARGUMENT` for a bad id.
     pub async fn start(config: WorkerConfig) -> Result<Worker, RpcError> {
         if config.id.is_empty() || config.id.len() > 255 {
-            return Err(RpcError::invalid_argument(format!("worker id must be 1..=255 bytes, got {:?}", config.id)));
+            return Err(RpcError::invalid_argument(format!(
+                "worker id must be 1..=255 bytes, got {:?}",
+                config.id
+            )));
         }
         let user = Arc::new(
             Server::bind(ServerConfig {
@@ -181,9 +185,17 @@ impl Worker {
         for m in mgmt::WORKER_METHODS {
             mgmt.register(m, MethodKind::Unary);
         }
-        let director = Client::connect(config.director, ClientConfig::cluster(config.cluster.clone()))
-            .await
-            .map_err(|e| RpcError::unavailable(format!("cannot reach the director at {}: {}", config.director, e.message)))?;
+        let director = Client::connect(
+            config.director,
+            ClientConfig::cluster(config.cluster.clone()),
+        )
+        .await
+        .map_err(|e| {
+            RpcError::unavailable(format!(
+                "cannot reach the director at {}: {}",
+                config.director, e.message
+            ))
+        })?;
         let inner = Arc::new(Inner {
             id: config.id.clone(),
             token_key: token_key(&config.cluster),
@@ -293,7 +305,8 @@ async fn heartbeats(inner: Arc<Inner>, every_ms: u64) {
                     user_addr: inner.user.local_addr().to_string(),
                     mgmt_addr: inner.mgmt.local_addr().to_string(),
                 });
-                if let Err(e) = mgmt::call(&inner.director, mgmt::REGISTER, &register, 2_000).await {
+                if let Err(e) = mgmt::call(&inner.director, mgmt::REGISTER, &register, 2_000).await
+                {
                     tracing::warn!(error = %e, "re-registration failed");
                 }
             }
@@ -309,12 +322,20 @@ async fn serve_mgmt(inner: Arc<Inner>) {
             return;
         }
         for event in events {
-            if let ServerEvent::Call { id, method, payload, connection, .. } = event {
+            if let ServerEvent::Call {
+                id,
+                method,
+                payload,
+                connection,
+                ..
+            } = event
+            {
                 let inner = inner.clone();
                 tokio::spawn(async move {
                     // Defence in depth: only cluster peers reach this port (mutual TLS), and we
                     // log which one asked.
-                    let peer = ClusterCredentials::peer_fingerprint(connection.quinn()).unwrap_or_default();
+                    let peer = ClusterCredentials::peer_fingerprint(connection.quinn())
+                        .unwrap_or_default();
                     let result = match mgmt::decode(&payload) {
                         Ok(msg) => handle(&inner, &method, msg).await,
                         Err(e) => Err(e),
@@ -336,34 +357,58 @@ async fn ask(inner: &Inner, make: impl FnOnce(u64) -> WorkerHook) -> Result<Hook
     inner.hook_waiters.lock().unwrap().insert(id, tx);
     inner.hooks.push(make(id));
     match tokio::time::timeout(Duration::from_millis(u64::from(MGMT_TIMEOUT_MS) / 2), rx).await {
-        Ok(Ok(HookAnswer::Failed(m))) => Err(RpcError::new(ErrorCode::Unknown, format!("hook failed: {m}"))),
+        Ok(Ok(HookAnswer::Failed(m))) => Err(RpcError::new(
+            ErrorCode::Unknown,
+            format!("hook failed: {m}"),
+        )),
         Ok(Ok(a)) => Ok(a),
         _ => {
             inner.hook_waiters.lock().unwrap().remove(&id);
-            Err(RpcError::new(ErrorCode::DeadlineExceeded, "the application hook did not answer in time"))
+            Err(RpcError::new(
+                ErrorCode::DeadlineExceeded,
+                "the application hook did not answer in time",
+            ))
         }
     }
 }
 
 fn nonce() -> Result<[u8; 12], RpcError> {
     let mut n = [0u8; 12];
-    SystemRandom::new().fill(&mut n).map_err(|_| RpcError::internal("no randomness for a snapshot nonce"))?;
+    SystemRandom::new()
+        .fill(&mut n)
+        .map_err(|_| RpcError::internal("no randomness for a snapshot nonce"))?;
     Ok(n)
 }
 
-async fn handle(inner: &Arc<Inner>, method: &str, msg: ManagementMessage) -> Result<ManagementMessage, RpcError> {
+async fn handle(
+    inner: &Arc<Inner>,
+    method: &str,
+    msg: ManagementMessage,
+) -> Result<ManagementMessage, RpcError> {
     match (method, msg) {
         (mgmt::REQUEST, ManagementMessage::Request(req)) => {
             inner.token_key.verify(&req.token).map_err(rejected)?;
             let decision = if inner.flags.confirm.load(Ordering::SeqCst) {
-                match ask(inner, |id| WorkerHook::MigrationRequest { id, request: req.clone() }).await? {
+                match ask(inner, |id| WorkerHook::MigrationRequest {
+                    id,
+                    request: req.clone(),
+                })
+                .await?
+                {
                     HookAnswer::Decision(d) => d,
-                    _ => return Err(RpcError::internal("onMigrationRequest answered with something else than a decision")),
+                    _ => {
+                        return Err(RpcError::internal(
+                            "onMigrationRequest answered with something else than a decision",
+                        ))
+                    }
                 }
             } else {
                 ConfirmationDecision::Accept
             };
-            Ok(ManagementMessage::Confirmation(MigrationConfirmation { migration_id: req.migration_id, decision }))
+            Ok(ManagementMessage::Confirmation(MigrationConfirmation {
+                migration_id: req.migration_id,
+                decision,
+            }))
         }
         (mgmt::PREPARE, ManagementMessage::Request(req)) => {
             // Preparation: the target redeems the single-use token (RFC-001 section 5.1).
@@ -371,31 +416,76 @@ async fn handle(inner: &Arc<Inner>, method: &str, msg: ManagementMessage) -> Res
                 .ledger
                 .lock()
                 .unwrap()
-                .redeem(&inner.token_key, &req.token, req.session_id, &req.source, &inner.id, now_ms())
+                .redeem(
+                    &inner.token_key,
+                    &req.token,
+                    req.session_id,
+                    &req.source,
+                    &inner.id,
+                    now_ms(),
+                )
                 .map_err(rejected)?;
-            inner.prepared.lock().unwrap().insert(req.migration_id, Prepared { session_id: req.session_id });
-            Ok(ManagementMessage::PrepareAck(PrepareAck { migration_id: req.migration_id, ready: true }))
+            inner.prepared.lock().unwrap().insert(
+                req.migration_id,
+                Prepared {
+                    session_id: req.session_id,
+                },
+            );
+            Ok(ManagementMessage::PrepareAck(PrepareAck {
+                migration_id: req.migration_id,
+                ready: true,
+            }))
         }
         (mgmt::CAPTURE, ManagementMessage::Request(req)) => {
             // The source checks the token's MAC and that it names this worker as the source.
             inner.token_key.verify(&req.token).map_err(rejected)?;
-            if req.token.source != inner.id || req.token.session_id != req.session_id || now_ms() >= req.token.expires_at_ms {
+            if req.token.source != inner.id
+                || req.token.session_id != req.session_id
+                || now_ms() >= req.token.expires_at_ms
+            {
                 return Err(RpcError::invalid_argument(format!(
                     "TOKEN_MISMATCH: capture of session {} requested with a token for source {} (this is {}) or expired",
                     req.session_id, req.token.source, inner.id
                 )));
             }
-            inner.parts.lock().unwrap().insert(req.migration_id, Part::Captured(req.session_id));
-            let mut snap = inner.user.sessions().capture(req.session_id, Duration::from_millis(1_000)).await?;
+            inner
+                .parts
+                .lock()
+                .unwrap()
+                .insert(req.migration_id, Part::Captured(req.session_id));
+            let mut snap = inner
+                .user
+                .sessions()
+                .capture(req.session_id, Duration::from_millis(1_000))
+                .await?;
             snap.captured_at_ms = now_ms();
             if inner.flags.capture.load(Ordering::SeqCst) {
-                match ask(inner, |id| WorkerHook::Capture { id, session_id: req.session_id }).await? {
+                match ask(inner, |id| WorkerHook::Capture {
+                    id,
+                    session_id: req.session_id,
+                })
+                .await?
+                {
                     HookAnswer::State(s) => snap.app_state = s,
-                    _ => return Err(RpcError::internal("captureState answered with something else than state")),
+                    _ => {
+                        return Err(RpcError::internal(
+                            "captureState answered with something else than state",
+                        ))
+                    }
                 }
             }
-            let sealed = snapshot::seal(&snap, &inner.cluster.secret, req.migration_id, snap.captured_at_ms, nonce()?).map_err(rejected)?;
-            Ok(ManagementMessage::StateTransfer(StateTransfer { migration_id: req.migration_id, sealed: Bytes::from(sealed) }))
+            let sealed = snapshot::seal(
+                &snap,
+                &inner.cluster.secret,
+                req.migration_id,
+                snap.captured_at_ms,
+                nonce()?,
+            )
+            .map_err(rejected)?;
+            Ok(ManagementMessage::StateTransfer(StateTransfer {
+                migration_id: req.migration_id,
+                sealed: Bytes::from(sealed),
+            }))
         }
         (mgmt::TRANSFER, ManagementMessage::StateTransfer(st)) => {
             let Some(prepared) = inner.prepared.lock().unwrap().remove(&st.migration_id) else {
@@ -404,8 +494,13 @@ async fn handle(inner: &Arc<Inner>, method: &str, msg: ManagementMessage) -> Res
                     st.migration_id, inner.id
                 )));
             };
-            let (header, snap) = snapshot::open_with_header(&st.sealed, &inner.cluster.secret, Some(prepared.session_id), MAX_SNAPSHOT_BYTES)
-                .map_err(rejected)?;
+            let (header, snap) = snapshot::open_with_header(
+                &st.sealed,
+                &inner.cluster.secret,
+                Some(prepared.session_id),
+                MAX_SNAPSHOT_BYTES,
+            )
+            .map_err(rejected)?;
             if header.migration_id != st.migration_id {
                 return Err(RpcError::invalid_argument(format!(
                     "SNAPSHOT_TAMPERED: snapshot sealed for migration {} delivered as {}",
@@ -413,11 +508,23 @@ async fn handle(inner: &Arc<Inner>, method: &str, msg: ManagementMessage) -> Res
                 )));
             }
             if inner.flags.restore.load(Ordering::SeqCst) {
-                ask(inner, |id| WorkerHook::Restore { id, session_id: snap.session_id, state: snap.app_state.clone() }).await?;
+                ask(inner, |id| WorkerHook::Restore {
+                    id,
+                    session_id: snap.session_id,
+                    state: snap.app_state.clone(),
+                })
+                .await?;
             }
             inner.user.sessions().restore(&snap);
-            inner.parts.lock().unwrap().insert(st.migration_id, Part::Restored(snap.session_id));
-            Ok(ManagementMessage::Complete(MigrationComplete { migration_id: st.migration_id, session_id: snap.session_id }))
+            inner
+                .parts
+                .lock()
+                .unwrap()
+                .insert(st.migration_id, Part::Restored(snap.session_id));
+            Ok(ManagementMessage::Complete(MigrationComplete {
+                migration_id: st.migration_id,
+                session_id: snap.session_id,
+            }))
         }
         (mgmt::COMPLETE, ManagementMessage::Complete(c)) => {
             inner.parts.lock().unwrap().remove(&c.migration_id);
@@ -433,12 +540,18 @@ async fn handle(inner: &Arc<Inner>, method: &str, msg: ManagementMessage) -> Res
                 Some(Part::Restored(session)) => inner.user.sessions().drop_session(session),
                 None => {}
             }
-            Ok(ManagementMessage::Abort(MigrationAbort { migration_id: a.migration_id, reason: a.reason }))
+            Ok(ManagementMessage::Abort(MigrationAbort {
+                migration_id: a.migration_id,
+                reason: a.reason,
+            }))
         }
         (mgmt::SESSION_CLOSED, ManagementMessage::SessionClosed(c)) => {
             inner.user.sessions().drop_session(c.session_id);
             Ok(ManagementMessage::SessionClosed(c))
         }
-        (m, msg) => Err(RpcError::invalid_argument(format!("MESSAGE_MALFORMED: {} is not accepted by {m}", msg.name()))),
+        (m, msg) => Err(RpcError::invalid_argument(format!(
+            "MESSAGE_MALFORMED: {} is not accepted by {m}",
+            msg.name()
+        ))),
     }
 }

@@ -21,7 +21,8 @@ impl TempDir {
     fn new(tag: &str) -> Self {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("rpcnet-cluster-{tag}-{}-{n}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("rpcnet-cluster-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         TempDir(path)
     }
@@ -50,12 +51,19 @@ fn load_or_create_reuses_ca_and_secret_and_protects_files() {
     let a = ClusterCredentials::load_or_create(&dir, "worker-a").unwrap();
     let b = ClusterCredentials::load_or_create(&dir, "worker-b").unwrap();
     assert_eq!(a.ca_cert, b.ca_cert, "second call must reuse the stored CA");
-    assert_eq!(a.secret, b.secret, "second call must reuse the stored secret");
+    assert_eq!(
+        a.secret, b.secret,
+        "second call must reuse the stored secret"
+    );
     assert_ne!(a.secret, [0u8; 32]);
     assert_eq!(a.name, "worker-a");
     assert_eq!(a.chain.len(), 2);
     assert_eq!(a.chain[1], a.ca_cert);
-    assert_ne!(a.leaf_fingerprint(), b.leaf_fingerprint(), "each process gets a fresh leaf");
+    assert_ne!(
+        a.leaf_fingerprint(),
+        b.leaf_fingerprint(),
+        "each process gets a fresh leaf"
+    );
 
     let loaded = ClusterCredentials::load(&dir, "director").unwrap();
     assert_eq!(loaded.ca_cert, a.ca_cert);
@@ -76,12 +84,18 @@ fn load_or_create_reuses_ca_and_secret_and_protects_files() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.contains(".tmp-"))
         .collect();
-    assert!(leftovers.is_empty(), "temporary files left behind: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "temporary files left behind: {leftovers:?}"
+    );
 
     let cloned = a.clone();
     assert_eq!(cloned.leaf_fingerprint(), a.leaf_fingerprint());
     let debug = format!("{a:?}");
-    assert!(!debug.contains(&hex::encode(a.secret)), "Debug must not print the secret");
+    assert!(
+        !debug.contains(&hex::encode(a.secret)),
+        "Debug must not print the secret"
+    );
 }
 
 #[test]
@@ -100,10 +114,17 @@ fn concurrent_creation_agrees_on_one_ca() {
                 })
             })
             .collect();
-        let creds: Vec<ClusterCredentials> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let creds: Vec<ClusterCredentials> =
+            handles.into_iter().map(|h| h.join().unwrap()).collect();
         for c in &creds[1..] {
-            assert_eq!(c.ca_cert, creds[0].ca_cert, "round {round}: all threads must end with the same CA");
-            assert_eq!(c.secret, creds[0].secret, "round {round}: all threads must end with the same secret");
+            assert_eq!(
+                c.ca_cert, creds[0].ca_cert,
+                "round {round}: all threads must end with the same CA"
+            );
+            assert_eq!(
+                c.secret, creds[0].secret,
+                "round {round}: all threads must end with the same secret"
+            );
         }
         let stored = ClusterCredentials::load(&dir, "check").unwrap();
         assert_eq!(stored.ca_cert, creds[0].ca_cert);
@@ -112,7 +133,11 @@ fn concurrent_creation_agrees_on_one_ca() {
 }
 
 fn server_endpoint(creds: &ClusterCredentials) -> quinn::Endpoint {
-    quinn::Endpoint::server(creds.quinn_server_config(ALPN).unwrap(), "127.0.0.1:0".parse().unwrap()).unwrap()
+    quinn::Endpoint::server(
+        creds.quinn_server_config(ALPN).unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .unwrap()
 }
 
 fn client_endpoint(config: quinn::ClientConfig) -> quinn::Endpoint {
@@ -123,7 +148,9 @@ fn client_endpoint(config: quinn::ClientConfig) -> quinn::Endpoint {
 
 /// Accepts connections and echoes the first bi stream of each with a "pong:" prefix. Sends the
 /// peer fingerprint seen by the server (or the handshake error) for every incoming connection.
-fn spawn_echo_server(endpoint: quinn::Endpoint) -> tokio::sync::mpsc::UnboundedReceiver<Result<Option<String>, String>> {
+fn spawn_echo_server(
+    endpoint: quinn::Endpoint,
+) -> tokio::sync::mpsc::UnboundedReceiver<Result<Option<String>, String>> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(incoming) = endpoint.accept().await {
@@ -153,20 +180,31 @@ fn spawn_echo_server(endpoint: quinn::Endpoint) -> tokio::sync::mpsc::UnboundedR
 }
 
 /// Connects and does one echo exchange; `Err` with a description at whatever step fails.
-async fn try_exchange(client: &quinn::Endpoint, addr: std::net::SocketAddr) -> Result<(quinn::Connection, Vec<u8>), String> {
+async fn try_exchange(
+    client: &quinn::Endpoint,
+    addr: std::net::SocketAddr,
+) -> Result<(quinn::Connection, Vec<u8>), String> {
     let conn = client
         .connect(addr, CLUSTER_SERVER_NAME)
         .map_err(|e| format!("connect: {e}"))?
         .await
         .map_err(|e| format!("handshake: {e}"))?;
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| format!("open_bi: {e}"))?;
-    send.write_all(b"ping").await.map_err(|e| format!("write: {e}"))?;
+    send.write_all(b"ping")
+        .await
+        .map_err(|e| format!("write: {e}"))?;
     send.finish().map_err(|e| format!("finish: {e}"))?;
-    let reply = recv.read_to_end(1024).await.map_err(|e| format!("read: {e}"))?;
+    let reply = recv
+        .read_to_end(1024)
+        .await
+        .map_err(|e| format!("read: {e}"))?;
     Ok((conn, reply))
 }
 
-async fn exchange(client: &quinn::Endpoint, addr: std::net::SocketAddr) -> Result<(quinn::Connection, Vec<u8>), String> {
+async fn exchange(
+    client: &quinn::Endpoint,
+    addr: std::net::SocketAddr,
+) -> Result<(quinn::Connection, Vec<u8>), String> {
     tokio::time::timeout(Duration::from_secs(10), try_exchange(client, addr))
         .await
         .map_err(|_| "timed out".to_string())?
@@ -182,13 +220,32 @@ async fn cluster_peers_connect_and_see_each_others_fingerprint() {
     let mut seen = spawn_echo_server(server.clone());
 
     let client = client_endpoint(client_creds.quinn_client_config(ALPN).unwrap());
-    let (conn, reply) = exchange(&client, addr).await.expect("cluster peers must connect");
+    let (conn, reply) = exchange(&client, addr)
+        .await
+        .expect("cluster peers must connect");
     assert_eq!(reply, b"pong:ping");
-    assert_eq!(ClusterCredentials::peer_fingerprint(&conn).as_deref(), Some(server_creds.leaf_fingerprint().as_str()));
-    assert_eq!(server_creds.leaf_fingerprint(), fingerprint(&server_creds.chain[0]));
+    assert_eq!(
+        ClusterCredentials::peer_fingerprint(&conn).as_deref(),
+        Some(server_creds.leaf_fingerprint().as_str())
+    );
+    assert_eq!(
+        server_creds.leaf_fingerprint(),
+        fingerprint(&server_creds.chain[0])
+    );
     let server_saw = seen.recv().await.unwrap().expect("server handshake");
-    assert_eq!(server_saw.as_deref(), Some(client_creds.leaf_fingerprint().as_str()));
-    assert_eq!(conn.handshake_data().unwrap().downcast::<quinn::crypto::rustls::HandshakeData>().unwrap().protocol.unwrap(), ALPN);
+    assert_eq!(
+        server_saw.as_deref(),
+        Some(client_creds.leaf_fingerprint().as_str())
+    );
+    assert_eq!(
+        conn.handshake_data()
+            .unwrap()
+            .downcast::<quinn::crypto::rustls::HandshakeData>()
+            .unwrap()
+            .protocol
+            .unwrap(),
+        ALPN
+    );
 
     conn.close(0u32.into(), b"done");
     client.wait_idle().await;
@@ -212,14 +269,23 @@ async fn client_without_certificate_gets_no_application_data() {
         .with_root_certificates(roots)
         .with_no_client_auth();
     crypto.alpn_protocols = vec![ALPN.to_vec()];
-    let mut config = quinn::ClientConfig::new(Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(crypto).unwrap()));
+    let mut config = quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(crypto).unwrap(),
+    ));
     config.transport_config(transport_config());
     let client = client_endpoint(config);
 
     let result = exchange(&client, addr).await;
-    assert!(result.is_err(), "a client without a cluster certificate must not get data: {:?}", result.map(|r| r.1));
+    assert!(
+        result.is_err(),
+        "a client without a cluster certificate must not get data: {:?}",
+        result.map(|r| r.1)
+    );
     let server_saw = seen.recv().await.unwrap();
-    assert!(server_saw.is_err(), "the server must refuse the handshake, saw {server_saw:?}");
+    assert!(
+        server_saw.is_err(),
+        "the server must refuse the handshake, saw {server_saw:?}"
+    );
     server.close(0u32.into(), b"done");
 }
 
@@ -238,7 +304,11 @@ async fn peers_of_another_cluster_are_refused_both_ways() {
     let mut seen = spawn_echo_server(server.clone());
     let client = client_endpoint(b_client.quinn_client_config(ALPN).unwrap());
     let result = exchange(&client, addr).await;
-    assert!(result.is_err(), "client of another cluster must be refused: {:?}", result.map(|r| r.1));
+    assert!(
+        result.is_err(),
+        "client of another cluster must be refused: {:?}",
+        result.map(|r| r.1)
+    );
     assert!(seen.recv().await.unwrap().is_err());
 
     // A client that trusts cluster A but presents cluster B's certificate: the server refuses it.
@@ -251,13 +321,22 @@ async fn peers_of_another_cluster_are_refused_both_ways() {
         .with_client_auth_cert(b_client.chain.clone(), b_client.key.clone_key())
         .unwrap();
     crypto.alpn_protocols = vec![ALPN.to_vec()];
-    let mut config = quinn::ClientConfig::new(Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(crypto).unwrap()));
+    let mut config = quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(crypto).unwrap(),
+    ));
     config.transport_config(transport_config());
     let forged = client_endpoint(config);
     let result = exchange(&forged, addr).await;
-    assert!(result.is_err(), "foreign client certificate must be refused: {:?}", result.map(|r| r.1));
+    assert!(
+        result.is_err(),
+        "foreign client certificate must be refused: {:?}",
+        result.map(|r| r.1)
+    );
     let server_saw = seen.recv().await.unwrap();
-    assert!(server_saw.is_err(), "server must refuse a foreign client certificate, saw {server_saw:?}");
+    assert!(
+        server_saw.is_err(),
+        "server must refuse a foreign client certificate, saw {server_saw:?}"
+    );
     server.close(0u32.into(), b"done");
 
     // A client of cluster A against a server of cluster B: the client refuses the server.
@@ -267,8 +346,14 @@ async fn peers_of_another_cluster_are_refused_both_ways() {
     let addr = server.local_addr().unwrap();
     let _seen = spawn_echo_server(server.clone());
     let client = client_endpoint(a_client.quinn_client_config(ALPN).unwrap());
-    let err = exchange(&client, addr).await.map(|r| r.1).expect_err("server of another cluster must be refused");
-    assert!(err.starts_with("handshake"), "the client must refuse during the handshake: {err}");
+    let err = exchange(&client, addr)
+        .await
+        .map(|r| r.1)
+        .expect_err("server of another cluster must be refused");
+    assert!(
+        err.starts_with("handshake"),
+        "the client must refuse during the handshake: {err}"
+    );
     server.close(0u32.into(), b"done");
 }
 
@@ -279,14 +364,25 @@ fn load_reports_missing_and_corrupt_files() {
 
     let e = ClusterCredentials::load(dir, "worker-a").unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidArgument);
-    assert!(e.message.contains(&dir.display().to_string()), "{}", e.message);
+    assert!(
+        e.message.contains(&dir.display().to_string()),
+        "{}",
+        e.message
+    );
 
     std::fs::create_dir_all(dir).unwrap();
     let e = ClusterCredentials::load(dir, "worker-a").unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidArgument);
-    assert!(e.message.contains(&dir.display().to_string()), "{}", e.message);
+    assert!(
+        e.message.contains(&dir.display().to_string()),
+        "{}",
+        e.message
+    );
     assert!(e.message.contains("ca.pem"), "{}", e.message);
-    assert!(!dir.join("ca.pem").exists(), "load must not create anything");
+    assert!(
+        !dir.join("ca.pem").exists(),
+        "load must not create anything"
+    );
 
     // A valid directory, then break each file in turn.
     ClusterCredentials::load_or_create(dir, "worker-a").unwrap();
@@ -321,7 +417,11 @@ fn load_reports_missing_and_corrupt_files() {
     std::fs::write(fresh.path().join("secret.bin"), [1u8; 31]).unwrap();
     let e = ClusterCredentials::load(fresh.path(), "worker-a").unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidArgument);
-    assert!(e.message.contains("secret.bin") && e.message.contains("32"), "{}", e.message);
+    assert!(
+        e.message.contains("secret.bin") && e.message.contains("32"),
+        "{}",
+        e.message
+    );
 
     let e = ClusterCredentials::load_or_create(fresh.path(), "bad name").unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidArgument);

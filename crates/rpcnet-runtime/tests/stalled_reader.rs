@@ -16,7 +16,14 @@ async fn migrating_a_session_whose_reader_stalled_loses_nothing() {
     let dir = std::env::temp_dir().join(format!("rpcnet-stalled-{}", std::process::id()));
     // 16 KiB items produced as fast as the windows allow: QUIC flow control blocks the source's
     // writes while the client does not read.
-    let (director, _workers) = common::cluster(&dir, &["worker-a", "worker-b"], ITEMS, 16 * 1024, Duration::ZERO).await;
+    let (director, _workers) = common::cluster(
+        &dir,
+        &["worker-a", "worker-b"],
+        ITEMS,
+        16 * 1024,
+        Duration::ZERO,
+    )
+    .await;
     let client = common::client(&director).await;
     let mut stream = client.streaming("count", Bytes::new(), 0).await.unwrap();
     let first = stream.next_batch(1).await.unwrap().unwrap();
@@ -26,16 +33,26 @@ async fn migrating_a_session_whose_reader_stalled_loses_nothing() {
     let report = director.migrate(session_id, Some("worker-b".into())).await;
     let owner = director.sessions().pop().unwrap().2;
     match &report {
-        Ok(r) => assert!(r.completed && owner == "worker-b", "completed but owner is {owner}"),
+        Ok(r) => assert!(
+            r.completed && owner == "worker-b",
+            "completed but owner is {owner}"
+        ),
         Err(e) => {
             assert!(e.message.contains("aborted"), "{e}");
-            assert_eq!(owner, "worker-a", "an aborted migration leaves the session on the source");
+            assert_eq!(
+                owner, "worker-a",
+                "an aborted migration leaves the session on the source"
+            );
         }
     }
     let mut next = 1u64;
     while let Some(batch) = stream.next_batch(256).await.unwrap() {
         for item in batch {
-            assert_eq!(common::seq_of(&item), next, "items arrive exactly once, in order");
+            assert_eq!(
+                common::seq_of(&item),
+                next,
+                "items arrive exactly once, in order"
+            );
             next += 1;
         }
     }

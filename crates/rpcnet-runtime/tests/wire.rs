@@ -7,7 +7,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use rpcnet_protocol::{Decoder, ErrorCode, Frame, Request};
 use rpcnet_runtime::tls::{client_crypto, parse_fingerprint};
 use rpcnet_runtime::transport::transport_config;
-use rpcnet_runtime::{Client, ClientConfig, ClientTrust, MethodKind, Server, ServerConfig, ServerEvent};
+use rpcnet_runtime::{
+    Client, ClientConfig, ClientTrust, MethodKind, Server, ServerConfig, ServerEvent,
+};
 
 /// A server with `echo` (unary) and `count` (streaming: n = u32 BE request) answered by a Rust loop.
 async fn echo_server(config: ServerConfig) -> Arc<Server> {
@@ -22,7 +24,13 @@ async fn echo_server(config: ServerConfig) -> Arc<Server> {
                 break;
             }
             for e in events {
-                if let ServerEvent::Call { id, method, payload, .. } = e {
+                if let ServerEvent::Call {
+                    id,
+                    method,
+                    payload,
+                    ..
+                } = e
+                {
                     if method == "echo" {
                         s.respond(id, Ok(payload));
                     } else {
@@ -30,7 +38,8 @@ async fn echo_server(config: ServerConfig) -> Arc<Server> {
                         tokio::spawn(async move {
                             let n = u32::from_be_bytes(payload[..4].try_into().unwrap());
                             for i in 0..n {
-                                if s.push(id, Bytes::copy_from_slice(&i.to_be_bytes())) == rpcnet_runtime::PushStatus::Full
+                                if s.push(id, Bytes::copy_from_slice(&i.to_be_bytes()))
+                                    == rpcnet_runtime::PushStatus::Full
                                     && !s.writable(id).await
                                 {
                                     return;
@@ -49,11 +58,17 @@ async fn echo_server(config: ServerConfig) -> Arc<Server> {
 async fn raw_connection(server: &Server) -> quinn::Connection {
     let pin = parse_fingerprint(server.cert_fingerprint()).unwrap();
     let crypto = client_crypto(&ClientTrust::Pin(pin)).unwrap();
-    let mut cfg = quinn::ClientConfig::new(Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(crypto).unwrap()));
+    let mut cfg = quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(crypto).unwrap(),
+    ));
     cfg.transport_config(transport_config());
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     endpoint.set_default_client_config(cfg);
-    endpoint.connect(server.local_addr(), "localhost").unwrap().await.unwrap()
+    endpoint
+        .connect(server.local_addr(), "localhost")
+        .unwrap()
+        .await
+        .unwrap()
 }
 
 /// Sends raw bytes as a call and returns the first frame the server answers with.
@@ -77,7 +92,9 @@ fn expect_error(frame: Option<Frame>, code: ErrorCode) -> String {
 }
 
 fn pinned(server: &Server) -> ClientConfig {
-    ClientConfig::new(ClientTrust::Pin(parse_fingerprint(server.cert_fingerprint()).unwrap()))
+    ClientConfig::new(ClientTrust::Pin(
+        parse_fingerprint(server.cert_fingerprint()).unwrap(),
+    ))
 }
 
 #[tokio::test]
@@ -86,13 +103,29 @@ async fn malformed_frames_end_the_call_not_the_server() {
     let conn = raw_connection(&server).await;
 
     // Unknown frame type.
-    let msg = expect_error(raw_call(&conn, &[0x7f, 0, 0, 0, 0, 0]).await, ErrorCode::Protocol);
+    let msg = expect_error(
+        raw_call(&conn, &[0x7f, 0, 0, 0, 0, 0]).await,
+        ErrorCode::Protocol,
+    );
     assert!(msg.contains("0x7f"), "{msg}");
     // Truncated: a header announcing 10 bytes, then FIN after 2.
-    let msg = expect_error(raw_call(&conn, &[0x01, 0, 0, 0, 0, 10, 0, 0]).await, ErrorCode::Protocol);
+    let msg = expect_error(
+        raw_call(&conn, &[0x01, 0, 0, 0, 0, 10, 0, 0]).await,
+        ErrorCode::Protocol,
+    );
     assert!(msg.contains("ended") || msg.contains("truncat"), "{msg}");
     // A RESPONSE where a REQUEST must come first.
-    expect_error(raw_call(&conn, &Frame::Response { payload: Bytes::from_static(b"x") }.to_bytes()).await, ErrorCode::Protocol);
+    expect_error(
+        raw_call(
+            &conn,
+            &Frame::Response {
+                payload: Bytes::from_static(b"x"),
+            }
+            .to_bytes(),
+        )
+        .await,
+        ErrorCode::Protocol,
+    );
     // Empty method.
     let mut bad = BytesMut::new();
     bad.put_slice(&[0x01, 0, 0, 0, 0, 6]);
@@ -100,32 +133,66 @@ async fn malformed_frames_end_the_call_not_the_server() {
     bad.put_u16(0);
     expect_error(raw_call(&conn, &bad).await, ErrorCode::Protocol);
     // Bytes after the REQUEST (the REQUEST must be the client's last frame).
-    let mut two = Frame::Request(Request { method: "echo".into(), deadline_ms: 0, streaming: false, payload: Bytes::new() }).to_bytes().to_vec();
-    two.extend_from_slice(&Frame::Response { payload: Bytes::new() }.to_bytes());
+    let mut two = Frame::Request(Request {
+        method: "echo".into(),
+        deadline_ms: 0,
+        streaming: false,
+        payload: Bytes::new(),
+    })
+    .to_bytes()
+    .to_vec();
+    two.extend_from_slice(
+        &Frame::Response {
+            payload: Bytes::new(),
+        }
+        .to_bytes(),
+    );
     let msg = expect_error(raw_call(&conn, &two).await, ErrorCode::Protocol);
     assert!(msg.contains("follow the REQUEST"), "{msg}");
     // A stream finished with nothing on it.
     expect_error(raw_call(&conn, &[]).await, ErrorCode::Protocol);
 
     // The same connection still serves valid calls, and a fresh client works too.
-    let ok = Frame::Request(Request { method: "echo".into(), deadline_ms: 0, streaming: false, payload: Bytes::from_static(b"alive") });
+    let ok = Frame::Request(Request {
+        method: "echo".into(),
+        deadline_ms: 0,
+        streaming: false,
+        payload: Bytes::from_static(b"alive"),
+    });
     match raw_call(&conn, &ok.to_bytes()).await {
         Some(Frame::Response { payload }) => assert_eq!(&payload[..], b"alive"),
         other => panic!("expected RESPONSE, got {other:?}"),
     }
-    let client = Client::connect(server.local_addr(), pinned(&server)).await.unwrap();
-    assert_eq!(&client.unary("echo", Bytes::from_static(b"hi"), 1000).await.unwrap()[..], b"hi");
+    let client = Client::connect(server.local_addr(), pinned(&server))
+        .await
+        .unwrap();
+    assert_eq!(
+        &client
+            .unary("echo", Bytes::from_static(b"hi"), 1000)
+            .await
+            .unwrap()[..],
+        b"hi"
+    );
 }
 
 #[tokio::test]
 async fn oversized_frame_is_refused_from_its_header() {
-    let server = echo_server(ServerConfig { max_frame_size: 1000, ..ServerConfig::default() }).await;
+    let server = echo_server(ServerConfig {
+        max_frame_size: 1000,
+        ..ServerConfig::default()
+    })
+    .await;
     let conn = raw_connection(&server).await;
     // Header announcing 1 GiB: must be refused without waiting for the body.
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     send.write_all(&[0x01, 0, 0x40, 0, 0, 0]).await.unwrap();
-    let data = tokio::time::timeout(std::time::Duration::from_secs(5), recv.read_to_end(1 << 16)).await.unwrap().unwrap();
-    let frame = Decoder::default().decode(&mut BytesMut::from(&data[..])).unwrap();
+    let data = tokio::time::timeout(std::time::Duration::from_secs(5), recv.read_to_end(1 << 16))
+        .await
+        .unwrap()
+        .unwrap();
+    let frame = Decoder::default()
+        .decode(&mut BytesMut::from(&data[..]))
+        .unwrap();
     let msg = expect_error(frame, ErrorCode::ResourceExhausted);
     assert!(msg.contains("1000"), "{msg}");
 }
@@ -133,7 +200,9 @@ async fn oversized_frame_is_refused_from_its_header() {
 #[tokio::test]
 async fn unknown_method_and_kind_mismatch() {
     let server = echo_server(ServerConfig::default()).await;
-    let client = Client::connect(server.local_addr(), pinned(&server)).await.unwrap();
+    let client = Client::connect(server.local_addr(), pinned(&server))
+        .await
+        .unwrap();
     let e = client.unary("missing", Bytes::new(), 0).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::NotFound);
     let e = client.unary("count", Bytes::new(), 0).await.unwrap_err();
@@ -143,8 +212,13 @@ async fn unknown_method_and_kind_mismatch() {
 #[tokio::test]
 async fn rust_stream_arrives_in_order() {
     let server = echo_server(ServerConfig::default()).await;
-    let client = Client::connect(server.local_addr(), pinned(&server)).await.unwrap();
-    let mut stream = client.streaming("count", Bytes::copy_from_slice(&50_000u32.to_be_bytes()), 0).await.unwrap();
+    let client = Client::connect(server.local_addr(), pinned(&server))
+        .await
+        .unwrap();
+    let mut stream = client
+        .streaming("count", Bytes::copy_from_slice(&50_000u32.to_be_bytes()), 0)
+        .await
+        .unwrap();
     let mut next = 0u32;
     while let Some(batch) = stream.next_batch(512).await.unwrap() {
         for item in batch {
@@ -165,28 +239,53 @@ async fn ca_file_trust_verifies_chain_and_name() {
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["rpc.test".to_string()]).unwrap().signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["rpc.test".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
     std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
     std::fs::write(dir.join("cert.pem"), leaf.pem()).unwrap();
     std::fs::write(dir.join("key.pem"), leaf_key.serialize_pem()).unwrap();
 
-    let identity = rpcnet_runtime::ServerIdentity::PemFiles { cert: dir.join("cert.pem"), key: dir.join("key.pem") };
-    let server = echo_server(ServerConfig { identity, ..ServerConfig::default() }).await;
+    let identity = rpcnet_runtime::ServerIdentity::PemFiles {
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    };
+    let server = echo_server(ServerConfig {
+        identity,
+        ..ServerConfig::default()
+    })
+    .await;
     let mut config = ClientConfig::new(ClientTrust::CaFile(dir.join("ca.pem")));
     config.server_name = "rpc.test".into();
-    let client = Client::connect(server.local_addr(), config.clone()).await.unwrap();
-    assert_eq!(&client.unary("echo", Bytes::from_static(b"ca"), 1000).await.unwrap()[..], b"ca");
+    let client = Client::connect(server.local_addr(), config.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        &client
+            .unary("echo", Bytes::from_static(b"ca"), 1000)
+            .await
+            .unwrap()[..],
+        b"ca"
+    );
 
     // Wrong name: refused.
     config.server_name = "other.test".into();
-    let e = Client::connect(server.local_addr(), config).await.err().expect("wrong name must be refused");
+    let e = Client::connect(server.local_addr(), config)
+        .await
+        .err()
+        .expect("wrong name must be refused");
     assert_eq!(e.code, ErrorCode::Unavailable);
 
     // A CA that did not sign the server: refused.
     let other_key = rcgen::KeyPair::generate().unwrap();
     let mut other_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     other_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    std::fs::write(dir.join("other.pem"), other_params.self_signed(&other_key).unwrap().pem()).unwrap();
+    std::fs::write(
+        dir.join("other.pem"),
+        other_params.self_signed(&other_key).unwrap().pem(),
+    )
+    .unwrap();
     let mut config = ClientConfig::new(ClientTrust::CaFile(dir.join("other.pem")));
     config.server_name = "rpc.test".into();
     assert!(Client::connect(server.local_addr(), config).await.is_err());
@@ -197,16 +296,25 @@ async fn ca_file_trust_verifies_chain_and_name() {
 async fn cancelling_a_stream_handle_reaches_the_server() {
     let server = Arc::new(Server::bind(ServerConfig::default()).await.unwrap());
     server.register("forever", MethodKind::ServerStreaming);
-    let client = Client::connect(server.local_addr(), pinned(&server)).await.unwrap();
-    let handle = rpcnet_runtime::StreamHandle::new(client.streaming("forever", Bytes::new(), 0).await.unwrap());
+    let client = Client::connect(server.local_addr(), pinned(&server))
+        .await
+        .unwrap();
+    let handle = rpcnet_runtime::StreamHandle::new(
+        client.streaming("forever", Bytes::new(), 0).await.unwrap(),
+    );
     let id = match server.next_events(1).await.pop() {
         Some(ServerEvent::Call { id, .. }) => id,
         other => panic!("expected a call, got {other:?}"),
     };
-    assert_eq!(server.push(id, Bytes::from_static(b"a")), rpcnet_runtime::PushStatus::Ready);
+    assert_eq!(
+        server.push(id, Bytes::from_static(b"a")),
+        rpcnet_runtime::PushStatus::Ready
+    );
     assert_eq!(handle.next_batch(16).await.unwrap().unwrap().len(), 1);
     handle.cancel();
-    let event = tokio::time::timeout(std::time::Duration::from_secs(3), server.next_events(1)).await.expect("no cancel event");
+    let event = tokio::time::timeout(std::time::Duration::from_secs(3), server.next_events(1))
+        .await
+        .expect("no cancel event");
     match event.first() {
         Some(ServerEvent::Cancelled { id: got, code, .. }) => {
             assert_eq!(*got, id);
@@ -214,5 +322,8 @@ async fn cancelling_a_stream_handle_reaches_the_server() {
         }
         other => panic!("expected Cancelled, got {other:?}"),
     }
-    assert_eq!(handle.next_batch(16).await.unwrap_err().code, ErrorCode::Cancelled);
+    assert_eq!(
+        handle.next_batch(16).await.unwrap_err().code,
+        ErrorCode::Cancelled
+    );
 }

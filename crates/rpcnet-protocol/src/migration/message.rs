@@ -248,7 +248,9 @@ impl ManagementMessage {
             ManagementMessage::StateTransfer(m) => Some(m.migration_id),
             ManagementMessage::Complete(m) => Some(m.migration_id),
             ManagementMessage::Abort(m) => Some(m.migration_id),
-            ManagementMessage::Register(_) | ManagementMessage::Heartbeat(_) | ManagementMessage::SessionClosed(_) => None,
+            ManagementMessage::Register(_)
+            | ManagementMessage::Heartbeat(_)
+            | ManagementMessage::SessionClosed(_) => None,
         }
     }
 
@@ -475,7 +477,10 @@ fn read_fields(ty: u8, r: &mut Reader<'_>) -> Result<ManagementMessage, ReadErro
             at_ms: r.u64("at_ms")?,
         }
         .into(),
-        0x12 => SessionClosed { session_id: r.u64("session_id")? }.into(),
+        0x12 => SessionClosed {
+            session_id: r.u64("session_id")?,
+        }
+        .into(),
         // type_name() already refused other bytes.
         _ => {
             return Err(ReadError::Invalid {

@@ -29,7 +29,8 @@ mod wire;
 pub use machine::{Action, Event, Migration, MigrationConfig, Outcome, Phase};
 pub use message::{
     ConfirmationDecision, Heartbeat, ManagementMessage, MigrationAbort, MigrationComplete,
-    MigrationConfirmation, MigrationReason, MigrationRequest, PrepareAck, Register, SessionClosed, StateTransfer,
+    MigrationConfirmation, MigrationReason, MigrationRequest, PrepareAck, Register, SessionClosed,
+    StateTransfer,
 };
 pub use snapshot::{CallSnapshot, SealOptions, SealedHeader, SessionSnapshot};
 pub use token::{MigrationToken, TokenKey, TokenLedger, DEFAULT_TOKEN_TTL_MS};

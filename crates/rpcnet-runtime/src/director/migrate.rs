@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ring::rand::SystemRandom;
 use rpcnet_protocol::migration::{
-    Action, Event, ManagementMessage, Migration, MigrationAbort, MigrationComplete, MigrationError, MigrationReason, MigrationRequest,
-    Outcome, StateTransfer, DEFAULT_TOKEN_TTL_MS,
+    Action, Event, ManagementMessage, Migration, MigrationAbort, MigrationComplete, MigrationError,
+    MigrationReason, MigrationRequest, Outcome, StateTransfer, DEFAULT_TOKEN_TTL_MS,
 };
 use rpcnet_protocol::ErrorCode;
 
@@ -55,12 +55,21 @@ pub struct MigrationReport {
 }
 
 fn failure(e: &RpcError) -> Event {
-    Event::Failure(MigrationError::Aborted { reason: format!("{}: {}", e.code, e.message) })
+    Event::Failure(MigrationError::Aborted {
+        reason: format!("{}: {}", e.code, e.message),
+    })
 }
 
 /// Runs one exchange against a worker, bounded by the machine's next timeout.
-async fn exchange(m: &Migration, w: &WorkerLink, method: &str, msg: &ManagementMessage) -> Result<ManagementMessage, RpcError> {
-    let left = m.poll_timeout().map_or(5_000, |t| t.saturating_sub(now_ms()).max(1));
+async fn exchange(
+    m: &Migration,
+    w: &WorkerLink,
+    method: &str,
+    msg: &ManagementMessage,
+) -> Result<ManagementMessage, RpcError> {
+    let left = m
+        .poll_timeout()
+        .map_or(5_000, |t| t.saturating_sub(now_ms()).max(1));
     if !w.alive() {
         return Err(RpcError::unavailable(format!("worker {} is dead", w.id)));
     }
@@ -70,14 +79,21 @@ async fn exchange(m: &Migration, w: &WorkerLink, method: &str, msg: &ManagementM
     }
 }
 
-pub(crate) async fn migrate(inner: &Arc<Inner>, session_id: u64, target: Option<String>, reason: MigrationReason) -> Result<MigrationReport, RpcError> {
+pub(crate) async fn migrate(
+    inner: &Arc<Inner>,
+    session_id: u64,
+    target: Option<String>,
+    reason: MigrationReason,
+) -> Result<MigrationReport, RpcError> {
     let session = inner
         .sessions
         .lock()
         .unwrap()
         .get(&session_id)
         .cloned()
-        .ok_or_else(|| RpcError::new(ErrorCode::NotFound, format!("no session {session_id:016x}")))?;
+        .ok_or_else(|| {
+            RpcError::new(ErrorCode::NotFound, format!("no session {session_id:016x}"))
+        })?;
     let _one_at_a_time = session.migrating.lock().await;
     let source_id = session.route.borrow().owner.clone();
     let target_id = match target {
@@ -85,21 +101,39 @@ pub(crate) async fn migrate(inner: &Arc<Inner>, session_id: u64, target: Option<
         None => inner
             .select_worker(session_id, Some(&source_id))
             .await
-            .ok_or_else(|| RpcError::unavailable(format!("no worker other than {source_id} to migrate session {session_id:016x} to")))?,
+            .ok_or_else(|| {
+                RpcError::unavailable(format!(
+                    "no worker other than {source_id} to migrate session {session_id:016x} to"
+                ))
+            })?,
     };
     if target_id == source_id {
-        return Err(RpcError::invalid_argument(format!("session {session_id:016x} already lives on {target_id}")));
+        return Err(RpcError::invalid_argument(format!(
+            "session {session_id:016x} already lives on {target_id}"
+        )));
     }
-    let source = inner.worker(&source_id).filter(|w| w.alive()).ok_or_else(|| RpcError::unavailable(format!("source {source_id} is not alive")))?;
+    let source = inner
+        .worker(&source_id)
+        .filter(|w| w.alive())
+        .ok_or_else(|| RpcError::unavailable(format!("source {source_id} is not alive")))?;
     let target = inner
         .worker(&target_id)
         .filter(|w| w.alive())
         .ok_or_else(|| RpcError::new(ErrorCode::NotFound, format!("no live worker {target_id}")))?;
 
-    let migration_id = inner.next_migration.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let migration_id = inner
+        .next_migration
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let started = Instant::now();
     let now = now_ms();
-    let mut m = Migration::new(inner.config.migration, migration_id, session_id, source_id.clone(), target_id.clone(), now);
+    let mut m = Migration::new(
+        inner.config.migration,
+        migration_id,
+        session_id,
+        source_id.clone(),
+        target_id.clone(),
+        now,
+    );
     let reason_text = reason.to_string();
     inner.emit(DirectorEvent::MigrationStarted {
         migration_id,
@@ -110,7 +144,14 @@ pub(crate) async fn migrate(inner: &Arc<Inner>, session_id: u64, target: Option<
     });
     let token = inner
         .token_key
-        .issue(&SystemRandom::new(), session_id, &source_id, &target_id, now, DEFAULT_TOKEN_TTL_MS)
+        .issue(
+            &SystemRandom::new(),
+            session_id,
+            &source_id,
+            &target_id,
+            now,
+            DEFAULT_TOKEN_TTL_MS,
+        )
         .map_err(|e| RpcError::internal(e.to_string()))?;
     let request = ManagementMessage::Request(MigrationRequest {
         migration_id,
@@ -124,30 +165,43 @@ pub(crate) async fn migrate(inner: &Arc<Inner>, session_id: u64, target: Option<
     let mut sealed = Bytes::new();
     let mut frozen_at: Option<Instant> = None;
     let mut frozen_ms = 0.0;
-    let mut unfreeze = |session: &super::Session, frozen_at: &mut Option<Instant>, owner: Option<&str>| {
-        session.route.send_modify(|r| {
-            if let Some(o) = owner {
-                r.owner = o.to_string();
+    let mut unfreeze =
+        |session: &super::Session, frozen_at: &mut Option<Instant>, owner: Option<&str>| {
+            session.route.send_modify(|r| {
+                if let Some(o) = owner {
+                    r.owner = o.to_string();
+                }
+                r.frozen = false;
+                r.epoch += 1;
+            });
+            if let Some(t) = frozen_at.take() {
+                frozen_ms = t.elapsed().as_secs_f64() * 1000.0;
             }
-            r.frozen = false;
-            r.epoch += 1;
-        });
-        if let Some(t) = frozen_at.take() {
-            frozen_ms = t.elapsed().as_secs_f64() * 1000.0;
-        }
-    };
+        };
     loop {
         while let Some(action) = m.poll_action() {
             let result = match action {
                 Action::SendRequest => m.handle(Event::RequestSent, now_ms()),
-                Action::AskConfirmation => match exchange(&m, &target, mgmt::REQUEST, &request).await {
-                    Ok(ManagementMessage::Confirmation(c)) => m.handle(Event::Confirmed(c.decision), now_ms()),
-                    Ok(other) => m.handle(failure(&RpcError::protocol(format!("unexpected {}", other.name()))), now_ms()),
-                    Err(e) => m.handle(failure(&e), now_ms()),
-                },
+                Action::AskConfirmation => {
+                    match exchange(&m, &target, mgmt::REQUEST, &request).await {
+                        Ok(ManagementMessage::Confirmation(c)) => {
+                            m.handle(Event::Confirmed(c.decision), now_ms())
+                        }
+                        Ok(other) => m.handle(
+                            failure(&RpcError::protocol(format!("unexpected {}", other.name()))),
+                            now_ms(),
+                        ),
+                        Err(e) => m.handle(failure(&e), now_ms()),
+                    }
+                }
                 Action::SendPrepare => match exchange(&m, &target, mgmt::PREPARE, &request).await {
-                    Ok(ManagementMessage::PrepareAck(a)) => m.handle(Event::PrepareAck { ready: a.ready }, now_ms()),
-                    Ok(other) => m.handle(failure(&RpcError::protocol(format!("unexpected {}", other.name()))), now_ms()),
+                    Ok(ManagementMessage::PrepareAck(a)) => {
+                        m.handle(Event::PrepareAck { ready: a.ready }, now_ms())
+                    }
+                    Ok(other) => m.handle(
+                        failure(&RpcError::protocol(format!("unexpected {}", other.name()))),
+                        now_ms(),
+                    ),
                     Err(e) => m.handle(failure(&e), now_ms()),
                 },
                 Action::CaptureState => {
@@ -157,17 +211,31 @@ pub(crate) async fn migrate(inner: &Arc<Inner>, session_id: u64, target: Option<
                     match exchange(&m, &source, mgmt::CAPTURE, &request).await {
                         Ok(ManagementMessage::StateTransfer(st)) => {
                             sealed = st.sealed;
-                            m.handle(Event::Captured { sealed_bytes: sealed.len() as u64 }, now_ms())
+                            m.handle(
+                                Event::Captured {
+                                    sealed_bytes: sealed.len() as u64,
+                                },
+                                now_ms(),
+                            )
                         }
-                        Ok(other) => m.handle(failure(&RpcError::protocol(format!("unexpected {}", other.name()))), now_ms()),
+                        Ok(other) => m.handle(
+                            failure(&RpcError::protocol(format!("unexpected {}", other.name()))),
+                            now_ms(),
+                        ),
                         Err(e) => m.handle(failure(&e), now_ms()),
                     }
                 }
                 Action::SendStateTransfer => {
-                    let msg = ManagementMessage::StateTransfer(StateTransfer { migration_id, sealed: sealed.clone() });
+                    let msg = ManagementMessage::StateTransfer(StateTransfer {
+                        migration_id,
+                        sealed: sealed.clone(),
+                    });
                     match exchange(&m, &target, mgmt::TRANSFER, &msg).await {
                         Ok(ManagementMessage::Complete(_)) => m.handle(Event::Restored, now_ms()),
-                        Ok(other) => m.handle(failure(&RpcError::protocol(format!("unexpected {}", other.name()))), now_ms()),
+                        Ok(other) => m.handle(
+                            failure(&RpcError::protocol(format!("unexpected {}", other.name()))),
+                            now_ms(),
+                        ),
                         Err(e) => m.handle(failure(&e), now_ms()),
                     }
                 }
@@ -176,14 +244,20 @@ pub(crate) async fn migrate(inner: &Arc<Inner>, session_id: u64, target: Option<
                     m.handle(Event::PivotDone, now_ms())
                 }
                 Action::SendComplete => {
-                    let msg = ManagementMessage::Complete(MigrationComplete { migration_id, session_id });
+                    let msg = ManagementMessage::Complete(MigrationComplete {
+                        migration_id,
+                        session_id,
+                    });
                     if let Err(e) = mgmt::call(&source.mgmt, mgmt::COMPLETE, &msg, 2_000).await {
                         tracing::warn!(error = %e, "MigrationComplete to the source failed");
                     }
                     Ok(())
                 }
                 Action::SendAbort { reason } => {
-                    let msg = ManagementMessage::Abort(MigrationAbort { migration_id, reason });
+                    let msg = ManagementMessage::Abort(MigrationAbort {
+                        migration_id,
+                        reason,
+                    });
                     for w in [&target, &source] {
                         if w.alive() {
                             let _ = mgmt::call(&w.mgmt, mgmt::ABORT, &msg, 1_000).await;
@@ -191,7 +265,11 @@ pub(crate) async fn migrate(inner: &Arc<Inner>, session_id: u64, target: Option<
                     }
                     // Roll back: the session stays on the source (its captured calls re-attach
                     // there). If the source died meanwhile, failover has already re-routed it.
-                    let owner = if source.alive() { Some(source_id.as_str()) } else { None };
+                    let owner = if source.alive() {
+                        Some(source_id.as_str())
+                    } else {
+                        None
+                    };
                     unfreeze(&session, &mut frozen_at, owner);
                     if !source.alive() {
                         super::reroute(inner, &session, &source_id, now_ms()).await;
@@ -221,8 +299,16 @@ pub(crate) async fn migrate(inner: &Arc<Inner>, session_id: u64, target: Option<
     }
     let (completed, error, aborted_in) = match m.outcome() {
         Some(Outcome::Completed) => (true, None, None),
-        Some(Outcome::Aborted { phase, error }) => (false, Some(format!("{}: {error}", error.code())), Some(phase.to_string())),
-        None => (false, Some("MIGRATION_STATE: the migration did not finish".into()), None),
+        Some(Outcome::Aborted { phase, error }) => (
+            false,
+            Some(format!("{}: {error}", error.code())),
+            Some(phase.to_string()),
+        ),
+        None => (
+            false,
+            Some("MIGRATION_STATE: the migration did not finish".into()),
+            None,
+        ),
     };
     let report = MigrationReport {
         migration_id,
@@ -233,7 +319,11 @@ pub(crate) async fn migrate(inner: &Arc<Inner>, session_id: u64, target: Option<
         completed,
         error,
         aborted_in,
-        phases: m.phase_durations().into_iter().map(|(p, d)| (p.to_string(), d)).collect(),
+        phases: m
+            .phase_durations()
+            .into_iter()
+            .map(|(p, d)| (p.to_string(), d))
+            .collect(),
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         frozen_ms,
         snapshot_bytes: sealed.len() as u64,

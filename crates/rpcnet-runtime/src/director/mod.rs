@@ -239,7 +239,9 @@ impl Inner {
         let workers = self.workers.lock().unwrap();
         let mut candidates: Vec<(String, usize)> = workers
             .values()
-            .filter(|w| w.alive() && !w.draining.load(Ordering::SeqCst) && Some(w.id.as_str()) != exclude)
+            .filter(|w| {
+                w.alive() && !w.draining.load(Ordering::SeqCst) && Some(w.id.as_str()) != exclude
+            })
             .map(|w| (w.id.clone(), load.get(&w.id).copied().unwrap_or(0)))
             .collect();
         candidates.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
@@ -249,7 +251,11 @@ impl Inner {
     /// Chooses a worker for `session_id`: the embedder's `selectTarget` hook when set (its answer
     /// must be one of the candidates), else, or if it does not answer within
     /// [`SELECT_HOOK_TIMEOUT_MS`], the default policy.
-    pub(crate) async fn select_worker(&self, session_id: u64, exclude: Option<&str>) -> Option<String> {
+    pub(crate) async fn select_worker(
+        &self,
+        session_id: u64,
+        exclude: Option<&str>,
+    ) -> Option<String> {
         let candidates = self.candidates(exclude);
         let default = candidates.first().map(|c| c.0.clone());
         if candidates.is_empty() || !self.select_hook.load(Ordering::SeqCst) {
@@ -258,7 +264,12 @@ impl Inner {
         let id = self.next_hook.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.select_waiters.lock().unwrap().insert(id, tx);
-        self.select_questions.push(SelectTarget { id, session_id, exclude: exclude.map(str::to_string), workers: candidates.clone() });
+        self.select_questions.push(SelectTarget {
+            id,
+            session_id,
+            exclude: exclude.map(str::to_string),
+            workers: candidates.clone(),
+        });
         let answer = tokio::time::timeout(Duration::from_millis(SELECT_HOOK_TIMEOUT_MS), rx).await;
         self.select_waiters.lock().unwrap().remove(&id);
         match answer {
@@ -292,7 +303,12 @@ impl Director {
         let user = quinn::Endpoint::server(server_config, config.bind)
             .map_err(|e| RpcError::unavailable(format!("cannot bind UDP {}: {e}", config.bind)))?;
         let mgmt = Arc::new(
-            Server::bind(ServerConfig { bind: config.mgmt_bind, cluster: Some(config.cluster.clone()), ..ServerConfig::default() }).await?,
+            Server::bind(ServerConfig {
+                bind: config.mgmt_bind,
+                cluster: Some(config.cluster.clone()),
+                ..ServerConfig::default()
+            })
+            .await?,
         );
         for m in mgmt::DIRECTOR_METHODS {
             mgmt.register(m, MethodKind::Unary);
@@ -365,7 +381,13 @@ impl Director {
             .lock()
             .unwrap()
             .values()
-            .map(|s| (s.id, s.connection_id.clone(), s.route.borrow().owner.clone()))
+            .map(|s| {
+                (
+                    s.id,
+                    s.connection_id.clone(),
+                    s.route.borrow().owner.clone(),
+                )
+            })
             .collect();
         v.sort();
         v
@@ -391,8 +413,18 @@ impl Director {
     /// Errors: `NOT_FOUND` for an unknown session or worker; `UNAVAILABLE` when no other worker
     /// is available; `ABORTED`-style failures are reported as `UNAVAILABLE` with the migration
     /// code and phase in the message — the session then stays where it was, nothing lost.
-    pub async fn migrate(&self, session_id: u64, target: Option<String>) -> Result<MigrationReport, RpcError> {
-        migrate::migrate(&self.inner, session_id, target, rpcnet_protocol::migration::MigrationReason::Admin).await
+    pub async fn migrate(
+        &self,
+        session_id: u64,
+        target: Option<String>,
+    ) -> Result<MigrationReport, RpcError> {
+        migrate::migrate(
+            &self.inner,
+            session_id,
+            target,
+            rpcnet_protocol::migration::MigrationReason::Admin,
+        )
+        .await
     }
 
     /// Graceful drain of one worker: marks it draining (no new sessions) and migrates every
@@ -410,7 +442,10 @@ impl Director {
 
     /// Waits for placement questions for the `selectTarget` hook; empty once closed.
     pub async fn next_select_questions(&self, max: usize) -> Vec<SelectTarget> {
-        self.inner.select_questions.next_batch(max, &self.inner.closed).await
+        self.inner
+            .select_questions
+            .next_batch(max, &self.inner.closed)
+            .await
     }
 
     /// Answers a placement question (`None`: use the default). False for an unknown id.
@@ -430,7 +465,12 @@ impl Director {
 }
 
 async fn drain(inner: &Arc<Inner>, worker: &str) -> Result<Vec<MigrationReport>, RpcError> {
-    let w = inner.worker(worker).ok_or_else(|| RpcError::new(rpcnet_protocol::ErrorCode::NotFound, format!("no worker {worker}")))?;
+    let w = inner.worker(worker).ok_or_else(|| {
+        RpcError::new(
+            rpcnet_protocol::ErrorCode::NotFound,
+            format!("no worker {worker}"),
+        )
+    })?;
     w.draining.store(true, Ordering::SeqCst);
     let owned: Vec<u64> = inner
         .sessions
@@ -442,7 +482,15 @@ async fn drain(inner: &Arc<Inner>, worker: &str) -> Result<Vec<MigrationReport>,
         .collect();
     let mut reports = Vec::new();
     for id in owned {
-        reports.push(migrate::migrate(inner, id, None, rpcnet_protocol::migration::MigrationReason::Drain).await?);
+        reports.push(
+            migrate::migrate(
+                inner,
+                id,
+                None,
+                rpcnet_protocol::migration::MigrationReason::Drain,
+            )
+            .await?,
+        );
     }
     // Before the worker may exit, every relayed stream must have read its last frame from it
     // (SUSPENDED, or the result of an in-flight unary call), or those bytes could be lost.
@@ -464,15 +512,24 @@ async fn accept_clients(inner: Arc<Inner>) {
     while let Some(incoming) = inner.user.accept().await {
         let inner = inner.clone();
         tokio::spawn(async move {
-            let Ok(connection) = incoming.await else { return };
+            let Ok(connection) = incoming.await else {
+                return;
+            };
             let info = ConnectionInfo::new(connection.clone());
             let session_id = session_id_of(&info.id);
             let Some(owner) = inner.select_worker(session_id, None).await else {
                 tracing::warn!("no worker available for a new session");
-                connection.close(crate::error::app_code(rpcnet_protocol::ErrorCode::Unavailable), b"no worker available");
+                connection.close(
+                    crate::error::app_code(rpcnet_protocol::ErrorCode::Unavailable),
+                    b"no worker available",
+                );
                 return;
             };
-            let (route, _) = watch::channel(Route { owner: owner.clone(), frozen: false, epoch: 0 });
+            let (route, _) = watch::channel(Route {
+                owner: owner.clone(),
+                frozen: false,
+                epoch: 0,
+            });
             let session = Arc::new(Session {
                 id: session_id,
                 connection_id: info.id.clone(),
@@ -480,8 +537,16 @@ async fn accept_clients(inner: Arc<Inner>) {
                 checkpoints: Mutex::new(HashMap::new()),
                 migrating: tokio::sync::Mutex::new(()),
             });
-            inner.sessions.lock().unwrap().insert(session_id, session.clone());
-            inner.emit(DirectorEvent::SessionOpened { session_id, connection_id: info.id.clone(), worker: owner });
+            inner
+                .sessions
+                .lock()
+                .unwrap()
+                .insert(session_id, session.clone());
+            inner.emit(DirectorEvent::SessionOpened {
+                session_id,
+                connection_id: info.id.clone(),
+                worker: owner,
+            });
             while let Ok((send, recv)) = connection.accept_bi().await {
                 tokio::spawn(relay::relay(inner.clone(), session.clone(), send, recv));
             }
@@ -490,7 +555,10 @@ async fn accept_clients(inner: Arc<Inner>) {
             // restored calls that will never be re-attached).
             let owner = session.route.borrow().owner.clone();
             if let Some(w) = inner.worker(&owner).filter(|w| w.alive()) {
-                let msg = ManagementMessage::SessionClosed(rpcnet_protocol::migration::SessionClosed { session_id });
+                let msg =
+                    ManagementMessage::SessionClosed(rpcnet_protocol::migration::SessionClosed {
+                        session_id,
+                    });
                 if let Err(e) = mgmt::call(&w.mgmt, mgmt::SESSION_CLOSED, &msg, 2_000).await {
                     tracing::debug!(error = %e, "SessionClosed to the owner failed");
                 }
@@ -507,23 +575,40 @@ async fn serve_mgmt(inner: Arc<Inner>) {
             return;
         }
         for event in events {
-            let ServerEvent::Call { id, method, payload, .. } = event else { continue };
+            let ServerEvent::Call {
+                id,
+                method,
+                payload,
+                ..
+            } = event
+            else {
+                continue;
+            };
             let inner = inner.clone();
             tokio::spawn(async move {
                 let result = match mgmt::decode(&payload) {
                     Ok(msg) => handle_mgmt(&inner, &method, msg).await,
                     Err(e) => Err(e),
                 };
-                inner.mgmt.respond(id, result.and_then(|m| mgmt::encode(&m)));
+                inner
+                    .mgmt
+                    .respond(id, result.and_then(|m| mgmt::encode(&m)));
             });
         }
     }
 }
 
-async fn handle_mgmt(inner: &Arc<Inner>, method: &str, msg: ManagementMessage) -> Result<ManagementMessage, RpcError> {
+async fn handle_mgmt(
+    inner: &Arc<Inner>,
+    method: &str,
+    msg: ManagementMessage,
+) -> Result<ManagementMessage, RpcError> {
     match (method, msg) {
         (mgmt::REGISTER, ManagementMessage::Register(r)) => {
-            let parse = |a: &str| a.parse::<SocketAddr>().map_err(|_| RpcError::invalid_argument(format!("bad address {a:?}")));
+            let parse = |a: &str| {
+                a.parse::<SocketAddr>()
+                    .map_err(|_| RpcError::invalid_argument(format!("bad address {a:?}")))
+            };
             let (user_addr, mgmt_addr) = (parse(&r.user_addr)?, parse(&r.mgmt_addr)?);
             let cfg = ClientConfig::cluster(inner.config.cluster.clone());
             let link = Client::connect(user_addr, cfg.clone()).await?;
@@ -551,21 +636,35 @@ async fn handle_mgmt(inner: &Arc<Inner>, method: &str, msg: ManagementMessage) -
             // Sessions left without a live owner (a failover found no worker) get this one.
             reroute_orphans(inner).await;
             tracing::info!(worker = %r.worker_id, %user_addr, %mgmt_addr, "worker registered");
-            inner.emit(DirectorEvent::WorkerJoined { worker: r.worker_id.clone() });
+            inner.emit(DirectorEvent::WorkerJoined {
+                worker: r.worker_id.clone(),
+            });
             Ok(ManagementMessage::Register(r))
         }
         (mgmt::HEARTBEAT, ManagementMessage::Heartbeat(h)) => {
             match inner.worker(&h.worker_id) {
                 Some(w) if w.alive() => w.last_heartbeat.store(now_ms(), Ordering::SeqCst),
-                _ => return Err(RpcError::new(rpcnet_protocol::ErrorCode::NotFound, format!("worker {} is not registered", h.worker_id))),
+                _ => {
+                    return Err(RpcError::new(
+                        rpcnet_protocol::ErrorCode::NotFound,
+                        format!("worker {} is not registered", h.worker_id),
+                    ))
+                }
             }
             Ok(ManagementMessage::Heartbeat(h))
         }
         (mgmt::DRAIN, ManagementMessage::Register(r)) => {
             drain(inner, &r.worker_id).await?;
-            Ok(ManagementMessage::Heartbeat(Heartbeat { worker_id: r.worker_id, sessions: 0, at_ms: now_ms() }))
+            Ok(ManagementMessage::Heartbeat(Heartbeat {
+                worker_id: r.worker_id,
+                sessions: 0,
+                at_ms: now_ms(),
+            }))
         }
-        (m, msg) => Err(RpcError::invalid_argument(format!("MESSAGE_MALFORMED: {} is not accepted by {m}", msg.name()))),
+        (m, msg) => Err(RpcError::invalid_argument(format!(
+            "MESSAGE_MALFORMED: {} is not accepted by {m}",
+            msg.name()
+        ))),
     }
 }
 
@@ -586,7 +685,8 @@ async fn watchdog(inner: Arc<Inner>) {
             .filter(|w| w.alive())
             .filter_map(|w| {
                 let last = w.last_heartbeat.load(Ordering::SeqCst);
-                (now.saturating_sub(last) > inner.config.failover_after_ms).then(|| (w.clone(), last))
+                (now.saturating_sub(last) > inner.config.failover_after_ms)
+                    .then(|| (w.clone(), last))
             })
             .collect();
         for (w, last) in dead {
@@ -596,7 +696,9 @@ async fn watchdog(inner: Arc<Inner>) {
             } else {
                 tracing::warn!(worker = %w.id, silent_ms = now - last, "worker declared dead");
             }
-            inner.emit(DirectorEvent::WorkerLost { worker: w.id.clone() });
+            inner.emit(DirectorEvent::WorkerLost {
+                worker: w.id.clone(),
+            });
             failover(&inner, &w.id, last).await;
         }
     }
@@ -615,7 +717,9 @@ pub(crate) async fn failover(inner: &Arc<Inner>, dead: &str, last_heartbeat_ms: 
         .cloned()
         .collect();
     for s in sessions {
-        let Ok(_not_migrating) = s.migrating.try_lock() else { continue };
+        let Ok(_not_migrating) = s.migrating.try_lock() else {
+            continue;
+        };
         reroute(inner, &s, dead, last_heartbeat_ms).await;
     }
 }
@@ -637,7 +741,10 @@ pub(crate) async fn reroute(inner: &Arc<Inner>, s: &Session, dead: &str, last_he
                 detected_after_ms: now_ms().saturating_sub(last_heartbeat_ms),
             });
         }
-        None => tracing::error!(session = s.id, "no live worker to fail over to; waiting for one to register"),
+        None => tracing::error!(
+            session = s.id,
+            "no live worker to fail over to; waiting for one to register"
+        ),
     }
 }
 
@@ -655,7 +762,9 @@ async fn reroute_orphans(inner: &Arc<Inner>) {
         })
         .collect();
     for (s, owner) in orphans {
-        let Ok(_not_migrating) = s.migrating.try_lock() else { continue };
+        let Ok(_not_migrating) = s.migrating.try_lock() else {
+            continue;
+        };
         reroute(inner, &s, &owner, now_ms()).await;
     }
 }

@@ -29,19 +29,36 @@ enum Pumped {
     OwnerFailed(String),
 }
 
-async fn read_request(recv: &mut quinn::RecvStream, max: u32) -> Result<rpcnet_protocol::Request, RpcError> {
+async fn read_request(
+    recv: &mut quinn::RecvStream,
+    max: u32,
+) -> Result<rpcnet_protocol::Request, RpcError> {
     let mut decoder = Decoder::new(max);
     let mut buf = BytesMut::new();
     let mut eof = false;
     loop {
-        let f = if eof { decoder.decode_eof(&mut buf)? } else { decoder.decode(&mut buf)? };
+        let f = if eof {
+            decoder.decode_eof(&mut buf)?
+        } else {
+            decoder.decode(&mut buf)?
+        };
         match f {
             Some(Frame::Request(r)) if buf.is_empty() => return Ok(r),
-            Some(Frame::Request(_)) => return Err(RpcError::protocol(format!("{} bytes follow the REQUEST frame", buf.len()))),
-            Some(other) => {
-                return Err(RpcError::protocol(format!("expected REQUEST as the first frame of a call, got {}", other.frame_type().name())))
+            Some(Frame::Request(_)) => {
+                return Err(RpcError::protocol(format!(
+                    "{} bytes follow the REQUEST frame",
+                    buf.len()
+                )))
             }
-            None if eof => return Err(RpcError::protocol("stream finished before a REQUEST frame")),
+            Some(other) => {
+                return Err(RpcError::protocol(format!(
+                    "expected REQUEST as the first frame of a call, got {}",
+                    other.frame_type().name()
+                )))
+            }
+            None if eof => {
+                return Err(RpcError::protocol("stream finished before a REQUEST frame"))
+            }
             None => match recv.read_chunk(64 * 1024, true).await? {
                 Some(c) => buf.extend_from_slice(&c.bytes),
                 None => eof = true,
@@ -52,7 +69,11 @@ async fn read_request(recv: &mut quinn::RecvStream, max: u32) -> Result<rpcnet_p
 
 /// Waits for a route whose owner is alive and that is not frozen; `after_epoch` demands a newer
 /// route than the one that just failed or suspended.
-async fn next_route(inner: &Inner, session: &Session, after_epoch: Option<u64>) -> Result<(Route, Arc<WorkerLink>), RpcError> {
+async fn next_route(
+    inner: &Inner,
+    session: &Session,
+    after_epoch: Option<u64>,
+) -> Result<(Route, Arc<WorkerLink>), RpcError> {
     let mut rx = session.route.subscribe();
     let deadline = tokio::time::Instant::now() + Duration::from_millis(ROUTE_WAIT_MS);
     loop {
@@ -63,23 +84,44 @@ async fn next_route(inner: &Inner, session: &Session, after_epoch: Option<u64>) 
                 return Ok((route, w));
             }
         }
-        if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
-            return Err(RpcError::unavailable(format!("no live worker for session {} within {ROUTE_WAIT_MS} ms", session.id)));
+        if tokio::time::timeout_at(deadline, rx.changed())
+            .await
+            .is_err()
+        {
+            return Err(RpcError::unavailable(format!(
+                "no live worker for session {} within {ROUTE_WAIT_MS} ms",
+                session.id
+            )));
         }
     }
 }
 
-pub(crate) async fn relay(inner: Arc<Inner>, session: Arc<Session>, mut client_send: quinn::SendStream, mut client_recv: quinn::RecvStream) {
+pub(crate) async fn relay(
+    inner: Arc<Inner>,
+    session: Arc<Session>,
+    mut client_send: quinn::SendStream,
+    mut client_recv: quinn::RecvStream,
+) {
     let request = match read_request(&mut client_recv, inner.config.max_frame_size).await {
         Ok(r) => r,
         Err(e) => {
-            let _ = client_send.write_all(&Frame::Error { code: e.code, message: e.message.clone() }.to_bytes()).await;
+            let _ = client_send
+                .write_all(
+                    &Frame::Error {
+                        code: e.code,
+                        message: e.message.clone(),
+                    }
+                    .to_bytes(),
+                )
+                .await;
             let _ = client_send.finish();
             let _ = client_recv.stop(app_code(e.code));
             return;
         }
     };
-    let call_id = inner.next_call.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let call_id = inner
+        .next_call
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let request_bytes = Frame::Request(request).to_bytes();
     session.checkpoints.lock().unwrap().insert(call_id, None);
     let client_stopped = client_send.stopped();
@@ -94,12 +136,26 @@ pub(crate) async fn relay(inner: Arc<Inner>, session: Arc<Session>, mut client_s
         let (route, owner) = match routed {
             Ok(r) => r,
             Err(e) => {
-                let _ = client_send.write_all(&Frame::Error { code: e.code, message: e.message }.to_bytes()).await;
+                let _ = client_send
+                    .write_all(
+                        &Frame::Error {
+                            code: e.code,
+                            message: e.message,
+                        }
+                        .to_bytes(),
+                    )
+                    .await;
                 let _ = client_send.finish();
                 break;
             }
         };
-        let checkpoint = session.checkpoints.lock().unwrap().get(&call_id).cloned().flatten();
+        let checkpoint = session
+            .checkpoints
+            .lock()
+            .unwrap()
+            .get(&call_id)
+            .cloned()
+            .flatten();
         let attach = Frame::Attach(Attach {
             session_id: session.id,
             call_id,
@@ -107,7 +163,18 @@ pub(crate) async fn relay(inner: Arc<Inner>, session: Arc<Session>, mut client_s
             connection_id: session.connection_id.clone(),
             checkpoint,
         });
-        let outcome = pump(&inner, &session, call_id, &owner, attach.to_bytes(), request_bytes.clone(), &mut client_send, &mut client_stopped, &mut expected).await;
+        let outcome = pump(
+            &inner,
+            &session,
+            call_id,
+            &owner,
+            attach.to_bytes(),
+            request_bytes.clone(),
+            &mut client_send,
+            &mut client_stopped,
+            &mut expected,
+        )
+        .await;
         match outcome {
             Pumped::Finished => break,
             Pumped::Suspended => {
@@ -133,7 +200,9 @@ async fn pump(
     attach: Bytes,
     request: Bytes,
     client_send: &mut quinn::SendStream,
-    client_stopped: &mut std::pin::Pin<&mut impl std::future::Future<Output = Result<Option<quinn::VarInt>, quinn::StoppedError>>>,
+    client_stopped: &mut std::pin::Pin<
+        &mut impl std::future::Future<Output = Result<Option<quinn::VarInt>, quinn::StoppedError>>,
+    >,
     expected: &mut u64,
 ) -> Pumped {
     let _active = owner.track_stream();
@@ -155,7 +224,11 @@ async fn pump(
         let mut terminal = false;
         let mut failed: Option<String> = None;
         loop {
-            let frame = match if eof { decoder.decode_eof(&mut buf) } else { decoder.decode(&mut buf) } {
+            let frame = match if eof {
+                decoder.decode_eof(&mut buf)
+            } else {
+                decoder.decode(&mut buf)
+            } {
                 Ok(f) => f,
                 Err(e) => {
                     failed = Some(format!("owner sent a malformed frame: {e}"));
@@ -179,14 +252,22 @@ async fn pump(
                     *expected += 1;
                 }
                 Frame::Checkpoint { seq, state } => {
-                    session.checkpoints.lock().unwrap().insert(call_id, Some((seq, state)));
+                    session
+                        .checkpoints
+                        .lock()
+                        .unwrap()
+                        .insert(call_id, Some((seq, state)));
                 }
                 Frame::Suspended { next_seq } => {
                     if !out.is_empty() {
                         let _ = client_send.write_all_chunks(&mut out).await;
                     }
                     if next_seq != *expected {
-                        tracing::warn!(next_seq, expected = *expected, "SUSPENDED does not match the items relayed");
+                        tracing::warn!(
+                            next_seq,
+                            expected = *expected,
+                            "SUSPENDED does not match the items relayed"
+                        );
                     }
                     return Pumped::Suspended;
                 }
@@ -201,7 +282,10 @@ async fn pump(
                     break;
                 }
                 other => {
-                    failed = Some(format!("unexpected {} frame from the owner", other.frame_type().name()));
+                    failed = Some(format!(
+                        "unexpected {} frame from the owner",
+                        other.frame_type().name()
+                    ));
                     break;
                 }
             }

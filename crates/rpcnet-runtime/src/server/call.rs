@@ -10,13 +10,13 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::{CallSlot, ItemQueue, MethodKind, ServerEvent, Shared, Taken};
-use crate::server::item_queue::Entry;
-use rpcnet_protocol::migration::CallSnapshot;
-use rpcnet_protocol::Attach;
 use crate::connection::ConnectionInfo;
 use crate::error::{app_code, RpcError};
 use crate::server::item_queue::Ending;
+use crate::server::item_queue::Entry;
 use rpcnet_protocol::frame::encode_item_header;
+use rpcnet_protocol::migration::CallSnapshot;
+use rpcnet_protocol::Attach;
 use rpcnet_protocol::{Decoder, ErrorCode, Frame, Request};
 
 /// Items produced but not sent, `(seq, payload)` in seq order.
@@ -36,12 +36,19 @@ async fn read_head(
     let mut attach = None;
     let mut eof = false;
     loop {
-        let frame = if eof { decoder.decode_eof(&mut buf)? } else { decoder.decode(&mut buf)? };
+        let frame = if eof {
+            decoder.decode_eof(&mut buf)?
+        } else {
+            decoder.decode(&mut buf)?
+        };
         match frame {
             Some(Frame::Request(r)) => {
                 // PROTOCOL.md 3.3: the REQUEST is the client's last frame on the stream.
                 if !buf.is_empty() {
-                    return Err(RpcError::protocol(format!("{} bytes follow the REQUEST frame", buf.len())));
+                    return Err(RpcError::protocol(format!(
+                        "{} bytes follow the REQUEST frame",
+                        buf.len()
+                    )));
                 }
                 return Ok((attach, r));
             }
@@ -53,7 +60,9 @@ async fn read_head(
                     other.frame_type().name()
                 )))
             }
-            None if eof => return Err(RpcError::protocol("stream finished before a REQUEST frame")),
+            None if eof => {
+                return Err(RpcError::protocol("stream finished before a REQUEST frame"))
+            }
             None => match recv.read_chunk(64 * 1024, true).await? {
                 Some(chunk) => buf.extend_from_slice(&chunk.bytes),
                 None => eof = true,
@@ -63,7 +72,11 @@ async fn read_head(
 }
 
 fn error_frame(e: &RpcError) -> Bytes {
-    Frame::Error { code: e.code, message: e.message.clone() }.to_bytes()
+    Frame::Error {
+        code: e.code,
+        message: e.message.clone(),
+    }
+    .to_bytes()
 }
 
 async fn fail(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, e: RpcError) {
@@ -100,7 +113,10 @@ pub(crate) async fn serve_call(
     let kind = shared.methods.read().unwrap().get(&request.method).copied();
     let kind = match kind {
         None => {
-            let e = RpcError::new(ErrorCode::NotFound, format!("no such method: {}", request.method));
+            let e = RpcError::new(
+                ErrorCode::NotFound,
+                format!("no such method: {}", request.method),
+            );
             return fail(&mut send, &mut recv, e).await;
         }
         Some(k) => k,
@@ -109,14 +125,21 @@ pub(crate) async fn serve_call(
         let e = RpcError::invalid_argument(format!(
             "method {} is {}, but the request's STREAMING flag is {}",
             request.method,
-            if kind == MethodKind::Unary { "unary" } else { "server-streaming" },
+            if kind == MethodKind::Unary {
+                "unary"
+            } else {
+                "server-streaming"
+            },
             if request.streaming { "set" } else { "clear" },
         ));
         return fail(&mut send, &mut recv, e).await;
     }
 
-    let id = shared.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let deadline = (request.deadline_ms > 0).then(|| Instant::now() + Duration::from_millis(request.deadline_ms.into()));
+    let id = shared
+        .next_id
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let deadline = (request.deadline_ms > 0)
+        .then(|| Instant::now() + Duration::from_millis(request.deadline_ms.into()));
     let deadline_ms = request.deadline_ms;
     let stopped = send.stopped();
     tokio::pin!(stopped);
@@ -127,7 +150,9 @@ pub(crate) async fn serve_call(
         }
     };
     tokio::pin!(sleep);
-    let client_connection_id = attach.as_ref().map_or_else(|| connection.id.clone(), |a| a.connection_id.clone());
+    let client_connection_id = attach
+        .as_ref()
+        .map_or_else(|| connection.id.clone(), |a| a.connection_id.clone());
 
     match kind {
         MethodKind::Unary => {
@@ -158,7 +183,9 @@ pub(crate) async fn serve_call(
             shared.calls.lock().unwrap().remove(&id);
             match outcome {
                 Some(Ok(payload)) => {
-                    let _ = send.write_all(&Frame::Response { payload }.to_bytes()).await;
+                    let _ = send
+                        .write_all(&Frame::Response { payload }.to_bytes())
+                        .await;
                     let _ = send.finish();
                 }
                 Some(Err(e)) => {
@@ -174,10 +201,22 @@ pub(crate) async fn serve_call(
             // Where this call (re)starts: a restored snapshot's pending items are sent first, the
             // handler resumes at the latest checkpoint, and no item below `skip_below` (what the
             // client already has, or what the pending items cover) is sent again.
-            let restored = attach.as_ref().and_then(|a| shared.sessions.take_restored(a.session_id, a.call_id));
-            if let Some(a) = attach.as_ref().filter(|a| restored.is_none() && shared.sessions.is_frozen(a.session_id)) {
+            let restored = attach
+                .as_ref()
+                .and_then(|a| shared.sessions.take_restored(a.session_id, a.call_id));
+            if let Some(a) = attach
+                .as_ref()
+                .filter(|a| restored.is_none() && shared.sessions.is_frozen(a.session_id))
+            {
                 // The session was captured (it is moving): this call belongs to the next owner.
-                let _ = send.write_all(&Frame::Suspended { next_seq: a.next_seq }.to_bytes()).await;
+                let _ = send
+                    .write_all(
+                        &Frame::Suspended {
+                            next_seq: a.next_seq,
+                        }
+                        .to_bytes(),
+                    )
+                    .await;
                 let _ = send.finish();
                 return;
             }
@@ -204,9 +243,20 @@ pub(crate) async fn serve_call(
             let mut seq: u64 = checkpoint.as_ref().map_or(0, |c| c.0);
             let mut latest = checkpoint.clone();
 
-            let queue = Arc::new(ItemQueue::new(shared.config.stream_window_items, shared.config.stream_window_bytes));
-            shared.calls.lock().unwrap().insert(id, CallSlot::Streaming(queue.clone()));
-            let mut freeze = attach.as_ref().map(|a| shared.sessions.open_call(a.session_id, &a.connection_id, a.call_id));
+            let queue = Arc::new(ItemQueue::new(
+                shared.config.stream_window_items,
+                shared.config.stream_window_bytes,
+            ));
+            shared
+                .calls
+                .lock()
+                .unwrap()
+                .insert(id, CallSlot::Streaming(queue.clone()));
+            let mut freeze = attach.as_ref().map(|a| {
+                shared
+                    .sessions
+                    .open_call(a.session_id, &a.connection_id, a.call_id)
+            });
             let method = request.method.clone();
             let payload = request.payload.clone();
             shared.emit(ServerEvent::Call {
@@ -230,7 +280,9 @@ pub(crate) async fn serve_call(
                 Frozen,
             }
             let a_ids = attach.as_ref().map(|a| a.call_id);
-            let snapshot = |next_seq: u64, pending: Vec<(u64, Bytes)>, latest: Option<(u64, Bytes)>| CallSnapshot {
+            let snapshot = |next_seq: u64,
+                            pending: Vec<(u64, Bytes)>,
+                            latest: Option<(u64, Bytes)>| CallSnapshot {
                 call_id: a_ids.expect("freeze only on attached calls"),
                 method: method.clone(),
                 request: payload.clone(),
@@ -257,7 +309,8 @@ pub(crate) async fn serve_call(
                         // payload if it is an ITEM). Writes go through `write_chunks`, which is
                         // cancel-safe, so a freeze can stop at the first frame not yet started.
                         let mut chunks: Vec<Bytes> = Vec::with_capacity(entries.len() * 2);
-                        let mut frames: Vec<(usize, Option<(u64, Bytes)>)> = Vec::with_capacity(entries.len());
+                        let mut frames: Vec<(usize, Option<(u64, Bytes)>)> =
+                            Vec::with_capacity(entries.len());
                         for entry in entries {
                             match entry {
                                 Entry::Item(item) => {
@@ -273,7 +326,13 @@ pub(crate) async fn serve_call(
                                 Entry::Checkpoint(state) => {
                                     if link {
                                         frames.push((chunks.len(), None));
-                                        chunks.push(Frame::Checkpoint { seq, state: state.clone() }.to_bytes());
+                                        chunks.push(
+                                            Frame::Checkpoint {
+                                                seq,
+                                                state: state.clone(),
+                                            }
+                                            .to_bytes(),
+                                        );
                                     }
                                     latest = Some((seq, state));
                                 }
@@ -285,11 +344,27 @@ pub(crate) async fn serve_call(
                         while pos < chunks.len() {
                             // The frame that holds chunk `pos`, and whether none of it is written.
                             let current = frames.partition_point(|f| f.0 <= pos) - 1;
-                            let untouched = frames[current].0 == pos && chunks[pos].len() == lengths[pos];
+                            let untouched =
+                                frames[current].0 == pos && chunks[pos].len() == lengths[pos];
                             if untouched {
-                                if let Some(reply) = deferred_freeze.take().filter(|r| !r.is_closed()) {
-                                    let unsent: Vec<(u64, Bytes)> = frames[current..].iter().filter_map(|f| f.1.clone()).collect();
-                                    suspend(&mut send, &queue, reply, unsent, &mut seq, skip_below, &mut latest, &snapshot).await;
+                                if let Some(reply) =
+                                    deferred_freeze.take().filter(|r| !r.is_closed())
+                                {
+                                    let unsent: Vec<(u64, Bytes)> = frames[current..]
+                                        .iter()
+                                        .filter_map(|f| f.1.clone())
+                                        .collect();
+                                    suspend(
+                                        &mut send,
+                                        &queue,
+                                        reply,
+                                        unsent,
+                                        &mut seq,
+                                        skip_below,
+                                        &mut latest,
+                                        &snapshot,
+                                    )
+                                    .await;
                                     break 'call Stop::Frozen;
                                 }
                             }
@@ -304,12 +379,29 @@ pub(crate) async fn serve_call(
                         }
                         if let Some(reply) = deferred_freeze.filter(|r| !r.is_closed()) {
                             // Asked to freeze while the batch's last frame was being written.
-                            suspend(&mut send, &queue, reply, Vec::new(), &mut seq, skip_below, &mut latest, &snapshot).await;
+                            suspend(
+                                &mut send,
+                                &queue,
+                                reply,
+                                Vec::new(),
+                                &mut seq,
+                                skip_below,
+                                &mut latest,
+                                &snapshot,
+                            )
+                            .await;
                             break Stop::Frozen;
                         }
                     }
                     Taken::Ended(Ending::End) => {
-                        let _ = send.write_all(&Frame::End { items: seq.max(skip_below) }.to_bytes()).await;
+                        let _ = send
+                            .write_all(
+                                &Frame::End {
+                                    items: seq.max(skip_below),
+                                }
+                                .to_bytes(),
+                            )
+                            .await;
                         let _ = send.finish();
                         break Stop::Done;
                     }
@@ -338,13 +430,17 @@ pub(crate) async fn serve_call(
                 Stop::Early(code, tell_client) => {
                     tracing::debug!(id, %code, "streaming call ended early");
                     let message = match code {
-                        ErrorCode::DeadlineExceeded => format!("deadline of {deadline_ms} ms exceeded"),
+                        ErrorCode::DeadlineExceeded => {
+                            format!("deadline of {deadline_ms} ms exceeded")
+                        }
                         ErrorCode::Cancelled => "the client cancelled the call".into(),
                         _ => "the connection was lost".into(),
                     };
                     shared.emit(ServerEvent::Cancelled { id, code, message });
                     if tell_client {
-                        let _ = send.write_all(&error_frame(&RpcError::deadline_exceeded(deadline_ms))).await;
+                        let _ = send
+                            .write_all(&error_frame(&RpcError::deadline_exceeded(deadline_ms)))
+                            .await;
                         let _ = send.finish();
                     } else {
                         let _ = send.reset(app_code(code));
@@ -357,9 +453,13 @@ pub(crate) async fn serve_call(
 
 /// Waits for the next live freeze request (State Capture); requests whose capture already gave up
 /// (reply channel closed) are skipped. Pends forever on a call that cannot be frozen.
-async fn next_freeze(freeze: &mut Option<tokio::sync::mpsc::UnboundedReceiver<oneshot::Sender<CallSnapshot>>>) -> oneshot::Sender<CallSnapshot> {
+async fn next_freeze(
+    freeze: &mut Option<tokio::sync::mpsc::UnboundedReceiver<oneshot::Sender<CallSnapshot>>>,
+) -> oneshot::Sender<CallSnapshot> {
     loop {
-        let Some(rx) = freeze.as_mut() else { return std::future::pending().await };
+        let Some(rx) = freeze.as_mut() else {
+            return std::future::pending().await;
+        };
         match rx.recv().await {
             Some(reply) if !reply.is_closed() => return reply,
             Some(_) => continue,
@@ -385,7 +485,9 @@ async fn suspend(
     let (rest, _ending) = queue.close_and_drain();
     let (next_seq, pending) = take_pending(unsent, rest, seq, skip_below, latest);
     let _ = reply.send(snapshot(next_seq, pending, latest.clone()));
-    let _ = send.write_all(&Frame::Suspended { next_seq }.to_bytes()).await;
+    let _ = send
+        .write_all(&Frame::Suspended { next_seq }.to_bytes())
+        .await;
     let _ = send.finish();
 }
 
@@ -417,7 +519,10 @@ fn take_pending(
 
 fn stop_code(r: Result<Option<quinn::VarInt>, quinn::StoppedError>) -> ErrorCode {
     match r {
-        Ok(Some(code)) => u16::try_from(code.into_inner()).ok().and_then(ErrorCode::from_u16).unwrap_or(ErrorCode::Cancelled),
+        Ok(Some(code)) => u16::try_from(code.into_inner())
+            .ok()
+            .and_then(ErrorCode::from_u16)
+            .unwrap_or(ErrorCode::Cancelled),
         Ok(None) => ErrorCode::Cancelled,
         Err(_) => ErrorCode::Unavailable,
     }

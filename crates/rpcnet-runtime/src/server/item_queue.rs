@@ -182,7 +182,9 @@ impl ItemQueue {
                 if s.closed {
                     return false;
                 }
-                if s.items.len() <= self.high_water_items / 2 && s.bytes <= self.high_water_bytes / 2 {
+                if s.items.len() <= self.high_water_items / 2
+                    && s.bytes <= self.high_water_bytes / 2
+                {
                     return true;
                 }
             }
@@ -202,7 +204,8 @@ impl ItemQueue {
                     let n = s.items.len().min(max_items.max(1));
                     let items: Vec<Entry> = s.items.drain(..n).collect();
                     s.bytes -= items.iter().map(Entry::len).sum::<usize>();
-                    let wake = s.items.len() <= self.high_water_items / 2 && s.bytes <= self.high_water_bytes / 2;
+                    let wake = s.items.len() <= self.high_water_items / 2
+                        && s.bytes <= self.high_water_bytes / 2;
                     drop(s);
                     if wake {
                         self.writable.notify_waiters();

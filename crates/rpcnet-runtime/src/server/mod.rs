@@ -24,8 +24,8 @@ pub use session::Sessions;
 use crate::cancel::Canceller;
 use crate::cluster::ClusterCredentials;
 use crate::connection::ConnectionInfo;
-use crate::events::EventQueue;
 use crate::error::RpcError;
+use crate::events::EventQueue;
 use crate::tls::{server_crypto, ServerIdentity};
 use crate::transport::transport_config;
 use rpcnet_protocol::{ErrorCode, DEFAULT_MAX_FRAME_SIZE};
@@ -148,13 +148,18 @@ impl Server {
     pub async fn bind(config: ServerConfig) -> Result<Server, RpcError> {
         crate::log::init();
         let (server_config, fingerprint) = match &config.cluster {
-            Some(creds) => (creds.quinn_server_config(rpcnet_protocol::ALPN)?, crate::tls::fingerprint(&creds.chain[0])),
+            Some(creds) => (
+                creds.quinn_server_config(rpcnet_protocol::ALPN)?,
+                crate::tls::fingerprint(&creds.chain[0]),
+            ),
             None => {
                 let identity = config.identity.load()?;
                 let fingerprint = identity.fingerprint.clone();
                 let crypto = server_crypto(identity)?;
-                let quic = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
-                    .map_err(|e| RpcError::internal(format!("TLS config unusable for QUIC: {e}")))?;
+                let quic =
+                    quinn::crypto::rustls::QuicServerConfig::try_from(crypto).map_err(|e| {
+                        RpcError::internal(format!("TLS config unusable for QUIC: {e}"))
+                    })?;
                 let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic));
                 server_config.transport_config(transport_config());
                 (server_config, fingerprint)
@@ -174,12 +179,18 @@ impl Server {
         });
         tokio::spawn(accept_loop(endpoint.clone(), shared.clone()));
         tracing::info!(addr = %endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default(), "rpcnet server listening");
-        Ok(Server { endpoint, shared, fingerprint })
+        Ok(Server {
+            endpoint,
+            shared,
+            fingerprint,
+        })
     }
 
     /// The bound UDP address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.endpoint.local_addr().expect("bound endpoint has an address")
+        self.endpoint
+            .local_addr()
+            .expect("bound endpoint has an address")
     }
 
     /// SHA-256 fingerprint (64 lowercase hex digits) of the server's end-entity certificate.
@@ -190,13 +201,20 @@ impl Server {
     /// Registers (or replaces) a method. Calls to unregistered methods get `NOT_FOUND` without
     /// reaching the embedder; calls whose STREAMING flag does not match `kind` get `INVALID_ARGUMENT`.
     pub fn register(&self, method: &str, kind: MethodKind) {
-        self.shared.methods.write().unwrap().insert(method.to_string(), kind);
+        self.shared
+            .methods
+            .write()
+            .unwrap()
+            .insert(method.to_string(), kind);
     }
 
     /// Waits for at least one event and returns up to `max` of them. Returns an empty batch once
     /// the server is closed.
     pub async fn next_events(&self, max: usize) -> Vec<ServerEvent> {
-        self.shared.events.next_batch(max, &self.shared.shutdown).await
+        self.shared
+            .events
+            .next_batch(max, &self.shared.shutdown)
+            .await
     }
 
     /// Completes a unary call. Returns false if the call is unknown or already over (cancelled,
@@ -230,7 +248,9 @@ impl Server {
     /// Queues several items at once; the status is that after the last one (`Closed` at the first
     /// refused item, the rest dropped).
     pub fn push_many(&self, id: u64, items: Vec<Bytes>) -> PushStatus {
-        let Some(q) = self.queue(id) else { return PushStatus::Closed };
+        let Some(q) = self.queue(id) else {
+            return PushStatus::Closed;
+        };
         let mut status = PushStatus::Ready;
         for item in items {
             status = q.push(item);
@@ -244,7 +264,8 @@ impl Server {
     /// Records `ctx.checkpoint(state)` of a streaming call, in order with its items. See
     /// [`PushStatus`].
     pub fn checkpoint(&self, id: u64, state: Bytes) -> PushStatus {
-        self.queue(id).map_or(PushStatus::Closed, |q| q.checkpoint(state))
+        self.queue(id)
+            .map_or(PushStatus::Closed, |q| q.checkpoint(state))
     }
 
     /// The sessions this server holds (meaningful in cluster mode).
@@ -272,12 +293,23 @@ impl Server {
 
     /// The open connections (`connectionId` to connection).
     pub fn connections(&self) -> Vec<ConnectionInfo> {
-        self.shared.connections.lock().unwrap().values().cloned().collect()
+        self.shared
+            .connections
+            .lock()
+            .unwrap()
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// The open connection with this `connectionId`, if any.
     pub fn connection(&self, connection_id: &str) -> Option<ConnectionInfo> {
-        self.shared.connections.lock().unwrap().get(connection_id).cloned()
+        self.shared
+            .connections
+            .lock()
+            .unwrap()
+            .get(connection_id)
+            .cloned()
     }
 
     /// Number of calls in progress.
@@ -312,7 +344,11 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
             };
             let info = ConnectionInfo::new(connection.clone());
             tracing::debug!(connection_id = %info.id, remote = %info.remote_address(), "connection accepted");
-            shared.connections.lock().unwrap().insert(info.id.clone(), info.clone());
+            shared
+                .connections
+                .lock()
+                .unwrap()
+                .insert(info.id.clone(), info.clone());
             loop {
                 match connection.accept_bi().await {
                     Ok((send, recv)) => {

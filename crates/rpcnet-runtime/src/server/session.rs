@@ -33,7 +33,12 @@ pub struct Sessions {
 
 impl Sessions {
     /// Registers an open streaming call; the returned receiver delivers freeze requests.
-    pub(crate) fn open_call(&self, session_id: u64, connection_id: &str, call_id: u64) -> mpsc::UnboundedReceiver<FreezeRequest> {
+    pub(crate) fn open_call(
+        &self,
+        session_id: u64,
+        connection_id: &str,
+        call_id: u64,
+    ) -> mpsc::UnboundedReceiver<FreezeRequest> {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut inner = self.inner.lock().unwrap();
         let s = inner.entry(session_id).or_default();
@@ -64,7 +69,11 @@ impl Sessions {
     /// True between State Capture and MigrationComplete or MigrationAbort: calls that arrive
     /// for the session then (and have no captured state here) belong to the next owner.
     pub(crate) fn is_frozen(&self, session_id: u64) -> bool {
-        self.inner.lock().unwrap().get(&session_id).is_some_and(|s| s.frozen)
+        self.inner
+            .lock()
+            .unwrap()
+            .get(&session_id)
+            .is_some_and(|s| s.frozen)
     }
 
     /// MigrationAbort on the source: the session is served here again (its captured calls
@@ -95,7 +104,11 @@ impl Sessions {
     /// aborts the director can re-attach them to this worker and nothing is lost.
     ///
     /// Errors: `INTERNAL` if a call's writer does not answer within `timeout`.
-    pub async fn capture(&self, session_id: u64, timeout: Duration) -> Result<SessionSnapshot, RpcError> {
+    pub async fn capture(
+        &self,
+        session_id: u64,
+        timeout: Duration,
+    ) -> Result<SessionSnapshot, RpcError> {
         let (connection_id, waiters) = {
             let mut inner = self.inner.lock().unwrap();
             let s = inner.entry(session_id).or_default();
@@ -124,17 +137,28 @@ impl Sessions {
         let mut inner = self.inner.lock().unwrap();
         let s = inner.entry(session_id).or_default();
         for (tx, c) in &calls {
-            if s.calls.get(&c.call_id).is_some_and(|cur| cur.same_channel(tx)) {
+            if s.calls
+                .get(&c.call_id)
+                .is_some_and(|cur| cur.same_channel(tx))
+            {
                 s.calls.remove(&c.call_id);
             }
             s.restored.insert(c.call_id, c.clone());
         }
         if let Some(call_id) = late {
-            return Err(RpcError::internal(format!("call {call_id} did not freeze in time for state capture")));
+            return Err(RpcError::internal(format!(
+                "call {call_id} did not freeze in time for state capture"
+            )));
         }
         let mut calls: Vec<CallSnapshot> = calls.into_iter().map(|(_, c)| c).collect();
         calls.sort_by_key(|c| c.call_id);
-        Ok(SessionSnapshot { session_id, connection_id, captured_at_ms: 0, app_state: Default::default(), calls })
+        Ok(SessionSnapshot {
+            session_id,
+            connection_id,
+            captured_at_ms: 0,
+            app_state: Default::default(),
+            calls,
+        })
     }
 
     /// Installs a restored session (State Transfer on the target, RFC-001 phase 5).

@@ -59,8 +59,16 @@ pub async fn serve(worker: Arc<Worker>, items: u64, item_bytes: usize, every: Du
 }
 
 /// A director and workers `ids`, each serving `count` as [`serve`] does.
-pub async fn cluster(dir: &std::path::Path, ids: &[&str], items: u64, item_bytes: usize, every: Duration) -> (Director, Vec<Arc<Worker>>) {
-    let director = Director::bind(DirectorConfig::new(creds(dir, "director"))).await.unwrap();
+pub async fn cluster(
+    dir: &std::path::Path,
+    ids: &[&str],
+    items: u64,
+    item_bytes: usize,
+    every: Duration,
+) -> (Director, Vec<Arc<Worker>>) {
+    let director = Director::bind(DirectorConfig::new(creds(dir, "director")))
+        .await
+        .unwrap();
     let mut workers = Vec::new();
     for id in ids {
         let w = Arc::new(
@@ -85,7 +93,12 @@ pub async fn cluster(dir: &std::path::Path, ids: &[&str], items: u64, item_bytes
 /// A client of the director, pinned to its certificate.
 pub async fn client(director: &Director) -> Client {
     let pin = parse_fingerprint(director.cert_fingerprint()).unwrap();
-    Client::connect(director.local_addr(), ClientConfig::new(ClientTrust::Pin(pin))).await.unwrap()
+    Client::connect(
+        director.local_addr(),
+        ClientConfig::new(ClientTrust::Pin(pin)),
+    )
+    .await
+    .unwrap()
 }
 
 /// The seq carried in an item's first 8 bytes.
