@@ -59,10 +59,12 @@ export interface CallContext {
    */
   readonly resume?: { readonly seq: number; readonly state: Buffer };
   /**
-   * Streaming calls: records the handler's state after the items yielded so far. On a cluster
-   * worker it is relayed to the director, and a migration or failover resumes the handler from
-   * the latest checkpoint (`ctx.resume`). Items already delivered are never delivered again.
-   * On a plain server and for unary calls it has no effect.
+   * Streaming calls: records the handler's state after the items yielded so far. The bytes are
+   * copied, and the latest checkpoint travels with the next yielded item (one crossing into
+   * Rust per item). On a cluster worker it is relayed to the director, and a migration or
+   * failover resumes the handler from the latest checkpoint that reached Rust (`ctx.resume`).
+   * Items already delivered are never delivered again. On a plain server and for unary calls it
+   * has no effect.
    */
   checkpoint(state: Uint8Array): void;
 }
@@ -83,6 +85,11 @@ export type ServerStreamingHandler = (
 type Handler = { streaming: false; fn: UnaryHandler } | { streaming: true; fn: ServerStreamingHandler };
 
 type NativeEvent = Native.NativeEvent;
+
+/** A checkpoint recorded by the handler and not yet sent with an item. */
+interface PendingCheckpoint {
+  state?: Buffer;
+}
 
 const PUSH_READY = 0;
 const PUSH_FULL = 1;
@@ -204,7 +211,7 @@ export class RpcServer {
         else
           this.#calls
             .get(event.id)
-            ?.abort(new RpcError((event.code as RpcError['code']) ?? 'CANCELLED', event.message ?? cancelMessage(event.code)));
+            ?.abort(new RpcError((event.code as RpcError['code']) ?? 'CANCELLED', event.message ?? 'the call ended early'));
       }
     }
   }
@@ -216,8 +223,10 @@ export class RpcServer {
     this.#calls.set(id, controller);
     const n = this.#native;
     const connectionId = event.connectionId!;
+    // The latest ctx.checkpoint since the last item; it crosses into Rust with the next item.
+    const checkpoint: PendingCheckpoint = {};
     const ctx: CallContext = {
-      checkpoint: handler?.streaming ? (state: Uint8Array) => void n.checkpoint(id, asBuffer(state)) : () => {},
+      checkpoint: handler?.streaming ? (state: Uint8Array) => void (checkpoint.state = Buffer.from(state)) : () => {},
       method: event.method!,
       deadlineMs: event.deadlineMs ?? 0,
       signal: controller.signal,
@@ -240,7 +249,7 @@ export class RpcServer {
     if (!handler.streaming) {
       void runUnary(n, id, handler.fn, request, ctx).finally(done);
     } else {
-      void runStreaming(n, id, handler.fn, request, ctx).finally(done);
+      void runStreaming(n, id, handler.fn, request, ctx, checkpoint).finally(done);
     }
   }
 }
@@ -248,17 +257,6 @@ export class RpcServer {
 function untilAborted(signal: AbortSignal): Promise<void> {
   if (signal.aborted) return Promise.resolve();
   return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
-}
-
-function cancelMessage(code: string | null | undefined): string {
-  switch (code) {
-    case 'DEADLINE_EXCEEDED':
-      return 'the call deadline passed';
-    case 'UNAVAILABLE':
-      return 'the connection was lost';
-    default:
-      return 'the client cancelled the call';
-  }
 }
 
 async function runUnary(n: Native.NativeServer, id: number, fn: UnaryHandler, request: Buffer, ctx: CallContext) {
@@ -279,6 +277,7 @@ async function runStreaming(
   fn: ServerStreamingHandler,
   request: Buffer,
   ctx: CallContext,
+  checkpoint: PendingCheckpoint,
 ) {
   let iterator: AsyncIterator<Uint8Array> | Iterator<Uint8Array> | undefined;
   let finished = false;
@@ -292,7 +291,9 @@ async function runStreaming(
       if (ctx.signal.aborted) return;
       const step = await iterator.next();
       if (step.done) break;
-      const status = n.push(id, asBuffer(step.value));
+      const state = checkpoint.state;
+      checkpoint.state = undefined;
+      const status = n.push(id, asBuffer(step.value), state);
       if (status === PUSH_READY) continue;
       if (status === PUSH_FULL) {
         if (await n.writable(id)) continue;

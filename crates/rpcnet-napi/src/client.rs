@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
+use rpcnet_runtime::addr::resolve;
 use rpcnet_runtime::client::StreamHandle;
-use rpcnet_runtime::{Canceller, Client, ClientConfig, ClientTrust, RpcError};
+use rpcnet_runtime::{Canceller, Client, ClientConfig, ClientTrust};
 
 use crate::{bytes, stats, to_napi, NativeStats};
 
@@ -28,30 +29,13 @@ pub struct NativeClient {
 /// Connects a client (see `RpcClient.connect`).
 #[napi]
 pub async fn connect(address: String, options: NativeClientOptions) -> Result<NativeClient> {
-    let addr = tokio::net::lookup_host(&address)
-        .await
-        .map_err(|e| {
-            to_napi(RpcError::invalid_argument(format!(
-                "cannot resolve {address:?}: {e}"
-            )))
-        })?
-        .next()
-        .ok_or_else(|| {
-            to_napi(RpcError::invalid_argument(format!(
-                "{address:?} resolves to no address"
-            )))
-        })?;
-    let trust = match (options.pin, options.ca_file, options.system_roots.unwrap_or(false)) {
-        (Some(pin), None, false) => ClientTrust::Pin(rpcnet_runtime::tls::parse_fingerprint(&pin).map_err(to_napi)?),
-        (None, Some(ca), false) => ClientTrust::CaFile(ca.into()),
-        (None, None, true) => ClientTrust::SystemRoots,
-        (None, None, false) => {
-            return Err(to_napi(RpcError::invalid_argument(
-                "no way to verify the server: give tls.pin, tls.caFile or tls.systemRoots (there is no insecure mode)",
-            )))
-        }
-        _ => return Err(to_napi(RpcError::invalid_argument("give exactly one of tls.pin, tls.caFile, tls.systemRoots"))),
-    };
+    let addr = resolve(&address).await.map_err(to_napi)?;
+    let trust = ClientTrust::from_options(
+        options.pin.as_deref(),
+        options.ca_file.map(Into::into),
+        options.system_roots.unwrap_or(false),
+    )
+    .map_err(to_napi)?;
     let mut config = ClientConfig::new(trust);
     if let Some(name) = options.server_name {
         config.server_name = name;

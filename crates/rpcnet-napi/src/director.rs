@@ -8,7 +8,8 @@ use rpcnet_runtime::director::{Director, DirectorConfig, DirectorEvent, Migratio
 use rpcnet_runtime::{RpcError, ServerIdentity};
 
 use crate::to_napi;
-use crate::worker::{credentials, parse_ip};
+use crate::worker::credentials;
+use rpcnet_runtime::addr::bind_addr;
 
 #[napi(object)]
 pub struct NativeDirectorOptions {
@@ -121,23 +122,15 @@ fn session_id(text: &str) -> Result<u64> {
 /// Starts a director.
 #[napi]
 pub async fn start_director(options: NativeDirectorOptions) -> Result<NativeDirector> {
-    let ip = parse_ip(options.host)?;
     let mut config =
         DirectorConfig::new(credentials(options.cluster_dir, "director".into()).await?);
-    config.bind = std::net::SocketAddr::new(ip, options.port.unwrap_or(0) as u16);
-    config.mgmt_bind = std::net::SocketAddr::new(ip, options.mgmt_port.unwrap_or(0) as u16);
-    config.identity = match (options.cert_path, options.key_path) {
-        (Some(cert), Some(key)) => ServerIdentity::PemFiles {
-            cert: cert.into(),
-            key: key.into(),
-        },
-        (None, None) => ServerIdentity::SelfSigned,
-        _ => {
-            return Err(to_napi(RpcError::invalid_argument(
-                "tls.certPath and tls.keyPath must be given together",
-            )))
-        }
-    };
+    config.bind = bind_addr(options.host.as_deref(), options.port).map_err(to_napi)?;
+    config.mgmt_bind = bind_addr(options.host.as_deref(), options.mgmt_port).map_err(to_napi)?;
+    config.identity = ServerIdentity::from_pem_paths(
+        options.cert_path.map(Into::into),
+        options.key_path.map(Into::into),
+    )
+    .map_err(to_napi)?;
     if let Some(ms) = options.failover_after_ms {
         config.failover_after_ms = ms.into();
     }

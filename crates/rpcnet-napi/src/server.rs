@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
+use rpcnet_runtime::addr::bind_addr;
 use rpcnet_runtime::{
     MethodKind, PushStatus, RpcError, Server, ServerConfig, ServerEvent, ServerIdentity,
 };
@@ -47,33 +48,14 @@ pub struct NativeServer {
 /// Binds a server (see `RpcServer.listen`).
 #[napi]
 pub async fn listen(options: NativeServerOptions) -> Result<NativeServer> {
-    let mut config = ServerConfig::default();
-    let host = options.host.unwrap_or_else(|| "127.0.0.1".into());
-    let port = options.port.unwrap_or(0);
-    let ip: std::net::IpAddr = host.parse().map_err(|_| {
-        to_napi(RpcError::invalid_argument(format!(
-            "host must be an IP address, got {host:?}"
-        )))
-    })?;
-    config.bind = std::net::SocketAddr::new(
-        ip,
-        u16::try_from(port).map_err(|_| {
-            to_napi(RpcError::invalid_argument(format!(
-                "port out of range: {port}"
-            )))
-        })?,
-    );
-    config.identity = match (options.cert_path, options.key_path) {
-        (Some(cert), Some(key)) => ServerIdentity::PemFiles {
-            cert: cert.into(),
-            key: key.into(),
-        },
-        (None, None) => ServerIdentity::SelfSigned,
-        _ => {
-            return Err(to_napi(RpcError::invalid_argument(
-                "tls.certPath and tls.keyPath must be given together",
-            )))
-        }
+    let mut config = ServerConfig {
+        bind: bind_addr(options.host.as_deref(), options.port).map_err(to_napi)?,
+        identity: ServerIdentity::from_pem_paths(
+            options.cert_path.map(Into::into),
+            options.key_path.map(Into::into),
+        )
+        .map_err(to_napi)?,
+        ..ServerConfig::default()
     };
     if let Some(m) = options.max_frame_size {
         config.max_frame_size = m;
@@ -176,24 +158,15 @@ impl NativeServer {
         true
     }
 
+    /// Pushes one item, after the checkpoint recorded since the previous one (if any).
     /// 0 = ready, 1 = full (await `writable`), 2 = closed.
     #[napi]
-    pub fn push(&self, id: i64, payload: Buffer) -> u32 {
-        status(self.inner.push(id as u64, bytes(&payload)))
-    }
-
-    #[napi]
-    pub fn push_many(&self, id: i64, payloads: Vec<Buffer>) -> u32 {
-        status(
-            self.inner
-                .push_many(id as u64, payloads.iter().map(bytes).collect()),
-        )
-    }
-
-    /// 0 = ready, 1 = full, 2 = closed (as `push`).
-    #[napi]
-    pub fn checkpoint(&self, id: i64, state: Buffer) -> u32 {
-        status(self.inner.checkpoint(id as u64, bytes(&state)))
+    pub fn push(&self, id: i64, payload: Buffer, checkpoint: Option<Buffer>) -> u32 {
+        status(self.inner.push_checkpointed(
+            id as u64,
+            checkpoint.as_ref().map(bytes),
+            bytes(&payload),
+        ))
     }
 
     #[napi]

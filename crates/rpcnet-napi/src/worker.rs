@@ -9,6 +9,8 @@ use rpcnet_runtime::cluster::ClusterCredentials;
 use rpcnet_runtime::worker::{HookAnswer, Worker, WorkerConfig, WorkerHook, DEFAULT_HEARTBEAT_MS};
 use rpcnet_runtime::RpcError;
 
+use rpcnet_runtime::addr::{bind_addr, peer_addr};
+
 use crate::server::NativeServer;
 use crate::{bytes, to_napi};
 
@@ -50,33 +52,15 @@ pub(crate) async fn credentials(dir: String, name: String) -> Result<Arc<Cluster
     Ok(Arc::new(creds))
 }
 
-pub(crate) fn parse_addr(text: &str, what: &str) -> Result<std::net::SocketAddr> {
-    text.parse().map_err(|_| {
-        to_napi(RpcError::invalid_argument(format!(
-            "{what} must be ip:port, got {text:?}"
-        )))
-    })
-}
-
-pub(crate) fn parse_ip(text: Option<String>) -> Result<std::net::IpAddr> {
-    let t = text.unwrap_or_else(|| "127.0.0.1".into());
-    t.parse().map_err(|_| {
-        to_napi(RpcError::invalid_argument(format!(
-            "host must be an IP address, got {t:?}"
-        )))
-    })
-}
-
 /// Starts a worker and registers it with the director.
 #[napi]
 pub async fn start_worker(options: NativeWorkerOptions) -> Result<NativeWorker> {
     let config = WorkerConfig {
         cluster: credentials(options.cluster_dir, options.id.clone()).await?,
         id: options.id,
-        host: parse_ip(options.host)?,
-        user_port: options.user_port.unwrap_or(0) as u16,
-        mgmt_port: options.mgmt_port.unwrap_or(0) as u16,
-        director: parse_addr(&options.director, "director")?,
+        user: bind_addr(options.host.as_deref(), options.user_port).map_err(to_napi)?,
+        mgmt: bind_addr(options.host.as_deref(), options.mgmt_port).map_err(to_napi)?,
+        director: peer_addr(&options.director, "director").map_err(to_napi)?,
         heartbeat_ms: options.heartbeat_ms.map_or(DEFAULT_HEARTBEAT_MS, u64::from),
     };
     let worker = Worker::start(config).await.map_err(to_napi)?;

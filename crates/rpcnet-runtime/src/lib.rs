@@ -10,6 +10,7 @@
 //! - [`transport`]: the QUIC transport settings shared by both sides.
 //! - [`server`]: the endpoint that accepts connections and turns each call stream into events that
 //!   an embedder (TypeScript handlers, a Rust loop) answers.
+//! - [`addr`]: bind and peer addresses as embedders give them.
 //! - [`cancel`]: a cancellation flag shared between threads.
 //! - [`client`]: connect, unary calls and pull-based streaming calls.
 //! - [`connection`]: per-connection identity (`connectionId`) and quinn's statistics.
@@ -21,6 +22,7 @@
 
 #![warn(missing_docs)]
 
+pub mod addr;
 pub mod cancel;
 pub mod client;
 pub mod cluster;

@@ -52,6 +52,29 @@ pub enum ClientTrust {
     SystemRoots,
 }
 
+impl ClientTrust {
+    /// The trust mode for the three mutually exclusive options of the public API: a pin (see
+    /// [`parse_fingerprint`]), a CA file, or the system roots.
+    ///
+    /// Errors: `INVALID_ARGUMENT` when none is given (there is no insecure mode), when more than
+    /// one is given, or for a malformed pin.
+    pub fn from_options(
+        pin: Option<&str>,
+        ca_file: Option<PathBuf>,
+        system_roots: bool,
+    ) -> Result<Self, RpcError> {
+        match (pin, ca_file, system_roots) {
+            (Some(pin), None, false) => Ok(ClientTrust::Pin(parse_fingerprint(pin)?)),
+            (None, Some(ca), false) => Ok(ClientTrust::CaFile(ca)),
+            (None, None, true) => Ok(ClientTrust::SystemRoots),
+            (None, None, false) => Err(RpcError::invalid_argument(
+                "no way to verify the server: give tls.pin, tls.caFile or tls.systemRoots (there is no insecure mode)",
+            )),
+            _ => Err(RpcError::invalid_argument("give exactly one of tls.pin, tls.caFile, tls.systemRoots")),
+        }
+    }
+}
+
 /// A loaded server identity: the DER chain and key, plus the end-entity fingerprint.
 pub struct LoadedIdentity {
     /// Certificate chain, end-entity first.
@@ -89,6 +112,20 @@ pub fn parse_fingerprint(text: &str) -> Result<[u8; 32], RpcError> {
 }
 
 impl ServerIdentity {
+    /// The identity for optional PEM paths: both = [`ServerIdentity::PemFiles`], neither =
+    /// [`ServerIdentity::SelfSigned`].
+    ///
+    /// Errors: `INVALID_ARGUMENT` when only one of the two is given.
+    pub fn from_pem_paths(cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<Self, RpcError> {
+        match (cert, key) {
+            (Some(cert), Some(key)) => Ok(ServerIdentity::PemFiles { cert, key }),
+            (None, None) => Ok(ServerIdentity::SelfSigned),
+            _ => Err(RpcError::invalid_argument(
+                "tls.certPath and tls.keyPath must be given together",
+            )),
+        }
+    }
+
     /// Loads or generates the identity.
     ///
     /// Errors: `INVALID_ARGUMENT` when a PEM file cannot be read or holds no certificate or key;

@@ -45,12 +45,10 @@ pub const MGMT_TIMEOUT_MS: u32 = 5_000;
 pub struct WorkerConfig {
     /// The worker's id in the cluster (e.g. `worker-a`), at most 255 bytes.
     pub id: String,
-    /// IP to bind both ports on.
-    pub host: std::net::IpAddr,
-    /// User port (0 = any).
-    pub user_port: u16,
-    /// Management port (0 = any).
-    pub mgmt_port: u16,
+    /// Address of the user port (port 0 = any).
+    pub user: SocketAddr,
+    /// Address of the management port (port 0 = any).
+    pub mgmt: SocketAddr,
     /// The director's management address to register with.
     pub director: SocketAddr,
     /// Cluster CA, leaf and secret.
@@ -110,10 +108,6 @@ pub struct HookFlags {
     pub restore: AtomicBool,
 }
 
-struct Prepared {
-    session_id: u64,
-}
-
 /// This worker's part in a migration that has not ended, by migration id.
 enum Part {
     /// Source: the session is captured (frozen) here.
@@ -129,7 +123,8 @@ struct Inner {
     cluster: Arc<ClusterCredentials>,
     token_key: TokenKey,
     ledger: Mutex<TokenLedger>,
-    prepared: Mutex<HashMap<u64, Prepared>>,
+    /// Prepared migrations (the token was redeemed here): migration id to session id.
+    prepared: Mutex<HashMap<u64, u64>>,
     parts: Mutex<HashMap<u64, Part>>,
     hooks: EventQueue<WorkerHook>,
     hook_waiters: Mutex<HashMap<u64, oneshot::Sender<HookAnswer>>>,
@@ -168,7 +163,7 @@ impl Worker {
         }
         let user = Arc::new(
             Server::bind(ServerConfig {
-                bind: SocketAddr::new(config.host, config.user_port),
+                bind: config.user,
                 cluster: Some(config.cluster.clone()),
                 ..ServerConfig::default()
             })
@@ -176,7 +171,7 @@ impl Worker {
         );
         let mgmt = Arc::new(
             Server::bind(ServerConfig {
-                bind: SocketAddr::new(config.host, config.mgmt_port),
+                bind: config.mgmt,
                 cluster: Some(config.cluster.clone()),
                 ..ServerConfig::default()
             })
@@ -212,11 +207,7 @@ impl Worker {
             director,
             stopped: Canceller::new(),
         });
-        let register = ManagementMessage::Register(Register {
-            worker_id: config.id.clone(),
-            user_addr: inner.user.local_addr().to_string(),
-            mgmt_addr: inner.mgmt.local_addr().to_string(),
-        });
+        let register = register_message(&inner);
         mgmt::call(&inner.director, mgmt::REGISTER, &register, MGMT_TIMEOUT_MS).await?;
         tokio::spawn(serve_mgmt(inner.clone()));
         tokio::spawn(heartbeats(inner.clone(), config.heartbeat_ms.max(10)));
@@ -265,11 +256,7 @@ impl Worker {
     /// Errors: `UNAVAILABLE` if the director cannot be reached; `DEADLINE_EXCEEDED` after
     /// `timeout_ms`.
     pub async fn drain(&self, timeout_ms: u32) -> Result<(), RpcError> {
-        let msg = ManagementMessage::Register(Register {
-            worker_id: self.inner.id.clone(),
-            user_addr: self.inner.user.local_addr().to_string(),
-            mgmt_addr: self.inner.mgmt.local_addr().to_string(),
-        });
+        let msg = register_message(&self.inner);
         mgmt::call(&self.inner.director, mgmt::DRAIN, &msg, timeout_ms).await?;
         Ok(())
     }
@@ -280,6 +267,16 @@ impl Worker {
         self.inner.user.close();
         self.inner.mgmt.close();
     }
+}
+
+/// This worker's `Register` message (its id and both addresses), sent to register, to re-register
+/// and to ask for a drain.
+fn register_message(inner: &Inner) -> ManagementMessage {
+    ManagementMessage::Register(Register {
+        worker_id: inner.id.clone(),
+        user_addr: inner.user.local_addr().to_string(),
+        mgmt_addr: inner.mgmt.local_addr().to_string(),
+    })
 }
 
 async fn heartbeats(inner: Arc<Inner>, every_ms: u64) {
@@ -300,11 +297,7 @@ async fn heartbeats(inner: Arc<Inner>, every_ms: u64) {
             Err(e) if e.code == ErrorCode::NotFound => {
                 // The director declared us dead (missed heartbeats) or restarted: register again.
                 tracing::warn!(worker = %inner.id, "director does not know this worker; registering again");
-                let register = ManagementMessage::Register(Register {
-                    worker_id: inner.id.clone(),
-                    user_addr: inner.user.local_addr().to_string(),
-                    mgmt_addr: inner.mgmt.local_addr().to_string(),
-                });
+                let register = register_message(&inner);
                 if let Err(e) = mgmt::call(&inner.director, mgmt::REGISTER, &register, 2_000).await
                 {
                     tracing::warn!(error = %e, "re-registration failed");
@@ -425,12 +418,11 @@ async fn handle(
                     now_ms(),
                 )
                 .map_err(rejected)?;
-            inner.prepared.lock().unwrap().insert(
-                req.migration_id,
-                Prepared {
-                    session_id: req.session_id,
-                },
-            );
+            inner
+                .prepared
+                .lock()
+                .unwrap()
+                .insert(req.migration_id, req.session_id);
             Ok(ManagementMessage::PrepareAck(PrepareAck {
                 migration_id: req.migration_id,
                 ready: true,
@@ -488,7 +480,8 @@ async fn handle(
             }))
         }
         (mgmt::TRANSFER, ManagementMessage::StateTransfer(st)) => {
-            let Some(prepared) = inner.prepared.lock().unwrap().remove(&st.migration_id) else {
+            let Some(prepared_session) = inner.prepared.lock().unwrap().remove(&st.migration_id)
+            else {
                 return Err(RpcError::invalid_argument(format!(
                     "MIGRATION_STATE: no prepared migration {} on {} (replayed or unprepared StateTransfer)",
                     st.migration_id, inner.id
@@ -497,7 +490,7 @@ async fn handle(
             let (header, snap) = snapshot::open_with_header(
                 &st.sealed,
                 &inner.cluster.secret,
-                Some(prepared.session_id),
+                Some(prepared_session),
                 MAX_SNAPSHOT_BYTES,
             )
             .map_err(rejected)?;

@@ -164,7 +164,6 @@ pub(crate) async fn relay(
             checkpoint,
         });
         let outcome = pump(
-            &inner,
             &session,
             call_id,
             &owner,
@@ -193,7 +192,6 @@ pub(crate) async fn relay(
 
 #[allow(clippy::too_many_arguments)]
 async fn pump(
-    _inner: &Inner,
     session: &Session,
     call_id: u64,
     owner: &WorkerLink,

@@ -245,20 +245,19 @@ impl Server {
         self.queue(id).map_or(PushStatus::Closed, |q| q.push(item))
     }
 
-    /// Queues several items at once; the status is that after the last one (`Closed` at the first
-    /// refused item, the rest dropped).
-    pub fn push_many(&self, id: u64, items: Vec<Bytes>) -> PushStatus {
+    /// As [`Server::push`], after recording `checkpoint` (`ctx.checkpoint` since the previous
+    /// item), so a handler that checkpoints after every item still crosses from JavaScript once
+    /// per item.
+    pub fn push_checkpointed(&self, id: u64, checkpoint: Option<Bytes>, item: Bytes) -> PushStatus {
         let Some(q) = self.queue(id) else {
             return PushStatus::Closed;
         };
-        let mut status = PushStatus::Ready;
-        for item in items {
-            status = q.push(item);
-            if status == PushStatus::Closed {
-                break;
+        if let Some(state) = checkpoint {
+            if q.checkpoint(state) == PushStatus::Closed {
+                return PushStatus::Closed;
             }
         }
-        status
+        q.push(item)
     }
 
     /// Records `ctx.checkpoint(state)` of a streaming call, in order with its items. See

@@ -74,9 +74,8 @@ pub async fn cluster(
         let w = Arc::new(
             Worker::start(WorkerConfig {
                 id: (*id).into(),
-                host: "127.0.0.1".parse().unwrap(),
-                user_port: 0,
-                mgmt_port: 0,
+                user: "127.0.0.1:0".parse().unwrap(),
+                mgmt: "127.0.0.1:0".parse().unwrap(),
                 director: director.mgmt_addr(),
                 cluster: creds(dir, id),
                 heartbeat_ms: 50,
