@@ -73,7 +73,8 @@ test.serial('onMigrationRequest can reject: MigrationAbort, the stream stays on 
     t.is(aborted.report.abortedIn, 'Confirmation');
     t.false(aborted.report.completed);
   }
-  t.true(events.some((x) => x.kind === 'migration-started'));
+  const started = events.find((x) => x.kind === 'migration-started');
+  t.like(started, { kind: 'migration-started', sessionId, source: 'worker-a', target: 'worker-b', reason: 'admin' });
   await close();
 });
 

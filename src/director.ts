@@ -98,10 +98,8 @@ function toEvent(e: Native.NativeDirectorEvent): DirectorEvent {
       return { kind: e.kind, sessionId: e.sessionId!, connectionId: e.connectionId!, worker: e.worker! };
     case 'session-closed':
       return { kind: e.kind, sessionId: e.sessionId! };
-    case 'migration-started': {
-      const m = e.migration!;
-      return { kind: e.kind, migrationId: m.migrationId, sessionId: m.sessionId, source: m.source, target: m.target, reason: m.reason };
-    }
+    case 'migration-started':
+      return { kind: e.kind, migrationId: e.migrationId!, sessionId: e.sessionId!, source: e.from!, target: e.to!, reason: e.reason! };
     case 'migration-finished': {
       const report = toReport(e.migration!);
       return { kind: report.completed ? 'migration-completed' : 'migration-aborted', report };

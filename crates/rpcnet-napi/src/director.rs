@@ -69,6 +69,8 @@ pub struct NativeDirectorEvent {
     pub from: Option<String>,
     pub to: Option<String>,
     pub detected_after_ms: Option<f64>,
+    pub migration_id: Option<f64>,
+    pub reason: Option<String>,
     pub migration: Option<NativeMigrationReport>,
 }
 
@@ -81,6 +83,8 @@ fn event(kind: &str) -> NativeDirectorEvent {
         from: None,
         to: None,
         detected_after_ms: None,
+        migration_id: None,
+        reason: None,
         migration: None,
     }
 }
@@ -203,23 +207,10 @@ impl NativeDirector {
                     reason,
                 } => NativeDirectorEvent {
                     session_id: Some(format!("{session_id:016x}")),
-                    from: Some(source.clone()),
-                    to: Some(target.clone()),
-                    migration: Some(NativeMigrationReport {
-                        migration_id: migration_id as f64,
-                        session_id: format!("{session_id:016x}"),
-                        source,
-                        target,
-                        reason,
-                        completed: false,
-                        error: None,
-                        aborted_in: None,
-                        phase_names: vec![],
-                        phase_ms: vec![],
-                        duration_ms: 0.0,
-                        frozen_ms: 0.0,
-                        snapshot_bytes: 0.0,
-                    }),
+                    from: Some(source),
+                    to: Some(target),
+                    migration_id: Some(migration_id as f64),
+                    reason: Some(reason),
                     ..event("migration-started")
                 },
                 DirectorEvent::MigrationFinished(r) => NativeDirectorEvent {
