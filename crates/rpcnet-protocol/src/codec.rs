@@ -125,6 +125,28 @@ impl From<FrameErrorKind> for FrameError {
     }
 }
 
+/// Parsing a header's `type` byte lives with the decoder (not in [`crate::frame`]), so that
+/// `frame` (what the frames are) does not depend on `codec` (how bytes become frames).
+impl TryFrom<u8> for FrameType {
+    type Error = FrameError;
+
+    /// Maps a header `type` byte to a [`FrameType`]; any undefined value gives a `PROTOCOL`
+    /// [`FrameError`] of kind [`FrameErrorKind::UnknownType`].
+    fn try_from(value: u8) -> Result<Self, FrameError> {
+        Ok(match value {
+            0x01 => FrameType::Request,
+            0x02 => FrameType::Response,
+            0x03 => FrameType::Item,
+            0x04 => FrameType::End,
+            0x05 => FrameType::Error,
+            0x10 => FrameType::Attach,
+            0x11 => FrameType::Checkpoint,
+            0x12 => FrameType::Suspended,
+            other => return Err(FrameErrorKind::UnknownType(other).into()),
+        })
+    }
+}
+
 /// Reads a frame header without consuming anything: `Some((type_byte, flags, body_len))` once at
 /// least [`HEADER_LEN`] (6) bytes are available, `None` before. `body_len` is the header's
 /// big-endian `length` in bytes. Nothing is validated (PROTOCOL.md section 4).
@@ -271,8 +293,9 @@ fn parse_body(ty: FrameType, flags: u8, body: &[u8]) -> Result<(Frame, Option<us
                 )));
             }
             let u64_at = |i: usize| u64::from_be_bytes(body[i..i + 8].try_into().expect("8 bytes"));
-            let (session_id, call_id, next_seq) = (u64_at(0), u64_at(8), u64_at(16));
-            let id_len = body[24] as usize;
+            let (session_id, call_id, next_seq, route_epoch) =
+                (u64_at(0), u64_at(8), u64_at(16), u64_at(24));
+            let id_len = body[32] as usize;
             let rest = &body[ATTACH_FIXED_LEN..];
             if rest.len() < id_len {
                 return Err(FrameError::malformed(format!(
@@ -297,6 +320,7 @@ fn parse_body(ty: FrameType, flags: u8, body: &[u8]) -> Result<(Frame, Option<us
                     session_id,
                     call_id,
                     next_seq,
+                    route_epoch,
                     connection_id,
                     checkpoint: None,
                 };
@@ -312,6 +336,7 @@ fn parse_body(ty: FrameType, flags: u8, body: &[u8]) -> Result<(Frame, Option<us
                 session_id,
                 call_id,
                 next_seq,
+                route_epoch,
                 connection_id,
                 checkpoint: Some((seq, Bytes::new())),
             };

@@ -14,7 +14,6 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::code::ErrorCode;
-use crate::codec::{FrameError, FrameErrorKind};
 
 /// The QUIC ALPN protocol identifier of rpcnet version 1 (PROTOCOL.md section 2; ALPN is
 /// RFC 7301, its use by QUIC is RFC 9001 section 8.1). Both endpoints must offer exactly this
@@ -43,8 +42,9 @@ pub const FLAG_STREAMING: u8 = 0x01;
 /// section "Cluster link frames".
 pub const FLAG_HAS_CHECKPOINT: u8 = 0x01;
 
-/// Fixed part of an ATTACH body: session_id u64, call_id u64, next_seq u64, connection_id_len u8.
-pub const ATTACH_FIXED_LEN: usize = 8 + 8 + 8 + 1;
+/// Fixed part of an ATTACH body: session_id u64, call_id u64, next_seq u64, route_epoch u64,
+/// connection_id_len u8.
+pub const ATTACH_FIXED_LEN: usize = 8 + 8 + 8 + 8 + 1;
 
 /// Size in bytes of a REQUEST body's fixed part: `deadline_ms: u32` + `method_len: u16`.
 pub(crate) const REQUEST_FIXED_LEN: usize = 4 + 2;
@@ -56,7 +56,7 @@ pub(crate) const END_BODY_LEN: usize = 8;
 pub(crate) const ERROR_FIXED_LEN: usize = 2;
 
 /// The `type` byte of a frame header (PROTOCOL.md section 5). Any other value is an unknown type,
-/// which receivers reject with `PROTOCOL` ([`FrameErrorKind::UnknownType`]).
+/// which receivers reject with `PROTOCOL` ([`crate::FrameErrorKind::UnknownType`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum FrameType {
@@ -87,7 +87,7 @@ impl FrameType {
     }
 
     /// The flag bits defined for this type; any other bit set in a received header is a
-    /// `PROTOCOL` error ([`FrameErrorKind::ReservedFlags`], PROTOCOL.md section 4). Only REQUEST
+    /// `PROTOCOL` error ([`crate::FrameErrorKind::ReservedFlags`], PROTOCOL.md section 4). Only REQUEST
     /// defines a flag ([`FLAG_STREAMING`]).
     #[must_use]
     pub const fn allowed_flags(self) -> u8 {
@@ -114,28 +114,10 @@ impl FrameType {
     }
 }
 
-impl TryFrom<u8> for FrameType {
-    type Error = FrameError;
-
-    /// Maps a header `type` byte to a [`FrameType`]; any undefined value gives a `PROTOCOL`
-    /// [`FrameError`] of kind [`FrameErrorKind::UnknownType`].
-    fn try_from(value: u8) -> Result<Self, FrameError> {
-        Ok(match value {
-            0x01 => FrameType::Request,
-            0x02 => FrameType::Response,
-            0x03 => FrameType::Item,
-            0x04 => FrameType::End,
-            0x05 => FrameType::Error,
-            0x10 => FrameType::Attach,
-            0x11 => FrameType::Checkpoint,
-            0x12 => FrameType::Suspended,
-            other => return Err(FrameErrorKind::UnknownType(other).into()),
-        })
-    }
-}
 
 /// The body of an ATTACH frame (PROTOCOL.md "Cluster link frames"): `session_id: u64`,
-/// `call_id: u64`, `next_seq: u64`, `connection_id_len: u8`, `connection_id` (UTF-8), then, when
+/// `call_id: u64`, `next_seq: u64`, `route_epoch: u64`, `connection_id_len: u8`, `connection_id`
+/// (UTF-8), then, when
 /// flag [`FLAG_HAS_CHECKPOINT`] is set, `checkpoint_seq: u64` and the checkpoint state (rest).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Attach {
@@ -145,6 +127,11 @@ pub struct Attach {
     pub call_id: u64,
     /// The first item seq the client has not received yet; the worker sends no item below it.
     pub next_seq: u64,
+    /// The epoch of the session's route the director attached under. A worker that captured the
+    /// session at epoch `e` answers SUSPENDED to any ATTACH with `route_epoch <= e` (it is stale:
+    /// sent before the freeze), and serves a later one (the migration ended without moving the
+    /// session, even if its MigrationAbort was lost).
+    pub route_epoch: u64,
     /// The client connection's `connectionId` (at most 255 bytes).
     pub connection_id: String,
     /// Where the handler resumes: `(seq, state)` of its last checkpoint; `None` = from the start.
@@ -316,6 +303,7 @@ impl Frame {
                 dst.put_u64(a.session_id);
                 dst.put_u64(a.call_id);
                 dst.put_u64(a.next_seq);
+                dst.put_u64(a.route_epoch);
                 dst.put_u8(a.connection_id.len() as u8);
                 dst.put_slice(a.connection_id.as_bytes());
                 if let Some((seq, state)) = &a.checkpoint {

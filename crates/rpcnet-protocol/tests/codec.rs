@@ -89,6 +89,7 @@ fn expected_frame(name: &str) -> Frame {
             session_id: 1,
             call_id: 2,
             next_seq: 0,
+            route_epoch: 3,
             connection_id: "ab".into(),
             checkpoint: None,
         }),
@@ -96,6 +97,7 @@ fn expected_frame(name: &str) -> Frame {
             session_id: 1,
             call_id: 2,
             next_seq: 40,
+            route_epoch: 7,
             connection_id: "c8f6".into(),
             checkpoint: Some((38, Bytes::from_static(b"s"))),
         }),
@@ -736,6 +738,7 @@ fn cluster_link_frames_round_trip_and_reject_malformed_bodies() {
             session_id: 7,
             call_id: 9,
             next_seq: 42,
+            route_epoch: 5,
             connection_id: "00ff00ff00ff00ff".into(),
             checkpoint: None,
         }),
@@ -743,6 +746,7 @@ fn cluster_link_frames_round_trip_and_reject_malformed_bodies() {
             session_id: u64::MAX,
             call_id: 1,
             next_seq: 0,
+            route_epoch: u64::MAX,
             connection_id: String::new(),
             checkpoint: Some((40, Bytes::from_static(b"state-at-40"))),
         }),
@@ -750,6 +754,7 @@ fn cluster_link_frames_round_trip_and_reject_malformed_bodies() {
             session_id: 1,
             call_id: 2,
             next_seq: 3,
+            route_epoch: 0,
             connection_id: "c".into(),
             checkpoint: Some((0, Bytes::new())),
         }),
@@ -785,8 +790,8 @@ fn cluster_link_frames_round_trip_and_reject_malformed_bodies() {
     reject(&[0x10, 0, 0, 0, 0, 3, 0, 0, 0], "ATTACH");
     reject(&[0x11, 0x01, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0], "flag");
     // connection_id_len larger than what follows.
-    let mut attach = vec![0x10, 0, 0, 0, 0, 25];
-    attach.extend_from_slice(&[0u8; 24]);
+    let mut attach = vec![0x10, 0, 0, 0, 0, 33];
+    attach.extend_from_slice(&[0u8; 32]);
     attach.push(9);
     reject(&attach, "connection_id_len");
 }

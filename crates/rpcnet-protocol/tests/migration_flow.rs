@@ -193,6 +193,7 @@ fn run(
                     reason: MigrationReason::Drain,
                     token,
                     requested_at_ms: now,
+                    route_epoch: 0,
                 };
                 let ManagementMessage::Request(r) = wire(req) else {
                     panic!()

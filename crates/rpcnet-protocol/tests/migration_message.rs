@@ -30,6 +30,7 @@ fn request(reason: MigrationReason) -> ManagementMessage {
         reason,
         token,
         requested_at_ms: 1_000,
+        route_epoch: 0,
     }
     .into()
 }

@@ -72,6 +72,7 @@ async fn forged_replayed_expired_and_tampered_messages_leave_the_session_in_plac
             reason: MigrationReason::Admin,
             token,
             requested_at_ms: now,
+            route_epoch: 0,
         })
     };
 

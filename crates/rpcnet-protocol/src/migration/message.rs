@@ -11,7 +11,7 @@
 //! ```text
 //! 0x01 MigrationRequest       migration_id u64 | session_id u64 | source str16 | target str16
 //!                             | reason | token (u16 length + MigrationToken encoding)
-//!                             | requested_at_ms u64
+//!                             | requested_at_ms u64 | route_epoch u64
 //!      reason                 u8: 0 Drain, 1 LoadBalancing, 2 Admin, 3 Failover,
 //!                             4 Custom followed by str16
 //! 0x02 MigrationConfirmation  migration_id u64 | decision u8: 0 Accept,
@@ -96,6 +96,10 @@ pub struct MigrationRequest {
     pub token: MigrationToken,
     /// When the coordinator asked, unix ms.
     pub requested_at_ms: u64,
+    /// The epoch of the session's route when the director froze it for State Capture (0 in
+    /// the earlier phases). The source fences the session at this epoch: an ATTACH with
+    /// `route_epoch <= this` is stale and answered SUSPENDED (PROTOCOL.md section 13.5).
+    pub route_epoch: u64,
 }
 
 /// Phase 2 (Confirmation): the policy hook's decision.
@@ -292,6 +296,7 @@ impl ManagementMessage {
                 })?;
                 put_bytes16(out, &token, "token")?;
                 put_u64(out, m.requested_at_ms);
+                put_u64(out, m.route_epoch);
             }
             ManagementMessage::Confirmation(m) => {
                 put_u64(out, m.migration_id);
@@ -411,6 +416,7 @@ fn read_fields(ty: u8, r: &mut Reader<'_>) -> Result<ManagementMessage, ReadErro
                     detail: e.to_string(),
                 })?;
             let requested_at_ms = r.u64("requested_at_ms")?;
+            let route_epoch = r.u64("route_epoch")?;
             MigrationRequest {
                 migration_id,
                 session_id,
@@ -419,6 +425,7 @@ fn read_fields(ty: u8, r: &mut Reader<'_>) -> Result<ManagementMessage, ReadErro
                 reason,
                 token,
                 requested_at_ms,
+                route_epoch,
             }
             .into()
         }
@@ -508,6 +515,7 @@ mod tests {
             reason: MigrationReason::Custom("rebalance zone b".into()),
             token,
             requested_at_ms: 100,
+            route_epoch: 4,
         }
     }
 

@@ -285,17 +285,17 @@ impl TokenLedger {
         }
     }
 
-    /// Redeems `token` for moving `expected_session` from `expected_source` to
-    /// `expected_target` at `now_ms` (unix ms). On success the nonce is recorded and any later
-    /// redemption of the same token fails. A failed redemption records nothing.
+    /// Checks `token` for moving `expected_session` from `expected_source` to `expected_target`
+    /// at `now_ms` (unix ms) without redeeming it: the one verification path every participant
+    /// uses (the target's Confirmation and Preparation, the source's State Capture). Records
+    /// nothing. Redeemed tokens pass this check; only [`redeem`](Self::redeem) refuses them.
     ///
     /// Checks, in order, each with its error:
     /// 1. HMAC-SHA256 tag in constant time (`ring::hmac::verify`) -> `TOKEN_INVALID`;
     /// 2. `now_ms < expires_at_ms` -> `TOKEN_EXPIRED` (message says how long ago);
     /// 3. remaining lifetime `<= max_lifetime_ms` -> `TOKEN_INVALID`;
     /// 4. session, source, target equal the expected ones -> `TOKEN_MISMATCH`;
-    /// 5. nonce not redeemed before -> `TOKEN_REPLAYED`.
-    pub fn redeem(
+    pub fn check(
         &mut self,
         key: &TokenKey,
         token: &MigrationToken,
@@ -339,6 +339,32 @@ impl TokenLedger {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Redeems `token` for moving `expected_session` from `expected_source` to
+    /// `expected_target` at `now_ms` (unix ms). On success the nonce is recorded and any later
+    /// redemption of the same token fails. A failed redemption records nothing.
+    ///
+    /// Checks, in order, each with its error: the four checks of [`check`](Self::check), then
+    /// 5. nonce not redeemed before -> `TOKEN_REPLAYED`.
+    pub fn redeem(
+        &mut self,
+        key: &TokenKey,
+        token: &MigrationToken,
+        expected_session: u64,
+        expected_source: &str,
+        expected_target: &str,
+        now_ms: u64,
+    ) -> Result<(), MigrationError> {
+        self.check(
+            key,
+            token,
+            expected_session,
+            expected_source,
+            expected_target,
+            now_ms,
+        )?;
         if !self.nonces.insert(token.nonce) {
             return Err(MigrationError::TokenReplayed {
                 nonce_prefix: token.nonce_prefix(),

@@ -1,0 +1,170 @@
+//! The client side of one call (PROTOCOL.md sections 5 and 9), sans-IO.
+//!
+//! The runtime's client decodes frames from the call's stream and hands each to
+//! [`ClientCall::on_frame`], which decides whether it is delivered, ends the call, or breaks the
+//! protocol. Keeping the rule here means the simulation checks the very code a real client runs:
+//! an item is accepted only with the next seq, END must count exactly the items received, and
+//! nothing may follow a terminal frame.
+
+use bytes::Bytes;
+use rpcnet_protocol::Frame;
+
+use crate::CallError;
+
+/// What one server frame means to the caller, as decided by [`ClientCall::on_frame`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// A streamed item, to deliver; its `seq` is exactly the next one.
+    Item {
+        /// The item's sequence number.
+        seq: u64,
+        /// The item payload.
+        payload: Bytes,
+    },
+    /// The unary result; the call is over.
+    Response(Bytes),
+    /// The stream ended after `items` items; the call is over.
+    End {
+        /// Items delivered in all.
+        items: u64,
+    },
+    /// The server reported an error; the call is over.
+    Failed(CallError),
+}
+
+/// The receiving rules of one call: unary (one RESPONSE or ERROR) or server-streaming (ITEMs in
+/// seq order from 0, then END or ERROR).
+#[derive(Debug, Clone)]
+pub struct ClientCall {
+    streaming: bool,
+    next_seq: u64,
+    done: bool,
+}
+
+impl ClientCall {
+    /// A call that expects a unary (`streaming = false`) or a streaming answer.
+    pub fn new(streaming: bool) -> Self {
+        ClientCall {
+            streaming,
+            next_seq: 0,
+            done: false,
+        }
+    }
+
+    /// The seq the next item must carry (= items received so far).
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// True once a terminal frame (RESPONSE, END, ERROR) was accepted or the protocol broke.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Applies one frame from the server.
+    ///
+    /// Errors (`PROTOCOL`, the call is then over): an item whose seq is not the next one (a gap
+    /// or a repeat), an END whose count differs from the items received, a frame after the end,
+    /// a frame of the wrong kind for the call (ITEM/END on a unary call, RESPONSE on a streaming
+    /// one, or any client or cluster-link frame).
+    pub fn on_frame(&mut self, frame: Frame) -> Result<Delivery, CallError> {
+        if self.done {
+            return Err(CallError::protocol(format!(
+                "{} frame after the call ended",
+                frame.frame_type().name()
+            )));
+        }
+        let result = self.classify(frame);
+        if !matches!(result, Ok(Delivery::Item { .. })) {
+            self.done = true;
+        }
+        result
+    }
+
+    fn classify(&mut self, frame: Frame) -> Result<Delivery, CallError> {
+        match frame {
+            Frame::Item { seq, payload } if self.streaming => {
+                if seq != self.next_seq {
+                    return Err(CallError::protocol(format!(
+                        "item seq {seq} received where {} was expected",
+                        self.next_seq
+                    )));
+                }
+                self.next_seq += 1;
+                Ok(Delivery::Item { seq, payload })
+            }
+            Frame::End { items } if self.streaming => {
+                if items != self.next_seq {
+                    return Err(CallError::protocol(format!(
+                        "END says {items} items but {} arrived",
+                        self.next_seq
+                    )));
+                }
+                Ok(Delivery::End { items })
+            }
+            Frame::Response { payload } if !self.streaming => Ok(Delivery::Response(payload)),
+            Frame::Error { code, message } => Ok(Delivery::Failed(CallError { code, message })),
+            other => Err(CallError::protocol(format!(
+                "unexpected {} frame in a {} call",
+                other.frame_type().name(),
+                if self.streaming { "streaming" } else { "unary" }
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(seq: u64) -> Frame {
+        Frame::Item {
+            seq,
+            payload: Bytes::from(vec![seq as u8]),
+        }
+    }
+
+    #[test]
+    fn items_in_order_then_end() {
+        let mut c = ClientCall::new(true);
+        for s in 0..3 {
+            assert!(matches!(c.on_frame(item(s)), Ok(Delivery::Item { seq, .. }) if seq == s));
+        }
+        assert_eq!(c.on_frame(Frame::End { items: 3 }), Ok(Delivery::End { items: 3 }));
+        assert!(c.is_done());
+        assert!(c.on_frame(item(3)).is_err());
+    }
+
+    #[test]
+    fn gaps_repeats_and_wrong_counts_are_protocol_errors() {
+        let mut c = ClientCall::new(true);
+        c.on_frame(item(0)).unwrap();
+        let e = c.on_frame(item(0)).unwrap_err();
+        assert!(e.message.contains("item seq 0 received where 1"), "{e}");
+        let mut c = ClientCall::new(true);
+        assert!(c.on_frame(item(1)).is_err());
+        let mut c = ClientCall::new(true);
+        c.on_frame(item(0)).unwrap();
+        let e = c.on_frame(Frame::End { items: 2 }).unwrap_err();
+        assert!(e.message.contains("END says 2 items but 1 arrived"), "{e}");
+    }
+
+    #[test]
+    fn kinds_must_match_the_call() {
+        let mut c = ClientCall::new(false);
+        assert!(c.on_frame(item(0)).is_err());
+        let mut c = ClientCall::new(true);
+        assert!(c
+            .on_frame(Frame::Response {
+                payload: Bytes::new()
+            })
+            .is_err());
+        let mut c = ClientCall::new(false);
+        assert_eq!(
+            c.on_frame(Frame::Response {
+                payload: Bytes::from_static(b"x")
+            }),
+            Ok(Delivery::Response(Bytes::from_static(b"x")))
+        );
+    }
+}

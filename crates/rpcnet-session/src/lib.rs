@@ -1,0 +1,66 @@
+//! # rpcnet-session
+//!
+//! The rules that decide what a client receives, as deterministic state machines in the manner of
+//! `quinn-proto`: no I/O, no async runtime, no clock and no randomness of their own. Time comes in
+//! as `now_ms` (milliseconds on any monotonic scale the driver chooses), random bytes come in as
+//! arguments, and every machine answers with values (frames to forward, messages to send, events)
+//! that the driver moves. `rpcnet-runtime` drives them over quinn; `rpcnet-sim` drives the same
+//! machines through a seeded simulation of a whole cluster and checks exactly-once after every
+//! step.
+//!
+//! - [`client_call`]: the client side of one call: seq order, END count, errors.
+//! - [`server_call`]: the worker side of one streaming call: numbering items, dropping what the
+//!   client has, checkpoints, freezing at an item boundary (SUSPENDED) and resuming.
+//! - [`relay_call`]: the director side of one call: the next seq the client needs, duplicate
+//!   dropping, the latest checkpoint, re-attaching to a new owner with the remaining deadline.
+//! - [`route`]: where a session's calls go (owner, epoch, freeze).
+//! - [`coordinator`]: the director side of a session: its route, RFC-001's migration phases and
+//!   failover; every ending leaves exactly one owner and no frozen route.
+//! - [`participant`]: the worker side of migrations: one token verification path (the ledger),
+//!   the epoch fence, capture, restore, and the heartbeat lease that fences a worker the
+//!   director may have declared dead.
+
+#![warn(missing_docs)]
+
+pub mod client_call;
+pub mod coordinator;
+pub mod participant;
+pub mod relay_call;
+pub mod route;
+pub mod server_call;
+
+pub use client_call::{ClientCall, Delivery};
+pub use coordinator::{Coordinator, CoordinatorEvent, MigrationSummary, Transmit, WorkerMethod};
+pub use participant::{AttachDecision, Lease, Participant};
+pub use relay_call::{OwnerFrame, RelayCall};
+pub use route::Route;
+pub use server_call::{Produced, ServerCall};
+
+/// A failure the machines report to their driver: a stable [`rpcnet_protocol::ErrorCode`] and a
+/// message that names the problem. The driver sends it as an ERROR frame or raises it to the
+/// caller unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallError {
+    /// The stable code (PROTOCOL.md "Error codes").
+    pub code: rpcnet_protocol::ErrorCode,
+    /// What went wrong, for humans.
+    pub message: String,
+}
+
+impl CallError {
+    /// A `PROTOCOL` error: the peer broke PROTOCOL.md.
+    pub fn protocol(message: impl Into<String>) -> Self {
+        CallError {
+            code: rpcnet_protocol::ErrorCode::Protocol,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for CallError {}

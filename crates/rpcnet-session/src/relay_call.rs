@@ -1,0 +1,346 @@
+//! The director side of one client call (DESIGN.md: relayed in Rust, never through JS), sans-IO.
+//!
+//! A relayed call outlives any one owner. The machine keeps `expected`, the next item seq the
+//! client needs, and the handler's latest checkpoint; it builds the ATTACH + REQUEST that attach
+//! the call to an owner (with the deadline that is left, so a migrated call does not get a fresh
+//! one), decides for every frame the owner sends whether the client gets it, and tells the driver
+//! when to wait for another route: after SUSPENDED (State Capture), or when the owner fails.
+//! Items below `expected` are duplicates that a resumed handler produced again and are dropped;
+//! an item above it is a failure of the owner, never forwarded, so the client sees every item
+//! exactly once, in order (PROTOCOL.md section 13.4).
+
+use bytes::Bytes;
+use rpcnet_protocol::{Attach, ErrorCode, Frame, Request};
+
+use crate::route::Route;
+use crate::CallError;
+
+/// After an owner failed or suspended the call without the route changing (for example a
+/// worker whose heartbeat lease lapsed), the relay may attach to the same route again after
+/// this long, ms.
+pub const RETRY_SAME_ROUTE_MS: u64 = 50;
+
+/// What a frame from the owner means for the client, as decided by [`RelayCall::on_owner_frame`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnerFrame {
+    /// Forward this frame to the client (an ITEM with the next seq).
+    Forward(Frame),
+    /// Nothing for the client: a duplicate item, or a checkpoint (now kept by the relay).
+    Absorbed,
+    /// The owner froze the call (SUSPENDED): flush what was forwarded, then wait for a route.
+    Suspended,
+    /// Forward this terminal frame (END with the client's count, RESPONSE or ERROR) and finish
+    /// the client's stream: the call is over.
+    Finished(Frame),
+    /// The owner broke the rules (a seq gap, an unexpected frame): abandon its stream and wait
+    /// for a route, as if it had died.
+    OwnerFailed(String),
+}
+
+/// One relayed call. See the module docs.
+#[derive(Debug, Clone)]
+pub struct RelayCall {
+    session_id: u64,
+    call_id: u64,
+    connection_id: String,
+    request: Request,
+    started_at_ms: u64,
+    expected: u64,
+    checkpoint: Option<(u64, Bytes)>,
+    /// Epoch of the route the call is attached under now.
+    attached: Option<u64>,
+    /// The route epoch the call last left (suspended or failed) and when, ms.
+    left: Option<(u64, u64)>,
+    finished: bool,
+}
+
+impl RelayCall {
+    /// A call whose REQUEST the director read at `now_ms`.
+    pub fn new(
+        session_id: u64,
+        call_id: u64,
+        connection_id: impl Into<String>,
+        request: Request,
+        now_ms: u64,
+    ) -> Self {
+        RelayCall {
+            session_id,
+            call_id,
+            connection_id: connection_id.into(),
+            request,
+            started_at_ms: now_ms,
+            expected: 0,
+            checkpoint: None,
+            attached: None,
+            left: None,
+            finished: false,
+        }
+    }
+
+    /// The call's id at the director (stable across owners).
+    pub fn call_id(&self) -> u64 {
+        self.call_id
+    }
+
+    /// The next item seq the client needs (= items forwarded so far).
+    pub fn expected(&self) -> u64 {
+        self.expected
+    }
+
+    /// The handler's latest checkpoint `(seq, state)` relayed so far.
+    pub fn checkpoint(&self) -> Option<&(u64, Bytes)> {
+        self.checkpoint.as_ref()
+    }
+
+    /// True once a terminal frame was forwarded or the call failed.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// True while attached to an owner.
+    pub fn is_attached(&self) -> bool {
+        self.attached.is_some()
+    }
+
+    /// Whether the call may attach to `route` now: the route is not frozen, its owner is alive,
+    /// and it is newer than the route the call last left (or the same route, once
+    /// [`RETRY_SAME_ROUTE_MS`] have passed).
+    pub fn can_attach(&self, route: &Route, owner_alive: bool, now_ms: u64) -> bool {
+        if self.finished || self.attached.is_some() || route.frozen || !owner_alive {
+            return false;
+        }
+        match self.left {
+            None => true,
+            Some((epoch, at)) => {
+                route.epoch > epoch || now_ms >= at.saturating_add(RETRY_SAME_ROUTE_MS)
+            }
+        }
+    }
+
+    /// When a call waiting for a route should look again even if the route does not change
+    /// (the same-route retry), ms.
+    pub fn retry_at(&self) -> Option<u64> {
+        self.left
+            .filter(|_| self.attached.is_none())
+            .map(|(_, at)| at.saturating_add(RETRY_SAME_ROUTE_MS))
+    }
+
+    /// The deadline left at `now_ms`: `None` for a call without one, `Some(0)` once passed.
+    pub fn remaining_deadline_ms(&self, now_ms: u64) -> Option<u32> {
+        if self.request.deadline_ms == 0 {
+            return None;
+        }
+        let elapsed = now_ms.saturating_sub(self.started_at_ms);
+        let left = u64::from(self.request.deadline_ms).saturating_sub(elapsed);
+        Some(u32::try_from(left).unwrap_or(u32::MAX))
+    }
+
+    /// When the call's deadline passes, ms (for the driver's timer while the call waits for a
+    /// route; an attached owner enforces the deadline itself).
+    pub fn deadline_at(&self) -> Option<u64> {
+        (self.request.deadline_ms > 0)
+            .then(|| self.started_at_ms + u64::from(self.request.deadline_ms))
+    }
+
+    /// Attaches the call to `route`'s owner: the ATTACH (client position, checkpoint, route
+    /// epoch) and the REQUEST to send on a new stream, with `deadline_ms` set to what is left.
+    ///
+    /// Errors: `DEADLINE_EXCEEDED` when no time is left (the call is then finished and the
+    /// driver sends the error to the client).
+    pub fn attach(&mut self, route: &Route, now_ms: u64) -> Result<[Frame; 2], CallError> {
+        let mut request = self.request.clone();
+        if let Some(left) = self.remaining_deadline_ms(now_ms) {
+            if left == 0 {
+                return Err(self.expire());
+            }
+            request.deadline_ms = left;
+        }
+        self.attached = Some(route.epoch);
+        let attach = Attach {
+            session_id: self.session_id,
+            call_id: self.call_id,
+            next_seq: self.expected,
+            route_epoch: route.epoch,
+            connection_id: self.connection_id.clone(),
+            checkpoint: self.checkpoint.clone(),
+        };
+        Ok([Frame::Attach(attach), Frame::Request(request)])
+    }
+
+    /// The deadline passed while the call was waiting for a route: the call is finished with
+    /// `DEADLINE_EXCEEDED`, returned for the driver to send to the client.
+    pub fn expire(&mut self) -> CallError {
+        self.finished = true;
+        self.attached = None;
+        CallError {
+            code: ErrorCode::DeadlineExceeded,
+            message: format!("deadline of {} ms exceeded", self.request.deadline_ms),
+        }
+    }
+
+    /// No route became usable in time: the call is finished with `UNAVAILABLE`.
+    pub fn give_up(&mut self, why: impl Into<String>) -> CallError {
+        self.finished = true;
+        self.attached = None;
+        CallError {
+            code: ErrorCode::Unavailable,
+            message: why.into(),
+        }
+    }
+
+    /// The client cancelled or went away: the call is over.
+    pub fn cancel(&mut self) {
+        self.finished = true;
+        self.attached = None;
+    }
+
+    /// Applies one frame from the current owner (see [`OwnerFrame`]).
+    pub fn on_owner_frame(&mut self, frame: Frame, now_ms: u64) -> OwnerFrame {
+        let Some(epoch) = self.attached else {
+            return OwnerFrame::Absorbed; // a frame from an abandoned owner is never forwarded
+        };
+        match frame {
+            Frame::Item { seq, payload } => {
+                if seq < self.expected {
+                    return OwnerFrame::Absorbed;
+                }
+                if seq > self.expected {
+                    return self.owner_failed(
+                        format!("owner skipped from seq {} to {seq}", self.expected),
+                        now_ms,
+                    );
+                }
+                self.expected += 1;
+                OwnerFrame::Forward(Frame::Item { seq, payload })
+            }
+            Frame::Checkpoint { seq, state } => {
+                if self.checkpoint.as_ref().is_none_or(|c| seq >= c.0) {
+                    self.checkpoint = Some((seq, state));
+                }
+                OwnerFrame::Absorbed
+            }
+            Frame::Suspended { .. } => {
+                self.attached = None;
+                self.left = Some((epoch, now_ms));
+                OwnerFrame::Suspended
+            }
+            Frame::End { .. } => self.finish(Frame::End {
+                items: self.expected,
+            }),
+            f @ (Frame::Response { .. } | Frame::Error { .. }) => self.finish(f),
+            other => self.owner_failed(
+                format!("unexpected {} frame from the owner", other.frame_type().name()),
+                now_ms,
+            ),
+        }
+    }
+
+    /// The owner died, reset the stream or ended it without a result: wait for another route.
+    pub fn owner_lost(&mut self, now_ms: u64) {
+        if let Some(epoch) = self.attached.take() {
+            self.left = Some((epoch, now_ms));
+        }
+    }
+
+    fn owner_failed(&mut self, why: String, now_ms: u64) -> OwnerFrame {
+        self.owner_lost(now_ms);
+        OwnerFrame::OwnerFailed(why)
+    }
+
+    fn finish(&mut self, frame: Frame) -> OwnerFrame {
+        self.finished = true;
+        self.attached = None;
+        OwnerFrame::Finished(frame)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(deadline_ms: u32) -> RelayCall {
+        let request = Request {
+            method: "m".into(),
+            deadline_ms,
+            streaming: true,
+            payload: Bytes::new(),
+        };
+        RelayCall::new(1, 2, "c", request, 1_000)
+    }
+
+    fn item(seq: u64) -> Frame {
+        Frame::Item {
+            seq,
+            payload: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn drops_duplicates_keeps_checkpoint_and_reattaches_where_the_client_is() {
+        let mut r = call(0);
+        let mut route = Route::new("a");
+        r.attach(&route, 1_000).unwrap();
+        for s in 0..3 {
+            assert!(matches!(r.on_owner_frame(item(s), 1_000), OwnerFrame::Forward(_)));
+        }
+        let cp = Frame::Checkpoint {
+            seq: 2,
+            state: Bytes::from_static(b"x"),
+        };
+        assert_eq!(r.on_owner_frame(cp, 1_000), OwnerFrame::Absorbed);
+        assert_eq!(
+            r.on_owner_frame(Frame::Suspended { next_seq: 3 }, 1_000),
+            OwnerFrame::Suspended
+        );
+        route.frozen = true;
+        assert!(!r.can_attach(&route, true, 5_000));
+        route.advance(Some("b"));
+        assert!(r.can_attach(&route, true, 1_001));
+        let [Frame::Attach(a), _] = r.attach(&route, 1_001).unwrap() else {
+            panic!()
+        };
+        assert_eq!((a.next_seq, a.route_epoch), (3, 2));
+        assert_eq!(a.checkpoint.unwrap().0, 2);
+        // The resumed handler replays item 2: dropped. Item 4 before 3: owner failure.
+        assert_eq!(r.on_owner_frame(item(2), 1_001), OwnerFrame::Absorbed);
+        assert!(matches!(r.on_owner_frame(item(4), 1_001), OwnerFrame::OwnerFailed(_)));
+    }
+
+    #[test]
+    fn the_remaining_deadline_travels() {
+        let mut r = call(1_500);
+        let route = Route::new("a");
+        r.attach(&route, 1_000).unwrap();
+        r.owner_lost(1_702);
+        let [_, Frame::Request(req)] = r.attach(&route, 1_760).unwrap() else {
+            panic!()
+        };
+        assert_eq!(req.deadline_ms, 740);
+        r.owner_lost(2_400);
+        let e = r.attach(&route, 2_500).unwrap_err();
+        assert_eq!(e.code, ErrorCode::DeadlineExceeded);
+        assert!(r.is_finished());
+    }
+
+    #[test]
+    fn same_route_is_retried_only_after_a_pause() {
+        let mut r = call(0);
+        let route = Route::new("a");
+        r.attach(&route, 0).unwrap();
+        r.owner_lost(10);
+        assert!(!r.can_attach(&route, true, 20));
+        assert!(r.can_attach(&route, true, 10 + RETRY_SAME_ROUTE_MS));
+        assert!(!r.can_attach(&route, false, 10 + RETRY_SAME_ROUTE_MS));
+    }
+
+    #[test]
+    fn end_carries_the_clients_count() {
+        let mut r = call(0);
+        r.attach(&Route::new("a"), 0).unwrap();
+        r.on_owner_frame(item(0), 0);
+        assert_eq!(
+            r.on_owner_frame(Frame::End { items: 1 }, 0),
+            OwnerFrame::Finished(Frame::End { items: 1 })
+        );
+    }
+}

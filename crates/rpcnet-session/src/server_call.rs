@@ -1,0 +1,264 @@
+//! The worker side of one streaming call, sans-IO: where the handler (re)starts, which seq each
+//! produced item gets, which items the client already has, and what a freeze captures.
+//!
+//! The runtime's writer task takes what the handler produced from its bounded queue (which is
+//! what applies backpressure) and passes each entry through [`ServerCall::on_produced`], writing
+//! the frames it returns. A freeze (RFC-001 State Capture) happens between two frames: the writer
+//! hands over the frames it had not started and the entries still queued, and
+//! [`ServerCall::freeze`] returns the SUSPENDED frame and the call's [`CallSnapshot`].
+
+use bytes::Bytes;
+use rpcnet_protocol::migration::CallSnapshot;
+use rpcnet_protocol::{Attach, Frame, Request};
+
+/// One thing a streaming handler produced, in production order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Produced {
+    /// An item; it gets the next seq.
+    Item(Bytes),
+    /// `ctx.checkpoint(state)`: the handler's state after the items produced before it.
+    Checkpoint(Bytes),
+}
+
+impl Produced {
+    /// Payload size in bytes (for the queue's byte window).
+    pub fn len(&self) -> usize {
+        match self {
+            Produced::Item(b) | Produced::Checkpoint(b) => b.len(),
+        }
+    }
+
+    /// True for an empty payload.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One streaming call on a server or worker. See the module docs.
+#[derive(Debug, Clone)]
+pub struct ServerCall {
+    call_id: Option<u64>,
+    method: String,
+    request: Bytes,
+    deadline_ms: u32,
+    /// Seq of the next item the handler produces.
+    seq: u64,
+    /// Items below this seq are not sent: the client has them, or the restored pending items
+    /// cover them.
+    skip_below: u64,
+    /// The handler's latest checkpoint.
+    latest: Option<(u64, Bytes)>,
+    /// Where the handler starts (`ctx.resume`).
+    resume: Option<(u64, Bytes)>,
+    link: bool,
+}
+
+impl ServerCall {
+    /// A call on a plain server (no cluster link): starts at item 0, sends every item, keeps no
+    /// checkpoint frames.
+    pub fn plain(request: &Request) -> Self {
+        ServerCall {
+            call_id: None,
+            method: request.method.clone(),
+            request: request.payload.clone(),
+            deadline_ms: request.deadline_ms,
+            seq: 0,
+            skip_below: 0,
+            latest: None,
+            resume: None,
+            link: false,
+        }
+    }
+
+    /// A call the director attached on a cluster link, with the state restored from a snapshot
+    /// (or kept from a capture) if this worker holds one. Returns the call and the frames to send
+    /// first: the restored pending items the client does not have yet.
+    ///
+    /// The handler resumes at the later of the ATTACH checkpoint and the restored one; with
+    /// neither, a call the client has items of (or a restored call) resumes at seq 0 with empty
+    /// state, so `ctx.resume` tells the handler it is a resumed call (README "Resumable
+    /// handlers").
+    pub fn attached(
+        attach: &Attach,
+        request: &Request,
+        restored: Option<CallSnapshot>,
+    ) -> (Self, Vec<Frame>) {
+        let client_next = attach.next_seq;
+        let mut checkpoint = attach.checkpoint.clone();
+        let mut skip_below = client_next;
+        let mut first = Vec::new();
+        let restored_any = restored.is_some();
+        if let Some(r) = restored {
+            checkpoint = later(checkpoint, r.checkpoint);
+            for (seq, payload) in r.pending {
+                if seq >= client_next {
+                    first.push(Frame::Item { seq, payload });
+                }
+                skip_below = skip_below.max(seq + 1);
+            }
+        }
+        if checkpoint.is_none() && (client_next > 0 || restored_any) {
+            checkpoint = Some((0, Bytes::new()));
+        }
+        let call = ServerCall {
+            call_id: Some(attach.call_id),
+            method: request.method.clone(),
+            request: request.payload.clone(),
+            deadline_ms: request.deadline_ms,
+            seq: checkpoint.as_ref().map_or(0, |c| c.0),
+            skip_below,
+            latest: checkpoint.clone(),
+            resume: checkpoint,
+            link: true,
+        };
+        (call, first)
+    }
+
+    /// Where the handler starts: `None` for a fresh call, else `(seq, state)` (`ctx.resume`).
+    pub fn resume(&self) -> Option<&(u64, Bytes)> {
+        self.resume.as_ref()
+    }
+
+    /// The seq the handler's next item gets.
+    pub fn next_seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Numbers one produced entry and returns the frame to send, if any: an ITEM (none for an
+    /// item the client already has), or on a cluster link a CHECKPOINT.
+    pub fn on_produced(&mut self, produced: Produced) -> Option<Frame> {
+        match produced {
+            Produced::Item(payload) => {
+                let seq = self.seq;
+                self.seq += 1;
+                (seq >= self.skip_below).then_some(Frame::Item { seq, payload })
+            }
+            Produced::Checkpoint(state) => {
+                self.latest = Some((self.seq, state.clone()));
+                self.link.then_some(Frame::Checkpoint {
+                    seq: self.seq,
+                    state,
+                })
+            }
+        }
+    }
+
+    /// The END frame once the handler finished: its count is the client's, including items it
+    /// got from restored pending state.
+    pub fn end(&self) -> Frame {
+        Frame::End {
+            items: self.seq.max(self.skip_below),
+        }
+    }
+
+    /// State Capture at an item boundary: `unsent` are the ITEM frames the writer had numbered
+    /// but not started, `queued` what the handler produced that the writer had not taken. Returns
+    /// the SUSPENDED frame (its `next_seq` is the first seq not sent) and the call's snapshot.
+    ///
+    /// # Panics
+    ///
+    /// On a call that is not attached on a cluster link (plain servers do not migrate).
+    pub fn freeze(&mut self, unsent: Vec<Frame>, queued: Vec<Produced>) -> (Frame, CallSnapshot) {
+        let mut pending: Vec<(u64, Bytes)> = unsent
+            .into_iter()
+            .filter_map(|f| match f {
+                Frame::Item { seq, payload } => Some((seq, payload)),
+                _ => None,
+            })
+            .collect();
+        for p in queued {
+            if let Some(Frame::Item { seq, payload }) = self.on_produced(p) {
+                pending.push((seq, payload));
+            }
+        }
+        let next_seq = pending
+            .first()
+            .map_or(self.seq.max(self.skip_below), |p| p.0);
+        let snapshot = CallSnapshot {
+            call_id: self.call_id.expect("only attached calls freeze"),
+            method: self.method.clone(),
+            request: self.request.clone(),
+            streaming: true,
+            deadline_ms: self.deadline_ms,
+            next_seq,
+            pending,
+            checkpoint: self.latest.clone(),
+        };
+        (Frame::Suspended { next_seq }, snapshot)
+    }
+}
+
+/// The later of two checkpoints (by seq).
+fn later(a: Option<(u64, Bytes)>, b: Option<(u64, Bytes)>) -> Option<(u64, Bytes)> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if y.0 > x.0 { y } else { x }),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> Request {
+        Request {
+            method: "m".into(),
+            deadline_ms: 0,
+            streaming: true,
+            payload: Bytes::new(),
+        }
+    }
+
+    fn attach(next_seq: u64, checkpoint: Option<u64>) -> Attach {
+        Attach {
+            session_id: 1,
+            call_id: 7,
+            next_seq,
+            route_epoch: 1,
+            connection_id: "c".into(),
+            checkpoint: checkpoint.map(|s| (s, Bytes::from_static(b"s"))),
+        }
+    }
+
+    fn item(n: u8) -> Produced {
+        Produced::Item(Bytes::from(vec![n]))
+    }
+
+    #[test]
+    fn resumes_at_checkpoint_and_skips_what_the_client_has() {
+        let (mut c, first) = ServerCall::attached(&attach(5, Some(3)), &request(), None);
+        assert!(first.is_empty());
+        assert_eq!(c.resume().unwrap().0, 3);
+        assert_eq!(c.on_produced(item(3)), None);
+        assert_eq!(c.on_produced(item(4)), None);
+        assert!(matches!(c.on_produced(item(5)), Some(Frame::Item { seq: 5, .. })));
+        assert_eq!(c.end(), Frame::End { items: 6 });
+    }
+
+    #[test]
+    fn freeze_then_restore_loses_and_repeats_nothing() {
+        let (mut c, _) = ServerCall::attached(&attach(0, None), &request(), None);
+        c.on_produced(item(0));
+        c.on_produced(Produced::Checkpoint(Bytes::from_static(b"after1")));
+        let unsent = vec![c.on_produced(item(1)).unwrap()];
+        let (suspended, snap) = c.freeze(unsent, vec![item(2)]);
+        assert_eq!(suspended, Frame::Suspended { next_seq: 1 });
+        assert_eq!(snap.pending.iter().map(|p| p.0).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(snap.checkpoint.as_ref().unwrap().0, 1);
+        // The target: the relay re-attaches at next_seq 1 with checkpoint 1.
+        let (mut t, first) = ServerCall::attached(&attach(1, Some(1)), &request(), Some(snap));
+        assert_eq!(first.len(), 2);
+        assert_eq!(t.on_produced(item(1)), None, "covered by the pending items");
+        assert_eq!(t.on_produced(item(2)), None);
+        assert!(matches!(t.on_produced(item(3)), Some(Frame::Item { seq: 3, .. })));
+    }
+
+    #[test]
+    fn a_call_without_checkpoints_restarts_at_zero() {
+        let (c, _) = ServerCall::attached(&attach(4, None), &request(), None);
+        assert_eq!(c.resume().unwrap().0, 0);
+        let plain = ServerCall::plain(&request());
+        assert!(plain.resume().is_none());
+    }
+}

@@ -1,0 +1,1220 @@
+//! One simulated cluster and the event loop that runs a schedule (see the crate docs).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
+use rpcnet_protocol::migration::{
+    ConfirmationDecision, ManagementMessage, MigrationConfig, MigrationConfirmation,
+    MigrationReason, SessionSnapshot, TokenKey,
+};
+use rpcnet_protocol::{Attach, ErrorCode, Frame, Request};
+use rpcnet_session::coordinator::{CoordinatorEvent, Transmit, WorkerMethod};
+use rpcnet_session::participant::{AttachDecision, SessionBook};
+use rpcnet_session::{
+    CallError, ClientCall, Coordinator, Delivery, Lease, OwnerFrame, Participant, Produced,
+    RelayCall, ServerCall,
+};
+
+use crate::check::{payload_for, state_for, Violation};
+use crate::net::{Dice, Queue};
+use crate::params::Params;
+
+/// Simulated time 0 as unix ms (tokens carry absolute expiries).
+const BASE_MS: u64 = 1_700_000_000_000;
+/// Frames a worker may have in flight on one stream before the relay reads them (QUIC flow
+/// control, in frames).
+const STREAM_WINDOW: u32 = 8;
+/// Entries a handler may queue before it is paused (the runtime's `streamWindow`).
+const QUEUE_HIGH: usize = 6;
+/// Items the director may have forwarded that the client has not read.
+const CLIENT_WINDOW: usize = 8;
+/// A relayed call waits this long for a usable route before failing, ms (as the runtime).
+const ROUTE_WAIT_MS: u64 = 10_000;
+/// Largest snapshot a worker opens, bytes.
+const MAX_SNAPSHOT: usize = 1 << 20;
+
+/// What one schedule did, for the summary line.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Events processed (each followed by a check of every invariant).
+    pub steps: u64,
+    /// Items delivered to clients.
+    pub items: u64,
+    /// Migrations that completed.
+    pub completed: u64,
+    /// Migrations that aborted.
+    pub aborted: u64,
+    /// Failovers.
+    pub failovers: u64,
+    /// Worker crashes.
+    pub crashes: u64,
+}
+
+#[derive(Debug, Clone)]
+enum LinkIn {
+    Open(Attach, Request),
+    Stop,
+    Credit,
+}
+
+#[derive(Debug)]
+enum Ev {
+    StartCall(usize),
+    Produce { w: usize, inc: u64, stream: u64 },
+    ToWorker { w: usize, inc: u64, stream: u64, msg: LinkIn },
+    ToDirector { w: usize, inc: u64, stream: u64, frame: Frame },
+    ToClient { call: usize, frame: Frame },
+    ClientRead { call: usize },
+    Mgmt { w: usize, inc: u64, t: Transmit, session: u64 },
+    Reply { session: u64, migration_id: u64, method: WorkerMethod, result: Result<ManagementMessage, CallError> },
+    Heartbeat { w: usize, inc: u64, sent_at: u64 },
+    HeartbeatAck { w: usize, inc: u64, sent_at: u64, known: bool },
+    Register { w: usize, inc: u64, sent_at: u64 },
+    RegisterAck { w: usize, inc: u64, sent_at: u64, accepted: bool },
+    WorkerTick { w: usize, inc: u64 },
+    LeaseCheck { w: usize, inc: u64 },
+    DirectorTick,
+    CoordTimer { session: u64 },
+    Trigger,
+    Restart { w: usize },
+    Heal,
+    /// A waiting relay may retry the same route now (`director_poll` runs after every event).
+    RelayRetry,
+}
+
+/// A client call as specified by the schedule.
+struct ClientSide {
+    session: u64,
+    call_id: u64,
+    items: u64,
+    every_ms: u64,
+    checkpoint_every: u64,
+    deadline_ms: u32,
+    started_at: u64,
+    machine: ClientCall,
+    inbox: VecDeque<Frame>,
+    reading: bool,
+    stalled_until: u64,
+    outcome: Option<Result<u64, CallError>>,
+}
+
+struct Relay {
+    machine: RelayCall,
+    client: usize,
+    attached: Option<(usize, u64, u64)>,
+    inbox: VecDeque<Frame>,
+    outstanding: usize,
+    waiting_since: u64,
+    retry_scheduled: Option<u64>,
+}
+
+struct DSession {
+    coord: Coordinator,
+    relays: BTreeMap<u64, Relay>,
+    connection_id: String,
+    migration_started: Option<u64>,
+}
+
+struct DWorker {
+    alive: bool,
+    inc: u64,
+    last_rx: u64,
+    draining: bool,
+}
+
+struct WCall {
+    session: u64,
+    call_id: u64,
+    client: usize,
+    machine: ServerCall,
+    queue: VecDeque<Produced>,
+    credit: u32,
+    /// The handler's next item (its own counter, from `ctx.resume`).
+    next: u64,
+    producing: bool,
+    deadline_at: Option<u64>,
+}
+
+struct WProc {
+    id: String,
+    up: bool,
+    inc: u64,
+    registered: bool,
+    participant: Participant,
+    book: SessionBook,
+    lease: Lease,
+    calls: BTreeMap<u64, WCall>,
+    partition_until: u64,
+}
+
+struct Sim {
+    seed: u64,
+    p: Params,
+    dice: Dice,
+    q: Queue<Ev>,
+    now: u64,
+    step: u64,
+    key: TokenKey,
+    secret: [u8; 32],
+    config: MigrationConfig,
+    dworkers: Vec<DWorker>,
+    sessions: BTreeMap<u64, DSession>,
+    workers: Vec<WProc>,
+    clients: Vec<ClientSide>,
+    next_stream: u64,
+    next_migration: u64,
+    report: Report,
+    chaos: bool,
+    /// Last delivery time per ordered stream, so that each stream stays in order (QUIC).
+    fifo: BTreeMap<(u8, u64), u64>,
+}
+
+/// Runs schedule `seed` to the end. Every step is followed by the invariant checks; the first
+/// violation stops the schedule.
+pub fn run_schedule(seed: u64) -> Result<Report, Violation> {
+    let mut sim = Sim::new(seed);
+    sim.run()?;
+    sim.report.steps = sim.step;
+    Ok(sim.report)
+}
+
+impl Sim {
+    fn new(seed: u64) -> Self {
+        let mut dice = Dice::new(seed);
+        let p = Params::draw(|lo, hi| dice.range(lo, hi));
+        let secret = dice.bytes::<32>();
+        let key = TokenKey::from_bytes(&dice.bytes::<32>());
+        let config = MigrationConfig {
+            auto_confirm: dice.chance(300),
+            phase_timeout_ms: 200,
+            total_timeout_ms: 600,
+            max_defers: 2,
+        };
+        let workers = (0..p.workers)
+            .map(|i| WProc {
+                id: format!("w{i}"),
+                up: true,
+                inc: 1,
+                registered: true,
+                participant: Participant::new(format!("w{i}"), key.clone(), &secret),
+                book: SessionBook::new(),
+                lease: Lease::new(p.lease_ms, BASE_MS),
+                calls: BTreeMap::new(),
+                partition_until: 0,
+            })
+            .collect();
+        let dworkers = (0..p.workers)
+            .map(|_| DWorker {
+                alive: true,
+                inc: 1,
+                last_rx: BASE_MS,
+                draining: false,
+            })
+            .collect();
+        Sim {
+            seed,
+            p,
+            dice,
+            q: Queue::new(),
+            now: BASE_MS,
+            step: 0,
+            key,
+            secret,
+            config,
+            dworkers,
+            sessions: BTreeMap::new(),
+            workers,
+            clients: Vec::new(),
+            next_stream: 1,
+            next_migration: 1,
+            report: Report::default(),
+            chaos: true,
+            fifo: BTreeMap::new(),
+        }
+    }
+
+    fn violation(&self, rule: &'static str, detail: String) -> Violation {
+        Violation {
+            seed: self.seed,
+            step: self.step,
+            at_ms: self.now - BASE_MS,
+            rule,
+            detail,
+        }
+    }
+
+    fn run(&mut self) -> Result<(), Violation> {
+        self.open_sessions();
+        for w in 0..self.workers.len() {
+            let at = self.now + self.dice.range(1, self.p.heartbeat_ms);
+            self.q.push(at, Ev::WorkerTick { w, inc: 1 });
+            self.q.push(self.now + self.p.lease_ms, Ev::LeaseCheck { w, inc: 1 });
+        }
+        let trace = std::env::var_os("SIMULATION_TRACE").is_some();
+        self.q.push(self.now + 20, Ev::DirectorTick);
+        self.q.push(self.now + self.p.trigger_every_ms, Ev::Trigger);
+        self.q.push(self.now + self.p.chaos_until_ms, Ev::Heal);
+        while let Some((at, ev)) = self.q.pop() {
+            self.now = at;
+            self.step += 1;
+            if trace {
+                eprintln!("{:>6} {:>6} {ev:?}", self.step, self.now - BASE_MS);
+            }
+            self.handle(ev)?;
+            self.check()?;
+            if !self.chaos && self.clients.iter().all(|c| c.outcome.is_some()) {
+                return Ok(());
+            }
+            if self.now - BASE_MS > self.p.give_up_at_ms {
+                break;
+            }
+        }
+        let unfinished: Vec<String> = self
+            .clients
+            .iter()
+            .filter(|c| c.outcome.is_none())
+            .map(|c| format!("call {} has {} of {} items", c.call_id, c.machine.next_seq(), c.items))
+            .collect();
+        Err(self.violation("liveness", unfinished.join("; ")))
+    }
+
+    // ---- set-up and triggers -------------------------------------------------------------
+
+    fn open_sessions(&mut self) {
+        for s in 0..self.p.sessions as u64 {
+            let session = 0x5e55_0000 + s;
+            let owner = self.place(None).expect("workers are up at the start");
+            let id = self.workers[owner].id.clone();
+            self.sessions.insert(
+                session,
+                DSession {
+                    coord: Coordinator::new(session, id),
+                    relays: BTreeMap::new(),
+                    connection_id: format!("{session:016x}"),
+                    migration_started: None,
+                },
+            );
+            for _ in 0..self.dice.range(1, 2) {
+                self.new_call(session);
+            }
+        }
+    }
+
+    fn new_call(&mut self, session: u64) {
+        let idx = self.clients.len();
+        let deadline_ms = if self.dice.chance(200) { self.dice.range(300, 3_000) as u32 } else { 0 };
+        self.clients.push(ClientSide {
+            session,
+            call_id: 1_000 + idx as u64,
+            items: self.dice.range(10, 60),
+            every_ms: self.dice.range(2, 25),
+            checkpoint_every: [0, 1, 2, 3, 5][self.dice.range(0, 4) as usize],
+            deadline_ms,
+            started_at: 0,
+            machine: ClientCall::new(true),
+            inbox: VecDeque::new(),
+            reading: false,
+            stalled_until: 0,
+            outcome: None,
+        });
+        let at = self.now + self.dice.range(0, 50);
+        self.q.push(at, Ev::StartCall(idx));
+    }
+
+    fn trigger(&mut self) {
+        let roll = self.dice.range(0, 99);
+        let sessions: Vec<u64> = self.sessions.keys().copied().collect();
+        let session = sessions[self.dice.range(0, sessions.len() as u64 - 1) as usize];
+        let w = self.dice.range(0, self.workers.len() as u64 - 1) as usize;
+        match roll {
+            0..=24 => {
+                self.admin_migrate(session, w);
+                if self.dice.chance(200) {
+                    let other = self.dice.range(0, self.workers.len() as u64 - 1) as usize;
+                    self.admin_migrate(session, other); // two at once for one session
+                }
+            }
+            25..=39 => {
+                let serving = self.dworkers.iter().filter(|d| d.alive && !d.draining).count();
+                if serving >= 2 && self.dworkers[w].alive {
+                    self.dworkers[w].draining = true;
+                }
+            }
+            40..=52 => {
+                if self.workers[w].up {
+                    self.crash(w);
+                    let at = self.now + self.dice.range(100, 1_500);
+                    self.q.push(at, Ev::Restart { w });
+                }
+            }
+            53..=62 => self.workers[w].partition_until = self.now + self.dice.range(200, 900),
+            63..=77 => {
+                let c = self.dice.range(0, self.clients.len() as u64 - 1) as usize;
+                self.clients[c].stalled_until = self.now + self.dice.range(50, 500);
+            }
+            _ => {
+                let calls = self.clients.iter().filter(|c| c.session == session).count();
+                if calls < 3 {
+                    self.new_call(session);
+                }
+            }
+        }
+    }
+
+    fn admin_migrate(&mut self, session: u64, target: usize) {
+        let id = self.next_migration;
+        self.next_migration += 1;
+        let nonce = self.dice.bytes::<32>();
+        let target = self.workers[target].id.clone();
+        let (config, key, now) = (self.config, self.key.clone(), self.now);
+        let s = self.sessions.get_mut(&session).expect("session");
+        if s.coord
+            .start_migration(config, id, &target, MigrationReason::Admin, &key, nonce, now)
+            .is_ok()
+        {
+            s.migration_started = Some(now);
+        }
+        self.after_coord(session);
+    }
+
+    fn crash(&mut self, w: usize) {
+        self.report.crashes += 1;
+        let p = &mut self.workers[w];
+        p.up = false;
+        p.calls.clear();
+    }
+
+    fn restart(&mut self, w: usize) {
+        let (lease_ms, now) = (self.p.lease_ms, self.now);
+        let p = &mut self.workers[w];
+        if p.up {
+            return;
+        }
+        p.up = true;
+        p.inc += 1;
+        p.registered = false;
+        p.participant = Participant::new(p.id.clone(), self.key.clone(), &self.secret);
+        p.book = SessionBook::new();
+        p.lease = Lease::new(lease_ms, 0);
+        p.partition_until = 0;
+        let inc = p.inc;
+        self.q.push(now, Ev::WorkerTick { w, inc });
+    }
+
+    /// The live, non-draining worker with the fewest sessions (ties: lowest index).
+    fn place(&self, exclude: Option<usize>) -> Option<usize> {
+        let mut load = vec![0usize; self.workers.len()];
+        for s in self.sessions.values() {
+            if let Some(i) = self.index_of(&s.coord.route().owner) {
+                load[i] += 1;
+            }
+        }
+        (0..self.workers.len())
+            .filter(|&i| Some(i) != exclude && self.dworkers[i].alive && !self.dworkers[i].draining)
+            .min_by_key(|&i| (load[i], i))
+    }
+
+    fn index_of(&self, id: &str) -> Option<usize> {
+        self.workers.iter().position(|w| w.id == id)
+    }
+
+    /// Delivery time on ordered stream `key`: a random delay, but never before what was sent on
+    /// it earlier.
+    fn ordered(&mut self, key: (u8, u64)) -> u64 {
+        let at = self.now + self.dice.range(0, self.p.max_delay_ms);
+        let last = self.fifo.entry(key).or_insert(0);
+        *last = (*last).max(at);
+        *last
+    }
+
+    fn delay(&mut self) -> u64 {
+        let d = self.p.max_delay_ms;
+        self.dice.range(0, d)
+    }
+
+    // ---- the event loop ------------------------------------------------------------------
+
+    fn handle(&mut self, ev: Ev) -> Result<(), Violation> {
+        match ev {
+            Ev::StartCall(c) => self.start_call(c),
+            Ev::Produce { w, inc, stream } => self.produce(w, inc, stream)?,
+            Ev::ToWorker { w, inc, stream, msg } => self.to_worker(w, inc, stream, msg)?,
+            Ev::ToDirector { w, inc, stream, frame } => self.to_director(w, inc, stream, frame),
+            Ev::ToClient { call, frame } => {
+                self.clients[call].inbox.push_back(frame);
+                self.schedule_read(call);
+            }
+            Ev::ClientRead { call } => self.client_read(call)?,
+            Ev::Mgmt { w, inc, t, session } => self.worker_mgmt(w, inc, t, session),
+            Ev::Reply { session, migration_id, method, result } => {
+                let now = self.now;
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.coord.on_reply(migration_id, method, result, now);
+                }
+                self.after_coord(session);
+            }
+            Ev::Heartbeat { w, inc, sent_at } => self.director_heartbeat(w, inc, sent_at),
+            Ev::HeartbeatAck { w, inc, sent_at, known } => self.worker_heartbeat_ack(w, inc, sent_at, known),
+            Ev::Register { w, inc, sent_at } => self.director_register(w, inc, sent_at),
+            Ev::RegisterAck { w, inc, sent_at, accepted } => {
+                let p = &mut self.workers[w];
+                if p.up && p.inc == inc && accepted && !p.registered {
+                    p.registered = true;
+                    p.lease = Lease::new(self.p.lease_ms, sent_at);
+                    p.book.unfence_self();
+                    let at = p.lease.expires_at().unwrap_or(self.now);
+                    self.q.push(at, Ev::LeaseCheck { w, inc });
+                }
+            }
+            Ev::WorkerTick { w, inc } => self.worker_tick(w, inc),
+            Ev::LeaseCheck { w, inc } => self.lease_check(w, inc),
+            Ev::DirectorTick => self.director_tick(),
+            Ev::CoordTimer { session } => {
+                let now = self.now;
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.coord.handle_timeout(now);
+                }
+                self.after_coord(session);
+            }
+            Ev::Trigger => {
+                if self.chaos {
+                    self.trigger();
+                    let at = self.now + self.dice.range(1, 2 * self.p.trigger_every_ms);
+                    self.q.push(at, Ev::Trigger);
+                }
+            }
+            Ev::Restart { w } => self.restart(w),
+            Ev::RelayRetry => {}
+            Ev::Heal => {
+                self.chaos = false;
+                for w in 0..self.workers.len() {
+                    self.workers[w].partition_until = 0;
+                    self.restart(w);
+                }
+                for d in &mut self.dworkers {
+                    d.draining = false;
+                }
+                for c in &mut self.clients {
+                    c.stalled_until = 0;
+                }
+            }
+        }
+        self.director_poll();
+        Ok(())
+    }
+
+    // ---- client ------------------------------------------------------------------------
+
+    fn start_call(&mut self, c: usize) {
+        let now = self.now;
+        let cl = &mut self.clients[c];
+        cl.started_at = now;
+        let request = Request {
+            method: format!("sim/{}-{}-{}", cl.items, cl.every_ms, cl.checkpoint_every),
+            deadline_ms: cl.deadline_ms,
+            streaming: true,
+            payload: Bytes::new(),
+        };
+        let (session, call_id) = (cl.session, cl.call_id);
+        let s = self.sessions.get_mut(&session).expect("session");
+        let machine = RelayCall::new(session, call_id, s.connection_id.clone(), request, now);
+        s.relays.insert(
+            call_id,
+            Relay {
+                machine,
+                client: c,
+                attached: None,
+                inbox: VecDeque::new(),
+                outstanding: 0,
+                waiting_since: now,
+                retry_scheduled: None,
+            },
+        );
+    }
+
+    fn schedule_read(&mut self, call: usize) {
+        let c = &mut self.clients[call];
+        if !c.reading && !c.inbox.is_empty() {
+            c.reading = true;
+            let at = self.now.max(c.stalled_until) + 1;
+            self.q.push(at, Ev::ClientRead { call });
+        }
+    }
+
+    fn client_read(&mut self, call: usize) -> Result<(), Violation> {
+        let now = self.now;
+        let c = &mut self.clients[call];
+        c.reading = false;
+        if c.stalled_until > now {
+            self.schedule_read(call);
+            return Ok(());
+        }
+        let Some(frame) = c.inbox.pop_front() else { return Ok(()) };
+        let (session, call_id) = (c.session, c.call_id);
+        let delivery = c.machine.on_frame(frame);
+        match delivery {
+            Err(e) => return Err(self.violation("exactly-once", format!("call {call_id}: {e}"))),
+            Ok(Delivery::Item { seq, payload }) => {
+                if payload != payload_for(call_id, seq) {
+                    return Err(self.violation(
+                        "exactly-once",
+                        format!("call {call_id} item {seq} has a payload the handler did not produce for that seq"),
+                    ));
+                }
+                self.report.items += 1;
+            }
+            Ok(Delivery::End { items }) => {
+                let want = self.clients[call].items;
+                if items != want {
+                    return Err(self.violation("exactly-once", format!("call {call_id} ended after {items} of {want} items")));
+                }
+                self.clients[call].outcome = Some(Ok(items));
+            }
+            Ok(Delivery::Failed(e)) => {
+                let c = &self.clients[call];
+                let late = c.deadline_ms > 0 && now - c.started_at >= u64::from(c.deadline_ms);
+                if !(e.code == ErrorCode::DeadlineExceeded && late) {
+                    return Err(self.violation("exactly-once", format!("call {call_id} failed after {} ms: {e}", now - c.started_at)));
+                }
+                self.clients[call].outcome = Some(Err(e));
+            }
+            Ok(Delivery::Response(_)) => unreachable!("streaming calls only"),
+        }
+        if let Some(r) = self.sessions.get_mut(&session).and_then(|s| s.relays.get_mut(&call_id)) {
+            r.outstanding = r.outstanding.saturating_sub(1);
+        }
+        self.pump_relay(session, call_id);
+        self.schedule_read(call);
+        Ok(())
+    }
+
+    // ---- director: relays ----------------------------------------------------------------
+
+    /// Attaches every waiting relay whose route is usable; fails those that waited too long.
+    fn director_poll(&mut self) {
+        let now = self.now;
+        let ids: Vec<u64> = self.sessions.keys().copied().collect();
+        for sid in ids {
+            let route = self.sessions[&sid].coord.route().clone();
+            let owner = self.index_of(&route.owner);
+            let alive = owner.is_some_and(|w| self.dworkers[w].alive);
+            let calls: Vec<u64> = self.sessions[&sid].relays.keys().copied().collect();
+            for call_id in calls {
+                let s = self.sessions.get_mut(&sid).expect("session");
+                let r = s.relays.get_mut(&call_id).expect("relay");
+                if r.machine.is_finished() || r.attached.is_some() {
+                    continue;
+                }
+                let client = r.client;
+                if r.machine.can_attach(&route, alive, now) {
+                    let w = owner.expect("alive owner");
+                    match r.machine.attach(&route, now) {
+                        Ok([Frame::Attach(a), Frame::Request(req)]) => {
+                            let stream = self.next_stream;
+                            self.next_stream += 1;
+                            let inc = self.dworkers[w].inc;
+                            r.attached = Some((w, inc, stream));
+                            r.inbox.clear();
+                            let at = self.ordered((1, stream));
+                            self.q.push(at, Ev::ToWorker { w, inc, stream, msg: LinkIn::Open(a, req) });
+                        }
+                        Ok(_) => unreachable!("attach returns ATTACH + REQUEST"),
+                        Err(e) => self.fail_client(client, e),
+                    }
+                    continue;
+                }
+                let expired = r.machine.deadline_at().is_some_and(|d| now >= d);
+                if expired {
+                    let e = r.machine.expire();
+                    self.fail_client(client, e);
+                } else if now - r.waiting_since > ROUTE_WAIT_MS {
+                    let e = r.machine.give_up(format!("no live worker for session {sid:x} within {ROUTE_WAIT_MS} ms"));
+                    self.fail_client(client, e);
+                } else if let Some(at) = r.machine.retry_at().filter(|&t| t > now) {
+                    if r.retry_scheduled != Some(at) {
+                        r.retry_scheduled = Some(at);
+                        self.q.push(at, Ev::RelayRetry);
+                    }
+                }
+            }
+        }
+    }
+
+    fn fail_client(&mut self, client: usize, e: CallError) {
+        let at = self.ordered((0, client as u64));
+        let frame = Frame::Error { code: e.code, message: e.message };
+        self.q.push(at, Ev::ToClient { call: client, frame });
+    }
+
+    fn to_director(&mut self, w: usize, inc: u64, stream: u64, frame: Frame) {
+        let Some((sid, call_id)) = self.relay_on(w, inc, stream) else { return };
+        let r = self.sessions.get_mut(&sid).unwrap().relays.get_mut(&call_id).unwrap();
+        r.inbox.push_back(frame);
+        self.pump_relay(sid, call_id);
+    }
+
+    fn relay_on(&self, w: usize, inc: u64, stream: u64) -> Option<(u64, u64)> {
+        self.sessions.iter().find_map(|(sid, s)| {
+            s.relays
+                .iter()
+                .find(|(_, r)| r.attached == Some((w, inc, stream)))
+                .map(|(c, _)| (*sid, *c))
+        })
+    }
+
+    /// Reads what the relay's stream holds while the client has room, as the runtime's relay.
+    fn pump_relay(&mut self, sid: u64, call_id: u64) {
+        loop {
+            let now = self.now;
+            let Some(r) = self.sessions.get_mut(&sid).and_then(|s| s.relays.get_mut(&call_id)) else { return };
+            let Some((w, inc, stream)) = r.attached else { return };
+            if r.outstanding >= CLIENT_WINDOW {
+                return;
+            }
+            let Some(frame) = r.inbox.pop_front() else { return };
+            let client = r.client;
+            let outcome = r.machine.on_owner_frame(frame, now);
+            let mut to_client = None;
+            let mut stop = false;
+            match outcome {
+                OwnerFrame::Forward(f) => {
+                    r.outstanding += 1;
+                    to_client = Some(f);
+                }
+                OwnerFrame::Absorbed => {}
+                OwnerFrame::Suspended => {
+                    r.attached = None;
+                    r.waiting_since = now;
+                }
+                OwnerFrame::Finished(f) => {
+                    r.attached = None;
+                    to_client = Some(f);
+                }
+                OwnerFrame::OwnerFailed(_) => {
+                    r.attached = None;
+                    r.waiting_since = now;
+                    stop = true;
+                }
+            }
+            let at = self.ordered((1, stream));
+            let msg = if stop { LinkIn::Stop } else { LinkIn::Credit };
+            self.q.push(at, Ev::ToWorker { w, inc, stream, msg });
+            if let Some(frame) = to_client {
+                let at = self.ordered((0, client as u64));
+                self.q.push(at, Ev::ToClient { call: client, frame });
+            }
+        }
+    }
+
+    // ---- director: coordinators, membership ---------------------------------------------
+
+    /// Moves what a coordinator produced: messages, events, its next timer.
+    fn after_coord(&mut self, sid: u64) {
+        loop {
+            let Some(s) = self.sessions.get_mut(&sid) else { return };
+            let Some(t) = s.coord.poll_transmit() else { break };
+            let Some(w) = self.index_of(&t.to) else { continue };
+            let inc = self.dworkers[w].inc;
+            self.send_mgmt(w, inc, t, sid);
+        }
+        let s = self.sessions.get_mut(&sid).expect("session");
+        while let Some(e) = s.coord.poll_event() {
+            match e {
+                CoordinatorEvent::MigrationFinished(m) => {
+                    s.migration_started = None;
+                    if m.completed {
+                        self.report.completed += 1;
+                    } else {
+                        self.report.aborted += 1;
+                    }
+                }
+                CoordinatorEvent::Failover { .. } => self.report.failovers += 1,
+            }
+        }
+        if let Some(at) = s.coord.poll_timeout() {
+            self.q.push(at.max(self.now), Ev::CoordTimer { session: sid });
+        }
+    }
+
+    fn send_mgmt(&mut self, w: usize, inc: u64, t: Transmit, session: u64) {
+        if self.dice.chance(self.p.drop_permille) {
+            return;
+        }
+        let copies = if self.dice.chance(self.p.dup_permille) { 2 } else { 1 };
+        for _ in 0..copies {
+            let at = self.now + self.delay();
+            self.q.push(at, Ev::Mgmt { w, inc, t: t.clone(), session });
+        }
+    }
+
+    fn reply(&mut self, session: u64, t: &Transmit, result: Result<ManagementMessage, CallError>, extra_ms: u64) {
+        if self.dice.chance(self.p.drop_permille) {
+            return;
+        }
+        let copies = if self.dice.chance(self.p.dup_permille) { 2 } else { 1 };
+        for _ in 0..copies {
+            let at = self.now + extra_ms + self.delay();
+            let ev = Ev::Reply { session, migration_id: t.migration_id, method: t.method, result: result.clone() };
+            self.q.push(at, ev);
+        }
+    }
+
+    fn director_heartbeat(&mut self, w: usize, inc: u64, sent_at: u64) {
+        let d = &mut self.dworkers[w];
+        let known = d.alive && d.inc == inc;
+        if known {
+            d.last_rx = self.now;
+        }
+        if self.workers[w].partition_until <= self.now && !self.dice.chance(self.p.drop_permille) {
+            let at = self.now + self.delay();
+            self.q.push(at, Ev::HeartbeatAck { w, inc, sent_at, known });
+        }
+    }
+
+    fn director_register(&mut self, w: usize, inc: u64, sent_at: u64) {
+        let now = self.now;
+        let d = &mut self.dworkers[w];
+        // A live worker keeps its id: a second registration under it is refused.
+        let accepted = !(d.alive && d.inc != inc);
+        if accepted && !(d.alive && d.inc == inc) {
+            *d = DWorker { alive: true, inc, last_rx: now, draining: false };
+            let id = self.workers[w].id.clone();
+            for s in self.sessions.values_mut() {
+                for r in s.relays.values_mut() {
+                    if r.attached.is_some_and(|a| a.0 == w) {
+                        r.attached = None;
+                        r.machine.owner_lost(now);
+                        r.waiting_since = now;
+                    }
+                }
+                s.coord.owner_relinked(&id);
+            }
+            self.place_orphans();
+        }
+        let at = now + self.delay();
+        self.q.push(at, Ev::RegisterAck { w, inc, sent_at, accepted });
+    }
+
+    fn director_tick(&mut self) {
+        let now = self.now;
+        for w in 0..self.dworkers.len() {
+            let d = &self.dworkers[w];
+            if d.alive && now - d.last_rx > self.p.failover_after_ms {
+                self.declare_dead(w);
+            }
+        }
+        self.place_orphans();
+        self.drain_step();
+        self.q.push(now + 20, Ev::DirectorTick);
+    }
+
+    fn declare_dead(&mut self, w: usize) {
+        let now = self.now;
+        self.dworkers[w].alive = false;
+        let id = self.workers[w].id.clone();
+        let sids: Vec<u64> = self.sessions.keys().copied().collect();
+        for sid in sids {
+            let s = self.sessions.get_mut(&sid).unwrap();
+            for r in s.relays.values_mut() {
+                if r.attached.is_some_and(|a| a.0 == w) {
+                    r.attached = None;
+                    r.machine.owner_lost(now);
+                    r.waiting_since = now;
+                }
+            }
+            s.coord.worker_lost(&id, now);
+            self.after_coord(sid);
+        }
+    }
+
+    /// Fails over every session whose owner is not a live worker and that no migration holds.
+    fn place_orphans(&mut self) {
+        let sids: Vec<u64> = self.sessions.keys().copied().collect();
+        for sid in sids {
+            let route = self.sessions[&sid].coord.route().clone();
+            let owner_alive = self.index_of(&route.owner).is_some_and(|w| self.dworkers[w].alive);
+            if owner_alive || self.sessions[&sid].coord.migration().is_some() {
+                continue;
+            }
+            if let Some(to) = self.place(None) {
+                let id = self.workers[to].id.clone();
+                self.sessions.get_mut(&sid).unwrap().coord.fail_over(&id);
+                self.after_coord(sid);
+            }
+        }
+    }
+
+    fn drain_step(&mut self) {
+        let sids: Vec<u64> = self.sessions.keys().copied().collect();
+        for sid in sids {
+            let owner = self.index_of(&self.sessions[&sid].coord.route().owner);
+            let Some(w) = owner.filter(|&w| self.dworkers[w].draining && self.dworkers[w].alive) else { continue };
+            if self.sessions[&sid].coord.migration().is_some() {
+                continue;
+            }
+            let Some(to) = self.place(Some(w)) else { continue };
+            let id = self.next_migration;
+            self.next_migration += 1;
+            let nonce = self.dice.bytes::<32>();
+            let target = self.workers[to].id.clone();
+            let (config, key, now) = (self.config, self.key.clone(), self.now);
+            let s = self.sessions.get_mut(&sid).unwrap();
+            if s.coord.start_migration(config, id, &target, MigrationReason::Drain, &key, nonce, now).is_ok() {
+                s.migration_started = Some(now);
+            }
+            self.after_coord(sid);
+        }
+        for w in 0..self.dworkers.len() {
+            let owns = self.sessions.values().any(|s| s.coord.route().owner == self.workers[w].id);
+            if self.dworkers[w].draining && !owns {
+                self.dworkers[w].draining = false; // drained; back in service
+            }
+        }
+    }
+
+    // ---- workers -------------------------------------------------------------------------
+
+    fn worker_tick(&mut self, w: usize, inc: u64) {
+        let now = self.now;
+        let p = &mut self.workers[w];
+        if !p.up || p.inc != inc {
+            return;
+        }
+        p.book.prune(now);
+        let partitioned = p.partition_until > now;
+        let registered = p.registered;
+        if !partitioned && !self.dice.chance(self.p.drop_permille) {
+            let at = now + self.delay();
+            let ev = if registered {
+                Ev::Heartbeat { w, inc, sent_at: now }
+            } else {
+                Ev::Register { w, inc, sent_at: now }
+            };
+            self.q.push(at, ev);
+        }
+        self.q.push(now + self.p.heartbeat_ms, Ev::WorkerTick { w, inc });
+    }
+
+    fn worker_heartbeat_ack(&mut self, w: usize, inc: u64, sent_at: u64, known: bool) {
+        let now = self.now;
+        let p = &mut self.workers[w];
+        if !p.up || p.inc != inc || !p.registered {
+            return;
+        }
+        if known {
+            p.lease.acked(sent_at);
+            if p.lease.is_valid(now) {
+                p.book.unfence_self();
+            }
+            let at = p.lease.expires_at().unwrap_or(now);
+            self.q.push(at, Ev::LeaseCheck { w, inc });
+        } else {
+            // The director declared this worker dead: its sessions were moved. Register again.
+            p.registered = false;
+            p.book.forget_all(now);
+            self.fence_all(w);
+        }
+    }
+
+    fn lease_check(&mut self, w: usize, inc: u64) {
+        let p = &self.workers[w];
+        if p.up && p.inc == inc && !p.lease.is_valid(self.now) && !p.book.is_self_fenced() {
+            self.workers[w].book.fence_self();
+            self.fence_all(w);
+        }
+    }
+
+    /// Freezes every call of worker `w` at an item boundary, keeping its state (self-fencing).
+    fn fence_all(&mut self, w: usize) {
+        let streams: Vec<u64> = self.workers[w].calls.keys().copied().collect();
+        for stream in streams {
+            let snap = self.freeze_call(w, stream);
+            self.workers[w].book.keep(snap.0, &[snap.1]);
+        }
+    }
+
+    /// Freezes one call: SUSPENDED on its stream; returns (session, snapshot).
+    fn freeze_call(&mut self, w: usize, stream: u64) -> (u64, rpcnet_protocol::migration::CallSnapshot) {
+        let now = self.now;
+        let p = &mut self.workers[w];
+        let mut c = p.calls.remove(&stream).expect("call");
+        let queued: Vec<Produced> = c.queue.drain(..).collect();
+        let (suspended, snap) = c.machine.freeze(Vec::new(), queued);
+        p.book.call_ended(c.session, c.call_id, now);
+        let inc = p.inc;
+        let at = self.ordered((2, stream));
+        self.q.push(at, Ev::ToDirector { w, inc, stream, frame: suspended });
+        (c.session, snap)
+    }
+
+    fn to_worker(&mut self, w: usize, inc: u64, stream: u64, msg: LinkIn) -> Result<(), Violation> {
+        let now = self.now;
+        if !self.workers[w].up || self.workers[w].inc != inc {
+            return Ok(()); // the connection died with the process
+        }
+        match msg {
+            LinkIn::Open(attach, request) => {
+                let decision = self.workers[w].book.attach(&attach);
+                let restored = match decision {
+                    AttachDecision::Suspend { next_seq } => {
+                        let at = self.ordered((2, stream));
+                        let frame = Frame::Suspended { next_seq };
+                        self.q.push(at, Ev::ToDirector { w, inc, stream, frame });
+                        return Ok(());
+                    }
+                    AttachDecision::Serve(r) => r,
+                };
+                let client = self.clients.iter().position(|c| c.call_id == attach.call_id).expect("client");
+                let cl = &self.clients[client];
+                let deadline_at = (request.deadline_ms > 0).then(|| now + u64::from(request.deadline_ms));
+                if let Some(d) = deadline_at {
+                    let budget = cl.started_at + u64::from(cl.deadline_ms) + self.p.max_delay_ms;
+                    if d > budget {
+                        return Err(self.violation("deadline", format!(
+                            "call {} resumed with a deadline {} ms past the client's", attach.call_id, d - budget)));
+                    }
+                }
+                let (machine, first) = ServerCall::attached(&attach, &request, restored);
+                let next = match machine.resume() {
+                    None => 0,
+                    Some((seq, state)) => {
+                        if !(state.is_empty() && *seq == 0) && *state != state_for(*seq) {
+                            return Err(self.violation("exactly-once", format!(
+                                "call {} resumed at seq {seq} with the checkpoint of another seq", attach.call_id)));
+                        }
+                        *seq
+                    }
+                };
+                let call = WCall {
+                    session: attach.session_id,
+                    call_id: attach.call_id,
+                    client,
+                    machine,
+                    queue: VecDeque::new(),
+                    credit: STREAM_WINDOW,
+                    next,
+                    producing: false,
+                    deadline_at,
+                };
+                for frame in first {
+                    let at = self.ordered((2, stream));
+                    self.q.push(at, Ev::ToDirector { w, inc, stream, frame });
+                }
+                self.workers[w].calls.insert(stream, call);
+                self.pump_writer(w, stream); // a handler resumed past its last item just ends
+                self.schedule_produce(w, stream);
+            }
+            LinkIn::Stop => {
+                if let Some(c) = self.workers[w].calls.remove(&stream) {
+                    self.workers[w].book.call_ended(c.session, c.call_id, now);
+                }
+            }
+            LinkIn::Credit => {
+                if let Some(c) = self.workers[w].calls.get_mut(&stream) {
+                    c.credit += 1;
+                }
+                self.pump_writer(w, stream);
+            }
+        }
+        Ok(())
+    }
+
+    fn schedule_produce(&mut self, w: usize, stream: u64) {
+        let inc = self.workers[w].inc;
+        let Some(c) = self.workers[w].calls.get_mut(&stream) else { return };
+        let total = self.clients[c.client].items;
+        if c.producing || c.next >= total || c.queue.len() >= QUEUE_HIGH {
+            return;
+        }
+        c.producing = true;
+        let at = self.now + self.clients[c.client].every_ms;
+        self.q.push(at, Ev::Produce { w, inc, stream });
+    }
+
+    fn produce(&mut self, w: usize, inc: u64, stream: u64) -> Result<(), Violation> {
+        let now = self.now;
+        if !self.workers[w].up || self.workers[w].inc != inc {
+            return Ok(());
+        }
+        let Some(c) = self.workers[w].calls.get_mut(&stream) else { return Ok(()) };
+        c.producing = false;
+        if c.deadline_at.is_some_and(|d| now >= d) {
+            let c = self.workers[w].calls.remove(&stream).unwrap();
+            self.workers[w].book.call_ended(c.session, c.call_id, now);
+            let frame = Frame::Error { code: ErrorCode::DeadlineExceeded, message: "deadline exceeded".into() };
+            let at = self.ordered((2, stream));
+            self.q.push(at, Ev::ToDirector { w, inc, stream, frame });
+            return Ok(());
+        }
+        let spec = &self.clients[c.client];
+        let seq = c.next;
+        c.queue.push_back(Produced::Item(payload_for(spec.call_id, seq)));
+        c.next += 1;
+        if spec.checkpoint_every > 0 && c.next % spec.checkpoint_every == 0 {
+            c.queue.push_back(Produced::Checkpoint(state_for(c.next)));
+        }
+        self.pump_writer(w, stream);
+        self.schedule_produce(w, stream);
+        Ok(())
+    }
+
+    /// The call's writer: sends what the handler queued while the stream has credit; END once
+    /// the handler finished and everything was sent.
+    fn pump_writer(&mut self, w: usize, stream: u64) {
+        let now = self.now;
+        let inc = self.workers[w].inc;
+        loop {
+            let p = &mut self.workers[w];
+            let Some(c) = p.calls.get_mut(&stream) else { return };
+            if c.credit == 0 {
+                return;
+            }
+            let total = self.clients[c.client].items;
+            let Some(entry) = c.queue.pop_front() else {
+                if c.next >= total {
+                    let end = c.machine.end();
+                    let c = p.calls.remove(&stream).unwrap();
+                    p.book.call_ended(c.session, c.call_id, now);
+                    let at = self.ordered((2, stream));
+                    self.q.push(at, Ev::ToDirector { w, inc, stream, frame: end });
+                }
+                return;
+            };
+            if let Some(frame) = c.machine.on_produced(entry) {
+                c.credit -= 1;
+                let at = self.ordered((2, stream));
+                self.q.push(at, Ev::ToDirector { w, inc, stream, frame });
+            }
+            self.schedule_produce(w, stream);
+        }
+    }
+
+    fn worker_mgmt(&mut self, w: usize, inc: u64, t: Transmit, session: u64) {
+        let now = self.now;
+        if !self.workers[w].up || self.workers[w].inc != inc {
+            return;
+        }
+        let hook_ms = self.dice.range(0, 5);
+        match (&t.method, &t.message) {
+            (WorkerMethod::Request, ManagementMessage::Request(req)) => {
+                if let Err(e) = self.workers[w].participant.on_request(req, now) {
+                    return self.reply(session, &t, Err(refused(e)), 0);
+                }
+                let decision = match self.dice.range(0, 99) {
+                    0..=74 => ConfirmationDecision::Accept,
+                    75..=82 => ConfirmationDecision::Reject { reason: "policy".into() },
+                    83..=90 => ConfirmationDecision::Defer { retry_after_ms: self.dice.range(10, 60) as u32 },
+                    91..=94 => return self.reply(session, &t, Err(hook_threw("onMigrationRequest")), hook_ms),
+                    _ => return, // the hook never answers
+                };
+                let msg = ManagementMessage::Confirmation(MigrationConfirmation { migration_id: req.migration_id, decision });
+                self.reply(session, &t, Ok(msg), hook_ms);
+            }
+            (WorkerMethod::Prepare, ManagementMessage::Request(req)) => {
+                let r = self.workers[w].participant.on_prepare(req, now).map_err(refused);
+                self.reply(session, &t, r, 0);
+            }
+            (WorkerMethod::Capture, ManagementMessage::Request(req)) => {
+                let p = &mut self.workers[w];
+                if let Err(e) = p.participant.on_capture(&mut p.book, req, now) {
+                    return self.reply(session, &t, Err(refused(e)), 0);
+                }
+                let streams: Vec<u64> = p.calls.iter().filter(|(_, c)| c.session == req.session_id).map(|(s, _)| *s).collect();
+                let mut frozen = Vec::new();
+                for stream in streams {
+                    frozen.push(self.freeze_call(w, stream).1);
+                }
+                let p = &mut self.workers[w];
+                p.book.keep(req.session_id, &frozen);
+                if let Some(r) = self.hook_fails("captureState") {
+                    return match r {
+                        Some(e) => self.reply(session, &t, Err(e), hook_ms),
+                        None => {}
+                    };
+                }
+                let p = &self.workers[w];
+                let snap = SessionSnapshot {
+                    session_id: req.session_id,
+                    connection_id: p.book.connection_id(req.session_id),
+                    captured_at_ms: now,
+                    app_state: Bytes::from_static(b"app"),
+                    calls: p.book.kept_calls(req.session_id),
+                };
+                let nonce = self.dice.bytes::<12>();
+                let r = self.workers[w].participant.seal(&snap, req.migration_id, nonce).map_err(refused);
+                self.reply(session, &t, r, hook_ms);
+            }
+            (WorkerMethod::Transfer, ManagementMessage::StateTransfer(st)) => {
+                let snap = match self.workers[w].participant.on_transfer(st, MAX_SNAPSHOT) {
+                    Ok(s) => s,
+                    Err(e) => return self.reply(session, &t, Err(refused(e)), 0),
+                };
+                if let Some(r) = self.hook_fails("restoreState") {
+                    return match r {
+                        Some(e) => self.reply(session, &t, Err(e), hook_ms),
+                        None => {}
+                    };
+                }
+                let p = &mut self.workers[w];
+                let msg = p.participant.restored(&mut p.book, st.migration_id, &snap);
+                self.reply(session, &t, Ok(msg), hook_ms);
+            }
+            (WorkerMethod::Complete, ManagementMessage::Complete(c)) => {
+                let p = &mut self.workers[w];
+                p.participant.on_complete(&mut p.book, c, now);
+            }
+            (WorkerMethod::Abort, ManagementMessage::Abort(a)) => {
+                let p = &mut self.workers[w];
+                p.participant.on_abort(&mut p.book, a, now);
+            }
+            (m, msg) => panic!("coordinator sent {} as {m:?}", msg.name()),
+        }
+    }
+
+    /// A state hook's behaviour: `None` = it answered; `Some(Some(e))` = it threw;
+    /// `Some(None)` = it never answered.
+    fn hook_fails(&mut self, hook: &str) -> Option<Option<CallError>> {
+        match self.dice.range(0, 99) {
+            0..=93 => None,
+            94..=96 => Some(Some(hook_threw(hook))),
+            _ => Some(None),
+        }
+    }
+
+    // ---- invariants ----------------------------------------------------------------------
+
+    fn check(&self) -> Result<(), Violation> {
+        for (sid, s) in &self.sessions {
+            let producers: BTreeSet<&str> = self
+                .workers
+                .iter()
+                .filter(|p| p.up && p.calls.values().any(|c| c.session == *sid))
+                .map(|p| p.id.as_str())
+                .collect();
+            if producers.len() > 1 {
+                return Err(self.violation("one-owner", format!("session {sid:x} has calls producing on {producers:?}")));
+            }
+            let route = s.coord.route();
+            let phase = s.coord.migration().map(|m| m.3);
+            use rpcnet_protocol::migration::Phase;
+            if route.frozen && !matches!(phase, Some(Phase::StateCapture | Phase::StateTransfer)) {
+                return Err(self.violation("no-frozen-route", format!("session {sid:x} route frozen with migration phase {phase:?}")));
+            }
+            if let (Some(started), Some(total)) = (s.migration_started, s.coord.migration_total_timeout_ms()) {
+                if self.now - started > total {
+                    return Err(self.violation("migration-timeout", format!(
+                        "migration of session {sid:x} running for {} ms, timeout {total} ms", self.now - started)));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn refused(e: rpcnet_protocol::migration::MigrationError) -> CallError {
+    CallError { code: ErrorCode::InvalidArgument, message: format!("{}: {e}", e.code()) }
+}
+
+fn hook_threw(hook: &str) -> CallError {
+    CallError { code: ErrorCode::Unknown, message: format!("hook failed: {hook} threw") }
+}
