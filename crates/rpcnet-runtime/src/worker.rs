@@ -18,10 +18,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use ring::rand::{SecureRandom, SystemRandom};
 use rpcnet_protocol::migration::{
-    snapshot, ConfirmationDecision, Heartbeat, ManagementMessage, MigrationAbort,
-    MigrationComplete, MigrationConfirmation, MigrationRequest, PrepareAck, Register,
-    StateTransfer, TokenKey, TokenLedger,
+    ConfirmationDecision, Heartbeat, ManagementMessage, MigrationConfirmation, MigrationRequest,
+    Register, TokenKey,
 };
+use rpcnet_session::Participant;
 use tokio::sync::oneshot;
 
 use crate::cancel::Canceller;
@@ -108,24 +108,13 @@ pub struct HookFlags {
     pub restore: AtomicBool,
 }
 
-/// This worker's part in a migration that has not ended, by migration id.
-enum Part {
-    /// Source: the session is captured (frozen) here.
-    Captured(u64),
-    /// Target: the session was restored here.
-    Restored(u64),
-}
-
 struct Inner {
     id: String,
     user: Arc<Server>,
     mgmt: Arc<Server>,
-    cluster: Arc<ClusterCredentials>,
-    token_key: TokenKey,
-    ledger: Mutex<TokenLedger>,
-    /// Prepared migrations (the token was redeemed here): migration id to session id.
-    prepared: Mutex<HashMap<u64, u64>>,
-    parts: Mutex<HashMap<u64, Part>>,
+    /// The worker's migration rules (sans-IO): tokens through the one ledger, prepared and
+    /// captured migrations, sealing and opening. Lock order: the sessions' book, then this.
+    participant: Mutex<Participant>,
     hooks: EventQueue<WorkerHook>,
     hook_waiters: Mutex<HashMap<u64, oneshot::Sender<HookAnswer>>>,
     next_hook: AtomicU64,
@@ -193,13 +182,13 @@ impl Worker {
         })?;
         let inner = Arc::new(Inner {
             id: config.id.clone(),
-            token_key: token_key(&config.cluster),
-            cluster: config.cluster.clone(),
+            participant: Mutex::new(Participant::new(
+                config.id.clone(),
+                token_key(&config.cluster),
+                &config.cluster.secret,
+            )),
             user,
             mgmt,
-            ledger: Mutex::new(TokenLedger::new()),
-            prepared: Mutex::new(HashMap::new()),
-            parts: Mutex::new(HashMap::new()),
             hooks: EventQueue::default(),
             hook_waiters: Mutex::new(HashMap::new()),
             next_hook: AtomicU64::new(1),
@@ -297,6 +286,8 @@ async fn heartbeats(inner: Arc<Inner>, every_ms: u64) {
             Err(e) if e.code == ErrorCode::NotFound => {
                 // The director declared us dead (missed heartbeats) or restarted: register again.
                 tracing::warn!(worker = %inner.id, "director does not know this worker; registering again");
+                // It declared this worker dead and failed its sessions over: drop their state.
+                inner.user.sessions().with_book(|b| b.forget_all(now_ms()));
                 let register = register_message(&inner);
                 if let Err(e) = mgmt::call(&inner.director, mgmt::REGISTER, &register, 2_000).await
                 {
@@ -365,6 +356,36 @@ async fn ask(inner: &Inner, make: impl FnOnce(u64) -> WorkerHook) -> Result<Hook
     }
 }
 
+/// Confirmation (RFC-001 phase 2): the `onMigrationRequest` hook's decision, or accept.
+async fn confirm(
+    inner: &Inner,
+    req: &MigrationRequest,
+) -> Result<ConfirmationDecision, RpcError> {
+    if !inner.flags.confirm.load(Ordering::SeqCst) {
+        return Ok(ConfirmationDecision::Accept);
+    }
+    let request = req.clone();
+    match ask(inner, |id| WorkerHook::MigrationRequest { id, request }).await? {
+        HookAnswer::Decision(d) => Ok(d),
+        _ => Err(RpcError::internal(
+            "onMigrationRequest answered with something else than a decision",
+        )),
+    }
+}
+
+/// State Capture: the `captureState` hook's application state, or none.
+async fn capture_state(inner: &Inner, session_id: u64) -> Result<Bytes, RpcError> {
+    if !inner.flags.capture.load(Ordering::SeqCst) {
+        return Ok(Bytes::new());
+    }
+    match ask(inner, |id| WorkerHook::Capture { id, session_id }).await? {
+        HookAnswer::State(s) => Ok(s),
+        _ => Err(RpcError::internal(
+            "captureState answered with something else than state",
+        )),
+    }
+}
+
 fn nonce() -> Result<[u8; 12], RpcError> {
     let mut n = [0u8; 12];
     SystemRandom::new()
@@ -378,128 +399,51 @@ async fn handle(
     method: &str,
     msg: ManagementMessage,
 ) -> Result<ManagementMessage, RpcError> {
+    let sessions = inner.user.sessions();
     match (method, msg) {
         (mgmt::REQUEST, ManagementMessage::Request(req)) => {
-            inner.token_key.verify(&req.token).map_err(rejected)?;
-            let decision = if inner.flags.confirm.load(Ordering::SeqCst) {
-                match ask(inner, |id| WorkerHook::MigrationRequest {
-                    id,
-                    request: req.clone(),
-                })
-                .await?
-                {
-                    HookAnswer::Decision(d) => d,
-                    _ => {
-                        return Err(RpcError::internal(
-                            "onMigrationRequest answered with something else than a decision",
-                        ))
-                    }
-                }
-            } else {
-                ConfirmationDecision::Accept
-            };
+            inner
+                .participant
+                .lock()
+                .unwrap()
+                .on_request(&req, now_ms())
+                .map_err(rejected)?;
+            let decision = confirm(inner, &req).await?;
             Ok(ManagementMessage::Confirmation(MigrationConfirmation {
                 migration_id: req.migration_id,
                 decision,
             }))
         }
-        (mgmt::PREPARE, ManagementMessage::Request(req)) => {
-            // Preparation: the target redeems the single-use token (RFC-001 section 5.1).
-            inner
-                .ledger
-                .lock()
-                .unwrap()
-                .redeem(
-                    &inner.token_key,
-                    &req.token,
-                    req.session_id,
-                    &req.source,
-                    &inner.id,
-                    now_ms(),
-                )
-                .map_err(rejected)?;
-            inner
-                .prepared
-                .lock()
-                .unwrap()
-                .insert(req.migration_id, req.session_id);
-            Ok(ManagementMessage::PrepareAck(PrepareAck {
-                migration_id: req.migration_id,
-                ready: true,
-            }))
-        }
+        (mgmt::PREPARE, ManagementMessage::Request(req)) => inner
+            .participant
+            .lock()
+            .unwrap()
+            .on_prepare(&req, now_ms())
+            .map_err(rejected),
         (mgmt::CAPTURE, ManagementMessage::Request(req)) => {
-            // The source checks the token's MAC and that it names this worker as the source.
-            inner.token_key.verify(&req.token).map_err(rejected)?;
-            if req.token.source != inner.id
-                || req.token.session_id != req.session_id
-                || now_ms() >= req.token.expires_at_ms
-            {
-                return Err(RpcError::invalid_argument(format!(
-                    "TOKEN_MISMATCH: capture of session {} requested with a token for source {} (this is {}) or expired",
-                    req.session_id, req.token.source, inner.id
-                )));
-            }
-            inner
-                .parts
-                .lock()
-                .unwrap()
-                .insert(req.migration_id, Part::Captured(req.session_id));
-            let mut snap = inner
-                .user
-                .sessions()
+            sessions
+                .with_book(|b| inner.participant.lock().unwrap().on_capture(b, &req, now_ms()))
+                .map_err(rejected)?;
+            let mut snap = sessions
                 .capture(req.session_id, Duration::from_millis(1_000))
                 .await?;
             snap.captured_at_ms = now_ms();
-            if inner.flags.capture.load(Ordering::SeqCst) {
-                match ask(inner, |id| WorkerHook::Capture {
-                    id,
-                    session_id: req.session_id,
-                })
-                .await?
-                {
-                    HookAnswer::State(s) => snap.app_state = s,
-                    _ => {
-                        return Err(RpcError::internal(
-                            "captureState answered with something else than state",
-                        ))
-                    }
-                }
-            }
-            let sealed = snapshot::seal(
-                &snap,
-                &inner.cluster.secret,
-                req.migration_id,
-                snap.captured_at_ms,
-                nonce()?,
-            )
-            .map_err(rejected)?;
-            Ok(ManagementMessage::StateTransfer(StateTransfer {
-                migration_id: req.migration_id,
-                sealed: Bytes::from(sealed),
-            }))
+            snap.app_state = capture_state(inner, req.session_id).await?;
+            let nonce = nonce()?;
+            inner
+                .participant
+                .lock()
+                .unwrap()
+                .seal(&snap, req.migration_id, nonce)
+                .map_err(rejected)
         }
         (mgmt::TRANSFER, ManagementMessage::StateTransfer(st)) => {
-            let Some(prepared_session) = inner.prepared.lock().unwrap().remove(&st.migration_id)
-            else {
-                return Err(RpcError::invalid_argument(format!(
-                    "MIGRATION_STATE: no prepared migration {} on {} (replayed or unprepared StateTransfer)",
-                    st.migration_id, inner.id
-                )));
-            };
-            let (header, snap) = snapshot::open_with_header(
-                &st.sealed,
-                &inner.cluster.secret,
-                Some(prepared_session),
-                MAX_SNAPSHOT_BYTES,
-            )
-            .map_err(rejected)?;
-            if header.migration_id != st.migration_id {
-                return Err(RpcError::invalid_argument(format!(
-                    "SNAPSHOT_TAMPERED: snapshot sealed for migration {} delivered as {}",
-                    header.migration_id, st.migration_id
-                )));
-            }
+            let snap = inner
+                .participant
+                .lock()
+                .unwrap()
+                .on_transfer(&st, MAX_SNAPSHOT_BYTES)
+                .map_err(rejected)?;
             if inner.flags.restore.load(Ordering::SeqCst) {
                 ask(inner, |id| WorkerHook::Restore {
                     id,
@@ -508,38 +452,27 @@ async fn handle(
                 })
                 .await?;
             }
-            inner.user.sessions().restore(&snap);
-            inner
-                .parts
-                .lock()
-                .unwrap()
-                .insert(st.migration_id, Part::Restored(snap.session_id));
-            Ok(ManagementMessage::Complete(MigrationComplete {
-                migration_id: st.migration_id,
-                session_id: snap.session_id,
+            Ok(sessions.with_book(|b| {
+                inner
+                    .participant
+                    .lock()
+                    .unwrap()
+                    .restored(b, st.migration_id, &snap)
             }))
         }
         (mgmt::COMPLETE, ManagementMessage::Complete(c)) => {
-            inner.parts.lock().unwrap().remove(&c.migration_id);
-            inner.user.sessions().drop_session(c.session_id);
+            sessions.with_book(|b| inner.participant.lock().unwrap().on_complete(b, &c, now_ms()));
             Ok(ManagementMessage::Complete(c))
         }
         (mgmt::ABORT, ManagementMessage::Abort(a)) => {
             // The target forgets what it prepared or restored; the source unfreezes and keeps its
-            // captured calls, which the director re-attaches here.
-            inner.prepared.lock().unwrap().remove(&a.migration_id);
-            match inner.parts.lock().unwrap().remove(&a.migration_id) {
-                Some(Part::Captured(session)) => inner.user.sessions().unfreeze(session),
-                Some(Part::Restored(session)) => inner.user.sessions().drop_session(session),
-                None => {}
-            }
-            Ok(ManagementMessage::Abort(MigrationAbort {
-                migration_id: a.migration_id,
-                reason: a.reason,
-            }))
+            // captured calls, which the director re-attaches here. If this message is lost, the
+            // route epoch in the next ATTACH has the same effect (PROTOCOL.md section 13.5).
+            sessions.with_book(|b| inner.participant.lock().unwrap().on_abort(b, &a, now_ms()));
+            Ok(ManagementMessage::Abort(a))
         }
         (mgmt::SESSION_CLOSED, ManagementMessage::SessionClosed(c)) => {
-            inner.user.sessions().drop_session(c.session_id);
+            sessions.with_book(|b| b.drop_session(c.session_id, now_ms()));
             Ok(ManagementMessage::SessionClosed(c))
         }
         (m, msg) => Err(RpcError::invalid_argument(format!(

@@ -153,7 +153,7 @@ pub(crate) async fn migrate(
             DEFAULT_TOKEN_TTL_MS,
         )
         .map_err(|e| RpcError::internal(e.to_string()))?;
-    let request = ManagementMessage::Request(MigrationRequest {
+    let mut request = ManagementMessage::Request(MigrationRequest {
         migration_id,
         session_id,
         source: source_id.clone(),
@@ -161,6 +161,7 @@ pub(crate) async fn migrate(
         reason,
         token,
         requested_at_ms: now,
+        route_epoch: 0,
     });
     let mut sealed = Bytes::new();
     let mut frozen_at: Option<Instant> = None;
@@ -208,6 +209,10 @@ pub(crate) async fn migrate(
                     // New attaches wait from here until the Pivot or the abort.
                     session.route.send_modify(|r| r.frozen = true);
                     frozen_at = Some(Instant::now());
+                    // The source fences the session at this epoch (PROTOCOL.md section 13.5).
+                    if let ManagementMessage::Request(r) = &mut request {
+                        r.route_epoch = session.route.borrow().epoch;
+                    }
                     match exchange(&m, &source, mgmt::CAPTURE, &request).await {
                         Ok(ManagementMessage::StateTransfer(st)) => {
                             sealed = st.sealed;

@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use rpcnet_protocol::migration::{Heartbeat, ManagementMessage, MigrationConfig, TokenKey};
 use tokio::sync::{watch, Notify};
 
@@ -176,22 +175,12 @@ impl WorkerLink {
     }
 }
 
-/// Where a session's calls go now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Route {
-    pub(crate) owner: String,
-    /// True between State Capture and the Pivot (or abort): new attaches wait.
-    pub(crate) frozen: bool,
-    /// Bumped at every change of owner or unfreeze, so relays can wait for "the next route".
-    pub(crate) epoch: u64,
-}
+pub(crate) use rpcnet_session::Route;
 
 pub(crate) struct Session {
     pub(crate) id: u64,
     pub(crate) connection_id: String,
     pub(crate) route: watch::Sender<Route>,
-    /// Latest checkpoint per open call, as relayed from CHECKPOINT frames.
-    pub(crate) checkpoints: Mutex<HashMap<u64, Option<(u64, Bytes)>>>,
     pub(crate) migrating: tokio::sync::Mutex<()>,
 }
 
@@ -525,16 +514,11 @@ async fn accept_clients(inner: Arc<Inner>) {
                 );
                 return;
             };
-            let (route, _) = watch::channel(Route {
-                owner: owner.clone(),
-                frozen: false,
-                epoch: 0,
-            });
+            let (route, _) = watch::channel(Route::new(owner.clone()));
             let session = Arc::new(Session {
                 id: session_id,
                 connection_id: info.id.clone(),
                 route,
-                checkpoints: Mutex::new(HashMap::new()),
                 migrating: tokio::sync::Mutex::new(()),
             });
             inner

@@ -2,32 +2,23 @@
 //!
 //! The relay reads the client's REQUEST, opens a stream to the session's owner with ATTACH +
 //! REQUEST (PROTOCOL.md "Cluster link frames") and forwards the owner's frames to the client.
-//! It tracks `expected`, the next item seq the client needs, and the latest CHECKPOINT. When the
-//! owner answers SUSPENDED (State Capture of a migration) or dies (failover), the relay waits for
-//! the session's next route and re-attaches there with `next_seq = expected` and the checkpoint;
-//! items below `expected` that a resumed handler produces again are dropped here, so the client
-//! sees every item exactly once, in order, on its one stream.
+//! What the client receives is decided by the sans-IO [`RelayCall`] (the next seq the client
+//! needs, duplicates dropped, the latest CHECKPOINT, the remaining deadline, when to re-attach);
+//! this module only moves bytes between the two streams and waits for routes.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use rpcnet_session::{CallError, OwnerFrame, RelayCall, Route};
 
-use super::{Inner, Route, Session, WorkerLink};
+use super::{Inner, Session, WorkerLink};
 use crate::error::{app_code, RpcError};
-use rpcnet_protocol::{Attach, Decoder, ErrorCode, Frame};
+use crate::mgmt::now_ms;
+use rpcnet_protocol::{Decoder, ErrorCode, Frame};
 
 /// How long a call waits for a usable route (a live owner, not frozen) before failing, ms.
 const ROUTE_WAIT_MS: u64 = 10_000;
-
-enum Pumped {
-    /// The call ended (terminal frame forwarded, or the client went away).
-    Finished,
-    /// The owner froze the call for a migration.
-    Suspended,
-    /// The owner failed (died, reset, broke the protocol); try the next route.
-    OwnerFailed(String),
-}
 
 async fn read_request(
     recv: &mut quinn::RecvStream,
@@ -67,33 +58,60 @@ async fn read_request(
     }
 }
 
-/// Waits for a route whose owner is alive and that is not frozen; `after_epoch` demands a newer
-/// route than the one that just failed or suspended.
+/// Waits until `call` may attach to the session's route (unfrozen, live owner, newer than the
+/// route it last left or the same one after a pause), then returns that route and its owner.
+///
+/// Errors: `DEADLINE_EXCEEDED` when the call's deadline passes while it waits; `UNAVAILABLE`
+/// after [`ROUTE_WAIT_MS`] without a usable route.
 async fn next_route(
     inner: &Inner,
     session: &Session,
-    after_epoch: Option<u64>,
+    call: &mut RelayCall,
 ) -> Result<(Route, Arc<WorkerLink>), RpcError> {
     let mut rx = session.route.subscribe();
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(ROUTE_WAIT_MS);
+    let give_up = now_ms() + ROUTE_WAIT_MS;
     loop {
         let route = rx.borrow_and_update().clone();
-        let newer = after_epoch.is_none_or(|e| route.epoch > e);
-        if newer && !route.frozen {
-            if let Some(w) = inner.worker(&route.owner).filter(|w| w.alive()) {
-                return Ok((route, w));
-            }
+        let owner = inner.worker(&route.owner).filter(|w| w.alive());
+        let now = now_ms();
+        if call.can_attach(&route, owner.is_some(), now) {
+            return Ok((route, owner.expect("checked alive")));
         }
-        if tokio::time::timeout_at(deadline, rx.changed())
-            .await
-            .is_err()
-        {
-            return Err(RpcError::unavailable(format!(
+        if call.deadline_at().is_some_and(|d| now >= d) {
+            return Err(call_error(call.expire()));
+        }
+        if now >= give_up {
+            let why = format!(
                 "no live worker for session {} within {ROUTE_WAIT_MS} ms",
                 session.id
-            )));
+            );
+            return Err(call_error(call.give_up(why)));
+        }
+        let wake = [call.retry_at(), call.deadline_at(), Some(give_up)]
+            .into_iter()
+            .flatten()
+            .filter(|&t| t > now)
+            .min()
+            .unwrap_or(now + 1);
+        let sleep = tokio::time::sleep(Duration::from_millis(wake - now));
+        tokio::select! {
+            _ = rx.changed() => {}
+            _ = sleep => {}
         }
     }
+}
+
+fn call_error(e: CallError) -> RpcError {
+    RpcError::new(e.code, e.message)
+}
+
+async fn send_error(client_send: &mut quinn::SendStream, e: RpcError) {
+    let frame = Frame::Error {
+        code: e.code,
+        message: e.message,
+    };
+    let _ = client_send.write_all(&frame.to_bytes()).await;
+    let _ = client_send.finish();
 }
 
 pub(crate) async fn relay(
@@ -105,227 +123,178 @@ pub(crate) async fn relay(
     let request = match read_request(&mut client_recv, inner.config.max_frame_size).await {
         Ok(r) => r,
         Err(e) => {
-            let _ = client_send
-                .write_all(
-                    &Frame::Error {
-                        code: e.code,
-                        message: e.message.clone(),
-                    }
-                    .to_bytes(),
-                )
-                .await;
-            let _ = client_send.finish();
-            let _ = client_recv.stop(app_code(e.code));
+            let code = e.code;
+            send_error(&mut client_send, e).await;
+            let _ = client_recv.stop(app_code(code));
             return;
         }
     };
     let call_id = inner
         .next_call
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let request_bytes = Frame::Request(request).to_bytes();
-    session.checkpoints.lock().unwrap().insert(call_id, None);
+    let mut call = RelayCall::new(
+        session.id,
+        call_id,
+        session.connection_id.clone(),
+        request,
+        now_ms(),
+    );
     let client_stopped = client_send.stopped();
     tokio::pin!(client_stopped);
-    let mut expected: u64 = 0;
-    let mut after_epoch = None;
     loop {
         let routed = tokio::select! {
-            r = next_route(&inner, &session, after_epoch) => r,
+            r = next_route(&inner, &session, &mut call) => r,
             _ = client_stopped.as_mut() => break, // the client cancelled while the call waited
         };
         let (route, owner) = match routed {
             Ok(r) => r,
-            Err(e) => {
-                let _ = client_send
-                    .write_all(
-                        &Frame::Error {
-                            code: e.code,
-                            message: e.message,
-                        }
-                        .to_bytes(),
-                    )
-                    .await;
-                let _ = client_send.finish();
-                break;
-            }
+            Err(e) => return send_error(&mut client_send, e).await,
         };
-        let checkpoint = session
-            .checkpoints
-            .lock()
-            .unwrap()
-            .get(&call_id)
-            .cloned()
-            .flatten();
-        let attach = Frame::Attach(Attach {
-            session_id: session.id,
-            call_id,
-            next_seq: expected,
-            connection_id: session.connection_id.clone(),
-            checkpoint,
-        });
-        let outcome = pump(
-            &session,
-            call_id,
-            &owner,
-            attach.to_bytes(),
-            request_bytes.clone(),
-            &mut client_send,
-            &mut client_stopped,
-            &mut expected,
-        )
-        .await;
-        match outcome {
+        let head = match call.attach(&route, now_ms()) {
+            Ok(head) => head,
+            Err(e) => return send_error(&mut client_send, call_error(e)).await,
+        };
+        let mut link = Link {
+            call: &mut call,
+            client_send: &mut client_send,
+            client_stopped: &mut client_stopped,
+        };
+        match link.pump(&owner, head).await {
             Pumped::Finished => break,
-            Pumped::Suspended => {
-                tracing::debug!(session = session.id, call_id, expected, owner = %owner.id, "call suspended; waiting for the pivot");
-                // Wait for a route change at or after the one that suspended us.
-                after_epoch = Some(route.epoch);
-            }
-            Pumped::OwnerFailed(why) => {
-                tracing::debug!(session = session.id, call_id, expected, owner = %owner.id, %why, "owner failed; waiting for failover");
-                after_epoch = Some(route.epoch);
+            Pumped::Again(why) => {
+                tracing::debug!(session = session.id, call_id, expected = call.expected(), owner = %owner.id, %why, "call left its owner; waiting for the next route");
             }
         }
     }
-    session.checkpoints.lock().unwrap().remove(&call_id);
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn pump(
-    session: &Session,
-    call_id: u64,
-    owner: &WorkerLink,
-    attach: Bytes,
-    request: Bytes,
-    client_send: &mut quinn::SendStream,
-    client_stopped: &mut std::pin::Pin<
-        &mut impl std::future::Future<Output = Result<Option<quinn::VarInt>, quinn::StoppedError>>,
-    >,
-    expected: &mut u64,
-) -> Pumped {
-    let _active = owner.track_stream();
-    let (mut ws, mut wr) = match owner.link.connection().quinn().open_bi().await {
-        Ok(s) => s,
-        Err(e) => return Pumped::OwnerFailed(format!("cannot open a stream: {e}")),
-    };
-    let mut head = [attach, request];
-    if let Err(e) = ws.write_all_chunks(&mut head).await {
-        return Pumped::OwnerFailed(format!("cannot send the request: {e}"));
-    }
-    let _ = ws.finish();
-    let mut decoder = Decoder::default();
-    let mut buf = BytesMut::new();
-    let mut eof = false;
-    loop {
-        // Forward every complete frame already buffered, in one write.
-        let mut out: Vec<Bytes> = Vec::new();
-        let mut terminal = false;
-        let mut failed: Option<String> = None;
+enum Pumped {
+    /// The call ended (terminal frame forwarded, or the client went away).
+    Finished,
+    /// The owner suspended the call or failed; attach to the next route.
+    Again(String),
+}
+
+/// The client's side of a relayed call while it is attached to one owner.
+struct Link<'a, 'b, S> {
+    call: &'a mut RelayCall,
+    client_send: &'a mut quinn::SendStream,
+    client_stopped: &'a mut std::pin::Pin<&'b mut S>,
+}
+
+impl<S> Link<'_, '_, S>
+where
+    S: std::future::Future<Output = Result<Option<quinn::VarInt>, quinn::StoppedError>>,
+{
+    /// Attaches to `owner` with `head` (ATTACH + REQUEST) and forwards what the relay machine
+    /// lets through until the call ends or leaves the owner.
+    async fn pump(&mut self, owner: &WorkerLink, head: [Frame; 2]) -> Pumped {
+        let _active = owner.track_stream();
+        let (mut ws, mut wr) = match owner.link.connection().quinn().open_bi().await {
+            Ok(s) => s,
+            Err(e) => return self.lost(format!("cannot open a stream: {e}")),
+        };
+        let mut head = head.map(|f| f.to_bytes());
+        if let Err(e) = ws.write_all_chunks(&mut head).await {
+            return self.lost(format!("cannot send the request: {e}"));
+        }
+        let _ = ws.finish();
+        let mut decoder = Decoder::default();
+        let mut buf = BytesMut::new();
+        let mut eof = false;
         loop {
-            let frame = match if eof {
-                decoder.decode_eof(&mut buf)
-            } else {
-                decoder.decode(&mut buf)
-            } {
-                Ok(f) => f,
+            let (mut out, step) = self.decode_all(&mut decoder, &mut buf, eof);
+            // Items counted in `expected` must reach the client before anything else happens, or
+            // a re-attach at `expected` would skip them.
+            if !out.is_empty() {
+                if let Err(e) = self.client_send.write_all_chunks(&mut out).await {
+                    let _ = wr.stop(app_code(RpcError::from(e).code));
+                    self.call.cancel();
+                    return Pumped::Finished;
+                }
+            }
+            match step {
+                Step::Read if eof => {
+                    return self.lost("owner ended the stream without a result".into())
+                }
+                Step::Read => {}
+                Step::Finished => {
+                    let _ = self.client_send.finish();
+                    return Pumped::Finished;
+                }
+                Step::Leave(why) => {
+                    let _ = wr.stop(app_code(ErrorCode::Cancelled));
+                    return Pumped::Again(why);
+                }
+            }
+            tokio::select! {
+                chunk = wr.read_chunk(256 * 1024, true) => match chunk {
+                    Ok(Some(c)) => buf.extend_from_slice(&c.bytes),
+                    Ok(None) => eof = true,
+                    Err(quinn::ReadError::Reset(code)) if code == app_code(ErrorCode::Cancelled) || code == app_code(ErrorCode::DeadlineExceeded) => {
+                        let _ = self.client_send.reset(code);
+                        self.call.cancel();
+                        return Pumped::Finished;
+                    }
+                    Err(e) => return self.lost(format!("owner stream failed: {e}")),
+                },
+                _ = owner.dead.cancelled() => return self.lost("owner declared dead".into()),
+                r = self.client_stopped.as_mut() => {
+                    let code = match r { Ok(Some(c)) => c, _ => app_code(ErrorCode::Cancelled) };
+                    let _ = wr.stop(code);
+                    let _ = ws.reset(code);
+                    let _ = self.client_send.reset(code);
+                    self.call.cancel();
+                    return Pumped::Finished;
+                }
+            }
+        }
+    }
+
+    /// Runs every complete buffered frame through the relay machine; returns the bytes for the
+    /// client (one write) and what to do next.
+    fn decode_all(&mut self, decoder: &mut Decoder, buf: &mut BytesMut, eof: bool) -> (Vec<Bytes>, Step) {
+        let mut out = Vec::new();
+        loop {
+            let frame = match if eof { decoder.decode_eof(buf) } else { decoder.decode(buf) } {
+                Ok(Some(f)) => f,
+                Ok(None) => return (out, Step::Read),
                 Err(e) => {
-                    failed = Some(format!("owner sent a malformed frame: {e}"));
-                    break;
+                    self.call.owner_lost(now_ms());
+                    return (out, Step::Leave(format!("owner sent a malformed frame: {e}")));
                 }
             };
-            let Some(frame) = frame else { break };
-            match frame {
-                Frame::Item { seq, payload } => {
-                    if seq < *expected {
-                        continue; // the client already has it (a resumed handler replays)
-                    }
-                    if seq > *expected {
-                        failed = Some(format!("owner skipped from seq {} to {seq}", *expected));
-                        break;
-                    }
+            match self.call.on_owner_frame(frame, now_ms()) {
+                OwnerFrame::Forward(Frame::Item { seq, payload }) => {
                     let mut h = BytesMut::with_capacity(14);
                     rpcnet_protocol::frame::encode_item_header(seq, payload.len(), &mut h);
                     out.push(h.freeze());
                     out.push(payload);
-                    *expected += 1;
                 }
-                Frame::Checkpoint { seq, state } => {
-                    session
-                        .checkpoints
-                        .lock()
-                        .unwrap()
-                        .insert(call_id, Some((seq, state)));
-                }
-                Frame::Suspended { next_seq } => {
-                    if !out.is_empty() {
-                        let _ = client_send.write_all_chunks(&mut out).await;
-                    }
-                    if next_seq != *expected {
-                        tracing::warn!(
-                            next_seq,
-                            expected = *expected,
-                            "SUSPENDED does not match the items relayed"
-                        );
-                    }
-                    return Pumped::Suspended;
-                }
-                Frame::End { .. } => {
-                    out.push(Frame::End { items: *expected }.to_bytes());
-                    terminal = true;
-                    break;
-                }
-                f @ (Frame::Response { .. } | Frame::Error { .. }) => {
+                OwnerFrame::Forward(f) => out.push(f.to_bytes()),
+                OwnerFrame::Absorbed => {}
+                OwnerFrame::Suspended => return (out, Step::Leave("suspended".into())),
+                OwnerFrame::Finished(f) => {
                     out.push(f.to_bytes());
-                    terminal = true;
-                    break;
+                    return (out, Step::Finished);
                 }
-                other => {
-                    failed = Some(format!(
-                        "unexpected {} frame from the owner",
-                        other.frame_type().name()
-                    ));
-                    break;
-                }
-            }
-        }
-        // Items counted in `expected` must reach the client before anything else happens, or a
-        // re-attach at `expected` would skip them.
-        if !out.is_empty() {
-            if let Err(e) = client_send.write_all_chunks(&mut out).await {
-                // The client is gone or cancelled: stop the owner's work too.
-                let code = RpcError::from(e).code;
-                let _ = wr.stop(app_code(code));
-                return Pumped::Finished;
-            }
-        }
-        if let Some(why) = failed {
-            return Pumped::OwnerFailed(why);
-        }
-        if terminal {
-            let _ = client_send.finish();
-            return Pumped::Finished;
-        }
-        if eof {
-            return Pumped::OwnerFailed("owner ended the stream without a result".into());
-        }
-        tokio::select! {
-            chunk = wr.read_chunk(256 * 1024, true) => match chunk {
-                Ok(Some(c)) => buf.extend_from_slice(&c.bytes),
-                Ok(None) => eof = true,
-                Err(quinn::ReadError::Reset(code)) if code == app_code(ErrorCode::Cancelled) || code == app_code(ErrorCode::DeadlineExceeded) => {
-                    let _ = client_send.reset(code);
-                    return Pumped::Finished;
-                }
-                Err(e) => return Pumped::OwnerFailed(format!("owner stream failed: {e}")),
-            },
-            _ = owner.dead.cancelled() => return Pumped::OwnerFailed("owner declared dead".into()),
-            r = client_stopped.as_mut() => {
-                let code = match r { Ok(Some(c)) => c, _ => app_code(ErrorCode::Cancelled) };
-                let _ = wr.stop(code);
-                let _ = ws.reset(code);
-                let _ = client_send.reset(code);
-                return Pumped::Finished;
+                OwnerFrame::OwnerFailed(why) => return (out, Step::Leave(why)),
             }
         }
     }
+
+    fn lost(&mut self, why: String) -> Pumped {
+        self.call.owner_lost(now_ms());
+        Pumped::Again(why)
+    }
+}
+
+/// What the relay does after the frames it could decode.
+enum Step {
+    /// Read more from the owner.
+    Read,
+    /// The call is over.
+    Finished,
+    /// Leave this owner (suspended or failed).
+    Leave(String),
 }

@@ -13,14 +13,12 @@ use super::{CallSlot, ItemQueue, MethodKind, ServerEvent, Shared, Taken};
 use crate::connection::ConnectionInfo;
 use crate::error::{app_code, RpcError};
 use crate::server::item_queue::Ending;
-use crate::server::item_queue::Entry;
 use rpcnet_protocol::frame::encode_item_header;
 use rpcnet_protocol::migration::CallSnapshot;
 use rpcnet_protocol::Attach;
 use rpcnet_protocol::{Decoder, ErrorCode, Frame, Request};
-
-/// Items produced but not sent, `(seq, payload)` in seq order.
-type PendingItems = Vec<(u64, Bytes)>;
+use rpcnet_session::participant::AttachDecision;
+use rpcnet_session::ServerCall;
 
 /// Most items written to the stream in one batch.
 const WRITE_BATCH: usize = 256;
@@ -84,15 +82,6 @@ async fn fail(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, e: Rpc
     let _ = send.finish();
     if e.code == ErrorCode::Protocol || e.code == ErrorCode::ResourceExhausted {
         let _ = recv.stop(app_code(e.code));
-    }
-}
-
-/// The later of two checkpoints (by seq).
-fn later(a: Option<(u64, Bytes)>, b: Option<(u64, Bytes)>) -> Option<(u64, Bytes)> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(if y.0 > x.0 { y } else { x }),
-        (x, None) => x,
-        (None, y) => y,
     }
 }
 
@@ -198,50 +187,25 @@ pub(crate) async fn serve_call(
             }
         }
         MethodKind::ServerStreaming => {
-            // Where this call (re)starts: a restored snapshot's pending items are sent first, the
-            // handler resumes at the latest checkpoint, and no item below `skip_below` (what the
-            // client already has, or what the pending items cover) is sent again.
-            let restored = attach
-                .as_ref()
-                .and_then(|a| shared.sessions.take_restored(a.session_id, a.call_id));
-            if let Some(a) = attach
-                .as_ref()
-                .filter(|a| restored.is_none() && shared.sessions.is_frozen(a.session_id))
-            {
-                // The session was captured (it is moving): this call belongs to the next owner.
-                let _ = send
-                    .write_all(
-                        &Frame::Suspended {
-                            next_seq: a.next_seq,
-                        }
-                        .to_bytes(),
-                    )
-                    .await;
-                let _ = send.finish();
-                return;
-            }
-            let client_next = attach.as_ref().map_or(0, |a| a.next_seq);
-            let mut checkpoint = attach.as_ref().and_then(|a| a.checkpoint.clone());
-            let mut skip_below = client_next;
-            let mut first_writes: Vec<Bytes> = Vec::new();
-            let restored_any = restored.is_some();
-            if let Some(r) = restored {
-                checkpoint = later(checkpoint, r.checkpoint.clone());
-                for (seq, item) in r.pending {
-                    if seq >= client_next {
-                        let mut head = BytesMut::with_capacity(14);
-                        encode_item_header(seq, item.len(), &mut head);
-                        first_writes.push(head.freeze());
-                        first_writes.push(item);
-                    }
-                    skip_below = skip_below.max(seq + 1);
+            // Where this call (re)starts is the session core's decision: an ATTACH may be stale
+            // or arrive while the session is captured (SUSPENDED at once), and a served one
+            // resumes from the latest checkpoint and any kept or restored state.
+            let restored = match attach.as_ref().map(|a| (a, shared.sessions.attach(a))) {
+                Some((_, AttachDecision::Suspend { next_seq })) => {
+                    let _ = send
+                        .write_all(&Frame::Suspended { next_seq }.to_bytes())
+                        .await;
+                    let _ = send.finish();
+                    return;
                 }
-            }
-            if attach.is_some() && checkpoint.is_none() && (client_next > 0 || restored_any) {
-                checkpoint = Some((0, Bytes::new()));
-            }
-            let mut seq: u64 = checkpoint.as_ref().map_or(0, |c| c.0);
-            let mut latest = checkpoint.clone();
+                Some((_, AttachDecision::Serve(r))) => r,
+                None => None,
+            };
+            let (mut call, first) = match &attach {
+                Some(a) => ServerCall::attached(a, &request, restored),
+                None => (ServerCall::plain(&request), Vec::new()),
+            };
+            let mut first_writes: Vec<Bytes> = first.iter().map(Frame::to_bytes).collect();
 
             let queue = Arc::new(ItemQueue::new(
                 shared.config.stream_window_items,
@@ -252,13 +216,9 @@ pub(crate) async fn serve_call(
                 .lock()
                 .unwrap()
                 .insert(id, CallSlot::Streaming(queue.clone()));
-            let mut freeze = attach.as_ref().map(|a| {
-                shared
-                    .sessions
-                    .open_call(a.session_id, &a.connection_id, a.call_id)
-            });
-            let method = request.method.clone();
-            let payload = request.payload.clone();
+            let mut freeze = attach
+                .as_ref()
+                .map(|a| shared.sessions.open_call(a.session_id, a.call_id));
             shared.emit(ServerEvent::Call {
                 id,
                 method: request.method,
@@ -267,7 +227,7 @@ pub(crate) async fn serve_call(
                 deadline_ms,
                 connection,
                 client_connection_id,
-                resume: checkpoint,
+                resume: call.resume().cloned(),
             });
             if !first_writes.is_empty() {
                 if let Err(e) = send.write_all_chunks(&mut first_writes).await {
@@ -279,19 +239,6 @@ pub(crate) async fn serve_call(
                 Early(ErrorCode, bool),
                 Frozen,
             }
-            let a_ids = attach.as_ref().map(|a| a.call_id);
-            let snapshot = |next_seq: u64,
-                            pending: Vec<(u64, Bytes)>,
-                            latest: Option<(u64, Bytes)>| CallSnapshot {
-                call_id: a_ids.expect("freeze only on attached calls"),
-                method: method.clone(),
-                request: payload.clone(),
-                streaming: true,
-                deadline_ms,
-                next_seq,
-                pending,
-                checkpoint: latest,
-            };
             let result: Stop = 'call: loop {
                 let taken = tokio::select! {
                     t = queue.take(WRITE_BATCH) => t,
@@ -299,7 +246,7 @@ pub(crate) async fn serve_call(
                     r = &mut stopped => break Stop::Early(stop_code(r), false),
                     f = next_freeze(&mut freeze) => {
                         // State Capture at an item boundary, with nothing in flight.
-                        suspend(&mut send, &queue, f, Vec::new(), &mut seq, skip_below, &mut latest, &snapshot).await;
+                        suspend(&mut send, &queue, f, Vec::new(), &mut call).await;
                         break Stop::Frozen;
                     }
                 };
@@ -309,33 +256,23 @@ pub(crate) async fn serve_call(
                         // payload if it is an ITEM). Writes go through `write_chunks`, which is
                         // cancel-safe, so a freeze can stop at the first frame not yet started.
                         let mut chunks: Vec<Bytes> = Vec::with_capacity(entries.len() * 2);
-                        let mut frames: Vec<(usize, Option<(u64, Bytes)>)> =
+                        let mut frames: Vec<(usize, Option<Frame>)> =
                             Vec::with_capacity(entries.len());
                         for entry in entries {
-                            match entry {
-                                Entry::Item(item) => {
-                                    if seq >= skip_below {
-                                        let mut head = BytesMut::with_capacity(14);
-                                        encode_item_header(seq, item.len(), &mut head);
-                                        frames.push((chunks.len(), Some((seq, item.clone()))));
-                                        chunks.push(head.freeze());
-                                        chunks.push(item);
-                                    }
-                                    seq += 1;
+                            match call.on_produced(entry) {
+                                Some(Frame::Item { seq, payload }) => {
+                                    let mut head = BytesMut::with_capacity(14);
+                                    encode_item_header(seq, payload.len(), &mut head);
+                                    let item = Frame::Item { seq, payload: payload.clone() };
+                                    frames.push((chunks.len(), Some(item)));
+                                    chunks.push(head.freeze());
+                                    chunks.push(payload);
                                 }
-                                Entry::Checkpoint(state) => {
-                                    if link {
-                                        frames.push((chunks.len(), None));
-                                        chunks.push(
-                                            Frame::Checkpoint {
-                                                seq,
-                                                state: state.clone(),
-                                            }
-                                            .to_bytes(),
-                                        );
-                                    }
-                                    latest = Some((seq, state));
+                                Some(f) => {
+                                    frames.push((chunks.len(), None));
+                                    chunks.push(f.to_bytes());
                                 }
+                                None => {}
                             }
                         }
                         let lengths: Vec<usize> = chunks.iter().map(Bytes::len).collect();
@@ -350,21 +287,11 @@ pub(crate) async fn serve_call(
                                 if let Some(reply) =
                                     deferred_freeze.take().filter(|r| !r.is_closed())
                                 {
-                                    let unsent: Vec<(u64, Bytes)> = frames[current..]
+                                    let unsent: Vec<Frame> = frames[current..]
                                         .iter()
                                         .filter_map(|f| f.1.clone())
                                         .collect();
-                                    suspend(
-                                        &mut send,
-                                        &queue,
-                                        reply,
-                                        unsent,
-                                        &mut seq,
-                                        skip_below,
-                                        &mut latest,
-                                        &snapshot,
-                                    )
-                                    .await;
+                                    suspend(&mut send, &queue, reply, unsent, &mut call).await;
                                     break 'call Stop::Frozen;
                                 }
                             }
@@ -379,28 +306,13 @@ pub(crate) async fn serve_call(
                         }
                         if let Some(reply) = deferred_freeze.filter(|r| !r.is_closed()) {
                             // Asked to freeze while the batch's last frame was being written.
-                            suspend(
-                                &mut send,
-                                &queue,
-                                reply,
-                                Vec::new(),
-                                &mut seq,
-                                skip_below,
-                                &mut latest,
-                                &snapshot,
-                            )
-                            .await;
+                            suspend(&mut send, &queue, reply, Vec::new(), &mut call).await;
                             break Stop::Frozen;
                         }
                     }
                     Taken::Ended(Ending::End) => {
                         let _ = send
-                            .write_all(
-                                &Frame::End {
-                                    items: seq.max(skip_below),
-                                }
-                                .to_bytes(),
-                            )
+                            .write_all(&call.end().to_bytes())
                             .await;
                         let _ = send.finish();
                         break Stop::Done;
@@ -469,52 +381,20 @@ async fn next_freeze(
 }
 
 /// State Capture of one call (RFC-001 phase 4): closes its queue, answers the freeze request with
-/// the call's state (`unsent` items of the batch in flight, then the queued ones) and ends the
-/// stream with SUSPENDED at the first seq not sent.
-#[allow(clippy::too_many_arguments)]
+/// the call's state ([`ServerCall::freeze`] of the `unsent` frames of the batch in flight and the
+/// queued entries) and ends the stream with SUSPENDED at the first seq not sent.
 async fn suspend(
     send: &mut quinn::SendStream,
     queue: &ItemQueue,
     reply: oneshot::Sender<CallSnapshot>,
-    unsent: Vec<(u64, Bytes)>,
-    seq: &mut u64,
-    skip_below: u64,
-    latest: &mut Option<(u64, Bytes)>,
-    snapshot: &(dyn Fn(u64, PendingItems, Option<(u64, Bytes)>) -> CallSnapshot + Sync),
+    unsent: Vec<Frame>,
+    call: &mut ServerCall,
 ) {
     let (rest, _ending) = queue.close_and_drain();
-    let (next_seq, pending) = take_pending(unsent, rest, seq, skip_below, latest);
-    let _ = reply.send(snapshot(next_seq, pending, latest.clone()));
-    let _ = send
-        .write_all(&Frame::Suspended { next_seq }.to_bytes())
-        .await;
+    let (suspended, snapshot) = call.freeze(unsent, rest);
+    let _ = reply.send(snapshot);
+    let _ = send.write_all(&suspended.to_bytes()).await;
     let _ = send.finish();
-}
-
-/// The items a frozen call has produced but not sent, in seq order: `unsent` (already numbered,
-/// from the batch being written) then the queue's `rest` (numbered from `seq` on). Items below
-/// `skip_below` are ones the client has. Returns the first seq not sent and the pending items.
-fn take_pending(
-    unsent: Vec<(u64, Bytes)>,
-    rest: Vec<Entry>,
-    seq: &mut u64,
-    skip_below: u64,
-    latest: &mut Option<(u64, Bytes)>,
-) -> (u64, Vec<(u64, Bytes)>) {
-    let mut pending = unsent;
-    for entry in rest {
-        match entry {
-            Entry::Item(item) => {
-                if *seq >= skip_below {
-                    pending.push((*seq, item));
-                }
-                *seq += 1;
-            }
-            Entry::Checkpoint(state) => *latest = Some((*seq, state)),
-        }
-    }
-    let next_seq = pending.first().map_or((*seq).max(skip_below), |p| p.0);
-    (next_seq, pending)
 }
 
 fn stop_code(r: Result<Option<quinn::VarInt>, quinn::StoppedError>) -> ErrorCode {

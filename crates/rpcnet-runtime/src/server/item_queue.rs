@@ -32,22 +32,9 @@ pub enum Ending {
     Error(RpcError),
 }
 
-/// One queued entry, in production order.
-#[derive(Debug, Clone)]
-pub enum Entry {
-    /// An item; it gets the next seq when written.
-    Item(Bytes),
-    /// `ctx.checkpoint(state)`: the handler's state after the items queued before it.
-    Checkpoint(Bytes),
-}
-
-impl Entry {
-    fn len(&self) -> usize {
-        match self {
-            Entry::Item(b) | Entry::Checkpoint(b) => b.len(),
-        }
-    }
-}
+/// One queued entry, in production order: the session core's [`Produced`] (an item, or a
+/// checkpoint placed between the items queued before and after it).
+pub use rpcnet_session::Produced as Entry;
 
 /// What the writer takes out of the queue.
 #[derive(Debug)]
