@@ -114,7 +114,6 @@ impl FrameType {
     }
 }
 
-
 /// The body of an ATTACH frame (PROTOCOL.md "Cluster link frames"): `session_id: u64`,
 /// `call_id: u64`, `next_seq: u64`, `route_epoch: u64`, `connection_id_len: u8`, `connection_id`
 /// (UTF-8), then, when

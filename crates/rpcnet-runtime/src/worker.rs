@@ -357,10 +357,7 @@ async fn ask(inner: &Inner, make: impl FnOnce(u64) -> WorkerHook) -> Result<Hook
 }
 
 /// Confirmation (RFC-001 phase 2): the `onMigrationRequest` hook's decision, or accept.
-async fn confirm(
-    inner: &Inner,
-    req: &MigrationRequest,
-) -> Result<ConfirmationDecision, RpcError> {
+async fn confirm(inner: &Inner, req: &MigrationRequest) -> Result<ConfirmationDecision, RpcError> {
     if !inner.flags.confirm.load(Ordering::SeqCst) {
         return Ok(ConfirmationDecision::Accept);
     }
@@ -422,7 +419,13 @@ async fn handle(
             .map_err(rejected),
         (mgmt::CAPTURE, ManagementMessage::Request(req)) => {
             sessions
-                .with_book(|b| inner.participant.lock().unwrap().on_capture(b, &req, now_ms()))
+                .with_book(|b| {
+                    inner
+                        .participant
+                        .lock()
+                        .unwrap()
+                        .on_capture(b, &req, now_ms())
+                })
                 .map_err(rejected)?;
             let mut snap = sessions
                 .capture(req.session_id, Duration::from_millis(1_000))
@@ -461,7 +464,13 @@ async fn handle(
             }))
         }
         (mgmt::COMPLETE, ManagementMessage::Complete(c)) => {
-            sessions.with_book(|b| inner.participant.lock().unwrap().on_complete(b, &c, now_ms()));
+            sessions.with_book(|b| {
+                inner
+                    .participant
+                    .lock()
+                    .unwrap()
+                    .on_complete(b, &c, now_ms())
+            });
             Ok(ManagementMessage::Complete(c))
         }
         (mgmt::ABORT, ManagementMessage::Abort(a)) => {

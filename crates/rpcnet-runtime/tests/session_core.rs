@@ -32,7 +32,15 @@ async fn serve(worker: Arc<Worker>, every: Duration, seen: mpsc::UnboundedSender
             return;
         }
         for e in events {
-            let ServerEvent::Call { id, resume, deadline_ms, .. } = e else { continue };
+            let ServerEvent::Call {
+                id,
+                resume,
+                deadline_ms,
+                ..
+            } = e
+            else {
+                continue;
+            };
             let _ = seen.send(Started {
                 worker: worker.id().to_string(),
                 deadline_ms,
@@ -80,7 +88,10 @@ async fn a_migrated_call_keeps_its_remaining_deadline_and_latest_checkpoint() {
     }
     let client = common::client(&director).await;
     let started = std::time::Instant::now();
-    let mut stream = client.streaming("count", Bytes::new(), 3_000).await.unwrap();
+    let mut stream = client
+        .streaming("count", Bytes::new(), 3_000)
+        .await
+        .unwrap();
     let first = seen.recv().await.unwrap();
     assert_eq!(first.deadline_ms, 3_000);
     let mut next = 0u64;
@@ -94,13 +105,24 @@ async fn a_migrated_call_keeps_its_remaining_deadline_and_latest_checkpoint() {
     // no item 4 exists yet.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let (session_id, _, owner) = director.sessions().pop().unwrap();
-    let target = if owner == "worker-a" { "worker-b" } else { "worker-a" };
-    let report = director.migrate(session_id, Some(target.into())).await.unwrap();
+    let target = if owner == "worker-a" {
+        "worker-b"
+    } else {
+        "worker-a"
+    };
+    let report = director
+        .migrate(session_id, Some(target.into()))
+        .await
+        .unwrap();
     assert!(report.completed);
     let elapsed = started.elapsed().as_millis() as u32;
     let resumed = seen.recv().await.unwrap();
     assert_eq!(resumed.worker, target);
-    assert_eq!(resumed.resume_seq, Some(4), "resumed from the latest checkpoint");
+    assert_eq!(
+        resumed.resume_seq,
+        Some(4),
+        "resumed from the latest checkpoint"
+    );
     assert!(
         resumed.deadline_ms <= 3_000 - elapsed + 50 && resumed.deadline_ms > 0,
         "the new owner got {} ms of deadline after {elapsed} ms of a 3000 ms call",
@@ -114,6 +136,9 @@ async fn a_migrated_call_keeps_its_remaining_deadline_and_latest_checkpoint() {
     }
     // The call ends with DEADLINE_EXCEEDED near 3 s, not a fresh deadline after the migration.
     let total = started.elapsed();
-    assert!(total < Duration::from_millis(3_600), "call lasted {total:?}");
+    assert!(
+        total < Duration::from_millis(3_600),
+        "call lasted {total:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -130,7 +130,10 @@ mod tests {
         for s in 0..3 {
             assert!(matches!(c.on_frame(item(s)), Ok(Delivery::Item { seq, .. }) if seq == s));
         }
-        assert_eq!(c.on_frame(Frame::End { items: 3 }), Ok(Delivery::End { items: 3 }));
+        assert_eq!(
+            c.on_frame(Frame::End { items: 3 }),
+            Ok(Delivery::End { items: 3 })
+        );
         assert!(c.is_done());
         assert!(c.on_frame(item(3)).is_err());
     }

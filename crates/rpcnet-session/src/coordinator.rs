@@ -211,7 +211,14 @@ impl Coordinator {
             requested_at_ms: now_ms,
             route_epoch: 0,
         };
-        let machine = Migration::new(config, migration_id, self.session_id, source, target, now_ms);
+        let machine = Migration::new(
+            config,
+            migration_id,
+            self.session_id,
+            source,
+            target,
+            now_ms,
+        );
         self.run = Some(Run {
             machine,
             request,
@@ -418,9 +425,11 @@ impl Coordinator {
         let m = &run.machine;
         let (completed, error, aborted_in) = match m.outcome() {
             Some(Outcome::Completed) => (true, None, None),
-            Some(Outcome::Aborted { phase, error }) => {
-                (false, Some(format!("{}: {error}", error.code())), Some(*phase))
-            }
+            Some(Outcome::Aborted { phase, error }) => (
+                false,
+                Some(format!("{}: {error}", error.code())),
+                Some(*phase),
+            ),
             None => (false, Some("MIGRATION_STATE: unfinished".into()), None),
         };
         self.events
@@ -434,9 +443,9 @@ impl Coordinator {
                 error,
                 aborted_in,
                 phases: m.phase_durations(),
-                duration_ms: m.total_duration_ms().unwrap_or_else(|| {
-                    now_ms.saturating_sub(run.request.requested_at_ms)
-                }),
+                duration_ms: m
+                    .total_duration_ms()
+                    .unwrap_or_else(|| now_ms.saturating_sub(run.request.requested_at_ms)),
                 frozen_ms: run.frozen_ms,
                 snapshot_bytes: run.sealed.len() as u64,
             }));
@@ -464,9 +473,7 @@ fn invalid(message: String) -> CallError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rpcnet_protocol::migration::{
-        ConfirmationDecision, MigrationConfirmation, PrepareAck,
-    };
+    use rpcnet_protocol::migration::{ConfirmationDecision, MigrationConfirmation, PrepareAck};
 
     fn start() -> (Coordinator, TokenKey) {
         let key = TokenKey::from_bytes(&[7; 32]);
@@ -515,7 +522,14 @@ mod tests {
         let t = c.poll_transmit().unwrap();
         assert_eq!(t.method, WorkerMethod::Transfer);
         reply_ok(&mut c, WorkerMethod::Transfer, 1_003);
-        assert_eq!(c.route(), &Route { owner: "b".into(), epoch: 2, frozen: false });
+        assert_eq!(
+            c.route(),
+            &Route {
+                owner: "b".into(),
+                epoch: 2,
+                frozen: false
+            }
+        );
         assert_eq!(c.poll_transmit().unwrap().method, WorkerMethod::Complete);
         let Some(CoordinatorEvent::MigrationFinished(s)) = c.poll_event() else {
             panic!()
@@ -538,7 +552,14 @@ mod tests {
         assert!(c.route().frozen);
         let t = c.poll_timeout().unwrap();
         c.handle_timeout(t);
-        assert_eq!(c.route(), &Route { owner: "a".into(), epoch: 2, frozen: false });
+        assert_eq!(
+            c.route(),
+            &Route {
+                owner: "a".into(),
+                epoch: 2,
+                frozen: false
+            }
+        );
         let aborts: Vec<_> = std::iter::from_fn(|| c.poll_transmit()).collect();
         assert_eq!(aborts.len(), 2);
         assert!(aborts.iter().all(|t| t.method == WorkerMethod::Abort));
@@ -556,9 +577,27 @@ mod tests {
         assert!(!c.route().frozen);
         // Losing the target of the next migration leaves the session where it is.
         let key = TokenKey::from_bytes(&[7; 32]);
-        c.start_migration(MigrationConfig::default(), 2, "d", MigrationReason::Admin, &key, [2; 32], 2_000)
-            .unwrap();
-        assert!(c.start_migration(MigrationConfig::default(), 3, "e", MigrationReason::Admin, &key, [3; 32], 2_000).is_err());
+        c.start_migration(
+            MigrationConfig::default(),
+            2,
+            "d",
+            MigrationReason::Admin,
+            &key,
+            [2; 32],
+            2_000,
+        )
+        .unwrap();
+        assert!(c
+            .start_migration(
+                MigrationConfig::default(),
+                3,
+                "e",
+                MigrationReason::Admin,
+                &key,
+                [3; 32],
+                2_000
+            )
+            .is_err());
         assert!(!c.worker_lost("d", 2_001));
         assert_eq!(c.route().owner, "c");
     }

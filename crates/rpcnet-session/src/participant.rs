@@ -52,13 +52,15 @@ struct BookEntry {
     /// Calls kept from a capture (for an abort) or restored from a snapshot, by call id.
     kept: BTreeMap<u64, CallSnapshot>,
     connection_id: String,
+    /// Restored here by a migration: held (even with no call) until dropped.
+    held: bool,
     /// When the session was dropped (a tombstone that only keeps the fence), ms.
     dropped_at: Option<u64>,
 }
 
 impl BookEntry {
     fn idle(&self) -> bool {
-        self.open.is_empty() && self.kept.is_empty() && !self.frozen
+        self.open.is_empty() && self.kept.is_empty() && !self.frozen && !self.held
     }
 }
 
@@ -157,6 +159,7 @@ impl SessionBook {
         let s = self.sessions.entry(snap.session_id).or_default();
         s.connection_id = snap.connection_id.clone();
         s.dropped_at = None;
+        s.held = true;
         for c in &snap.calls {
             s.kept.insert(c.call_id, c.clone());
         }
@@ -168,6 +171,7 @@ impl SessionBook {
         if let Some(s) = self.sessions.get_mut(&session_id) {
             s.kept.clear();
             s.frozen = false;
+            s.held = false;
             s.dropped_at = Some(now_ms);
         }
     }
@@ -193,6 +197,7 @@ impl SessionBook {
         for s in self.sessions.values_mut() {
             s.kept.clear();
             s.frozen = false;
+            s.held = false;
             s.dropped_at.get_or_insert(now_ms);
         }
     }
@@ -270,7 +275,11 @@ impl Participant {
     /// name this worker as the target. The driver then asks the `onMigrationRequest` hook.
     ///
     /// Errors: the ledger's `TOKEN_*` errors.
-    pub fn on_request(&mut self, req: &MigrationRequest, now_ms: u64) -> Result<(), MigrationError> {
+    pub fn on_request(
+        &mut self,
+        req: &MigrationRequest,
+        now_ms: u64,
+    ) -> Result<(), MigrationError> {
         self.ledger.check(
             &self.key,
             &req.token,
@@ -359,11 +368,9 @@ impl Participant {
         max_plain_bytes: usize,
     ) -> Result<SessionSnapshot, MigrationError> {
         let Some(session) = self.prepared.remove(&st.migration_id) else {
-            return Err(MigrationError::Aborted {
-                reason: format!(
-                    "MIGRATION_STATE: no prepared migration {} on {} (replayed or unprepared StateTransfer)",
-                    st.migration_id, self.id
-                ),
+            return Err(MigrationError::Unprepared {
+                migration_id: st.migration_id,
+                worker: self.id.clone(),
             });
         };
         let (header, snap) =
@@ -486,10 +493,19 @@ mod tests {
             }],
         );
         b.call_ended(9, 1, 0);
-        assert_eq!(b.attach(&attach(1, 2)), AttachDecision::Suspend { next_seq: 3 });
-        assert_eq!(b.attach(&attach(1, 1)), AttachDecision::Suspend { next_seq: 3 });
+        assert_eq!(
+            b.attach(&attach(1, 2)),
+            AttachDecision::Suspend { next_seq: 3 }
+        );
+        assert_eq!(
+            b.attach(&attach(1, 1)),
+            AttachDecision::Suspend { next_seq: 3 }
+        );
         // The abort was lost; the director re-attaches at epoch 2.
-        assert!(matches!(b.attach(&attach(2, 1)), AttachDecision::Serve(Some(_))));
+        assert!(matches!(
+            b.attach(&attach(2, 1)),
+            AttachDecision::Serve(Some(_))
+        ));
         assert!(!b.is_frozen(9));
     }
 
@@ -498,7 +514,10 @@ mod tests {
         let mut b = SessionBook::new();
         b.freeze(9, 4);
         b.drop_session(9, 100);
-        assert_eq!(b.attach(&attach(4, 1)), AttachDecision::Suspend { next_seq: 3 });
+        assert_eq!(
+            b.attach(&attach(4, 1)),
+            AttachDecision::Suspend { next_seq: 3 }
+        );
         assert_eq!(b.len(), 0);
         b.prune(100 + FENCE_MEMORY_MS);
         assert_eq!(b.entries(), 0);

@@ -229,7 +229,10 @@ impl RelayCall {
             }),
             f @ (Frame::Response { .. } | Frame::Error { .. }) => self.finish(f),
             other => self.owner_failed(
-                format!("unexpected {} frame from the owner", other.frame_type().name()),
+                format!(
+                    "unexpected {} frame from the owner",
+                    other.frame_type().name()
+                ),
                 now_ms,
             ),
         }
@@ -281,7 +284,10 @@ mod tests {
         let mut route = Route::new("a");
         r.attach(&route, 1_000).unwrap();
         for s in 0..3 {
-            assert!(matches!(r.on_owner_frame(item(s), 1_000), OwnerFrame::Forward(_)));
+            assert!(matches!(
+                r.on_owner_frame(item(s), 1_000),
+                OwnerFrame::Forward(_)
+            ));
         }
         let cp = Frame::Checkpoint {
             seq: 2,
@@ -303,7 +309,10 @@ mod tests {
         assert_eq!(a.checkpoint.unwrap().0, 2);
         // The resumed handler replays item 2: dropped. Item 4 before 3: owner failure.
         assert_eq!(r.on_owner_frame(item(2), 1_001), OwnerFrame::Absorbed);
-        assert!(matches!(r.on_owner_frame(item(4), 1_001), OwnerFrame::OwnerFailed(_)));
+        assert!(matches!(
+            r.on_owner_frame(item(4), 1_001),
+            OwnerFrame::OwnerFailed(_)
+        ));
     }
 
     #[test]

@@ -232,7 +232,10 @@ mod tests {
         assert_eq!(c.resume().unwrap().0, 3);
         assert_eq!(c.on_produced(item(3)), None);
         assert_eq!(c.on_produced(item(4)), None);
-        assert!(matches!(c.on_produced(item(5)), Some(Frame::Item { seq: 5, .. })));
+        assert!(matches!(
+            c.on_produced(item(5)),
+            Some(Frame::Item { seq: 5, .. })
+        ));
         assert_eq!(c.end(), Frame::End { items: 6 });
     }
 
@@ -251,7 +254,10 @@ mod tests {
         assert_eq!(first.len(), 2);
         assert_eq!(t.on_produced(item(1)), None, "covered by the pending items");
         assert_eq!(t.on_produced(item(2)), None);
-        assert!(matches!(t.on_produced(item(3)), Some(Frame::Item { seq: 3, .. })));
+        assert!(matches!(
+            t.on_produced(item(3)),
+            Some(Frame::Item { seq: 3, .. })
+        ));
     }
 
     #[test]

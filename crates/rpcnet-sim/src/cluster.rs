@@ -60,23 +60,80 @@ enum LinkIn {
 #[derive(Debug)]
 enum Ev {
     StartCall(usize),
-    Produce { w: usize, inc: u64, stream: u64 },
-    ToWorker { w: usize, inc: u64, stream: u64, msg: LinkIn },
-    ToDirector { w: usize, inc: u64, stream: u64, frame: Frame },
-    ToClient { call: usize, frame: Frame },
-    ClientRead { call: usize },
-    Mgmt { w: usize, inc: u64, t: Transmit, session: u64 },
-    Reply { session: u64, migration_id: u64, method: WorkerMethod, result: Result<ManagementMessage, CallError> },
-    Heartbeat { w: usize, inc: u64, sent_at: u64 },
-    HeartbeatAck { w: usize, inc: u64, sent_at: u64, known: bool },
-    Register { w: usize, inc: u64, sent_at: u64 },
-    RegisterAck { w: usize, inc: u64, sent_at: u64, accepted: bool },
-    WorkerTick { w: usize, inc: u64 },
-    LeaseCheck { w: usize, inc: u64 },
+    Produce {
+        w: usize,
+        inc: u64,
+        stream: u64,
+    },
+    ToWorker {
+        w: usize,
+        inc: u64,
+        stream: u64,
+        msg: LinkIn,
+    },
+    ToDirector {
+        w: usize,
+        inc: u64,
+        stream: u64,
+        frame: Frame,
+    },
+    ToClient {
+        call: usize,
+        frame: Frame,
+    },
+    ClientRead {
+        call: usize,
+    },
+    Mgmt {
+        w: usize,
+        inc: u64,
+        t: Transmit,
+        session: u64,
+    },
+    Reply {
+        session: u64,
+        migration_id: u64,
+        method: WorkerMethod,
+        result: Result<ManagementMessage, CallError>,
+    },
+    Heartbeat {
+        w: usize,
+        inc: u64,
+        sent_at: u64,
+    },
+    HeartbeatAck {
+        w: usize,
+        inc: u64,
+        sent_at: u64,
+        known: bool,
+    },
+    Register {
+        w: usize,
+        inc: u64,
+        sent_at: u64,
+    },
+    RegisterAck {
+        w: usize,
+        inc: u64,
+        sent_at: u64,
+        accepted: bool,
+    },
+    WorkerTick {
+        w: usize,
+        inc: u64,
+    },
+    LeaseCheck {
+        w: usize,
+        inc: u64,
+    },
     DirectorTick,
-    CoordTimer { session: u64 },
+    CoordTimer {
+        session: u64,
+    },
     Trigger,
-    Restart { w: usize },
+    Restart {
+        w: usize,
+    },
     Heal,
     /// A waiting relay may retry the same route now (`director_poll` runs after every event).
     RelayRetry,
@@ -248,7 +305,8 @@ impl Sim {
         for w in 0..self.workers.len() {
             let at = self.now + self.dice.range(1, self.p.heartbeat_ms);
             self.q.push(at, Ev::WorkerTick { w, inc: 1 });
-            self.q.push(self.now + self.p.lease_ms, Ev::LeaseCheck { w, inc: 1 });
+            self.q
+                .push(self.now + self.p.lease_ms, Ev::LeaseCheck { w, inc: 1 });
         }
         let trace = std::env::var_os("SIMULATION_TRACE").is_some();
         self.q.push(self.now + 20, Ev::DirectorTick);
@@ -273,7 +331,14 @@ impl Sim {
             .clients
             .iter()
             .filter(|c| c.outcome.is_none())
-            .map(|c| format!("call {} has {} of {} items", c.call_id, c.machine.next_seq(), c.items))
+            .map(|c| {
+                format!(
+                    "call {} has {} of {} items",
+                    c.call_id,
+                    c.machine.next_seq(),
+                    c.items
+                )
+            })
             .collect();
         Err(self.violation("liveness", unfinished.join("; ")))
     }
@@ -302,7 +367,11 @@ impl Sim {
 
     fn new_call(&mut self, session: u64) {
         let idx = self.clients.len();
-        let deadline_ms = if self.dice.chance(200) { self.dice.range(300, 3_000) as u32 } else { 0 };
+        let deadline_ms = if self.dice.chance(200) {
+            self.dice.range(300, 3_000) as u32
+        } else {
+            0
+        };
         self.clients.push(ClientSide {
             session,
             call_id: 1_000 + idx as u64,
@@ -335,7 +404,11 @@ impl Sim {
                 }
             }
             25..=39 => {
-                let serving = self.dworkers.iter().filter(|d| d.alive && !d.draining).count();
+                let serving = self
+                    .dworkers
+                    .iter()
+                    .filter(|d| d.alive && !d.draining)
+                    .count();
                 if serving >= 2 && self.dworkers[w].alive {
                     self.dworkers[w].draining = true;
                 }
@@ -369,7 +442,15 @@ impl Sim {
         let (config, key, now) = (self.config, self.key.clone(), self.now);
         let s = self.sessions.get_mut(&session).expect("session");
         if s.coord
-            .start_migration(config, id, &target, MigrationReason::Admin, &key, nonce, now)
+            .start_migration(
+                config,
+                id,
+                &target,
+                MigrationReason::Admin,
+                &key,
+                nonce,
+                now,
+            )
             .is_ok()
         {
             s.migration_started = Some(now);
@@ -438,15 +519,30 @@ impl Sim {
         match ev {
             Ev::StartCall(c) => self.start_call(c),
             Ev::Produce { w, inc, stream } => self.produce(w, inc, stream)?,
-            Ev::ToWorker { w, inc, stream, msg } => self.to_worker(w, inc, stream, msg)?,
-            Ev::ToDirector { w, inc, stream, frame } => self.to_director(w, inc, stream, frame),
+            Ev::ToWorker {
+                w,
+                inc,
+                stream,
+                msg,
+            } => self.to_worker(w, inc, stream, msg)?,
+            Ev::ToDirector {
+                w,
+                inc,
+                stream,
+                frame,
+            } => self.to_director(w, inc, stream, frame),
             Ev::ToClient { call, frame } => {
                 self.clients[call].inbox.push_back(frame);
                 self.schedule_read(call);
             }
             Ev::ClientRead { call } => self.client_read(call)?,
             Ev::Mgmt { w, inc, t, session } => self.worker_mgmt(w, inc, t, session),
-            Ev::Reply { session, migration_id, method, result } => {
+            Ev::Reply {
+                session,
+                migration_id,
+                method,
+                result,
+            } => {
                 let now = self.now;
                 if let Some(s) = self.sessions.get_mut(&session) {
                     s.coord.on_reply(migration_id, method, result, now);
@@ -454,9 +550,19 @@ impl Sim {
                 self.after_coord(session);
             }
             Ev::Heartbeat { w, inc, sent_at } => self.director_heartbeat(w, inc, sent_at),
-            Ev::HeartbeatAck { w, inc, sent_at, known } => self.worker_heartbeat_ack(w, inc, sent_at, known),
+            Ev::HeartbeatAck {
+                w,
+                inc,
+                sent_at,
+                known,
+            } => self.worker_heartbeat_ack(w, inc, sent_at, known),
             Ev::Register { w, inc, sent_at } => self.director_register(w, inc, sent_at),
-            Ev::RegisterAck { w, inc, sent_at, accepted } => {
+            Ev::RegisterAck {
+                w,
+                inc,
+                sent_at,
+                accepted,
+            } => {
                 let p = &mut self.workers[w];
                 if p.up && p.inc == inc && accepted && !p.registered {
                     p.registered = true;
@@ -549,7 +655,9 @@ impl Sim {
             self.schedule_read(call);
             return Ok(());
         }
-        let Some(frame) = c.inbox.pop_front() else { return Ok(()) };
+        let Some(frame) = c.inbox.pop_front() else {
+            return Ok(());
+        };
         let (session, call_id) = (c.session, c.call_id);
         let delivery = c.machine.on_frame(frame);
         match delivery {
@@ -566,7 +674,10 @@ impl Sim {
             Ok(Delivery::End { items }) => {
                 let want = self.clients[call].items;
                 if items != want {
-                    return Err(self.violation("exactly-once", format!("call {call_id} ended after {items} of {want} items")));
+                    return Err(self.violation(
+                        "exactly-once",
+                        format!("call {call_id} ended after {items} of {want} items"),
+                    ));
                 }
                 self.clients[call].outcome = Some(Ok(items));
             }
@@ -574,13 +685,20 @@ impl Sim {
                 let c = &self.clients[call];
                 let late = c.deadline_ms > 0 && now - c.started_at >= u64::from(c.deadline_ms);
                 if !(e.code == ErrorCode::DeadlineExceeded && late) {
-                    return Err(self.violation("exactly-once", format!("call {call_id} failed after {} ms: {e}", now - c.started_at)));
+                    return Err(self.violation(
+                        "exactly-once",
+                        format!("call {call_id} failed after {} ms: {e}", now - c.started_at),
+                    ));
                 }
                 self.clients[call].outcome = Some(Err(e));
             }
             Ok(Delivery::Response(_)) => unreachable!("streaming calls only"),
         }
-        if let Some(r) = self.sessions.get_mut(&session).and_then(|s| s.relays.get_mut(&call_id)) {
+        if let Some(r) = self
+            .sessions
+            .get_mut(&session)
+            .and_then(|s| s.relays.get_mut(&call_id))
+        {
             r.outstanding = r.outstanding.saturating_sub(1);
         }
         self.pump_relay(session, call_id);
@@ -616,7 +734,15 @@ impl Sim {
                             r.attached = Some((w, inc, stream));
                             r.inbox.clear();
                             let at = self.ordered((1, stream));
-                            self.q.push(at, Ev::ToWorker { w, inc, stream, msg: LinkIn::Open(a, req) });
+                            self.q.push(
+                                at,
+                                Ev::ToWorker {
+                                    w,
+                                    inc,
+                                    stream,
+                                    msg: LinkIn::Open(a, req),
+                                },
+                            );
                         }
                         Ok(_) => unreachable!("attach returns ATTACH + REQUEST"),
                         Err(e) => self.fail_client(client, e),
@@ -628,7 +754,9 @@ impl Sim {
                     let e = r.machine.expire();
                     self.fail_client(client, e);
                 } else if now - r.waiting_since > ROUTE_WAIT_MS {
-                    let e = r.machine.give_up(format!("no live worker for session {sid:x} within {ROUTE_WAIT_MS} ms"));
+                    let e = r.machine.give_up(format!(
+                        "no live worker for session {sid:x} within {ROUTE_WAIT_MS} ms"
+                    ));
                     self.fail_client(client, e);
                 } else if let Some(at) = r.machine.retry_at().filter(|&t| t > now) {
                     if r.retry_scheduled != Some(at) {
@@ -642,13 +770,30 @@ impl Sim {
 
     fn fail_client(&mut self, client: usize, e: CallError) {
         let at = self.ordered((0, client as u64));
-        let frame = Frame::Error { code: e.code, message: e.message };
-        self.q.push(at, Ev::ToClient { call: client, frame });
+        let frame = Frame::Error {
+            code: e.code,
+            message: e.message,
+        };
+        self.q.push(
+            at,
+            Ev::ToClient {
+                call: client,
+                frame,
+            },
+        );
     }
 
     fn to_director(&mut self, w: usize, inc: u64, stream: u64, frame: Frame) {
-        let Some((sid, call_id)) = self.relay_on(w, inc, stream) else { return };
-        let r = self.sessions.get_mut(&sid).unwrap().relays.get_mut(&call_id).unwrap();
+        let Some((sid, call_id)) = self.relay_on(w, inc, stream) else {
+            return;
+        };
+        let r = self
+            .sessions
+            .get_mut(&sid)
+            .unwrap()
+            .relays
+            .get_mut(&call_id)
+            .unwrap();
         r.inbox.push_back(frame);
         self.pump_relay(sid, call_id);
     }
@@ -666,12 +811,22 @@ impl Sim {
     fn pump_relay(&mut self, sid: u64, call_id: u64) {
         loop {
             let now = self.now;
-            let Some(r) = self.sessions.get_mut(&sid).and_then(|s| s.relays.get_mut(&call_id)) else { return };
-            let Some((w, inc, stream)) = r.attached else { return };
+            let Some(r) = self
+                .sessions
+                .get_mut(&sid)
+                .and_then(|s| s.relays.get_mut(&call_id))
+            else {
+                return;
+            };
+            let Some((w, inc, stream)) = r.attached else {
+                return;
+            };
             if r.outstanding >= CLIENT_WINDOW {
                 return;
             }
-            let Some(frame) = r.inbox.pop_front() else { return };
+            let Some(frame) = r.inbox.pop_front() else {
+                return;
+            };
             let client = r.client;
             let outcome = r.machine.on_owner_frame(frame, now);
             let mut to_client = None;
@@ -698,10 +853,24 @@ impl Sim {
             }
             let at = self.ordered((1, stream));
             let msg = if stop { LinkIn::Stop } else { LinkIn::Credit };
-            self.q.push(at, Ev::ToWorker { w, inc, stream, msg });
+            self.q.push(
+                at,
+                Ev::ToWorker {
+                    w,
+                    inc,
+                    stream,
+                    msg,
+                },
+            );
             if let Some(frame) = to_client {
                 let at = self.ordered((0, client as u64));
-                self.q.push(at, Ev::ToClient { call: client, frame });
+                self.q.push(
+                    at,
+                    Ev::ToClient {
+                        call: client,
+                        frame,
+                    },
+                );
             }
         }
     }
@@ -711,9 +880,15 @@ impl Sim {
     /// Moves what a coordinator produced: messages, events, its next timer.
     fn after_coord(&mut self, sid: u64) {
         loop {
-            let Some(s) = self.sessions.get_mut(&sid) else { return };
-            let Some(t) = s.coord.poll_transmit() else { break };
-            let Some(w) = self.index_of(&t.to) else { continue };
+            let Some(s) = self.sessions.get_mut(&sid) else {
+                return;
+            };
+            let Some(t) = s.coord.poll_transmit() else {
+                break;
+            };
+            let Some(w) = self.index_of(&t.to) else {
+                continue;
+            };
             let inc = self.dworkers[w].inc;
             self.send_mgmt(w, inc, t, sid);
         }
@@ -732,7 +907,8 @@ impl Sim {
             }
         }
         if let Some(at) = s.coord.poll_timeout() {
-            self.q.push(at.max(self.now), Ev::CoordTimer { session: sid });
+            self.q
+                .push(at.max(self.now), Ev::CoordTimer { session: sid });
         }
     }
 
@@ -740,21 +916,48 @@ impl Sim {
         if self.dice.chance(self.p.drop_permille) {
             return;
         }
-        let copies = if self.dice.chance(self.p.dup_permille) { 2 } else { 1 };
+        let copies = if self.dice.chance(self.p.dup_permille) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
             let at = self.now + self.delay();
-            self.q.push(at, Ev::Mgmt { w, inc, t: t.clone(), session });
+            self.q.push(
+                at,
+                Ev::Mgmt {
+                    w,
+                    inc,
+                    t: t.clone(),
+                    session,
+                },
+            );
         }
     }
 
-    fn reply(&mut self, session: u64, t: &Transmit, result: Result<ManagementMessage, CallError>, extra_ms: u64) {
+    fn reply(
+        &mut self,
+        session: u64,
+        t: &Transmit,
+        result: Result<ManagementMessage, CallError>,
+        extra_ms: u64,
+    ) {
         if self.dice.chance(self.p.drop_permille) {
             return;
         }
-        let copies = if self.dice.chance(self.p.dup_permille) { 2 } else { 1 };
+        let copies = if self.dice.chance(self.p.dup_permille) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
             let at = self.now + extra_ms + self.delay();
-            let ev = Ev::Reply { session, migration_id: t.migration_id, method: t.method, result: result.clone() };
+            let ev = Ev::Reply {
+                session,
+                migration_id: t.migration_id,
+                method: t.method,
+                result: result.clone(),
+            };
             self.q.push(at, ev);
         }
     }
@@ -767,7 +970,15 @@ impl Sim {
         }
         if self.workers[w].partition_until <= self.now && !self.dice.chance(self.p.drop_permille) {
             let at = self.now + self.delay();
-            self.q.push(at, Ev::HeartbeatAck { w, inc, sent_at, known });
+            self.q.push(
+                at,
+                Ev::HeartbeatAck {
+                    w,
+                    inc,
+                    sent_at,
+                    known,
+                },
+            );
         }
     }
 
@@ -777,7 +988,12 @@ impl Sim {
         // A live worker keeps its id: a second registration under it is refused.
         let accepted = !(d.alive && d.inc != inc);
         if accepted && !(d.alive && d.inc == inc) {
-            *d = DWorker { alive: true, inc, last_rx: now, draining: false };
+            *d = DWorker {
+                alive: true,
+                inc,
+                last_rx: now,
+                draining: false,
+            };
             let id = self.workers[w].id.clone();
             for s in self.sessions.values_mut() {
                 for r in s.relays.values_mut() {
@@ -792,7 +1008,15 @@ impl Sim {
             self.place_orphans();
         }
         let at = now + self.delay();
-        self.q.push(at, Ev::RegisterAck { w, inc, sent_at, accepted });
+        self.q.push(
+            at,
+            Ev::RegisterAck {
+                w,
+                inc,
+                sent_at,
+                accepted,
+            },
+        );
     }
 
     fn director_tick(&mut self) {
@@ -832,7 +1056,9 @@ impl Sim {
         let sids: Vec<u64> = self.sessions.keys().copied().collect();
         for sid in sids {
             let route = self.sessions[&sid].coord.route().clone();
-            let owner_alive = self.index_of(&route.owner).is_some_and(|w| self.dworkers[w].alive);
+            let owner_alive = self
+                .index_of(&route.owner)
+                .is_some_and(|w| self.dworkers[w].alive);
             if owner_alive || self.sessions[&sid].coord.migration().is_some() {
                 continue;
             }
@@ -848,24 +1074,43 @@ impl Sim {
         let sids: Vec<u64> = self.sessions.keys().copied().collect();
         for sid in sids {
             let owner = self.index_of(&self.sessions[&sid].coord.route().owner);
-            let Some(w) = owner.filter(|&w| self.dworkers[w].draining && self.dworkers[w].alive) else { continue };
+            let Some(w) = owner.filter(|&w| self.dworkers[w].draining && self.dworkers[w].alive)
+            else {
+                continue;
+            };
             if self.sessions[&sid].coord.migration().is_some() {
                 continue;
             }
-            let Some(to) = self.place(Some(w)) else { continue };
+            let Some(to) = self.place(Some(w)) else {
+                continue;
+            };
             let id = self.next_migration;
             self.next_migration += 1;
             let nonce = self.dice.bytes::<32>();
             let target = self.workers[to].id.clone();
             let (config, key, now) = (self.config, self.key.clone(), self.now);
             let s = self.sessions.get_mut(&sid).unwrap();
-            if s.coord.start_migration(config, id, &target, MigrationReason::Drain, &key, nonce, now).is_ok() {
+            if s.coord
+                .start_migration(
+                    config,
+                    id,
+                    &target,
+                    MigrationReason::Drain,
+                    &key,
+                    nonce,
+                    now,
+                )
+                .is_ok()
+            {
                 s.migration_started = Some(now);
             }
             self.after_coord(sid);
         }
         for w in 0..self.dworkers.len() {
-            let owns = self.sessions.values().any(|s| s.coord.route().owner == self.workers[w].id);
+            let owns = self
+                .sessions
+                .values()
+                .any(|s| s.coord.route().owner == self.workers[w].id);
             if self.dworkers[w].draining && !owns {
                 self.dworkers[w].draining = false; // drained; back in service
             }
@@ -886,13 +1131,22 @@ impl Sim {
         if !partitioned && !self.dice.chance(self.p.drop_permille) {
             let at = now + self.delay();
             let ev = if registered {
-                Ev::Heartbeat { w, inc, sent_at: now }
+                Ev::Heartbeat {
+                    w,
+                    inc,
+                    sent_at: now,
+                }
             } else {
-                Ev::Register { w, inc, sent_at: now }
+                Ev::Register {
+                    w,
+                    inc,
+                    sent_at: now,
+                }
             };
             self.q.push(at, ev);
         }
-        self.q.push(now + self.p.heartbeat_ms, Ev::WorkerTick { w, inc });
+        self.q
+            .push(now + self.p.heartbeat_ms, Ev::WorkerTick { w, inc });
     }
 
     fn worker_heartbeat_ack(&mut self, w: usize, inc: u64, sent_at: u64, known: bool) {
@@ -934,7 +1188,11 @@ impl Sim {
     }
 
     /// Freezes one call: SUSPENDED on its stream; returns (session, snapshot).
-    fn freeze_call(&mut self, w: usize, stream: u64) -> (u64, rpcnet_protocol::migration::CallSnapshot) {
+    fn freeze_call(
+        &mut self,
+        w: usize,
+        stream: u64,
+    ) -> (u64, rpcnet_protocol::migration::CallSnapshot) {
         let now = self.now;
         let p = &mut self.workers[w];
         let mut c = p.calls.remove(&stream).expect("call");
@@ -943,7 +1201,15 @@ impl Sim {
         p.book.call_ended(c.session, c.call_id, now);
         let inc = p.inc;
         let at = self.ordered((2, stream));
-        self.q.push(at, Ev::ToDirector { w, inc, stream, frame: suspended });
+        self.q.push(
+            at,
+            Ev::ToDirector {
+                w,
+                inc,
+                stream,
+                frame: suspended,
+            },
+        );
         (c.session, snap)
     }
 
@@ -959,19 +1225,38 @@ impl Sim {
                     AttachDecision::Suspend { next_seq } => {
                         let at = self.ordered((2, stream));
                         let frame = Frame::Suspended { next_seq };
-                        self.q.push(at, Ev::ToDirector { w, inc, stream, frame });
+                        self.q.push(
+                            at,
+                            Ev::ToDirector {
+                                w,
+                                inc,
+                                stream,
+                                frame,
+                            },
+                        );
                         return Ok(());
                     }
                     AttachDecision::Serve(r) => r,
                 };
-                let client = self.clients.iter().position(|c| c.call_id == attach.call_id).expect("client");
+                let client = self
+                    .clients
+                    .iter()
+                    .position(|c| c.call_id == attach.call_id)
+                    .expect("client");
                 let cl = &self.clients[client];
-                let deadline_at = (request.deadline_ms > 0).then(|| now + u64::from(request.deadline_ms));
+                let deadline_at =
+                    (request.deadline_ms > 0).then(|| now + u64::from(request.deadline_ms));
                 if let Some(d) = deadline_at {
                     let budget = cl.started_at + u64::from(cl.deadline_ms) + self.p.max_delay_ms;
                     if d > budget {
-                        return Err(self.violation("deadline", format!(
-                            "call {} resumed with a deadline {} ms past the client's", attach.call_id, d - budget)));
+                        return Err(self.violation(
+                            "deadline",
+                            format!(
+                                "call {} resumed with a deadline {} ms past the client's",
+                                attach.call_id,
+                                d - budget
+                            ),
+                        ));
                     }
                 }
                 let (machine, first) = ServerCall::attached(&attach, &request, restored);
@@ -998,7 +1283,15 @@ impl Sim {
                 };
                 for frame in first {
                     let at = self.ordered((2, stream));
-                    self.q.push(at, Ev::ToDirector { w, inc, stream, frame });
+                    self.q.push(
+                        at,
+                        Ev::ToDirector {
+                            w,
+                            inc,
+                            stream,
+                            frame,
+                        },
+                    );
                 }
                 self.workers[w].calls.insert(stream, call);
                 self.pump_writer(w, stream); // a handler resumed past its last item just ends
@@ -1021,7 +1314,9 @@ impl Sim {
 
     fn schedule_produce(&mut self, w: usize, stream: u64) {
         let inc = self.workers[w].inc;
-        let Some(c) = self.workers[w].calls.get_mut(&stream) else { return };
+        let Some(c) = self.workers[w].calls.get_mut(&stream) else {
+            return;
+        };
         let total = self.clients[c.client].items;
         if c.producing || c.next >= total || c.queue.len() >= QUEUE_HIGH {
             return;
@@ -1036,19 +1331,33 @@ impl Sim {
         if !self.workers[w].up || self.workers[w].inc != inc {
             return Ok(());
         }
-        let Some(c) = self.workers[w].calls.get_mut(&stream) else { return Ok(()) };
+        let Some(c) = self.workers[w].calls.get_mut(&stream) else {
+            return Ok(());
+        };
         c.producing = false;
         if c.deadline_at.is_some_and(|d| now >= d) {
             let c = self.workers[w].calls.remove(&stream).unwrap();
             self.workers[w].book.call_ended(c.session, c.call_id, now);
-            let frame = Frame::Error { code: ErrorCode::DeadlineExceeded, message: "deadline exceeded".into() };
+            let frame = Frame::Error {
+                code: ErrorCode::DeadlineExceeded,
+                message: "deadline exceeded".into(),
+            };
             let at = self.ordered((2, stream));
-            self.q.push(at, Ev::ToDirector { w, inc, stream, frame });
+            self.q.push(
+                at,
+                Ev::ToDirector {
+                    w,
+                    inc,
+                    stream,
+                    frame,
+                },
+            );
             return Ok(());
         }
         let spec = &self.clients[c.client];
         let seq = c.next;
-        c.queue.push_back(Produced::Item(payload_for(spec.call_id, seq)));
+        c.queue
+            .push_back(Produced::Item(payload_for(spec.call_id, seq)));
         c.next += 1;
         if spec.checkpoint_every > 0 && c.next % spec.checkpoint_every == 0 {
             c.queue.push_back(Produced::Checkpoint(state_for(c.next)));
@@ -1065,7 +1374,9 @@ impl Sim {
         let inc = self.workers[w].inc;
         loop {
             let p = &mut self.workers[w];
-            let Some(c) = p.calls.get_mut(&stream) else { return };
+            let Some(c) = p.calls.get_mut(&stream) else {
+                return;
+            };
             if c.credit == 0 {
                 return;
             }
@@ -1076,14 +1387,30 @@ impl Sim {
                     let c = p.calls.remove(&stream).unwrap();
                     p.book.call_ended(c.session, c.call_id, now);
                     let at = self.ordered((2, stream));
-                    self.q.push(at, Ev::ToDirector { w, inc, stream, frame: end });
+                    self.q.push(
+                        at,
+                        Ev::ToDirector {
+                            w,
+                            inc,
+                            stream,
+                            frame: end,
+                        },
+                    );
                 }
                 return;
             };
             if let Some(frame) = c.machine.on_produced(entry) {
                 c.credit -= 1;
                 let at = self.ordered((2, stream));
-                self.q.push(at, Ev::ToDirector { w, inc, stream, frame });
+                self.q.push(
+                    at,
+                    Ev::ToDirector {
+                        w,
+                        inc,
+                        stream,
+                        frame,
+                    },
+                );
             }
             self.schedule_produce(w, stream);
         }
@@ -1102,16 +1429,33 @@ impl Sim {
                 }
                 let decision = match self.dice.range(0, 99) {
                     0..=74 => ConfirmationDecision::Accept,
-                    75..=82 => ConfirmationDecision::Reject { reason: "policy".into() },
-                    83..=90 => ConfirmationDecision::Defer { retry_after_ms: self.dice.range(10, 60) as u32 },
-                    91..=94 => return self.reply(session, &t, Err(hook_threw("onMigrationRequest")), hook_ms),
+                    75..=82 => ConfirmationDecision::Reject {
+                        reason: "policy".into(),
+                    },
+                    83..=90 => ConfirmationDecision::Defer {
+                        retry_after_ms: self.dice.range(10, 60) as u32,
+                    },
+                    91..=94 => {
+                        return self.reply(
+                            session,
+                            &t,
+                            Err(hook_threw("onMigrationRequest")),
+                            hook_ms,
+                        )
+                    }
                     _ => return, // the hook never answers
                 };
-                let msg = ManagementMessage::Confirmation(MigrationConfirmation { migration_id: req.migration_id, decision });
+                let msg = ManagementMessage::Confirmation(MigrationConfirmation {
+                    migration_id: req.migration_id,
+                    decision,
+                });
                 self.reply(session, &t, Ok(msg), hook_ms);
             }
             (WorkerMethod::Prepare, ManagementMessage::Request(req)) => {
-                let r = self.workers[w].participant.on_prepare(req, now).map_err(refused);
+                let r = self.workers[w]
+                    .participant
+                    .on_prepare(req, now)
+                    .map_err(refused);
                 self.reply(session, &t, r, 0);
             }
             (WorkerMethod::Capture, ManagementMessage::Request(req)) => {
@@ -1119,7 +1463,12 @@ impl Sim {
                 if let Err(e) = p.participant.on_capture(&mut p.book, req, now) {
                     return self.reply(session, &t, Err(refused(e)), 0);
                 }
-                let streams: Vec<u64> = p.calls.iter().filter(|(_, c)| c.session == req.session_id).map(|(s, _)| *s).collect();
+                let streams: Vec<u64> = p
+                    .calls
+                    .iter()
+                    .filter(|(_, c)| c.session == req.session_id)
+                    .map(|(s, _)| *s)
+                    .collect();
                 let mut frozen = Vec::new();
                 for stream in streams {
                     frozen.push(self.freeze_call(w, stream).1);
@@ -1141,7 +1490,10 @@ impl Sim {
                     calls: p.book.kept_calls(req.session_id),
                 };
                 let nonce = self.dice.bytes::<12>();
-                let r = self.workers[w].participant.seal(&snap, req.migration_id, nonce).map_err(refused);
+                let r = self.workers[w]
+                    .participant
+                    .seal(&snap, req.migration_id, nonce)
+                    .map_err(refused);
                 self.reply(session, &t, r, hook_ms);
             }
             (WorkerMethod::Transfer, ManagementMessage::StateTransfer(st)) => {
@@ -1192,18 +1544,31 @@ impl Sim {
                 .map(|p| p.id.as_str())
                 .collect();
             if producers.len() > 1 {
-                return Err(self.violation("one-owner", format!("session {sid:x} has calls producing on {producers:?}")));
+                return Err(self.violation(
+                    "one-owner",
+                    format!("session {sid:x} has calls producing on {producers:?}"),
+                ));
             }
             let route = s.coord.route();
             let phase = s.coord.migration().map(|m| m.3);
             use rpcnet_protocol::migration::Phase;
             if route.frozen && !matches!(phase, Some(Phase::StateCapture | Phase::StateTransfer)) {
-                return Err(self.violation("no-frozen-route", format!("session {sid:x} route frozen with migration phase {phase:?}")));
+                return Err(self.violation(
+                    "no-frozen-route",
+                    format!("session {sid:x} route frozen with migration phase {phase:?}"),
+                ));
             }
-            if let (Some(started), Some(total)) = (s.migration_started, s.coord.migration_total_timeout_ms()) {
+            if let (Some(started), Some(total)) =
+                (s.migration_started, s.coord.migration_total_timeout_ms())
+            {
                 if self.now - started > total {
-                    return Err(self.violation("migration-timeout", format!(
-                        "migration of session {sid:x} running for {} ms, timeout {total} ms", self.now - started)));
+                    return Err(self.violation(
+                        "migration-timeout",
+                        format!(
+                            "migration of session {sid:x} running for {} ms, timeout {total} ms",
+                            self.now - started
+                        ),
+                    ));
                 }
             }
         }
@@ -1212,9 +1577,15 @@ impl Sim {
 }
 
 fn refused(e: rpcnet_protocol::migration::MigrationError) -> CallError {
-    CallError { code: ErrorCode::InvalidArgument, message: format!("{}: {e}", e.code()) }
+    CallError {
+        code: ErrorCode::InvalidArgument,
+        message: format!("{}: {e}", e.code()),
+    }
 }
 
 fn hook_threw(hook: &str) -> CallError {
-    CallError { code: ErrorCode::Unknown, message: format!("hook failed: {hook} threw") }
+    CallError {
+        code: ErrorCode::Unknown,
+        message: format!("hook failed: {hook} threw"),
+    }
 }

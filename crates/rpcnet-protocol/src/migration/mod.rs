@@ -117,6 +117,17 @@ pub enum MigrationError {
         /// The event's name.
         event: &'static str,
     },
+    /// `MIGRATION_STATE`: a StateTransfer for a migration this worker did not prepare, or one
+    /// it already restored (a replayed StateTransfer).
+    #[error(
+        "no prepared migration {migration_id} on {worker} (replayed or unprepared StateTransfer)"
+    )]
+    Unprepared {
+        /// The migration named by the StateTransfer.
+        migration_id: u64,
+        /// The worker that received it.
+        worker: String,
+    },
     /// `MIGRATION_TIMEOUT`: a phase or the whole migration took longer than its limit.
     #[error("migration timed out in phase {phase}: {limit} limit of {limit_ms} ms reached")]
     Timeout {
@@ -166,7 +177,7 @@ impl MigrationError {
             MigrationError::SnapshotVersion { .. } => "SNAPSHOT_VERSION",
             MigrationError::SnapshotMalformed { .. } => "SNAPSHOT_MALFORMED",
             MigrationError::MessageMalformed { .. } => "MESSAGE_MALFORMED",
-            MigrationError::State { .. } => "MIGRATION_STATE",
+            MigrationError::State { .. } | MigrationError::Unprepared { .. } => "MIGRATION_STATE",
             MigrationError::Timeout { .. } => "MIGRATION_TIMEOUT",
             MigrationError::Rejected { .. } => "MIGRATION_REJECTED",
             MigrationError::Aborted { .. } => "MIGRATION_ABORTED",

@@ -253,15 +253,27 @@ where
 
     /// Runs every complete buffered frame through the relay machine; returns the bytes for the
     /// client (one write) and what to do next.
-    fn decode_all(&mut self, decoder: &mut Decoder, buf: &mut BytesMut, eof: bool) -> (Vec<Bytes>, Step) {
+    fn decode_all(
+        &mut self,
+        decoder: &mut Decoder,
+        buf: &mut BytesMut,
+        eof: bool,
+    ) -> (Vec<Bytes>, Step) {
         let mut out = Vec::new();
         loop {
-            let frame = match if eof { decoder.decode_eof(buf) } else { decoder.decode(buf) } {
+            let frame = match if eof {
+                decoder.decode_eof(buf)
+            } else {
+                decoder.decode(buf)
+            } {
                 Ok(Some(f)) => f,
                 Ok(None) => return (out, Step::Read),
                 Err(e) => {
                     self.call.owner_lost(now_ms());
-                    return (out, Step::Leave(format!("owner sent a malformed frame: {e}")));
+                    return (
+                        out,
+                        Step::Leave(format!("owner sent a malformed frame: {e}")),
+                    );
                 }
             };
             match self.call.on_owner_frame(frame, now_ms()) {

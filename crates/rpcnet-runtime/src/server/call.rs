@@ -263,7 +263,10 @@ pub(crate) async fn serve_call(
                                 Some(Frame::Item { seq, payload }) => {
                                     let mut head = BytesMut::with_capacity(14);
                                     encode_item_header(seq, payload.len(), &mut head);
-                                    let item = Frame::Item { seq, payload: payload.clone() };
+                                    let item = Frame::Item {
+                                        seq,
+                                        payload: payload.clone(),
+                                    };
                                     frames.push((chunks.len(), Some(item)));
                                     chunks.push(head.freeze());
                                     chunks.push(payload);
@@ -311,9 +314,7 @@ pub(crate) async fn serve_call(
                         }
                     }
                     Taken::Ended(Ending::End) => {
-                        let _ = send
-                            .write_all(&call.end().to_bytes())
-                            .await;
+                        let _ = send.write_all(&call.end().to_bytes()).await;
                         let _ = send.finish();
                         break Stop::Done;
                     }

@@ -126,7 +126,10 @@ impl Sessions {
     }
 
     /// Sends a freeze request to every open writer of the sessions `which` selects.
-    fn freeze_writers(&self, which: impl Fn(u64) -> bool) -> Vec<(u64, u64, oneshot::Receiver<CallSnapshot>)> {
+    fn freeze_writers(
+        &self,
+        which: impl Fn(u64) -> bool,
+    ) -> Vec<(u64, u64, oneshot::Receiver<CallSnapshot>)> {
         let inner = self.inner.lock().unwrap();
         let mut waiters = Vec::new();
         for (&(session, call), tx) in &inner.writers {

@@ -33,7 +33,10 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let first_seed: u64 = std::env::var("SIMULATION_FIRST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let first_seed: u64 = std::env::var("SIMULATION_FIRST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     let started = Instant::now();
     let next = AtomicU64::new(0);
     let failures: Mutex<Vec<Violation>> = Mutex::new(Vec::new());
