@@ -127,3 +127,22 @@ test.serial('onMigrationRequest can defer, and the director asks again', async (
   await c.close();
   await close();
 });
+
+test.serial('an onMigrationRequest answer that is no decision aborts the migration instead of accepting it', async (t) => {
+  const { director, workers, close } = await setup();
+  const c = await RpcClient.connect(director.address, { tls: { pin: director.certFingerprint } });
+  try {
+    // @ts-expect-error not a MigrationDecision
+    workers[1]!.setHooks({ onMigrationRequest: () => ({ decision: 'maybe' }) });
+    t.is((await c.call('who', Buffer.alloc(0))).toString(), 'worker-a');
+    const sessionId = director.sessions()[0]!.sessionId;
+    const aborted = new Promise<Extract<DirectorEvent, { kind: 'migration-aborted' }>>((resolve) => director.once('migration-aborted', resolve));
+    const e = await t.throwsAsync(director.migrate(sessionId, 'worker-b'), { instanceOf: RpcError });
+    t.regex(e!.message, /onMigrationRequest must answer \{ decision: 'accept' \| 'reject' \| 'defer' \}, got decision "maybe" \(string\)/);
+    t.is((await aborted).report.abortedIn, 'Confirmation');
+    t.is((await c.call('who', Buffer.alloc(0))).toString(), 'worker-a', 'the session stayed on the source');
+  } finally {
+    await c.close();
+    await close();
+  }
+});
