@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import test from 'ava';
-import { Director, RpcClient, RpcError, RpcWorker, type DirectorEvent } from '../dist/index.js';
+import { Director, RpcClient, RpcError, RpcWorker, type DirectorEvent, type MigrationAbortedEvent } from '../dist/index.js';
 import { tokensHandler } from '../dist/demo/tokens.js';
 import { streamTokens } from '../dist/demo/client.js';
 
@@ -136,7 +136,7 @@ test.serial('an onMigrationRequest answer that is no decision aborts the migrati
     workers[1]!.setHooks({ onMigrationRequest: () => ({ decision: 'maybe' }) });
     t.is((await c.call('who', Buffer.alloc(0))).toString(), 'worker-a');
     const sessionId = director.sessions()[0]!.sessionId;
-    const aborted = new Promise<Extract<DirectorEvent, { kind: 'migration-aborted' }>>((resolve) => director.once('migration-aborted', resolve));
+    const aborted = new Promise<MigrationAbortedEvent>((resolve) => director.once('migration-aborted', resolve));
     const e = await t.throwsAsync(director.migrate(sessionId, 'worker-b'), { instanceOf: RpcError });
     t.regex(e!.message, /onMigrationRequest must answer \{ decision: 'accept' \| 'reject' \| 'defer' \}, got decision "maybe" \(string\)/);
     t.is((await aborted).report.abortedIn, 'Confirmation');

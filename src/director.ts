@@ -69,16 +69,130 @@ export interface MigrationReport {
   snapshotBytes: number;
 }
 
-/** Events of a {@link Director} (also delivered by `for await (const e of director.events())`). */
+/** A worker registered with the director. */
+export interface WorkerJoinedEvent {
+  /** Event name. */
+  kind: 'worker-joined';
+  /** Worker id. */
+  worker: string;
+}
+
+/** A worker missed its heartbeats for `failoverAfterMs` or closed; its sessions fail over. */
+export interface WorkerLostEvent {
+  /** Event name. */
+  kind: 'worker-lost';
+  /** Worker id. */
+  worker: string;
+}
+
+/** A client connected: a new session, placed on `worker`. */
+export interface SessionOpenedEvent {
+  /** Event name. */
+  kind: 'session-opened';
+  /** Session id (16 hex digits). */
+  sessionId: string;
+  /** The client connection's `connectionId`. */
+  connectionId: string;
+  /** The session's owner. */
+  worker: string;
+}
+
+/** A client connection ended; its owner freed the session. */
+export interface SessionClosedEvent {
+  /** Event name. */
+  kind: 'session-closed';
+  /** Session id (16 hex digits). */
+  sessionId: string;
+}
+
+/** A migration began (Initiation). */
+export interface MigrationStartedEvent {
+  /** Event name. */
+  kind: 'migration-started';
+  /** Migration id. */
+  migrationId: number;
+  /** Session id (16 hex digits). */
+  sessionId: string;
+  /** Source worker. */
+  source: string;
+  /** Target worker. */
+  target: string;
+  /** `drain`, `admin`, ... */
+  reason: string;
+}
+
+/** A migration completed: the session lives on the target (`report.completed` is true). */
+export interface MigrationCompletedEvent {
+  /** Event name. */
+  kind: 'migration-completed';
+  /** What the migration did. */
+  report: MigrationReport;
+}
+
+/** A migration was rolled back (MigrationAbort): the session stays on the source. */
+export interface MigrationAbortedEvent {
+  /** Event name. */
+  kind: 'migration-aborted';
+  /** What the migration did, with `error` and `abortedIn`. */
+  report: MigrationReport;
+}
+
+/** A session was re-opened on a new worker from its last checkpoint after its owner died. */
+export interface FailoverEvent {
+  /** Event name. */
+  kind: 'failover';
+  /** Session id (16 hex digits). */
+  sessionId: string;
+  /** The dead owner. */
+  from: string;
+  /** The new owner. */
+  to: string;
+  /** Time between the owner's last heartbeat and the failover, ms. */
+  detectedAfterMs: number;
+}
+
+/**
+ * Events of a {@link Director}, tagged by `kind` (also delivered by
+ * `for await (const e of director.events())`).
+ */
 export type DirectorEvent =
-  | { kind: 'worker-joined'; worker: string }
-  | { kind: 'worker-lost'; worker: string }
-  | { kind: 'session-opened'; sessionId: string; connectionId: string; worker: string }
-  | { kind: 'session-closed'; sessionId: string }
-  | { kind: 'migration-started'; migrationId: number; sessionId: string; source: string; target: string; reason: string }
-  | { kind: 'migration-completed'; report: MigrationReport }
-  | { kind: 'migration-aborted'; report: MigrationReport }
-  | { kind: 'failover'; sessionId: string; from: string; to: string; detectedAfterMs: number };
+  | WorkerJoinedEvent
+  | WorkerLostEvent
+  | SessionOpenedEvent
+  | SessionClosedEvent
+  | MigrationStartedEvent
+  | MigrationCompletedEvent
+  | MigrationAbortedEvent
+  | FailoverEvent;
+
+/**
+ * The events a {@link Director} emits, by name: each {@link DirectorEvent} under its `kind`, and
+ * every one of them under `event`. `director.on(name, listener)` takes only these names and
+ * gives the listener the matching type.
+ */
+export interface DirectorEventMap {
+  /** {@link WorkerJoinedEvent}. */
+  'worker-joined': WorkerJoinedEvent;
+  /** {@link WorkerLostEvent}. */
+  'worker-lost': WorkerLostEvent;
+  /** {@link SessionOpenedEvent}. */
+  'session-opened': SessionOpenedEvent;
+  /** {@link SessionClosedEvent}. */
+  'session-closed': SessionClosedEvent;
+  /** {@link MigrationStartedEvent}. */
+  'migration-started': MigrationStartedEvent;
+  /** {@link MigrationCompletedEvent}. */
+  'migration-completed': MigrationCompletedEvent;
+  /** {@link MigrationAbortedEvent}. */
+  'migration-aborted': MigrationAbortedEvent;
+  /** {@link FailoverEvent}. */
+  failover: FailoverEvent;
+  /** Every event. */
+  event: DirectorEvent;
+}
+
+/** A listener of the director event `K`. */
+export type DirectorListener<K extends keyof DirectorEventMap> = (event: DirectorEventMap[K]) => void;
 
 /** A worker as the placement policy sees it. */
 export interface WorkerInfo {
@@ -101,8 +215,32 @@ export interface DirectorPolicy {
 }
 
 /**
+ * The event methods of {@link Director}, typed per event name (see {@link DirectorEventMap}): a
+ * name that is not an event of the director is a compile error, and each listener gets its
+ * event's type. They behave as `EventEmitter`'s.
+ */
+export interface Director {
+  /** Adds `listener` for event `name`. */
+  on<K extends keyof DirectorEventMap>(name: K, listener: DirectorListener<K>): this;
+  /** Same as {@link Director.on}. */
+  addListener<K extends keyof DirectorEventMap>(name: K, listener: DirectorListener<K>): this;
+  /** Adds `listener` for the next event `name` only. */
+  once<K extends keyof DirectorEventMap>(name: K, listener: DirectorListener<K>): this;
+  /** Adds `listener` for event `name` before the others. */
+  prependListener<K extends keyof DirectorEventMap>(name: K, listener: DirectorListener<K>): this;
+  /** Adds `listener` for the next event `name` only, before the others. */
+  prependOnceListener<K extends keyof DirectorEventMap>(name: K, listener: DirectorListener<K>): this;
+  /** Removes `listener` from event `name`. */
+  off<K extends keyof DirectorEventMap>(name: K, listener: DirectorListener<K>): this;
+  /** Same as {@link Director.off}. */
+  removeListener<K extends keyof DirectorEventMap>(name: K, listener: DirectorListener<K>): this;
+  /** Calls the listeners of event `name` with `event`; true if it had listeners. */
+  emit<K extends keyof DirectorEventMap>(name: K, event: DirectorEventMap[K]): boolean;
+}
+
+/**
  * A running director. It is an `EventEmitter`: every {@link DirectorEvent} is emitted under its
- * `kind` and under `'event'`.
+ * `kind` and under `'event'` ({@link DirectorEventMap}).
  */
 export class Director extends EventEmitter {
   readonly #native: Native.NativeDirector;
@@ -283,7 +421,7 @@ export class Director extends EventEmitter {
           reportInternal(error as RpcError);
           continue;
         }
-        this.emit(e.kind, e);
+        this.emit(e.kind, e as never);
         this.emit('event', e);
       }
     }
