@@ -60,12 +60,14 @@ export interface CallContext {
    */
   readonly resume?: { readonly seq: number; readonly state: Buffer };
   /**
-   * Streaming calls: records the handler's state after the items yielded so far. The bytes are
-   * copied, and the latest checkpoint travels with the next yielded item (one crossing into
-   * Rust per item). On a cluster worker it is relayed to the director, and a migration or
-   * failover resumes the handler from the latest checkpoint that reached Rust (`ctx.resume`).
-   * Items already delivered are never delivered again. On a plain server and for unary calls it
-   * has no effect.
+   * Streaming calls: records the handler's state after the items yielded so far (README
+   * "Resumable handlers"). The bytes are copied. When the handler yields its next item at once,
+   * the checkpoint crosses into Rust together with that item (one crossing per item); when it
+   * does not (it awaits a timer or I/O first), the checkpoint crosses on its own at the end of
+   * the current turn of the event loop (`setImmediate`), so it never waits for the next item.
+   * On a cluster worker it is relayed to the director, and a migration or failover resumes the
+   * handler from the latest checkpoint that reached Rust (`ctx.resume`). Items already delivered
+   * are never delivered again. On a plain server and for unary calls it has no effect.
    * @throws {RpcError} `INVALID_ARGUMENT` when `state` is not a Uint8Array.
    */
   checkpoint(state: Uint8Array): void;
@@ -88,13 +90,28 @@ type Handler = { streaming: false; fn: UnaryHandler } | { streaming: true; fn: S
 
 type CallEvent = Extract<Native.NativeServerEvent, { kind: 'call' }>;
 
-/** The latest `ctx.checkpoint` of one streaming call; it crosses into Rust with the next item. */
+/**
+ * The checkpoints of one streaming call on their way into Rust. The latest `ctx.checkpoint`
+ * waits here until the next pushed item takes it ({@link Checkpoints.take}) or, if no item
+ * follows within the current turn of the event loop, crosses on its own (`setImmediate`).
+ */
 class Checkpoints {
+  readonly #server: Native.NativeServer;
+  readonly #id: number;
   #state: Buffer | undefined;
+  #scheduled = false;
 
-  /** `ctx.checkpoint(state)`: keeps a copy. */
+  constructor(server: Native.NativeServer, id: number) {
+    this.#server = server;
+    this.#id = id;
+  }
+
+  /** `ctx.checkpoint(state)`: keeps a copy and schedules its crossing. */
   record(state: Uint8Array): void {
     this.#state = Buffer.from(bytes('state', state));
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(this.#flush);
   }
 
   /** The checkpoint recorded since the last item, for the item being pushed; clears it. */
@@ -103,6 +120,12 @@ class Checkpoints {
     this.#state = undefined;
     return state;
   }
+
+  readonly #flush = (): void => {
+    this.#scheduled = false;
+    const state = this.take();
+    if (state) this.#server.checkpoint(this.#id, state);
+  };
 }
 
 /** Events taken from the native queue per crossing. */
@@ -252,7 +275,7 @@ export class RpcServer {
     this.#calls.set(id, controller);
     const n = this.#native;
     const connectionId = event.connectionId;
-    const checkpoints = handler?.streaming ? new Checkpoints() : undefined;
+    const checkpoints = handler?.streaming ? new Checkpoints(n, id) : undefined;
     const ctx: CallContext = {
       checkpoint: checkpoints ? (state: Uint8Array) => checkpoints.record(state) : () => {},
       method,

@@ -74,7 +74,7 @@ pub enum NativeServerEvent {
     },
 }
 
-/// Answer of `push`.
+/// Answer of `push` and `checkpoint`.
 #[napi(string_enum = "lowercase")]
 pub enum NativePushStatus {
     /// Accepted; push more now.
@@ -221,6 +221,13 @@ impl NativeServer {
         self.inner
             .push_checkpointed(id as u64, checkpoint.as_ref().map(bytes), bytes(&payload))
             .into()
+    }
+
+    /// Records a checkpoint of a streaming call on its own, after the items pushed so far (for
+    /// a handler that checkpoints and then waits before its next item).
+    #[napi]
+    pub fn checkpoint(&self, id: i64, state: Buffer) -> NativePushStatus {
+        self.inner.checkpoint(id as u64, bytes(&state)).into()
     }
 
     /// Resolves true once the call can take more items, false if it is over.
