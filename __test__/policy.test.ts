@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import test from 'ava';
-import { Director, RpcClient, RpcError, RpcWorker, type DirectorEvent } from '../dist/index.js';
+import { Director, RpcClient, RpcError, RpcWorker, type DirectorEvent, type MigrationAbortedEvent } from '../dist/index.js';
 import { tokensHandler } from '../dist/demo/tokens.js';
 import { streamTokens } from '../dist/demo/client.js';
 
@@ -126,4 +126,23 @@ test.serial('onMigrationRequest can defer, and the director asks again', async (
   t.is((await c.call('who', Buffer.alloc(0))).toString(), 'worker-b', 'new calls go to the target');
   await c.close();
   await close();
+});
+
+test.serial('an onMigrationRequest answer that is no decision aborts the migration instead of accepting it', async (t) => {
+  const { director, workers, close } = await setup();
+  const c = await RpcClient.connect(director.address, { tls: { pin: director.certFingerprint } });
+  try {
+    // @ts-expect-error not a MigrationDecision
+    workers[1]!.setHooks({ onMigrationRequest: () => ({ decision: 'maybe' }) });
+    t.is((await c.call('who', Buffer.alloc(0))).toString(), 'worker-a');
+    const sessionId = director.sessions()[0]!.sessionId;
+    const aborted = new Promise<MigrationAbortedEvent>((resolve) => director.once('migration-aborted', resolve));
+    const e = await t.throwsAsync(director.migrate(sessionId, 'worker-b'), { instanceOf: RpcError });
+    t.regex(e!.message, /onMigrationRequest must answer \{ decision: 'accept' \| 'reject' \| 'defer' \}, got decision "maybe" \(string\)/);
+    t.is((await aborted).report.abortedIn, 'Confirmation');
+    t.is((await c.call('who', Buffer.alloc(0))).toString(), 'worker-a', 'the session stayed on the source');
+  } finally {
+    await c.close();
+    await close();
+  }
 });

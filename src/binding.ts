@@ -1,8 +1,11 @@
 /**
- * Loads the native addon (crates/rpcnet-napi, built by `napi build` into dist/native). Internal:
- * the public API (RpcServer, RpcClient) hides the binding's raw types.
+ * Loads the native addon (crates/rpcnet-napi, built by `napi build` into dist/native). Its
+ * functions reject with `Error`s that carry a `code` (see `fromBinding` in errors.ts), and its
+ * events and hook questions are objects tagged by `kind`.
+ *
+ * Internal: not re-exported from index.ts, and no public declaration refers to it or names the
+ * binding's types.
  * @module
- * @internal
  */
 import { createRequire } from 'node:module';
 import type * as Native from '../dist/native/binding.cjs';
@@ -26,11 +29,3 @@ function load(): typeof Native {
 /** The addon's exports. */
 export const native: typeof Native = load();
 
-/** Views bytes as a Buffer without copying (the binding takes Buffers). */
-export function asBuffer(bytes: Uint8Array): Buffer {
-  if (Buffer.isBuffer(bytes)) return bytes;
-  if (!(bytes instanceof Uint8Array)) {
-    throw new TypeError(`expected a Uint8Array or Buffer, got ${typeof bytes}`);
-  }
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}

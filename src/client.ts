@@ -3,8 +3,9 @@
  * makes unary and server-streaming calls on it. Streaming items cross into JavaScript in batches.
  * @module
  */
-import { asBuffer, native, type Native } from './binding.js';
-import { fromNative, RpcError } from './errors.js';
+import { native, type Native } from './binding.js';
+import { fromBinding, RpcError } from './errors.js';
+import { bytes, invalid, optionalBoolean, optionalInteger, optionalSignal, optionalString, record, string, U32_MAX } from './options.js';
 import type { ConnectionStats } from './stats.js';
 
 /**
@@ -30,15 +31,18 @@ export interface ClientTlsOptions {
 export interface ClientOptions {
   /** Server verification, required. */
   tls: ClientTlsOptions;
-  /** Largest accepted frame body in bytes (PROTOCOL.md). Default 16 MiB. */
+  /** Largest accepted frame body in bytes (PROTOCOL.md), a positive integer. Default 16 MiB. */
   maxFrameSize?: number;
-  /** Handshake time limit, ms. Default 10000. */
+  /** Handshake time limit, ms, a positive integer. Default 10000. */
   connectTimeoutMs?: number;
 }
 
 /** Per-call options. */
 export interface CallOptions {
-  /** Deadline in ms from now; enforced by client and server. Rejects with `DEADLINE_EXCEEDED`. */
+  /**
+   * Deadline in ms from now (a non-negative number, rounded up to whole ms; 0 = none); enforced
+   * by client and server. Rejects with `DEADLINE_EXCEEDED`.
+   */
   deadlineMs?: number;
   /** Aborting it cancels the call on both ends; the call rejects with `CANCELLED`. */
   signal?: AbortSignal;
@@ -47,18 +51,26 @@ export interface CallOptions {
 /** Items taken from the native stream per crossing. */
 const ITEM_BATCH = 1024;
 
-function deadline(options: CallOptions | undefined): number {
-  const d = options?.deadlineMs ?? 0;
-  if (!Number.isFinite(d) || d < 0 || d > 0xffffffff) {
-    throw new RpcError('INVALID_ARGUMENT', `deadlineMs must be a number of ms in 0..4294967295, got ${d}`);
-  }
-  return Math.ceil(d);
+/** A call's method, request and options, checked. */
+interface CheckedCall {
+  method: string;
+  payload: Buffer;
+  deadlineMs: number;
+  signal: AbortSignal | undefined;
 }
 
-function checkMethod(method: string): void {
-  if (typeof method !== 'string' || method.length === 0) {
-    throw new RpcError('INVALID_ARGUMENT', `method must be a non-empty string, got ${JSON.stringify(method)}`);
+function checkCall(method: string, request: Uint8Array, options: CallOptions | undefined): CheckedCall {
+  const o = record('options', options, ['deadlineMs', 'signal']);
+  const d = o.deadlineMs ?? 0;
+  if (typeof d !== 'number' || !Number.isFinite(d) || d < 0 || d > U32_MAX) {
+    throw invalid('deadlineMs', `a non-negative number (ms) no larger than ${U32_MAX}`, d);
   }
+  return {
+    method: string('method', method),
+    payload: bytes('request', request),
+    deadlineMs: Math.ceil(d),
+    signal: optionalSignal('signal', o.signal),
+  };
 }
 
 function aborted(): RpcError {
@@ -83,25 +95,29 @@ export class RpcClient {
 
   /**
    * Connects (QUIC + TLS 1.3, ALPN `rpcnet/1`) to `address` (`host:port`).
-   * @throws {RpcError} `INVALID_ARGUMENT` for bad options; `UNAVAILABLE` when the server cannot be
+   * @throws {RpcError} `INVALID_ARGUMENT` for bad options (checked before connecting: types,
+   * ranges, unknown keys) or a bad pin or address; `UNAVAILABLE` when the server cannot be
    * reached or its certificate is refused (e.g. wrong pin); `DEADLINE_EXCEEDED` after `connectTimeoutMs`.
    */
   static async connect(address: string, options: ClientOptions): Promise<RpcClient> {
-    if (!options?.tls) {
-      throw new RpcError('INVALID_ARGUMENT', 'options.tls is required: give tls.pin, tls.caFile or tls.systemRoots');
+    const addr = string('address', address);
+    const o = record('options', options, ['tls', 'maxFrameSize', 'connectTimeoutMs']);
+    if (o.tls === undefined) {
+      throw invalid('tls', 'an object giving tls.pin, tls.caFile or tls.systemRoots (there is no insecure mode)', o.tls);
     }
+    const tls = record('tls', o.tls, ['pin', 'caFile', 'systemRoots', 'serverName']);
+    const checked: Native.NativeClientOptions = {
+      pin: optionalString('tls.pin', tls.pin),
+      caFile: optionalString('tls.caFile', tls.caFile),
+      systemRoots: optionalBoolean('tls.systemRoots', tls.systemRoots),
+      serverName: optionalString('tls.serverName', tls.serverName),
+      maxFrameSize: optionalInteger('maxFrameSize', o.maxFrameSize, 1, U32_MAX, 'bytes'),
+      connectTimeoutMs: optionalInteger('connectTimeoutMs', o.connectTimeoutMs, 1, U32_MAX, 'ms'),
+    };
     try {
-      const n = await native.connect(address, {
-        pin: options.tls.pin,
-        caFile: options.tls.caFile,
-        systemRoots: options.tls.systemRoots,
-        serverName: options.tls.serverName,
-        maxFrameSize: options.maxFrameSize,
-        connectTimeoutMs: options.connectTimeoutMs,
-      });
-      return new RpcClient(n);
+      return new RpcClient(await native.connect(addr, checked));
     } catch (e) {
-      throw fromNative(e);
+      throw fromBinding(e);
     }
   }
 
@@ -123,49 +139,47 @@ export class RpcClient {
   /**
    * Makes a unary call.
    * @returns the response bytes
-   * @throws {RpcError} the handler's code and message; `NOT_FOUND` for an unknown method;
+   * @param method - the method name, a non-empty string
+   * @param request - the request bytes
+   * @throws {RpcError} `INVALID_ARGUMENT` for a bad method, request or option (nothing is sent);
+   * the handler's code and message; `NOT_FOUND` for an unknown method;
    * `DEADLINE_EXCEEDED`; `CANCELLED`; `UNAVAILABLE` on connection loss; `PROTOCOL`.
    */
   async call(method: string, request: Uint8Array, options?: CallOptions): Promise<Buffer> {
-    checkMethod(method);
-    const d = deadline(options);
-    const payload = asBuffer(request);
-    const signal = options?.signal;
+    const { method: m, payload, deadlineMs: d, signal } = checkCall(method, request, options);
     try {
-      if (!signal) return await this.#native.unary(method, payload, d);
+      if (!signal) return await this.#native.unary(m, payload, d);
       if (signal.aborted) throw aborted();
       const call = this.#native.newCall();
       const onAbort = () => call.cancel();
       signal.addEventListener('abort', onAbort, { once: true });
       try {
-        return await call.unary(method, payload, d);
+        return await call.unary(m, payload, d);
       } finally {
         signal.removeEventListener('abort', onAbort);
       }
     } catch (e) {
-      throw fromNative(e);
+      throw fromBinding(e);
     }
   }
 
   /**
    * Makes a server-streaming call. Items arrive in order, exactly once; breaking out of the loop
    * cancels the call. The stream only reads as fast as you iterate (backpressure).
-   * @throws {RpcError} from the iterator: as {@link RpcClient.call}.
+   * @throws {RpcError} `INVALID_ARGUMENT` at once (not from the iterator) for a bad method,
+   * request or option; from the iterator: as {@link RpcClient.call}.
    */
   callStreaming(method: string, request: Uint8Array, options?: CallOptions): AsyncIterable<Buffer> {
-    checkMethod(method);
-    const d = deadline(options);
-    const payload = asBuffer(request);
+    const { method: m, payload, deadlineMs: d, signal } = checkCall(method, request, options);
     const n = this.#native;
-    const signal = options?.signal;
     return {
       async *[Symbol.asyncIterator]() {
         if (signal?.aborted) throw aborted();
         let stream: Native.NativeStream;
         try {
-          stream = await n.openStream(method, payload, d);
+          stream = await n.openStream(m, payload, d);
         } catch (e) {
-          throw fromNative(e);
+          throw fromBinding(e);
         }
         let ended = false;
         const onAbort = () => stream.cancel();
@@ -178,7 +192,7 @@ export class RpcClient {
               batch = await stream.nextBatch(ITEM_BATCH);
             } catch (e) {
               ended = true;
-              throw fromNative(e);
+              throw fromBinding(e);
             }
             if (batch === null) {
               ended = true;

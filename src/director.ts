@@ -8,28 +8,36 @@
 import { EventEmitter, on } from 'node:events';
 
 import { native, type Native } from './binding.js';
-import { fromNative } from './errors.js';
+import { directorEvent, migrationReport } from './director-events.js';
+import { fromBinding, reportInternal, RpcError } from './errors.js';
+import { integer, invalid, optionalBoolean, optionalFunc, optionalInteger, optionalPemFiles, optionalPort, optionalString, record, string, U32_MAX } from './options.js';
 import { defaultClusterDir } from './worker.js';
 
 /** Options of {@link Director.start}. */
 export interface DirectorOptions {
   /** Directory of the cluster CA and secret (see {@link WorkerOptions.clusterDir}). */
   clusterDir?: string;
-  /** IP to bind. Default `127.0.0.1`. */
+  /** IP to bind (IPv4 or IPv6 literal). Default `127.0.0.1`. */
   host?: string;
-  /** User port for clients (0 = any). */
+  /** User port for clients, an integer in 0..65535 (0 = any, the default). */
   port?: number;
-  /** Management port for workers (0 = any). */
+  /** Management port for workers, an integer in 0..65535 (0 = any, the default). */
   mgmtPort?: number;
-  /** PEM certificate and key shown to clients; default: self-signed ({@link Director.certFingerprint}). */
+  /**
+   * PEM certificate and key shown to clients (both required); default: self-signed
+   * ({@link Director.certFingerprint}).
+   */
   tls?: { certPath: string; keyPath: string };
-  /** A worker silent for this long is declared dead and its sessions fail over, ms. Default 500. */
+  /**
+   * A worker silent for this long is declared dead and its sessions fail over; ms, a positive
+   * integer. Default 500.
+   */
   failoverAfterMs?: number;
   /** Skip the Confirmation phase (RFC-001 phase 2). Default false: the target's hook is asked. */
   autoConfirm?: boolean;
-  /** Longest single phase before the Pivot, ms. Default 2000. */
+  /** Longest single phase before the Pivot; ms, a positive integer. Default 2000. */
   phaseTimeoutMs?: number;
-  /** Longest migration before the Pivot, ms. Default 5000 (RFC-001). */
+  /** Longest migration before the Pivot; ms, a positive integer. Default 5000 (RFC-001). */
   totalTimeoutMs?: number;
 }
 
@@ -61,53 +69,130 @@ export interface MigrationReport {
   snapshotBytes: number;
 }
 
-/** Events of a {@link Director} (also delivered by `for await (const e of director.events())`). */
+/** A worker registered with the director. */
+export interface WorkerJoinedEvent {
+  /** Event name. */
+  kind: 'worker-joined';
+  /** Worker id. */
+  worker: string;
+}
+
+/** A worker missed its heartbeats for `failoverAfterMs` or closed; its sessions fail over. */
+export interface WorkerLostEvent {
+  /** Event name. */
+  kind: 'worker-lost';
+  /** Worker id. */
+  worker: string;
+}
+
+/** A client connected: a new session, placed on `worker`. */
+export interface SessionOpenedEvent {
+  /** Event name. */
+  kind: 'session-opened';
+  /** Session id (16 hex digits). */
+  sessionId: string;
+  /** The client connection's `connectionId`. */
+  connectionId: string;
+  /** The session's owner. */
+  worker: string;
+}
+
+/** A client connection ended; its owner freed the session. */
+export interface SessionClosedEvent {
+  /** Event name. */
+  kind: 'session-closed';
+  /** Session id (16 hex digits). */
+  sessionId: string;
+}
+
+/** A migration began (Initiation). */
+export interface MigrationStartedEvent {
+  /** Event name. */
+  kind: 'migration-started';
+  /** Migration id. */
+  migrationId: number;
+  /** Session id (16 hex digits). */
+  sessionId: string;
+  /** Source worker. */
+  source: string;
+  /** Target worker. */
+  target: string;
+  /** `drain`, `admin`, ... */
+  reason: string;
+}
+
+/** A migration completed: the session lives on the target (`report.completed` is true). */
+export interface MigrationCompletedEvent {
+  /** Event name. */
+  kind: 'migration-completed';
+  /** What the migration did. */
+  report: MigrationReport;
+}
+
+/** A migration was rolled back (MigrationAbort): the session stays on the source. */
+export interface MigrationAbortedEvent {
+  /** Event name. */
+  kind: 'migration-aborted';
+  /** What the migration did, with `error` and `abortedIn`. */
+  report: MigrationReport;
+}
+
+/** A session was re-opened on a new worker from its last checkpoint after its owner died. */
+export interface FailoverEvent {
+  /** Event name. */
+  kind: 'failover';
+  /** Session id (16 hex digits). */
+  sessionId: string;
+  /** The dead owner. */
+  from: string;
+  /** The new owner. */
+  to: string;
+  /** Time between the owner's last heartbeat and the failover, ms. */
+  detectedAfterMs: number;
+}
+
+/**
+ * Events of a {@link Director}, tagged by `kind` (also delivered by
+ * `for await (const e of director.events())`).
+ */
 export type DirectorEvent =
-  | { kind: 'worker-joined'; worker: string }
-  | { kind: 'worker-lost'; worker: string }
-  | { kind: 'session-opened'; sessionId: string; connectionId: string; worker: string }
-  | { kind: 'session-closed'; sessionId: string }
-  | { kind: 'migration-started'; migrationId: number; sessionId: string; source: string; target: string; reason: string }
-  | { kind: 'migration-completed'; report: MigrationReport }
-  | { kind: 'migration-aborted'; report: MigrationReport }
-  | { kind: 'failover'; sessionId: string; from: string; to: string; detectedAfterMs: number };
+  | WorkerJoinedEvent
+  | WorkerLostEvent
+  | SessionOpenedEvent
+  | SessionClosedEvent
+  | MigrationStartedEvent
+  | MigrationCompletedEvent
+  | MigrationAbortedEvent
+  | FailoverEvent;
 
-function toReport(r: Native.NativeMigrationReport): MigrationReport {
-  return {
-    migrationId: r.migrationId,
-    sessionId: r.sessionId,
-    source: r.source,
-    target: r.target,
-    reason: r.reason,
-    completed: r.completed,
-    error: r.error ?? undefined,
-    abortedIn: r.abortedIn ?? undefined,
-    phases: r.phaseNames.map((phase, i) => ({ phase, ms: r.phaseMs[i] ?? 0 })),
-    durationMs: r.durationMs,
-    frozenMs: r.frozenMs,
-    snapshotBytes: r.snapshotBytes,
-  };
+/**
+ * The events a {@link Director} emits, by name: each {@link DirectorEvent} under its `kind`, and
+ * every one of them under `event`. `director.on(name, listener)` takes only these names and
+ * gives the listener the matching type.
+ */
+export interface DirectorEventMap {
+  /** {@link WorkerJoinedEvent}. */
+  'worker-joined': WorkerJoinedEvent;
+  /** {@link WorkerLostEvent}. */
+  'worker-lost': WorkerLostEvent;
+  /** {@link SessionOpenedEvent}. */
+  'session-opened': SessionOpenedEvent;
+  /** {@link SessionClosedEvent}. */
+  'session-closed': SessionClosedEvent;
+  /** {@link MigrationStartedEvent}. */
+  'migration-started': MigrationStartedEvent;
+  /** {@link MigrationCompletedEvent}. */
+  'migration-completed': MigrationCompletedEvent;
+  /** {@link MigrationAbortedEvent}. */
+  'migration-aborted': MigrationAbortedEvent;
+  /** {@link FailoverEvent}. */
+  failover: FailoverEvent;
+  /** Every event. */
+  event: DirectorEvent;
 }
 
-function toEvent(e: Native.NativeDirectorEvent): DirectorEvent {
-  switch (e.kind) {
-    case 'worker-joined':
-    case 'worker-lost':
-      return { kind: e.kind, worker: e.worker! };
-    case 'session-opened':
-      return { kind: e.kind, sessionId: e.sessionId!, connectionId: e.connectionId!, worker: e.worker! };
-    case 'session-closed':
-      return { kind: e.kind, sessionId: e.sessionId! };
-    case 'migration-started':
-      return { kind: e.kind, migrationId: e.migrationId!, sessionId: e.sessionId!, source: e.from!, target: e.to!, reason: e.reason! };
-    case 'migration-finished': {
-      const report = toReport(e.migration!);
-      return { kind: report.completed ? 'migration-completed' : 'migration-aborted', report };
-    }
-    default:
-      return { kind: 'failover', sessionId: e.sessionId!, from: e.from!, to: e.to!, detectedAfterMs: e.detectedAfterMs ?? 0 };
-  }
-}
+/** A listener of the director event `K`. */
+export type DirectorListener<K extends keyof DirectorEventMap> = (event: DirectorEventMap[K]) => void;
 
 /** A worker as the placement policy sees it. */
 export interface WorkerInfo {
@@ -130,8 +215,32 @@ export interface DirectorPolicy {
 }
 
 /**
+ * The event methods of {@link Director}, typed per event name (see {@link DirectorEventMap}): a
+ * name that is not an event of the director is a compile error, and each listener gets its
+ * event's type. They behave as `EventEmitter`'s.
+ */
+export interface Director {
+  /** Adds `listener` for event `name`. */
+  on<K extends keyof DirectorEventMap>(name: K, listener: DirectorListener<K>): this;
+  /** Same as {@link Director.on}. */
+  addListener<K extends keyof DirectorEventMap>(name: K, listener: DirectorListener<K>): this;
+  /** Adds `listener` for the next event `name` only. */
+  once<K extends keyof DirectorEventMap>(name: K, listener: DirectorListener<K>): this;
+  /** Adds `listener` for event `name` before the others. */
+  prependListener<K extends keyof DirectorEventMap>(name: K, listener: DirectorListener<K>): this;
+  /** Adds `listener` for the next event `name` only, before the others. */
+  prependOnceListener<K extends keyof DirectorEventMap>(name: K, listener: DirectorListener<K>): this;
+  /** Removes `listener` from event `name`. */
+  off<K extends keyof DirectorEventMap>(name: K, listener: DirectorListener<K>): this;
+  /** Same as {@link Director.off}. */
+  removeListener<K extends keyof DirectorEventMap>(name: K, listener: DirectorListener<K>): this;
+  /** Calls the listeners of event `name` with `event`; true if it had listeners. */
+  emit<K extends keyof DirectorEventMap>(name: K, event: DirectorEventMap[K]): boolean;
+}
+
+/**
  * A running director. It is an `EventEmitter`: every {@link DirectorEvent} is emitted under its
- * `kind` and under `'event'`.
+ * `kind` and under `'event'` ({@link DirectorEventMap}).
  */
 export class Director extends EventEmitter {
   readonly #native: Native.NativeDirector;
@@ -145,11 +254,17 @@ export class Director extends EventEmitter {
     this.#loop = this.#run();
   }
 
-  /** Sets the placement policy hooks (replacing earlier ones). */
+  /**
+   * Sets the placement policy hooks (replacing earlier ones).
+   * @throws {RpcError} `INVALID_ARGUMENT` when `selectTarget` is given but is not a function, or
+   * for an unknown key.
+   */
   setPolicy(policy: DirectorPolicy): this {
-    this.#policy = { ...policy };
-    this.#native.setSelectHook(!!policy.selectTarget);
-    if (policy.selectTarget && !this.#policyLoop) this.#policyLoop = this.#answerPolicy();
+    const p = record('policy', policy, ['selectTarget']);
+    const selectTarget = optionalFunc('selectTarget', p.selectTarget);
+    this.#policy = { selectTarget };
+    this.#native.setSelectHook(!!selectTarget);
+    if (selectTarget && !this.#policyLoop) this.#policyLoop = this.#answerPolicy();
     return this;
   }
 
@@ -159,13 +274,15 @@ export class Director extends EventEmitter {
       if (questions.length === 0) return;
       for (const q of questions) {
         void (async () => {
-          let choice: string | undefined;
+          let choice: unknown;
           try {
-            choice = await this.#policy.selectTarget?.({ sessionId: q.sessionId }, q.workers);
+            const workers = q.workers.map(({ id, sessions }) => ({ id, sessions }));
+            choice = await this.#policy.selectTarget?.({ sessionId: q.sessionId }, workers);
           } catch {
             choice = undefined;
           }
-          this.#native.answerSelect(q.id, choice);
+          // Anything but a worker id (a string) is the default, like an id that is no candidate.
+          this.#native.answerSelect(q.id, typeof choice === 'string' ? choice : undefined);
         })();
       }
     }
@@ -173,25 +290,39 @@ export class Director extends EventEmitter {
 
   /**
    * Binds the user and management ports.
-   * @throws {RpcError} `UNAVAILABLE` if a port cannot be bound, `INVALID_ARGUMENT` for bad options.
+   * @throws {RpcError} `INVALID_ARGUMENT` for bad options (checked before binding: types,
+   * ranges, unknown keys), PEM files or cluster directory; `UNAVAILABLE` if a port cannot be
+   * bound.
    */
   static async start(options: DirectorOptions = {}): Promise<Director> {
+    const o = record('options', options, [
+      'clusterDir',
+      'host',
+      'port',
+      'mgmtPort',
+      'tls',
+      'failoverAfterMs',
+      'autoConfirm',
+      'phaseTimeoutMs',
+      'totalTimeoutMs',
+    ]);
+    const tls = optionalPemFiles('tls', o.tls);
+    const checked: Native.NativeDirectorOptions = {
+      clusterDir: optionalString('clusterDir', o.clusterDir) ?? defaultClusterDir(),
+      host: optionalString('host', o.host),
+      port: optionalPort('port', o.port),
+      mgmtPort: optionalPort('mgmtPort', o.mgmtPort),
+      certPath: tls?.certPath,
+      keyPath: tls?.keyPath,
+      failoverAfterMs: optionalInteger('failoverAfterMs', o.failoverAfterMs, 1, U32_MAX, 'ms'),
+      autoConfirm: optionalBoolean('autoConfirm', o.autoConfirm),
+      phaseTimeoutMs: optionalInteger('phaseTimeoutMs', o.phaseTimeoutMs, 1, U32_MAX, 'ms'),
+      totalTimeoutMs: optionalInteger('totalTimeoutMs', o.totalTimeoutMs, 1, U32_MAX, 'ms'),
+    };
     try {
-      const n = await native.startDirector({
-        clusterDir: options.clusterDir ?? defaultClusterDir(),
-        host: options.host,
-        port: options.port,
-        mgmtPort: options.mgmtPort,
-        certPath: options.tls?.certPath,
-        keyPath: options.tls?.keyPath,
-        failoverAfterMs: options.failoverAfterMs,
-        autoConfirm: options.autoConfirm,
-        phaseTimeoutMs: options.phaseTimeoutMs,
-        totalTimeoutMs: options.totalTimeoutMs,
-      });
-      return new Director(n);
+      return new Director(await native.startDirector(checked));
     } catch (e) {
-      throw fromNative(e);
+      throw fromBinding(e);
     }
   }
 
@@ -212,44 +343,61 @@ export class Director extends EventEmitter {
 
   /** Live workers and how many sessions each owns. */
   workers(): WorkerInfo[] {
-    return this.#native.workers();
+    return this.#native.workers().map(({ id, sessions }) => ({ id, sessions }));
   }
 
-  /** Open sessions and their owners. */
+  /** Open sessions (ids of 16 hex digits) and their owners. */
   sessions(): { sessionId: string; connectionId: string; worker: string }[] {
-    return this.#native.sessions();
+    return this.#native.sessions().map(({ sessionId, connectionId, worker }) => ({ sessionId, connectionId, worker }));
   }
 
-  /** Resolves true once `n` workers are registered (false after `timeoutMs`). */
-  waitForWorkers(n: number, timeoutMs = 10_000): Promise<boolean> {
-    return this.#native.waitForWorkers(n, timeoutMs);
+  /**
+   * Resolves true once `n` workers are registered (false after `timeoutMs`).
+   * @param n - a non-negative integer
+   * @param timeoutMs - ms, a positive integer (default 10000)
+   * @throws {RpcError} `INVALID_ARGUMENT` for a bad `n` or `timeoutMs`.
+   */
+  async waitForWorkers(n: number, timeoutMs = 10_000): Promise<boolean> {
+    const count = integer('n', n, 0, U32_MAX);
+    const ms = integer('timeoutMs', timeoutMs, 1, U32_MAX, 'ms');
+    return this.#native.waitForWorkers(count, ms);
   }
 
   /**
    * Admin migration: moves a session to `target` (default: the live worker with the fewest
    * sessions other than its owner), through every RFC-001 phase.
-   * @throws {RpcError} `NOT_FOUND` (session or worker), `UNAVAILABLE` (aborted: the session
-   * stays where it was and nothing is lost; the message names the phase and cause).
+   * @param sessionId - 16 hex digits ({@link Director.sessions}, `session-opened`)
+   * @param target - a worker id
+   * @throws {RpcError} `INVALID_ARGUMENT` (a malformed session id or target), `NOT_FOUND`
+   * (session or worker), `UNAVAILABLE` (aborted: the session stays where it was and nothing is
+   * lost; the message names the phase and cause).
    */
   async migrate(sessionId: string, target?: string): Promise<MigrationReport> {
+    const id = sessionIdOf(sessionId);
+    const to = optionalString('target', target);
     try {
-      return toReport(await this.#native.migrate(sessionId, target));
+      return migrationReport(await this.#native.migrate(id, to));
     } catch (e) {
-      throw fromNative(e);
+      throw fromBinding(e);
     }
   }
 
-  /** Moves every session off `worker` and stops placing new ones there. */
+  /**
+   * Moves every session off `worker` and stops placing new ones there.
+   * @throws {RpcError} `INVALID_ARGUMENT` for a `worker` that is not a non-empty string,
+   * `NOT_FOUND`, or a migration's failure.
+   */
   async drain(worker: string): Promise<MigrationReport[]> {
+    const w = string('worker', worker);
     try {
-      return (await this.#native.drain(worker)).map(toReport);
+      return (await this.#native.drain(w)).map(migrationReport);
     } catch (e) {
-      throw fromNative(e);
+      throw fromBinding(e);
     }
   }
 
   /** The events as an async iterator (ends when the iterating loop breaks). */
-  async *events(): AsyncGenerator<DirectorEvent> {
+  async *events(): AsyncGenerator<DirectorEvent, void, undefined> {
     for await (const [e] of on(this, 'event')) yield e as DirectorEvent;
   }
 
@@ -265,10 +413,23 @@ export class Director extends EventEmitter {
       const batch = await this.#native.nextEvents(256);
       if (batch.length === 0) return;
       for (const raw of batch) {
-        const e = toEvent(raw);
-        this.emit(e.kind, e);
+        let e: DirectorEvent;
+        try {
+          e = directorEvent(raw);
+        } catch (error) {
+          // An event kind this version does not know: report it, keep delivering the others.
+          reportInternal(error as RpcError);
+          continue;
+        }
+        this.emit(e.kind, e as never);
         this.emit('event', e);
       }
     }
   }
+}
+
+/** A session id: 16 hex digits. */
+function sessionIdOf(value: unknown): string {
+  if (typeof value === 'string' && /^[0-9a-fA-F]{16}$/.test(value)) return value;
+  throw invalid('sessionId', 'a session id of 16 hex digits', value);
 }

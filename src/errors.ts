@@ -59,19 +59,42 @@ export class RpcError extends Error {
   }
 }
 
-const NATIVE_MESSAGE = /^\[([A-Z_]+)\] ([\s\S]*)$/;
-
 /**
- * Converts anything thrown by the native binding into an {@link RpcError}. The binding reports
- * errors as `[CODE] message`; anything else becomes `INTERNAL`.
+ * Converts anything the native binding threw or rejected with into an {@link RpcError}. The
+ * binding's errors are `Error` objects whose `code` property is a stable code; they keep it and
+ * their message. Anything else (an argument the binding could not convert, a bug) is `INTERNAL`.
  * @internal
  */
-export function fromNative(error: unknown): RpcError {
+export function fromBinding(error: unknown): RpcError {
   if (error instanceof RpcError) return error;
-  const message = error instanceof Error ? error.message : String(error);
-  const m = NATIVE_MESSAGE.exec(message);
-  if (m && isErrorCode(m[1])) return new RpcError(m[1], m[2]!, { cause: error });
-  return new RpcError('INTERNAL', message, { cause: error });
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return new RpcError(isErrorCode(code) ? code : 'INTERNAL', error.message, { cause: error });
+  }
+  return new RpcError('INTERNAL', String(error), { cause: error });
+}
+
+/**
+ * The error for a tagged value from the binding (an event, a hook question) whose tag this
+ * TypeScript layer does not know: the binding and the TypeScript package are out of step. Such a
+ * value is never read as some default kind.
+ * @param what - what the value is, e.g. `director event`
+ * @param value - the value; its `kind` is named in the message
+ * @internal
+ */
+export function unknownKind(what: string, value: unknown): RpcError {
+  const kind = typeof value === 'object' && value !== null ? (value as { kind?: unknown }).kind : value;
+  return new RpcError('INTERNAL', `unknown ${what} kind ${JSON.stringify(kind) ?? String(kind)} from the native binding`);
+}
+
+/**
+ * Reports an internal error that no caller can receive (it happened in a background loop) as a
+ * process warning (`process.on('warning')`, printed to stderr by default), without stopping the
+ * loop.
+ * @internal
+ */
+export function reportInternal(error: RpcError): void {
+  process.emitWarning(error);
 }
 
 /**

@@ -24,4 +24,20 @@ export type { ConnectionStats } from './stats.js';
 export { RpcWorker } from './worker.js';
 export type { WorkerOptions, WorkerHooks, MigrationRequestInfo, MigrationDecision } from './worker.js';
 export { Director } from './director.js';
-export type { DirectorOptions, DirectorEvent, DirectorPolicy, MigrationReport, WorkerInfo } from './director.js';
+export type {
+  DirectorOptions,
+  DirectorEvent,
+  DirectorEventMap,
+  DirectorListener,
+  DirectorPolicy,
+  MigrationReport,
+  WorkerInfo,
+  WorkerJoinedEvent,
+  WorkerLostEvent,
+  SessionOpenedEvent,
+  SessionClosedEvent,
+  MigrationStartedEvent,
+  MigrationCompletedEvent,
+  MigrationAbortedEvent,
+  FailoverEvent,
+} from './director.js';

@@ -5,26 +5,27 @@
  * per batch).
  * @module
  */
-import { asBuffer, native, type Native } from './binding.js';
-import { fromNative, RpcError, toWire } from './errors.js';
+import { native, type Native } from './binding.js';
+import { fromBinding, reportInternal, RpcError, toWire, unknownKind } from './errors.js';
+import { bytes, describe, func, invalid, optionalInteger, optionalPemFiles, optionalPort, optionalString, record, U32_MAX } from './options.js';
 import type { ConnectionStats } from './stats.js';
 
 /** Options of {@link RpcServer.listen}. */
 export interface ServerOptions {
-  /** IP address to bind. Default `127.0.0.1`. */
+  /** IP address to bind (IPv4 or IPv6 literal). Default `127.0.0.1`. */
   host?: string;
-  /** UDP port; 0 (default) picks a free one. */
+  /** UDP port, an integer in 0..65535; 0 (default) picks a free one. */
   port?: number;
   /**
-   * PEM certificate chain and private key. Without it the server generates a self-signed
-   * certificate (rcgen) whose fingerprint is {@link RpcServer.certFingerprint}.
+   * PEM certificate chain and private key (both required). Without it the server generates a
+   * self-signed certificate (rcgen) whose fingerprint is {@link RpcServer.certFingerprint}.
    */
   tls?: { certPath: string; keyPath: string };
-  /** Largest accepted frame body in bytes (PROTOCOL.md). Default 16 MiB. */
+  /** Largest accepted frame body in bytes (PROTOCOL.md), a positive integer. Default 16 MiB. */
   maxFrameSize?: number;
   /**
    * Per streaming call, how many items / bytes the server queues before the handler is paused
-   * (backpressure). Defaults: 256 items, 1 MiB.
+   * (backpressure); each a positive integer. Defaults: 256 items, 1 MiB.
    */
   streamWindow?: { items?: number; bytes?: number };
 }
@@ -59,12 +60,15 @@ export interface CallContext {
    */
   readonly resume?: { readonly seq: number; readonly state: Buffer };
   /**
-   * Streaming calls: records the handler's state after the items yielded so far. The bytes are
-   * copied, and the latest checkpoint travels with the next yielded item (one crossing into
-   * Rust per item). On a cluster worker it is relayed to the director, and a migration or
-   * failover resumes the handler from the latest checkpoint that reached Rust (`ctx.resume`).
-   * Items already delivered are never delivered again. On a plain server and for unary calls it
-   * has no effect.
+   * Streaming calls: records the handler's state after the items yielded so far (README
+   * "Resumable handlers"). The bytes are copied. When the handler yields its next item at once,
+   * the checkpoint crosses into Rust together with that item (one crossing per item); when it
+   * does not (it awaits a timer or I/O first), the checkpoint crosses on its own at the end of
+   * the current turn of the event loop (`setImmediate`), so it never waits for the next item.
+   * On a cluster worker it is relayed to the director, and a migration or failover resumes the
+   * handler from the latest checkpoint that reached Rust (`ctx.resume`). Items already delivered
+   * are never delivered again. On a plain server and for unary calls it has no effect.
+   * @throws {RpcError} `INVALID_ARGUMENT` when `state` is not a Uint8Array.
    */
   checkpoint(state: Uint8Array): void;
 }
@@ -84,18 +88,59 @@ export type ServerStreamingHandler = (
 
 type Handler = { streaming: false; fn: UnaryHandler } | { streaming: true; fn: ServerStreamingHandler };
 
-type NativeEvent = Native.NativeEvent;
+type CallEvent = Extract<Native.NativeServerEvent, { kind: 'call' }>;
 
-/** A checkpoint recorded by the handler and not yet sent with an item. */
-interface PendingCheckpoint {
-  state?: Buffer;
+/**
+ * The checkpoints of one streaming call on their way into Rust. The latest `ctx.checkpoint`
+ * waits here until the next pushed item takes it ({@link Checkpoints.take}) or, if no item
+ * follows within the current turn of the event loop, crosses on its own (`setImmediate`).
+ */
+class Checkpoints {
+  readonly #server: Native.NativeServer;
+  readonly #id: number;
+  #state: Buffer | undefined;
+  #scheduled = false;
+
+  constructor(server: Native.NativeServer, id: number) {
+    this.#server = server;
+    this.#id = id;
+  }
+
+  /** `ctx.checkpoint(state)`: keeps a copy and schedules its crossing. */
+  record(state: Uint8Array): void {
+    this.#state = Buffer.from(bytes('state', state));
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(this.#flush);
+  }
+
+  /** The checkpoint recorded since the last item, for the item being pushed; clears it. */
+  take(): Buffer | undefined {
+    const state = this.#state;
+    this.#state = undefined;
+    return state;
+  }
+
+  readonly #flush = (): void => {
+    this.#scheduled = false;
+    const state = this.take();
+    if (state) this.#server.checkpoint(this.#id, state);
+  };
 }
-
-const PUSH_READY = 0;
-const PUSH_FULL = 1;
 
 /** Events taken from the native queue per crossing. */
 const EVENT_BATCH = 1024;
+
+/** Wraps a native server owned by another object (set by RpcServer's static block). */
+let adopt: (n: Native.NativeServer) => RpcServer;
+
+/**
+ * An RpcServer over the user port of a cluster worker, which owns the native server.
+ * @internal
+ */
+export function serverOver(n: Native.NativeServer): RpcServer {
+  return adopt(n);
+}
 
 /**
  * An rpcnet server.
@@ -118,33 +163,32 @@ export class RpcServer {
     this.#loop = this.#run();
   }
 
-  /** Wraps a native server owned by another object (a cluster worker's user port). @internal */
-  static fromNative(n: Native.NativeServer): RpcServer {
-    return new RpcServer(n);
+  static {
+    adopt = (n) => new RpcServer(n);
   }
 
   /**
    * Binds a QUIC endpoint (TLS 1.3, ALPN `rpcnet/1`) and starts serving.
-   * @throws {RpcError} `INVALID_ARGUMENT` for bad options or unreadable PEM files, `UNAVAILABLE`
-   * when the address cannot be bound.
+   * @throws {RpcError} `INVALID_ARGUMENT` for bad options (checked before binding: types,
+   * ranges, unknown keys) or unreadable PEM files, `UNAVAILABLE` when the address cannot be bound.
    */
   static async listen(options: ServerOptions = {}): Promise<RpcServer> {
-    if (options.port !== undefined && (!Number.isInteger(options.port) || options.port < 0 || options.port > 65535)) {
-      throw new RpcError('INVALID_ARGUMENT', `port must be an integer in 0..65535, got ${options.port}`);
-    }
+    const o = record('options', options, ['host', 'port', 'tls', 'maxFrameSize', 'streamWindow']);
+    const tls = optionalPemFiles('tls', o.tls);
+    const window = record('streamWindow', o.streamWindow, ['items', 'bytes']);
+    const checked: Native.NativeServerOptions = {
+      host: optionalString('host', o.host),
+      port: optionalPort('port', o.port),
+      certPath: tls?.certPath,
+      keyPath: tls?.keyPath,
+      maxFrameSize: optionalInteger('maxFrameSize', o.maxFrameSize, 1, U32_MAX, 'bytes'),
+      streamWindowItems: optionalInteger('streamWindow.items', window.items, 1, U32_MAX, 'items'),
+      streamWindowBytes: optionalInteger('streamWindow.bytes', window.bytes, 1, U32_MAX, 'bytes'),
+    };
     try {
-      const n = await native.listen({
-        host: options.host,
-        port: options.port,
-        certPath: options.tls?.certPath,
-        keyPath: options.tls?.keyPath,
-        maxFrameSize: options.maxFrameSize,
-        streamWindowItems: options.streamWindow?.items,
-        streamWindowBytes: options.streamWindow?.bytes,
-      });
-      return new RpcServer(n);
+      return new RpcServer(await native.listen(checked));
     } catch (e) {
-      throw fromNative(e);
+      throw fromBinding(e);
     }
   }
 
@@ -170,7 +214,8 @@ export class RpcServer {
 
   /**
    * Registers a unary method (replacing any handler of that name).
-   * @throws {RpcError} `INVALID_ARGUMENT` for an empty name.
+   * @throws {RpcError} `INVALID_ARGUMENT` for an empty or too long name, or a handler that is not
+   * a function.
    */
   unary(method: string, handler: UnaryHandler): this {
     return this.#register(method, { streaming: false, fn: handler });
@@ -178,7 +223,8 @@ export class RpcServer {
 
   /**
    * Registers a server-streaming method (replacing any handler of that name).
-   * @throws {RpcError} `INVALID_ARGUMENT` for an empty name.
+   * @throws {RpcError} `INVALID_ARGUMENT` for an empty or too long name, or a handler that is not
+   * a function.
    */
   serverStreaming(method: string, handler: ServerStreamingHandler): this {
     return this.#register(method, { streaming: true, fn: handler });
@@ -186,8 +232,9 @@ export class RpcServer {
 
   #register(method: string, handler: Handler): this {
     if (typeof method !== 'string' || method.length === 0 || Buffer.byteLength(method) > 65535) {
-      throw new RpcError('INVALID_ARGUMENT', `method name must be 1..65535 bytes of UTF-8, got ${JSON.stringify(method)}`);
+      throw invalid('method', '1..65535 bytes of UTF-8', method);
     }
+    func('handler', handler.fn);
     this.#handlers.set(method, handler);
     this.#native.register(method, handler.streaming);
     return this;
@@ -207,51 +254,58 @@ export class RpcServer {
       const events = await this.#native.nextEvents(EVENT_BATCH);
       if (events.length === 0) return;
       for (const event of events) {
-        if (event.kind === 'call') this.#start(event);
-        else
-          this.#calls
-            .get(event.id)
-            ?.abort(new RpcError((event.code as RpcError['code']) ?? 'CANCELLED', event.message ?? 'the call ended early'));
+        switch (event.kind) {
+          case 'call':
+            this.#start(event);
+            break;
+          case 'cancel':
+            this.#calls.get(event.id)?.abort(new RpcError(event.code, event.message));
+            break;
+          default:
+            reportInternal(unknownKind('server event', event));
+        }
       }
     }
   }
 
-  #start(event: NativeEvent): void {
-    const id = event.id;
-    const handler = this.#handlers.get(event.method!);
+  #start(event: CallEvent): void {
+    const { id, method } = event;
+    const handler = this.#handlers.get(method);
     const controller = new AbortController();
     this.#calls.set(id, controller);
     const n = this.#native;
-    const connectionId = event.connectionId!;
-    // The latest ctx.checkpoint since the last item; it crosses into Rust with the next item.
-    const checkpoint: PendingCheckpoint = {};
+    const connectionId = event.connectionId;
+    const checkpoints = handler?.streaming ? new Checkpoints(n, id) : undefined;
     const ctx: CallContext = {
-      checkpoint: handler?.streaming ? (state: Uint8Array) => void (checkpoint.state = Buffer.from(state)) : () => {},
-      method: event.method!,
-      deadlineMs: event.deadlineMs ?? 0,
+      checkpoint: checkpoints ? (state: Uint8Array) => checkpoints.record(state) : () => {},
+      method,
+      deadlineMs: event.deadlineMs,
       signal: controller.signal,
       connection: {
         id: connectionId,
-        remoteAddress: event.remoteAddress!,
+        remoteAddress: event.remoteAddress,
         stats: () => n.connectionStats(connectionId) ?? undefined,
       },
+      resume: event.resume ? { seq: event.resume.seq, state: event.resume.state } : undefined,
     };
-    const request = event.payload!;
-    if (event.resumeSeq != null) {
-      (ctx as { resume?: CallContext['resume'] }).resume = { seq: event.resumeSeq, state: event.resumeState ?? Buffer.alloc(0) };
-    }
     const done = () => this.#calls.delete(id);
     if (!handler) {
-      n.fail(id, 'NOT_FOUND', `no such method: ${event.method}`);
+      n.fail(id, 'NOT_FOUND', `no such method: ${method}`);
       done();
       return;
     }
     if (!handler.streaming) {
-      void runUnary(n, id, handler.fn, request, ctx).finally(done);
+      void runUnary(n, id, handler.fn, event.payload, ctx).finally(done);
     } else {
-      void runStreaming(n, id, handler.fn, request, ctx, checkpoint).finally(done);
+      void runStreaming(n, id, handler.fn, event.payload, ctx, checkpoints!).finally(done);
     }
   }
+}
+
+/** A handler's response or item as a Buffer; anything else is the handler's bug (`INTERNAL`). */
+function handlerBytes(method: string, value: unknown): Buffer {
+  if (value instanceof Uint8Array) return bytes('value', value);
+  throw new RpcError('INTERNAL', `the handler of ${JSON.stringify(method)} returned or yielded ${describe(value)}, not a Uint8Array`);
 }
 
 function untilAborted(signal: AbortSignal): Promise<void> {
@@ -262,7 +316,7 @@ function untilAborted(signal: AbortSignal): Promise<void> {
 async function runUnary(n: Native.NativeServer, id: number, fn: UnaryHandler, request: Buffer, ctx: CallContext) {
   try {
     const response = await fn(request, ctx);
-    if (!ctx.signal.aborted) n.respond(id, asBuffer(response));
+    if (!ctx.signal.aborted) n.respond(id, handlerBytes(ctx.method, response));
   } catch (e) {
     if (!ctx.signal.aborted) {
       const { code, message } = toWire(e);
@@ -277,7 +331,7 @@ async function runStreaming(
   fn: ServerStreamingHandler,
   request: Buffer,
   ctx: CallContext,
-  checkpoint: PendingCheckpoint,
+  checkpoints: Checkpoints,
 ) {
   let iterator: AsyncIterator<Uint8Array> | Iterator<Uint8Array> | undefined;
   let finished = false;
@@ -291,11 +345,9 @@ async function runStreaming(
       if (ctx.signal.aborted) return;
       const step = await iterator.next();
       if (step.done) break;
-      const state = checkpoint.state;
-      checkpoint.state = undefined;
-      const status = n.push(id, asBuffer(step.value), state);
-      if (status === PUSH_READY) continue;
-      if (status === PUSH_FULL) {
+      const status = n.push(id, handlerBytes(ctx.method, step.value), checkpoints.take());
+      if (status === 'ready') continue;
+      if (status === 'full') {
         if (await n.writable(id)) continue;
       }
       // Closed: cancelled, deadline or connection lost. The runtime's cancel event, which carries
@@ -304,6 +356,7 @@ async function runStreaming(
       return;
     }
     finished = true;
+    checkpoints.take(); // the call is complete: nothing will resume it
     n.end(id);
   } catch (e) {
     finished = true;

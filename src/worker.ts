@@ -5,15 +5,16 @@
  * a session may move here and carry the application's per-session state.
  * @module
  */
-import { asBuffer, native, type Native } from './binding.js';
-import { fromNative, RpcError } from './errors.js';
-import { RpcServer, type ServerStreamingHandler, type UnaryHandler } from './server.js';
+import { native, type Native } from './binding.js';
+import { fromBinding, reportInternal, RpcError, unknownKind } from './errors.js';
+import { bytes, describe, integer, invalid, optionalFunc, optionalInteger, optionalString, record, string, U32_MAX } from './options.js';
+import { serverOver, type RpcServer, type ServerStreamingHandler, type UnaryHandler } from './server.js';
 
 /** Options of {@link RpcWorker.start}. */
 export interface WorkerOptions {
-  /** The worker's id in the cluster, e.g. `worker-a` (1..253 of `A-Za-z0-9._-`). */
+  /** The worker's id in the cluster, e.g. `worker-a` (1..253 of `A-Za-z0-9._-`). Required. */
   id: string;
-  /** The director's management address, `ip:port` ({@link Director.mgmtAddress}). */
+  /** The director's management address, `ip:port` ({@link Director.mgmtAddress}). Required. */
   director: string;
   /**
    * Directory of the cluster CA and secret; created on first use and shared by every process of
@@ -22,7 +23,10 @@ export interface WorkerOptions {
   clusterDir?: string;
   /** IP to bind both ports on. Default `127.0.0.1`. */
   host?: string;
-  /** Heartbeat interval, ms. Default 100. The director's `failoverAfterMs` must be several times larger. */
+  /**
+   * Heartbeat interval, ms, a positive integer. Default 100. The director's `failoverAfterMs`
+   * must be several times larger.
+   */
   heartbeatMs?: number;
 }
 
@@ -40,7 +44,11 @@ export interface MigrationRequestInfo {
   reason: string;
 }
 
-/** The policy hook's answer (RFC-001 MigrationConfirmation). */
+/**
+ * The policy hook's answer (RFC-001 MigrationConfirmation). `reason` is at most 65535 bytes of
+ * UTF-8; `retryAfterMs` is a positive integer (ms). Any other answer fails the hook, which
+ * aborts the migration.
+ */
 export type MigrationDecision =
   | { decision: 'accept' }
   | { decision: 'reject'; reason: string }
@@ -48,7 +56,10 @@ export type MigrationDecision =
 
 /** Hooks of a worker; each is optional. */
 export interface WorkerHooks {
-  /** Confirmation (RFC-001 phase 2) on the target. Default: accept. A throw rejects. */
+  /**
+   * Confirmation (RFC-001 phase 2) on the target. Default: accept. A throw, or an answer that is
+   * not a {@link MigrationDecision}, aborts the migration (the session stays on the source).
+   */
   onMigrationRequest?: (request: MigrationRequestInfo) => MigrationDecision | Promise<MigrationDecision>;
   /** State Capture on the source: the session's application state. Default: empty. */
   captureState?: (sessionId: string) => Uint8Array | Promise<Uint8Array>;
@@ -78,27 +89,29 @@ export class RpcWorker {
 
   private constructor(n: Native.NativeWorker) {
     this.#native = n;
-    this.#server = RpcServer.fromNative(n.server());
+    this.#server = serverOver(n.server());
     this.#loop = this.#run();
   }
 
   /**
    * Binds the user and management ports and registers with the director.
-   * @throws {RpcError} `UNAVAILABLE` if the director cannot be reached or refuses the worker;
-   * `INVALID_ARGUMENT` for a bad id, address or cluster directory.
+   * @throws {RpcError} `INVALID_ARGUMENT` for bad options (checked before anything starts:
+   * required `id` and `director`, types, ranges, unknown keys), a bad id, address or cluster
+   * directory; `UNAVAILABLE` if the director cannot be reached or refuses the worker.
    */
   static async start(options: WorkerOptions): Promise<RpcWorker> {
+    const o = record('options', options, ['id', 'director', 'clusterDir', 'host', 'heartbeatMs']);
+    const checked: Native.NativeWorkerOptions = {
+      id: string('id', o.id),
+      director: string('director', o.director),
+      clusterDir: optionalString('clusterDir', o.clusterDir) ?? defaultClusterDir(),
+      host: optionalString('host', o.host),
+      heartbeatMs: optionalInteger('heartbeatMs', o.heartbeatMs, 1, U32_MAX, 'ms'),
+    };
     try {
-      const n = await native.startWorker({
-        id: options.id,
-        director: options.director,
-        clusterDir: options.clusterDir ?? defaultClusterDir(),
-        host: options.host,
-        heartbeatMs: options.heartbeatMs,
-      });
-      return new RpcWorker(n);
+      return new RpcWorker(await native.startWorker(checked));
     } catch (e) {
-      throw fromNative(e);
+      throw fromBinding(e);
     }
   }
 
@@ -122,24 +135,36 @@ export class RpcWorker {
     return this;
   }
 
-  /** Sets the migration hooks (replacing earlier ones). */
+  /**
+   * Sets the migration hooks (replacing earlier ones).
+   * @throws {RpcError} `INVALID_ARGUMENT` when a hook is given but is not a function, or for an
+   * unknown key.
+   */
   setHooks(hooks: WorkerHooks): this {
-    this.#hooks = { ...hooks };
-    this.#native.setHooks(!!hooks.onMigrationRequest, !!hooks.captureState, !!hooks.restoreState);
+    const h = record('hooks', hooks, ['onMigrationRequest', 'captureState', 'restoreState']);
+    const checked: WorkerHooks = {
+      onMigrationRequest: optionalFunc('onMigrationRequest', h.onMigrationRequest),
+      captureState: optionalFunc('captureState', h.captureState),
+      restoreState: optionalFunc('restoreState', h.restoreState),
+    };
+    this.#hooks = checked;
+    this.#native.setHooks(!!checked.onMigrationRequest, !!checked.captureState, !!checked.restoreState);
     return this;
   }
 
   /**
    * Graceful drain (rolling update, hot reload): asks the director to migrate every session to
    * other workers and resolves once none is left here. Then {@link RpcWorker.close} and exit.
-   * @param timeoutMs - upper bound, ms (default 30000)
-   * @throws {RpcError} `DEADLINE_EXCEEDED`, `UNAVAILABLE`, or the migration's failure.
+   * @param timeoutMs - upper bound, ms, a positive integer (default 30000)
+   * @throws {RpcError} `INVALID_ARGUMENT` for a bad `timeoutMs`; `DEADLINE_EXCEEDED`,
+   * `UNAVAILABLE`, or the migration's failure.
    */
   async drain(timeoutMs = 30_000): Promise<void> {
+    const ms = integer('timeoutMs', timeoutMs, 1, U32_MAX, 'ms');
     try {
-      await this.#native.drain(timeoutMs);
+      await this.#native.drain(ms);
     } catch (e) {
-      throw fromNative(e);
+      throw fromBinding(e);
     }
   }
 
@@ -161,32 +186,54 @@ export class RpcWorker {
   async #answer(h: Native.NativeHook): Promise<void> {
     const n = this.#native;
     try {
-      if (h.kind === 'migration-request') {
-        const hook = this.#hooks.onMigrationRequest;
-        const d: MigrationDecision = hook
-          ? await hook({
-              migrationId: h.migrationId ?? 0,
-              sessionId: h.sessionId,
-              source: h.source ?? '',
-              target: h.target ?? '',
-              reason: h.reason ?? '',
-            })
-          : { decision: 'accept' };
-        n.answerDecision(
-          h.id,
-          d.decision,
-          d.decision === 'reject' ? d.reason : undefined,
-          d.decision === 'defer' ? d.retryAfterMs : undefined,
-        );
-      } else if (h.kind === 'capture') {
-        const state = this.#hooks.captureState ? await this.#hooks.captureState(h.sessionId) : new Uint8Array(0);
-        n.answerState(h.id, asBuffer(state));
-      } else {
-        await this.#hooks.restoreState?.(h.sessionId, h.state ?? Buffer.alloc(0));
-        n.answerState(h.id, Buffer.alloc(0));
+      switch (h.kind) {
+        case 'migration-request': {
+          const hook = this.#hooks.onMigrationRequest;
+          n.answerDecision(h.id, hook ? decisionOf(await hook({ ...h.request })) : { decision: 'accept' });
+          return;
+        }
+        case 'capture': {
+          const hook = this.#hooks.captureState;
+          n.answerState(h.id, hook ? bytes("captureState's answer", await hook(h.sessionId)) : Buffer.alloc(0));
+          return;
+        }
+        case 'restore':
+          await this.#hooks.restoreState?.(h.sessionId, h.state);
+          n.answerState(h.id, Buffer.alloc(0));
+          return;
+        default: {
+          const e = unknownKind('worker hook', h);
+          reportInternal(e);
+          n.failHook((h as { id: number }).id, e.message);
+        }
       }
     } catch (e) {
       n.failHook(h.id, e instanceof Error ? e.message : String(e));
+    }
+  }
+}
+
+/**
+ * Checks what `onMigrationRequest` answered and converts it for the binding.
+ * @throws {RpcError} `INVALID_ARGUMENT` naming what is wrong.
+ */
+function decisionOf(d: unknown): Native.NativeDecision {
+  const decision = typeof d === 'object' && d !== null ? (d as { decision?: unknown }).decision : undefined;
+  switch (decision) {
+    case 'accept':
+      return { decision: 'accept' };
+    case 'reject': {
+      const reason = (d as { reason?: unknown }).reason;
+      if (typeof reason !== 'string' || Buffer.byteLength(reason) > 65535) {
+        throw invalid('a reject decision\'s reason', 'a string of at most 65535 bytes', reason);
+      }
+      return { decision: 'reject', reason };
+    }
+    case 'defer':
+      return { decision: 'defer', retryAfterMs: integer('retryAfterMs', (d as { retryAfterMs?: unknown }).retryAfterMs, 1, U32_MAX, 'ms') };
+    default: {
+      const got = typeof d === 'object' && d !== null ? `decision ${describe(decision)}` : describe(d);
+      throw new RpcError('INVALID_ARGUMENT', `onMigrationRequest must answer { decision: 'accept' | 'reject' | 'defer' }, got ${got}`);
     }
   }
 }

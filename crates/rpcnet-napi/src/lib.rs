@@ -2,8 +2,12 @@
 //! and back and forwards every call; all logic lives in `rpcnet-runtime` and in the TypeScript
 //! package (`src/`), which is the public API. Nothing depends on this crate.
 //!
-//! Errors cross as `Error` objects whose message is `[CODE] message` (CODE is an
-//! `rpcnet_protocol::ErrorCode` name); the TypeScript layer turns them into `RpcError`s.
+//! What crosses is typed:
+//! - Errors are JavaScript `Error` objects whose `code` property is the stable rpcnet code name
+//!   ([`NativeErrorCode`], e.g. `"UNAVAILABLE"`): a failing async function's promise rejects with
+//!   one ([`Fallible`]). The TypeScript layer reads `code`; it never parses messages.
+//! - Events and hook questions are tagged objects (napi structured enums with a `kind` field);
+//!   hook answers and other closed sets of values are tagged objects or string unions.
 
 #![warn(missing_docs)]
 #![deny(clippy::all)]
@@ -18,15 +22,93 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use rpcnet_runtime::{ConnectionStats, ErrorCode, RpcError};
 
-pub(crate) fn to_napi(e: RpcError) -> napi::Error {
-    napi::Error::new(
-        Status::GenericFailure,
-        format!("[{}] {}", e.code, e.message),
-    )
+/// A stable rpcnet error code (PROTOCOL.md "Error codes"), as its `SCREAMING_SNAKE_CASE` name.
+/// In TypeScript a string union, the same names as the public `ErrorCode`.
+#[napi(string_enum = "UPPER_SNAKE")]
+pub enum NativeErrorCode {
+    /// `CANCELLED` (1).
+    Cancelled,
+    /// `UNKNOWN` (2).
+    Unknown,
+    /// `INVALID_ARGUMENT` (3).
+    InvalidArgument,
+    /// `DEADLINE_EXCEEDED` (4).
+    DeadlineExceeded,
+    /// `NOT_FOUND` (5).
+    NotFound,
+    /// `RESOURCE_EXHAUSTED` (8).
+    ResourceExhausted,
+    /// `INTERNAL` (13).
+    Internal,
+    /// `UNAVAILABLE` (14).
+    Unavailable,
+    /// `PROTOCOL` (256).
+    Protocol,
 }
 
-pub(crate) fn code_from_name(name: &str) -> ErrorCode {
-    ErrorCode::from_name(name).unwrap_or(ErrorCode::Unknown)
+impl From<ErrorCode> for NativeErrorCode {
+    fn from(code: ErrorCode) -> Self {
+        match code {
+            ErrorCode::Cancelled => Self::Cancelled,
+            ErrorCode::Unknown => Self::Unknown,
+            ErrorCode::InvalidArgument => Self::InvalidArgument,
+            ErrorCode::DeadlineExceeded => Self::DeadlineExceeded,
+            ErrorCode::NotFound => Self::NotFound,
+            ErrorCode::ResourceExhausted => Self::ResourceExhausted,
+            ErrorCode::Internal => Self::Internal,
+            ErrorCode::Unavailable => Self::Unavailable,
+            ErrorCode::Protocol => Self::Protocol,
+        }
+    }
+}
+
+impl From<NativeErrorCode> for ErrorCode {
+    fn from(code: NativeErrorCode) -> Self {
+        match code {
+            NativeErrorCode::Cancelled => Self::Cancelled,
+            NativeErrorCode::Unknown => Self::Unknown,
+            NativeErrorCode::InvalidArgument => Self::InvalidArgument,
+            NativeErrorCode::DeadlineExceeded => Self::DeadlineExceeded,
+            NativeErrorCode::NotFound => Self::NotFound,
+            NativeErrorCode::ResourceExhausted => Self::ResourceExhausted,
+            NativeErrorCode::Internal => Self::Internal,
+            NativeErrorCode::Unavailable => Self::Unavailable,
+            NativeErrorCode::Protocol => Self::Protocol,
+        }
+    }
+}
+
+/// The outcome of a binding function that can fail with an [`RpcError`]. Returned from an
+/// `async fn`, its value resolves the promise; its error rejects the promise with a JavaScript
+/// `Error` whose `message` is the error's message and whose `code` is its code name
+/// (`napi_create_error` sets `code`). Functions returning it declare their TypeScript type with
+/// `ts_return_type`, since the wrapper itself does not exist in TypeScript.
+pub struct Fallible<T>(pub std::result::Result<T, RpcError>);
+
+impl<T> From<std::result::Result<T, RpcError>> for Fallible<T> {
+    fn from(r: std::result::Result<T, RpcError>) -> Self {
+        Self(r)
+    }
+}
+
+impl<T: ToNapiValue> ToNapiValue for Fallible<T> {
+    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
+        match val.0 {
+            Ok(v) => unsafe { T::to_napi_value(env, v) },
+            Err(e) => {
+                let code = e.code.as_str().to_owned();
+                let fallback = format!("{}: {}", e.code, e.message);
+                let js = unsafe { JsError::from(Error::new(code, e.message)).into_value(env) };
+                if js.is_null() {
+                    // The environment is tearing down; nothing will see this error.
+                    return Err(Error::new(Status::GenericFailure, fallback));
+                }
+                // An error that refers to the JS object: napi-rs throws (or rejects with) that
+                // very object, `code` included.
+                Err(Error::from(unsafe { Unknown::from_raw_unchecked(env, js) }))
+            }
+        }
+    }
 }
 
 pub(crate) fn bytes(buf: &Buffer) -> Bytes {

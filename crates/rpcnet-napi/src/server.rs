@@ -9,52 +9,113 @@ use rpcnet_runtime::{
     MethodKind, PushStatus, RpcError, Server, ServerConfig, ServerEvent, ServerIdentity,
 };
 
-use crate::{bytes, code_from_name, stats, to_napi, NativeStats};
+use crate::{bytes, stats, Fallible, NativeErrorCode, NativeStats};
 
-/// Options of `listen` (see `ServerOptions` in src/server.ts for the documented public shape).
+/// Options of `listen`, already validated by src/options.ts (see `ServerOptions` in
+/// src/server.ts for the documented public shape). Sizes in bytes.
 #[napi(object)]
 pub struct NativeServerOptions {
+    /// IP address to bind; default `127.0.0.1`.
     pub host: Option<String>,
+    /// UDP port, 0..65535; default 0 (any).
     pub port: Option<u32>,
+    /// PEM certificate chain path (with `key_path`); default: self-signed.
     pub cert_path: Option<String>,
+    /// PEM private key path (with `cert_path`).
     pub key_path: Option<String>,
+    /// Largest accepted frame body, bytes.
     pub max_frame_size: Option<u32>,
+    /// Items queued per streaming call before the handler is paused.
     pub stream_window_items: Option<u32>,
+    /// Bytes queued per streaming call before the handler is paused.
     pub stream_window_bytes: Option<u32>,
 }
 
-/// One server event (kind `call` or `cancel`).
+/// Where a resumed call continues: the handler's last checkpoint.
 #[napi(object)]
-pub struct NativeEvent {
-    pub kind: String,
-    pub id: i64,
-    pub method: Option<String>,
-    pub payload: Option<Buffer>,
-    pub streaming: Option<bool>,
-    pub deadline_ms: Option<u32>,
-    pub connection_id: Option<String>,
-    pub remote_address: Option<String>,
-    pub code: Option<String>,
-    pub message: Option<String>,
-    pub resume_seq: Option<f64>,
-    pub resume_state: Option<Buffer>,
+pub struct NativeResume {
+    /// The first item to produce.
+    pub seq: f64,
+    /// The state saved by `ctx.checkpoint` (empty when the handler never checkpointed).
+    pub state: Buffer,
 }
 
+/// One server event, tagged by `kind`.
+#[napi(discriminant = "kind", discriminant_case = "lowercase")]
+pub enum NativeServerEvent {
+    /// A new call: answer it by `id` (`respond`/`fail` for unary, `push`/`end`/`fail` for
+    /// streaming).
+    Call {
+        /// Server-unique call id.
+        id: i64,
+        /// The method name.
+        method: String,
+        /// The request payload.
+        payload: Buffer,
+        /// Whether the method is server-streaming.
+        streaming: bool,
+        /// The client's deadline in ms from reception; 0 = none.
+        deadline_ms: u32,
+        /// The client connection's `connectionId`.
+        connection_id: String,
+        /// The peer's UDP address, `ip:port` (on a worker: the director's).
+        remote_address: String,
+        /// Set for a call resumed after a migration or failover.
+        resume: Option<NativeResume>,
+    },
+    /// A call ended early (client cancelled, deadline, connection lost): stop its handler.
+    Cancel {
+        /// The call id.
+        id: i64,
+        /// Why: `CANCELLED`, `DEADLINE_EXCEEDED` or `UNAVAILABLE`.
+        code: NativeErrorCode,
+        /// What happened, for humans.
+        message: String,
+    },
+}
+
+/// Answer of `push` and `checkpoint`.
+#[napi(string_enum = "lowercase")]
+pub enum NativePushStatus {
+    /// Accepted; push more now.
+    Ready,
+    /// Accepted, but the call's window is full: await `writable` before pushing more.
+    Full,
+    /// Not accepted: the call is over (cancelled, deadline, connection lost, ended, captured by
+    /// a migration).
+    Closed,
+}
+
+impl From<PushStatus> for NativePushStatus {
+    fn from(s: PushStatus) -> Self {
+        match s {
+            PushStatus::Ready => Self::Ready,
+            PushStatus::Full => Self::Full,
+            PushStatus::Closed => Self::Closed,
+        }
+    }
+}
+
+/// A bound server (or a cluster worker's user port). Call ids come from `nextEvents`.
 #[napi]
 pub struct NativeServer {
     pub(crate) inner: Arc<Server>,
 }
 
-/// Binds a server (see `RpcServer.listen`).
-#[napi]
-pub async fn listen(options: NativeServerOptions) -> Result<NativeServer> {
+/// Binds a server (see `RpcServer.listen`). Rejects with `INVALID_ARGUMENT` (bad address,
+/// unreadable PEM files) or `UNAVAILABLE` (the address cannot be bound).
+#[napi(ts_return_type = "Promise<NativeServer>")]
+pub async fn listen(options: NativeServerOptions) -> Fallible<NativeServer> {
+    Fallible(bind(options).await)
+}
+
+async fn bind(options: NativeServerOptions) -> std::result::Result<NativeServer, RpcError> {
     let mut config = ServerConfig {
-        bind: bind_addr(options.host.as_deref(), options.port).map_err(to_napi)?,
+        bind: bind_addr(options.host.as_deref(), options.port)?,
         identity: ServerIdentity::from_pem_paths(
             options.cert_path.map(Into::into),
             options.key_path.map(Into::into),
-        )
-        .map_err(to_napi)?,
+        )?,
         ..ServerConfig::default()
     };
     if let Some(m) = options.max_frame_size {
@@ -66,7 +127,7 @@ pub async fn listen(options: NativeServerOptions) -> Result<NativeServer> {
     if let Some(n) = options.stream_window_bytes {
         config.stream_window_bytes = n as usize;
     }
-    let server = Server::bind(config).await.map_err(to_napi)?;
+    let server = Server::bind(config).await?;
     Ok(NativeServer {
         inner: Arc::new(server),
     })
@@ -74,16 +135,19 @@ pub async fn listen(options: NativeServerOptions) -> Result<NativeServer> {
 
 #[napi]
 impl NativeServer {
+    /// The bound address, `ip:port`.
     #[napi(getter)]
     pub fn address(&self) -> String {
         self.inner.local_addr().to_string()
     }
 
+    /// SHA-256 fingerprint of the certificate, 64 lowercase hex digits.
     #[napi(getter)]
     pub fn cert_fingerprint(&self) -> String {
         self.inner.cert_fingerprint().to_string()
     }
 
+    /// Registers (or replaces) a method.
     #[napi]
     pub fn register(&self, method: String, streaming: bool) {
         self.inner.register(
@@ -96,9 +160,9 @@ impl NativeServer {
         );
     }
 
-    /// Waits for events; an empty array means the server is closed.
+    /// Waits for up to `max` events; an empty array means the server is closed.
     #[napi]
-    pub async fn next_events(&self, max: u32) -> Vec<NativeEvent> {
+    pub async fn next_events(&self, max: u32) -> Vec<NativeServerEvent> {
         let events = self.inner.next_events(max as usize).await;
         events
             .into_iter()
@@ -112,78 +176,79 @@ impl NativeServer {
                     connection,
                     client_connection_id,
                     resume,
-                } => NativeEvent {
-                    kind: "call".into(),
+                } => NativeServerEvent::Call {
                     id: id as i64,
-                    method: Some(method),
-                    payload: Some(Buffer::from(payload.to_vec())),
-                    streaming: Some(kind == MethodKind::ServerStreaming),
-                    deadline_ms: Some(deadline_ms),
-                    connection_id: Some(client_connection_id),
-                    remote_address: Some(connection.remote_address().to_string()),
-                    code: None,
-                    message: None,
-                    resume_seq: resume.as_ref().map(|r| r.0 as f64),
-                    resume_state: resume.map(|r| Buffer::from(r.1.to_vec())),
+                    method,
+                    payload: Buffer::from(payload.to_vec()),
+                    streaming: kind == MethodKind::ServerStreaming,
+                    deadline_ms,
+                    connection_id: client_connection_id,
+                    remote_address: connection.remote_address().to_string(),
+                    resume: resume.map(|(seq, state)| NativeResume {
+                        seq: seq as f64,
+                        state: Buffer::from(state.to_vec()),
+                    }),
                 },
-                ServerEvent::Cancelled { id, code, message } => NativeEvent {
-                    kind: "cancel".into(),
+                ServerEvent::Cancelled { id, code, message } => NativeServerEvent::Cancel {
                     id: id as i64,
-                    method: None,
-                    payload: None,
-                    streaming: None,
-                    deadline_ms: None,
-                    connection_id: None,
-                    remote_address: None,
-                    code: Some(code.as_str().into()),
-                    message: Some(message),
-                    resume_seq: None,
-                    resume_state: None,
+                    code: code.into(),
+                    message,
                 },
             })
             .collect()
     }
 
+    /// Answers a unary call. False if the call is over or not unary.
     #[napi]
     pub fn respond(&self, id: i64, payload: Buffer) -> bool {
         self.inner.respond(id as u64, Ok(bytes(&payload)))
     }
 
+    /// Fails a call (unary or streaming) with `code` and `message`. False if it is over.
     #[napi]
-    pub fn fail(&self, id: i64, code: String, message: String) -> bool {
-        let e = RpcError::new(code_from_name(&code), message);
+    pub fn fail(&self, id: i64, code: NativeErrorCode, message: String) -> bool {
+        let e = RpcError::new(code.into(), message);
         if !self.inner.respond(id as u64, Err(e.clone())) {
             return self.inner.end(id as u64, Err(e));
         }
         true
     }
 
-    /// Pushes one item, after the checkpoint recorded since the previous one (if any).
-    /// 0 = ready, 1 = full (await `writable`), 2 = closed.
+    /// Pushes one item of a streaming call, after `checkpoint` (the handler's latest
+    /// `ctx.checkpoint` since the previous item, if any), in one crossing.
     #[napi]
-    pub fn push(&self, id: i64, payload: Buffer, checkpoint: Option<Buffer>) -> u32 {
-        status(self.inner.push_checkpointed(
-            id as u64,
-            checkpoint.as_ref().map(bytes),
-            bytes(&payload),
-        ))
+    pub fn push(&self, id: i64, payload: Buffer, checkpoint: Option<Buffer>) -> NativePushStatus {
+        self.inner
+            .push_checkpointed(id as u64, checkpoint.as_ref().map(bytes), bytes(&payload))
+            .into()
     }
 
+    /// Records a checkpoint of a streaming call on its own, after the items pushed so far (for
+    /// a handler that checkpoints and then waits before its next item).
+    #[napi]
+    pub fn checkpoint(&self, id: i64, state: Buffer) -> NativePushStatus {
+        self.inner.checkpoint(id as u64, bytes(&state)).into()
+    }
+
+    /// Resolves true once the call can take more items, false if it is over.
     #[napi]
     pub async fn writable(&self, id: i64) -> bool {
         self.inner.writable(id as u64).await
     }
 
+    /// Ends a streaming call normally. False if it is over.
     #[napi]
     pub fn end(&self, id: i64) -> bool {
         self.inner.end(id as u64, Ok(()))
     }
 
+    /// Calls in progress.
     #[napi]
     pub fn open_calls(&self) -> u32 {
         self.inner.open_calls() as u32
     }
 
+    /// quinn's statistics of a connection, `null` once it is closed.
     #[napi]
     pub fn connection_stats(&self, connection_id: String) -> Option<NativeStats> {
         self.inner
@@ -191,16 +256,9 @@ impl NativeServer {
             .map(|c| stats(c.stats()))
     }
 
+    /// Stops accepting calls and closes every connection.
     #[napi]
     pub fn close(&self) {
         self.inner.close();
-    }
-}
-
-fn status(s: PushStatus) -> u32 {
-    match s {
-        PushStatus::Ready => 0,
-        PushStatus::Full => 1,
-        PushStatus::Closed => 2,
     }
 }

@@ -5,65 +5,143 @@ use std::sync::Arc;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use rpcnet_protocol::migration::ConfirmationDecision;
+use rpcnet_runtime::addr::{bind_addr, peer_addr};
 use rpcnet_runtime::cluster::ClusterCredentials;
 use rpcnet_runtime::worker::{HookAnswer, Worker, WorkerConfig, WorkerHook, DEFAULT_HEARTBEAT_MS};
 use rpcnet_runtime::RpcError;
 
-use rpcnet_runtime::addr::{bind_addr, peer_addr};
-
 use crate::server::NativeServer;
-use crate::{bytes, to_napi};
+use crate::{bytes, Fallible};
 
+/// Options of `startWorker`, already validated by src/options.ts (see `WorkerOptions` in
+/// src/worker.ts).
 #[napi(object)]
 pub struct NativeWorkerOptions {
+    /// The worker's id in the cluster.
     pub id: String,
+    /// The director's management address, `ip:port`.
     pub director: String,
+    /// Directory of the cluster CA and secret.
     pub cluster_dir: String,
+    /// IP to bind both ports; default `127.0.0.1`.
     pub host: Option<String>,
+    /// User port, 0..65535 (0 = any).
     pub user_port: Option<u32>,
+    /// Management port, 0..65535 (0 = any).
     pub mgmt_port: Option<u32>,
+    /// Heartbeat interval, ms.
     pub heartbeat_ms: Option<u32>,
 }
 
+/// A migration request as the target's `onMigrationRequest` hook sees it.
 #[napi(object)]
-pub struct NativeHook {
-    pub kind: String,
-    pub id: i64,
+pub struct NativeMigrationRequest {
+    /// Migration id.
+    pub migration_id: f64,
+    /// Session id, 16 hex digits.
     pub session_id: String,
-    pub migration_id: Option<f64>,
-    pub source: Option<String>,
-    pub target: Option<String>,
-    pub reason: Option<String>,
-    pub state: Option<Buffer>,
+    /// Source worker.
+    pub source: String,
+    /// Target worker (this one).
+    pub target: String,
+    /// `drain`, `admin`, ...
+    pub reason: String,
 }
 
+/// A hook question, tagged by `kind`. Answer `migration-request` with `answerDecision`,
+/// `capture` and `restore` with `answerState`, or any of them with `failHook`.
+#[napi(discriminant = "kind", discriminant_case = "kebab-case")]
+pub enum NativeHook {
+    /// Confirmation (RFC-001 phase 2) on the target.
+    MigrationRequest {
+        /// Hook id.
+        id: i64,
+        /// The request.
+        request: NativeMigrationRequest,
+    },
+    /// State Capture on the source: the session's application state.
+    Capture {
+        /// Hook id.
+        id: i64,
+        /// Session id, 16 hex digits.
+        session_id: String,
+    },
+    /// Restore on the target, before the session's calls resume.
+    Restore {
+        /// Hook id.
+        id: i64,
+        /// Session id, 16 hex digits.
+        session_id: String,
+        /// The state `capture` returned on the source.
+        state: Buffer,
+    },
+}
+
+/// The answer to a `migration-request` hook, tagged by `decision` (the public
+/// `MigrationDecision`).
+#[napi(discriminant = "decision", discriminant_case = "lowercase")]
+pub enum NativeDecision {
+    /// Proceed.
+    Accept,
+    /// Refuse; the session stays on the source.
+    Reject {
+        /// Why, at most 65535 bytes of UTF-8.
+        reason: String,
+    },
+    /// Ask again later.
+    Defer {
+        /// Delay before the director asks again, ms.
+        retry_after_ms: u32,
+    },
+}
+
+impl From<NativeDecision> for ConfirmationDecision {
+    fn from(d: NativeDecision) -> Self {
+        match d {
+            NativeDecision::Accept => ConfirmationDecision::Accept,
+            NativeDecision::Reject { reason } => ConfirmationDecision::Reject { reason },
+            NativeDecision::Defer { retry_after_ms } => {
+                ConfirmationDecision::Defer { retry_after_ms }
+            }
+        }
+    }
+}
+
+/// A running worker.
 #[napi]
 pub struct NativeWorker {
     inner: Arc<Worker>,
 }
 
-pub(crate) async fn credentials(dir: String, name: String) -> Result<Arc<ClusterCredentials>> {
+pub(crate) async fn credentials(
+    dir: String,
+    name: String,
+) -> std::result::Result<Arc<ClusterCredentials>, RpcError> {
     let creds = tokio::task::spawn_blocking(move || {
         ClusterCredentials::load_or_create(std::path::Path::new(&dir), &name)
     })
     .await
-    .map_err(|e| to_napi(RpcError::internal(e.to_string())))?
-    .map_err(to_napi)?;
+    .map_err(|e| RpcError::internal(e.to_string()))??;
     Ok(Arc::new(creds))
 }
 
-/// Starts a worker and registers it with the director.
-#[napi]
-pub async fn start_worker(options: NativeWorkerOptions) -> Result<NativeWorker> {
+/// Starts a worker and registers it with the director. Rejects with `INVALID_ARGUMENT` (bad id,
+/// address or cluster directory) or `UNAVAILABLE` (the director cannot be reached or refuses).
+#[napi(ts_return_type = "Promise<NativeWorker>")]
+pub async fn start_worker(options: NativeWorkerOptions) -> Fallible<NativeWorker> {
+    Fallible(start(options).await)
+}
+
+async fn start(options: NativeWorkerOptions) -> std::result::Result<NativeWorker, RpcError> {
     let config = WorkerConfig {
         cluster: credentials(options.cluster_dir, options.id.clone()).await?,
         id: options.id,
-        user: bind_addr(options.host.as_deref(), options.user_port).map_err(to_napi)?,
-        mgmt: bind_addr(options.host.as_deref(), options.mgmt_port).map_err(to_napi)?,
-        director: peer_addr(&options.director, "director").map_err(to_napi)?,
+        user: bind_addr(options.host.as_deref(), options.user_port)?,
+        mgmt: bind_addr(options.host.as_deref(), options.mgmt_port)?,
+        director: peer_addr(&options.director, "director")?,
         heartbeat_ms: options.heartbeat_ms.map_or(DEFAULT_HEARTBEAT_MS, u64::from),
     };
-    let worker = Worker::start(config).await.map_err(to_napi)?;
+    let worker = Worker::start(config).await?;
     Ok(NativeWorker {
         inner: Arc::new(worker),
     })
@@ -71,11 +149,13 @@ pub async fn start_worker(options: NativeWorkerOptions) -> Result<NativeWorker> 
 
 #[napi]
 impl NativeWorker {
+    /// The worker's id.
     #[napi(getter)]
     pub fn id(&self) -> String {
         self.inner.id().to_string()
     }
 
+    /// The management port's address, `ip:port`.
     #[napi(getter)]
     pub fn mgmt_address(&self) -> String {
         self.inner.mgmt_addr().to_string()
@@ -89,11 +169,13 @@ impl NativeWorker {
         }
     }
 
+    /// Which hooks JavaScript implements (the others use their defaults).
     #[napi]
     pub fn set_hooks(&self, confirm: bool, capture: bool, restore: bool) {
         self.inner.set_hooks(confirm, capture, restore);
     }
 
+    /// Waits for up to `max` hook questions; empty once the worker is closed.
     #[napi]
     pub async fn next_hooks(&self, max: u32) -> Vec<NativeHook> {
         self.inner
@@ -101,82 +183,62 @@ impl NativeWorker {
             .await
             .into_iter()
             .map(|h| match h {
-                WorkerHook::MigrationRequest { id, request } => NativeHook {
-                    kind: "migration-request".into(),
+                WorkerHook::MigrationRequest { id, request } => NativeHook::MigrationRequest {
                     id: id as i64,
-                    session_id: format!("{:016x}", request.session_id),
-                    migration_id: Some(request.migration_id as f64),
-                    source: Some(request.source),
-                    target: Some(request.target),
-                    reason: Some(request.reason.to_string()),
-                    state: None,
+                    request: NativeMigrationRequest {
+                        migration_id: request.migration_id as f64,
+                        session_id: format!("{:016x}", request.session_id),
+                        source: request.source,
+                        target: request.target,
+                        reason: request.reason.to_string(),
+                    },
                 },
-                WorkerHook::Capture { id, session_id } => NativeHook {
-                    kind: "capture".into(),
+                WorkerHook::Capture { id, session_id } => NativeHook::Capture {
                     id: id as i64,
                     session_id: format!("{session_id:016x}"),
-                    migration_id: None,
-                    source: None,
-                    target: None,
-                    reason: None,
-                    state: None,
                 },
                 WorkerHook::Restore {
                     id,
                     session_id,
                     state,
-                } => NativeHook {
-                    kind: "restore".into(),
+                } => NativeHook::Restore {
                     id: id as i64,
                     session_id: format!("{session_id:016x}"),
-                    migration_id: None,
-                    source: None,
-                    target: None,
-                    reason: None,
-                    state: Some(Buffer::from(state.to_vec())),
+                    state: Buffer::from(state.to_vec()),
                 },
             })
             .collect()
     }
 
-    /// kind: `accept`, `reject` or `defer`.
+    /// Answers a `migration-request` hook. False if it was already answered.
     #[napi]
-    pub fn answer_decision(
-        &self,
-        id: i64,
-        kind: String,
-        reason: Option<String>,
-        retry_after_ms: Option<u32>,
-    ) -> bool {
-        let d = match kind.as_str() {
-            "reject" => ConfirmationDecision::Reject {
-                reason: reason.unwrap_or_default(),
-            },
-            "defer" => ConfirmationDecision::Defer {
-                retry_after_ms: retry_after_ms.unwrap_or(100),
-            },
-            _ => ConfirmationDecision::Accept,
-        };
-        self.inner.answer_hook(id as u64, HookAnswer::Decision(d))
+    pub fn answer_decision(&self, id: i64, decision: NativeDecision) -> bool {
+        self.inner
+            .answer_hook(id as u64, HookAnswer::Decision(decision.into()))
     }
 
+    /// Answers a `capture` hook with the state, or a `restore` hook with an empty buffer.
     #[napi]
     pub fn answer_state(&self, id: i64, state: Buffer) -> bool {
         self.inner
             .answer_hook(id as u64, HookAnswer::State(bytes(&state)))
     }
 
+    /// Fails a hook (it threw or answered something invalid); the migration aborts.
     #[napi]
     pub fn fail_hook(&self, id: i64, message: String) -> bool {
         self.inner
             .answer_hook(id as u64, HookAnswer::Failed(message))
     }
 
-    #[napi]
-    pub async fn drain(&self, timeout_ms: u32) -> Result<()> {
-        self.inner.drain(timeout_ms).await.map_err(to_napi)
+    /// Asks the director to move every session away; resolves once none is left. Rejects with
+    /// `DEADLINE_EXCEEDED` after `timeout_ms`, `UNAVAILABLE`, or the migration's error.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub async fn drain(&self, timeout_ms: u32) -> Fallible<()> {
+        Fallible(self.inner.drain(timeout_ms).await)
     }
 
+    /// Closes both ports.
     #[napi]
     pub fn close(&self) {
         self.inner.close();
