@@ -508,6 +508,20 @@ impl Sim {
         *last
     }
 
+    /// Sends `frame` from worker `w` to the director on cluster-link stream `stream`, in order.
+    fn to_director_stream(&mut self, w: usize, inc: u64, stream: u64, frame: Frame) {
+        let at = self.ordered((2, stream));
+        self.q.push(
+            at,
+            Ev::ToDirector {
+                w,
+                inc,
+                stream,
+                frame,
+            },
+        );
+    }
+
     fn delay(&mut self) -> u64 {
         let d = self.p.max_delay_ms;
         self.dice.range(0, d)
@@ -1200,16 +1214,7 @@ impl Sim {
         let (suspended, snap) = c.machine.freeze(Vec::new(), queued);
         p.book.call_ended(c.session, c.call_id, now);
         let inc = p.inc;
-        let at = self.ordered((2, stream));
-        self.q.push(
-            at,
-            Ev::ToDirector {
-                w,
-                inc,
-                stream,
-                frame: suspended,
-            },
-        );
+        self.to_director_stream(w, inc, stream, suspended);
         (c.session, snap)
     }
 
@@ -1282,16 +1287,7 @@ impl Sim {
                     deadline_at,
                 };
                 for frame in first {
-                    let at = self.ordered((2, stream));
-                    self.q.push(
-                        at,
-                        Ev::ToDirector {
-                            w,
-                            inc,
-                            stream,
-                            frame,
-                        },
-                    );
+                    self.to_director_stream(w, inc, stream, frame);
                 }
                 self.workers[w].calls.insert(stream, call);
                 self.pump_writer(w, stream); // a handler resumed past its last item just ends
@@ -1342,16 +1338,7 @@ impl Sim {
                 code: ErrorCode::DeadlineExceeded,
                 message: "deadline exceeded".into(),
             };
-            let at = self.ordered((2, stream));
-            self.q.push(
-                at,
-                Ev::ToDirector {
-                    w,
-                    inc,
-                    stream,
-                    frame,
-                },
-            );
+            self.to_director_stream(w, inc, stream, frame);
             return Ok(());
         }
         let spec = &self.clients[c.client];
@@ -1386,31 +1373,13 @@ impl Sim {
                     let end = c.machine.end();
                     let c = p.calls.remove(&stream).unwrap();
                     p.book.call_ended(c.session, c.call_id, now);
-                    let at = self.ordered((2, stream));
-                    self.q.push(
-                        at,
-                        Ev::ToDirector {
-                            w,
-                            inc,
-                            stream,
-                            frame: end,
-                        },
-                    );
+                    self.to_director_stream(w, inc, stream, end);
                 }
                 return;
             };
             if let Some(frame) = c.machine.on_produced(entry) {
                 c.credit -= 1;
-                let at = self.ordered((2, stream));
-                self.q.push(
-                    at,
-                    Ev::ToDirector {
-                        w,
-                        inc,
-                        stream,
-                        frame,
-                    },
-                );
+                self.to_director_stream(w, inc, stream, frame);
             }
             self.schedule_produce(w, stream);
         }
