@@ -107,6 +107,16 @@ export class RpcWorker {
     return this.#native.id;
   }
 
+  /** The user port's address, `ip:port`: the director relays calls here. */
+  get address(): string {
+    return this.#server.address;
+  }
+
+  /** The management port's address, `ip:port`: the director drives migrations here. */
+  get mgmtAddress(): string {
+    return this.#native.mgmtAddress;
+  }
+
   /** Registers a unary handler (see {@link RpcServer.unary}). */
   unary(method: string, handler: UnaryHandler): this {
     this.#server.unary(method, handler);
@@ -143,10 +153,12 @@ export class RpcWorker {
     }
   }
 
-  /** Closes both ports; running handlers are aborted. */
+  /**
+   * Closes both ports; running handlers are aborted. Resolves once both UDP ports are released,
+   * so they can be bound again at once.
+   */
   async close(): Promise<void> {
-    this.#native.close();
-    await this.#server.close();
+    await Promise.all([this.#native.close(), this.#server.close()]);
     await this.#loop;
   }
 

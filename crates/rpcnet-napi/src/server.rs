@@ -191,9 +191,10 @@ impl NativeServer {
             .map(|c| stats(c.stats()))
     }
 
+    /// Closes; resolves once the UDP port(s) can be bound again.
     #[napi]
-    pub fn close(&self) {
-        self.inner.close();
+    pub async fn close(&self) {
+        self.inner.close().await;
     }
 }
 

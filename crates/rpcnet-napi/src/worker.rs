@@ -177,8 +177,9 @@ impl NativeWorker {
         self.inner.drain(timeout_ms).await.map_err(to_napi)
     }
 
+    /// Closes; resolves once the UDP port(s) can be bound again.
     #[napi]
-    pub fn close(&self) {
-        self.inner.close();
+    pub async fn close(&self) {
+        self.inner.close().await;
     }
 }

@@ -28,6 +28,7 @@ pub mod client;
 pub mod cluster;
 pub mod connection;
 pub mod director;
+mod endpoint;
 pub mod error;
 pub mod events;
 pub mod log;

@@ -261,11 +261,12 @@ impl Worker {
         Ok(())
     }
 
-    /// Stops heartbeats and closes both ports.
-    pub fn close(&self) {
+    /// Stops heartbeats and closes both ports. Returns once both UDP ports are released, so
+    /// they can be bound again at once (waits at most 5 s, for connections to drain and their
+    /// calls to end). Idempotent.
+    pub async fn close(&self) {
         self.inner.stopped.cancel();
-        self.inner.user.close();
-        self.inner.mgmt.close();
+        tokio::join!(self.inner.user.close(), self.inner.mgmt.close());
     }
 }
 
@@ -329,6 +330,8 @@ async fn serve_mgmt(inner: Arc<Inner>) {
                     // log which one asked.
                     let peer = ClusterCredentials::peer_fingerprint(connection.quinn())
                         .unwrap_or_default();
+                    // Its handle would keep the management port's socket open (Worker::close).
+                    drop(connection);
                     let result = match mgmt::decode(&payload) {
                         Ok(msg) => handle(&inner, &method, msg).await,
                         Err(e) => Err(e),

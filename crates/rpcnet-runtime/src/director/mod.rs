@@ -25,6 +25,7 @@ use crate::cancel::Canceller;
 use crate::client::{Client, ClientConfig};
 use crate::cluster::ClusterCredentials;
 use crate::connection::ConnectionInfo;
+use crate::endpoint::BoundEndpoint;
 use crate::error::RpcError;
 use crate::events::EventQueue;
 use crate::mgmt::{self, now_ms};
@@ -197,7 +198,7 @@ pub(crate) struct Session {
 
 pub(crate) struct Inner {
     pub(crate) config: DirectorConfig,
-    user: quinn::Endpoint,
+    user: BoundEndpoint,
     mgmt: Arc<Server>,
     fingerprint: String,
     pub(crate) workers: Mutex<HashMap<String, Arc<WorkerLink>>>,
@@ -300,7 +301,7 @@ impl Director {
             .map_err(|e| RpcError::internal(format!("TLS config unusable for QUIC: {e}")))?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic));
         server_config.transport_config(transport_config());
-        let user = quinn::Endpoint::server(server_config, config.bind)
+        let user = BoundEndpoint::server(server_config, config.bind)
             .map_err(|e| RpcError::unavailable(format!("cannot bind UDP {}: {e}", config.bind)))?;
         let mgmt = Arc::new(
             Server::bind(ServerConfig {
@@ -339,7 +340,7 @@ impl Director {
 
     /// The user port's address (clients connect here).
     pub fn local_addr(&self) -> SocketAddr {
-        self.inner.user.local_addr().expect("bound")
+        self.inner.user.local_addr()
     }
 
     /// The management port's address (workers register here).
@@ -456,11 +457,15 @@ impl Director {
         }
     }
 
-    /// Closes both ports and all client connections.
-    pub fn close(&self) {
+    /// Closes both ports and all client connections (application code 0). Returns once both
+    /// UDP ports are released, so they can be bound again at once (waits at most 5 s, for
+    /// connections to drain and their relays to end). Idempotent.
+    pub async fn close(&self) {
         self.inner.closed.cancel();
-        self.inner.user.close(0u32.into(), b"director closed");
-        self.inner.mgmt.close();
+        tokio::join!(
+            self.inner.user.close(0, b"director closed"),
+            self.inner.mgmt.close()
+        );
     }
 }
 
@@ -509,7 +514,10 @@ fn session_id_of(connection_id: &str) -> u64 {
 }
 
 async fn accept_clients(inner: Arc<Inner>) {
-    while let Some(incoming) = inner.user.accept().await {
+    let Some(endpoint) = inner.user.endpoint() else {
+        return;
+    };
+    while let Some(incoming) = endpoint.accept().await {
         let inner = inner.clone();
         tokio::spawn(async move {
             let Ok(connection) = incoming.await else {
@@ -550,6 +558,8 @@ async fn accept_clients(inner: Arc<Inner>) {
             while let Ok((send, recv)) = connection.accept_bi().await {
                 tokio::spawn(relay::relay(inner.clone(), session.clone(), send, recv));
             }
+            // The connection's handles keep the user port's socket open (Director::close).
+            drop((connection, info));
             inner.sessions.lock().unwrap().remove(&session_id);
             // Tell the owner, so it frees whatever it still holds for the session (captured or
             // restored calls that will never be re-attached).
