@@ -85,7 +85,8 @@ export class RpcWorker {
   /**
    * Binds the user and management ports and registers with the director.
    * @throws {RpcError} `UNAVAILABLE` if the director cannot be reached or refuses the worker;
-   * `INVALID_ARGUMENT` for a bad id, address or cluster directory.
+   * `INVALID_ARGUMENT` for a bad id, address or cluster directory, or for an id that a live
+   * worker (one the director has not declared dead) already holds.
    */
   static async start(options: WorkerOptions): Promise<RpcWorker> {
     try {

@@ -153,7 +153,9 @@ impl Worker {
     /// Binds both ports, registers with the director and starts heartbeats.
     ///
     /// Errors: `UNAVAILABLE` if a port cannot be bound or the director is unreachable or refuses
-    /// the worker (no cluster certificate); `INVALID_ARGUMENT` for a bad id.
+    /// the worker (no cluster certificate); `INVALID_ARGUMENT` for a bad id, or for an id that a
+    /// live worker at other addresses holds (the message names the id and that worker's address;
+    /// the id is free again once the director declares that worker dead).
     pub async fn start(config: WorkerConfig) -> Result<Worker, RpcError> {
         if config.id.is_empty() || config.id.len() > 255 {
             return Err(RpcError::invalid_argument(format!(

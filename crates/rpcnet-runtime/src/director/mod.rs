@@ -150,6 +150,9 @@ pub(crate) struct WorkerLink {
     pub(crate) id: String,
     pub(crate) link: Client,
     pub(crate) mgmt: Client,
+    /// The user and management addresses it registered with: they tell a re-registration of
+    /// this worker from another worker claiming its id.
+    addrs: (SocketAddr, SocketAddr),
     last_heartbeat: AtomicU64,
     pub(crate) dead: Canceller,
     draining: AtomicBool,
@@ -620,6 +623,9 @@ async fn handle_mgmt(
                     .map_err(|_| RpcError::invalid_argument(format!("bad address {a:?}")))
             };
             let (user_addr, mgmt_addr) = (parse(&r.user_addr)?, parse(&r.mgmt_addr)?);
+            if let Some(current) = inner.worker(&r.worker_id) {
+                claimable(inner, &current, (user_addr, mgmt_addr))?;
+            }
             let cfg = ClientConfig::cluster(inner.config.cluster.clone());
             let link = Client::connect(user_addr, cfg.clone()).await?;
             let mgmt = Client::connect(mgmt_addr, cfg).await?;
@@ -627,12 +633,20 @@ async fn handle_mgmt(
                 id: r.worker_id.clone(),
                 link,
                 mgmt,
+                addrs: (user_addr, mgmt_addr),
                 last_heartbeat: AtomicU64::new(now_ms()),
                 dead: Canceller::new(),
                 draining: AtomicBool::new(false),
                 active: Default::default(),
             });
-            let replaced = inner.workers.lock().unwrap().insert(r.worker_id.clone(), w);
+            let replaced = {
+                // Checked again: another registration may have taken the id while we connected.
+                let mut workers = inner.workers.lock().unwrap();
+                if let Some(current) = workers.get(&r.worker_id) {
+                    claimable(inner, current, (user_addr, mgmt_addr))?;
+                }
+                workers.insert(r.worker_id.clone(), w)
+            };
             if let Some(old) = replaced {
                 // Relays on the old link see it die; give them a newer route to the new link.
                 old.dead.cancel();
@@ -676,6 +690,25 @@ async fn handle_mgmt(
             msg.name()
         ))),
     }
+}
+
+/// Whether a REGISTER with addresses `addrs` (user, management) may take the id of `current`: a
+/// worker id has one owner at a time. Yes if `current` was declared dead, or if it registered
+/// with the same addresses (the same worker registering again, or its restart on the same
+/// ports). Otherwise `INVALID_ARGUMENT` naming the id and the live worker's addresses.
+fn claimable(
+    inner: &Inner,
+    current: &WorkerLink,
+    addrs: (SocketAddr, SocketAddr),
+) -> Result<(), RpcError> {
+    if !current.alive() || current.addrs == addrs {
+        return Ok(());
+    }
+    Err(RpcError::invalid_argument(format!(
+        "worker id {} is already registered by a live worker at {} (management port {}); \
+         the id is free again once that worker is declared dead ({} ms without a heartbeat)",
+        current.id, current.addrs.0, current.addrs.1, inner.config.failover_after_ms
+    )))
 }
 
 /// Failover (DESIGN.md vocabulary): declares silent workers dead and re-routes their sessions.
