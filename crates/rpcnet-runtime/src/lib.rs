@@ -33,6 +33,7 @@ pub mod error;
 pub mod events;
 pub mod log;
 pub mod mgmt;
+mod recv;
 pub mod server;
 pub mod tls;
 pub mod transport;
