@@ -401,9 +401,12 @@ export class Director extends EventEmitter {
     for await (const [e] of on(this, 'event')) yield e as DirectorEvent;
   }
 
-  /** Closes both ports and all client connections. */
+  /**
+   * Closes both ports and all client connections. Resolves once both UDP ports are released, so
+   * they can be bound again at once.
+   */
   async close(): Promise<void> {
-    this.#native.close();
+    await this.#native.close();
     await this.#loop;
     await this.#policyLoop;
   }

@@ -240,12 +240,16 @@ export class RpcServer {
     return this;
   }
 
-  /** Stops accepting calls, aborts running handlers and closes all connections. */
+  /**
+   * Stops accepting calls, aborts running handlers and closes all connections. Resolves once the
+   * UDP port is released, so the same port can be bound again at once.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#native.close();
+    const released = this.#native.close();
     for (const c of this.#calls.values()) c.abort(new RpcError('UNAVAILABLE', 'server closed'));
+    await released;
     await this.#loop;
   }
 

@@ -97,7 +97,8 @@ export class RpcWorker {
    * Binds the user and management ports and registers with the director.
    * @throws {RpcError} `INVALID_ARGUMENT` for bad options (checked before anything starts:
    * required `id` and `director`, types, ranges, unknown keys), a bad id, address or cluster
-   * directory; `UNAVAILABLE` if the director cannot be reached or refuses the worker.
+   * directory, or an id that a live worker (one the director has not declared dead) already
+   * holds; `UNAVAILABLE` if the director cannot be reached or refuses the worker.
    */
   static async start(options: WorkerOptions): Promise<RpcWorker> {
     const o = record('options', options, ['id', 'director', 'clusterDir', 'host', 'heartbeatMs']);
@@ -118,6 +119,16 @@ export class RpcWorker {
   /** The worker's id. */
   get id(): string {
     return this.#native.id;
+  }
+
+  /** The user port's address, `ip:port`: the director relays calls here. */
+  get address(): string {
+    return this.#server.address;
+  }
+
+  /** The management port's address, `ip:port`: the director drives migrations here. */
+  get mgmtAddress(): string {
+    return this.#native.mgmtAddress;
   }
 
   /** Registers a unary handler (see {@link RpcServer.unary}). */
@@ -168,10 +179,12 @@ export class RpcWorker {
     }
   }
 
-  /** Closes both ports; running handlers are aborted. */
+  /**
+   * Closes both ports; running handlers are aborted. Resolves once both UDP ports are released,
+   * so they can be bound again at once.
+   */
   async close(): Promise<void> {
-    this.#native.close();
-    await this.#server.close();
+    await Promise.all([this.#native.close(), this.#server.close()]);
     await this.#loop;
   }
 

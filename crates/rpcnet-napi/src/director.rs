@@ -417,9 +417,9 @@ impl NativeDirector {
         self.inner.answer_select(id as u64, worker)
     }
 
-    /// Closes both ports and all client connections.
+    /// Closes; resolves once the UDP port(s) can be bound again.
     #[napi]
-    pub fn close(&self) {
-        self.inner.close();
+    pub async fn close(&self) {
+        self.inner.close().await;
     }
 }

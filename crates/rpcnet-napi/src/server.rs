@@ -256,9 +256,9 @@ impl NativeServer {
             .map(|c| stats(c.stats()))
     }
 
-    /// Stops accepting calls and closes every connection.
+    /// Closes; resolves once the UDP port(s) can be bound again.
     #[napi]
-    pub fn close(&self) {
-        self.inner.close();
+    pub async fn close(&self) {
+        self.inner.close().await;
     }
 }

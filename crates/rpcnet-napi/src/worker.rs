@@ -238,9 +238,9 @@ impl NativeWorker {
         Fallible(self.inner.drain(timeout_ms).await)
     }
 
-    /// Closes both ports.
+    /// Closes; resolves once the UDP port(s) can be bound again.
     #[napi]
-    pub fn close(&self) {
-        self.inner.close();
+    pub async fn close(&self) {
+        self.inner.close().await;
     }
 }

@@ -283,6 +283,10 @@ fn invalid_vectors_are_rejected_with_expected_code() {
         "end_body_4_bytes",
         "request_empty_method",
         "length_over_max",
+        // Section 11 "Order of checks": type, then flags, then length, then direction.
+        "item_over_max",
+        "unknown_type_over_max",
+        "item_reserved_flag_over_max",
     ] {
         assert!(
             seen.contains(&required),

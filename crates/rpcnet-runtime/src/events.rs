@@ -39,4 +39,12 @@ impl<T> EventQueue<T> {
         }
         out
     }
+
+    /// Drops the queued events, and every event pushed from now on. A [`EventQueue::next_batch`]
+    /// in progress must end first (its `closed` fired), since it holds the receiver.
+    pub async fn close(&self) {
+        let mut rx = self.rx.lock().await;
+        rx.close();
+        while rx.try_recv().is_ok() {}
+    }
 }

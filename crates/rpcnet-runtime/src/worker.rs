@@ -142,7 +142,9 @@ impl Worker {
     /// Binds both ports, registers with the director and starts heartbeats.
     ///
     /// Errors: `UNAVAILABLE` if a port cannot be bound or the director is unreachable or refuses
-    /// the worker (no cluster certificate); `INVALID_ARGUMENT` for a bad id.
+    /// the worker (no cluster certificate); `INVALID_ARGUMENT` for a bad id, or for an id that a
+    /// live worker at other addresses holds (the message names the id and that worker's address;
+    /// the id is free again once the director declares that worker dead).
     pub async fn start(config: WorkerConfig) -> Result<Worker, RpcError> {
         if config.id.is_empty() || config.id.len() > 255 {
             return Err(RpcError::invalid_argument(format!(
@@ -250,11 +252,12 @@ impl Worker {
         Ok(())
     }
 
-    /// Stops heartbeats and closes both ports.
-    pub fn close(&self) {
+    /// Stops heartbeats and closes both ports. Returns once both UDP ports are released, so
+    /// they can be bound again at once (waits at most 5 s, for connections to drain and their
+    /// calls to end). Idempotent.
+    pub async fn close(&self) {
         self.inner.stopped.cancel();
-        self.inner.user.close();
-        self.inner.mgmt.close();
+        tokio::join!(self.inner.user.close(), self.inner.mgmt.close());
     }
 }
 
@@ -320,6 +323,8 @@ async fn serve_mgmt(inner: Arc<Inner>) {
                     // log which one asked.
                     let peer = ClusterCredentials::peer_fingerprint(connection.quinn())
                         .unwrap_or_default();
+                    // Its handle would keep the management port's socket open (Worker::close).
+                    drop(connection);
                     let result = match mgmt::decode(&payload) {
                         Ok(msg) => handle(&inner, &method, msg).await,
                         Err(e) => Err(e),

@@ -1,74 +1,21 @@
 //! Server and client over real QUIC on loopback, driven from Rust: malformed input from a raw quinn
 //! peer must end only that call with the right code, and the server must keep serving.
 
+mod common;
+
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use rpcnet_protocol::{Decoder, ErrorCode, Frame, Request};
-use rpcnet_runtime::tls::{client_crypto, parse_fingerprint};
-use rpcnet_runtime::transport::transport_config;
+use rpcnet_runtime::tls::parse_fingerprint;
 use rpcnet_runtime::{
     Client, ClientConfig, ClientTrust, MethodKind, Server, ServerConfig, ServerEvent,
 };
 
-/// A server with `echo` (unary) and `count` (streaming: n = u32 BE request) answered by a Rust loop.
-async fn echo_server(config: ServerConfig) -> Arc<Server> {
-    let server = Arc::new(Server::bind(config).await.unwrap());
-    server.register("echo", MethodKind::Unary);
-    server.register("count", MethodKind::ServerStreaming);
-    let s = server.clone();
-    tokio::spawn(async move {
-        loop {
-            let events = s.next_events(64).await;
-            if events.is_empty() {
-                break;
-            }
-            for e in events {
-                if let ServerEvent::Call {
-                    id,
-                    method,
-                    payload,
-                    ..
-                } = e
-                {
-                    if method == "echo" {
-                        s.respond(id, Ok(payload));
-                    } else {
-                        let s = s.clone();
-                        tokio::spawn(async move {
-                            let n = u32::from_be_bytes(payload[..4].try_into().unwrap());
-                            for i in 0..n {
-                                if s.push(id, Bytes::copy_from_slice(&i.to_be_bytes()))
-                                    == rpcnet_runtime::PushStatus::Full
-                                    && !s.writable(id).await
-                                {
-                                    return;
-                                }
-                            }
-                            s.end(id, Ok(()));
-                        });
-                    }
-                }
-            }
-        }
-    });
-    server
-}
+use common::echo_server;
 
 async fn raw_connection(server: &Server) -> quinn::Connection {
-    let pin = parse_fingerprint(server.cert_fingerprint()).unwrap();
-    let crypto = client_crypto(&ClientTrust::Pin(pin)).unwrap();
-    let mut cfg = quinn::ClientConfig::new(Arc::new(
-        quinn::crypto::rustls::QuicClientConfig::try_from(crypto).unwrap(),
-    ));
-    cfg.transport_config(transport_config());
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(cfg);
-    endpoint
-        .connect(server.local_addr(), "localhost")
-        .unwrap()
-        .await
-        .unwrap()
+    common::raw_connection(server.local_addr(), server.cert_fingerprint(), None).await
 }
 
 /// Sends raw bytes as a call and returns the first frame the server answers with.

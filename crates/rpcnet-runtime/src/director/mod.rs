@@ -24,6 +24,7 @@ use crate::cancel::Canceller;
 use crate::client::{Client, ClientConfig};
 use crate::cluster::ClusterCredentials;
 use crate::connection::ConnectionInfo;
+use crate::endpoint::BoundEndpoint;
 use crate::error::RpcError;
 use crate::events::EventQueue;
 use crate::mgmt::{self, now_ms};
@@ -148,6 +149,9 @@ pub(crate) struct WorkerLink {
     pub(crate) id: String,
     pub(crate) link: Client,
     pub(crate) mgmt: Client,
+    /// The user and management addresses it registered with: they tell a re-registration of
+    /// this worker from another worker claiming its id.
+    addrs: (SocketAddr, SocketAddr),
     last_heartbeat: AtomicU64,
     pub(crate) dead: Canceller,
     draining: AtomicBool,
@@ -186,7 +190,7 @@ pub(crate) struct Session {
 
 pub(crate) struct Inner {
     pub(crate) config: DirectorConfig,
-    user: quinn::Endpoint,
+    user: BoundEndpoint,
     mgmt: Arc<Server>,
     fingerprint: String,
     pub(crate) workers: Mutex<HashMap<String, Arc<WorkerLink>>>,
@@ -289,7 +293,7 @@ impl Director {
             .map_err(|e| RpcError::internal(format!("TLS config unusable for QUIC: {e}")))?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic));
         server_config.transport_config(transport_config());
-        let user = quinn::Endpoint::server(server_config, config.bind)
+        let user = BoundEndpoint::server(server_config, config.bind)
             .map_err(|e| RpcError::unavailable(format!("cannot bind UDP {}: {e}", config.bind)))?;
         let mgmt = Arc::new(
             Server::bind(ServerConfig {
@@ -328,7 +332,7 @@ impl Director {
 
     /// The user port's address (clients connect here).
     pub fn local_addr(&self) -> SocketAddr {
-        self.inner.user.local_addr().expect("bound")
+        self.inner.user.local_addr()
     }
 
     /// The management port's address (workers register here).
@@ -445,11 +449,15 @@ impl Director {
         }
     }
 
-    /// Closes both ports and all client connections.
-    pub fn close(&self) {
+    /// Closes both ports and all client connections (application code 0). Returns once both
+    /// UDP ports are released, so they can be bound again at once (waits at most 5 s, for
+    /// connections to drain and their relays to end). Idempotent.
+    pub async fn close(&self) {
         self.inner.closed.cancel();
-        self.inner.user.close(0u32.into(), b"director closed");
-        self.inner.mgmt.close();
+        tokio::join!(
+            self.inner.user.close(0, b"director closed"),
+            self.inner.mgmt.close()
+        );
     }
 }
 
@@ -498,7 +506,10 @@ fn session_id_of(connection_id: &str) -> u64 {
 }
 
 async fn accept_clients(inner: Arc<Inner>) {
-    while let Some(incoming) = inner.user.accept().await {
+    let Some(endpoint) = inner.user.endpoint() else {
+        return;
+    };
+    while let Some(incoming) = endpoint.accept().await {
         let inner = inner.clone();
         tokio::spawn(async move {
             let Ok(connection) = incoming.await else {
@@ -534,6 +545,8 @@ async fn accept_clients(inner: Arc<Inner>) {
             while let Ok((send, recv)) = connection.accept_bi().await {
                 tokio::spawn(relay::relay(inner.clone(), session.clone(), send, recv));
             }
+            // The connection's handles keep the user port's socket open (Director::close).
+            drop((connection, info));
             inner.sessions.lock().unwrap().remove(&session_id);
             // Tell the owner, so it frees whatever it still holds for the session (captured or
             // restored calls that will never be re-attached).
@@ -594,6 +607,9 @@ async fn handle_mgmt(
                     .map_err(|_| RpcError::invalid_argument(format!("bad address {a:?}")))
             };
             let (user_addr, mgmt_addr) = (parse(&r.user_addr)?, parse(&r.mgmt_addr)?);
+            if let Some(current) = inner.worker(&r.worker_id) {
+                claimable(inner, &current, (user_addr, mgmt_addr))?;
+            }
             let cfg = ClientConfig::cluster(inner.config.cluster.clone());
             let link = Client::connect(user_addr, cfg.clone()).await?;
             let mgmt = Client::connect(mgmt_addr, cfg).await?;
@@ -601,12 +617,20 @@ async fn handle_mgmt(
                 id: r.worker_id.clone(),
                 link,
                 mgmt,
+                addrs: (user_addr, mgmt_addr),
                 last_heartbeat: AtomicU64::new(now_ms()),
                 dead: Canceller::new(),
                 draining: AtomicBool::new(false),
                 active: Default::default(),
             });
-            let replaced = inner.workers.lock().unwrap().insert(r.worker_id.clone(), w);
+            let replaced = {
+                // Checked again: another registration may have taken the id while we connected.
+                let mut workers = inner.workers.lock().unwrap();
+                if let Some(current) = workers.get(&r.worker_id) {
+                    claimable(inner, current, (user_addr, mgmt_addr))?;
+                }
+                workers.insert(r.worker_id.clone(), w)
+            };
             if let Some(old) = replaced {
                 // Relays on the old link see it die; give them a newer route to the new link.
                 old.dead.cancel();
@@ -650,6 +674,25 @@ async fn handle_mgmt(
             msg.name()
         ))),
     }
+}
+
+/// Whether a REGISTER with addresses `addrs` (user, management) may take the id of `current`: a
+/// worker id has one owner at a time. Yes if `current` was declared dead, or if it registered
+/// with the same addresses (the same worker registering again, or its restart on the same
+/// ports). Otherwise `INVALID_ARGUMENT` naming the id and the live worker's addresses.
+fn claimable(
+    inner: &Inner,
+    current: &WorkerLink,
+    addrs: (SocketAddr, SocketAddr),
+) -> Result<(), RpcError> {
+    if !current.alive() || current.addrs == addrs {
+        return Ok(());
+    }
+    Err(RpcError::invalid_argument(format!(
+        "worker id {} is already registered by a live worker at {} (management port {}); \
+         the id is free again once that worker is declared dead ({} ms without a heartbeat)",
+        current.id, current.addrs.0, current.addrs.1, inner.config.failover_after_ms
+    )))
 }
 
 /// Failover (DESIGN.md vocabulary): declares silent workers dead and re-routes their sessions.

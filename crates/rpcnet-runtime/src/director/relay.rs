@@ -118,8 +118,9 @@ pub(crate) async fn relay(
     inner: Arc<Inner>,
     session: Arc<Session>,
     mut client_send: quinn::SendStream,
-    mut client_recv: quinn::RecvStream,
+    client_recv: quinn::RecvStream,
 ) {
+    let mut client_recv = crate::recv::ReadToFin::new(client_recv);
     let request = match read_request(&mut client_recv, inner.config.max_frame_size).await {
         Ok(r) => r,
         Err(e) => {

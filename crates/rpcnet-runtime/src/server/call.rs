@@ -89,8 +89,9 @@ pub(crate) async fn serve_call(
     shared: Arc<Shared>,
     connection: ConnectionInfo,
     mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    recv: quinn::RecvStream,
 ) {
+    let mut recv = crate::recv::ReadToFin::new(recv);
     let link = shared.config.cluster.is_some();
     let (attach, request) = match read_head(&mut recv, shared.config.max_frame_size, link).await {
         Ok(r) => r,

@@ -24,6 +24,7 @@ pub use session::Sessions;
 use crate::cancel::Canceller;
 use crate::cluster::ClusterCredentials;
 use crate::connection::ConnectionInfo;
+use crate::endpoint::BoundEndpoint;
 use crate::error::RpcError;
 use crate::events::EventQueue;
 use crate::tls::{server_crypto, ServerIdentity};
@@ -135,7 +136,7 @@ impl Shared {
 
 /// A running rpcnet server (see module docs).
 pub struct Server {
-    endpoint: quinn::Endpoint,
+    endpoint: BoundEndpoint,
     shared: Arc<Shared>,
     fingerprint: String,
 }
@@ -165,7 +166,7 @@ impl Server {
                 (server_config, fingerprint)
             }
         };
-        let endpoint = quinn::Endpoint::server(server_config, config.bind)
+        let endpoint = BoundEndpoint::server(server_config, config.bind)
             .map_err(|e| RpcError::unavailable(format!("cannot bind UDP {}: {e}", config.bind)))?;
         let shared = Arc::new(Shared {
             methods: RwLock::new(HashMap::new()),
@@ -177,8 +178,10 @@ impl Server {
             events: EventQueue::default(),
             config,
         });
-        tokio::spawn(accept_loop(endpoint.clone(), shared.clone()));
-        tracing::info!(addr = %endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default(), "rpcnet server listening");
+        if let Some(accepting) = endpoint.endpoint() {
+            tokio::spawn(accept_loop(accepting, shared.clone()));
+        }
+        tracing::info!(addr = %endpoint.local_addr(), "rpcnet server listening");
         Ok(Server {
             endpoint,
             shared,
@@ -188,9 +191,7 @@ impl Server {
 
     /// The bound UDP address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.endpoint
-            .local_addr()
-            .expect("bound endpoint has an address")
+        self.endpoint.local_addr()
     }
 
     /// SHA-256 fingerprint (64 lowercase hex digits) of the server's end-entity certificate.
@@ -316,17 +317,23 @@ impl Server {
         self.shared.calls.lock().unwrap().len()
     }
 
-    /// Closes the endpoint: open connections are closed with application code 0 and pending
-    /// [`Server::next_events`] return an empty batch.
-    pub fn close(&self) {
+    /// Closes the endpoint: open connections are closed with application code 0, pending and
+    /// later [`Server::next_events`] return an empty batch, and events not yet taken are dropped.
+    /// Returns once the UDP port is released, so it can be bound again at once (waits at most
+    /// 5 s, for connections to drain and their calls to end). Idempotent.
+    pub async fn close(&self) {
         self.shared.shutdown.cancel();
-        self.endpoint.close(0u32.into(), b"server closed");
+        // Queued calls hold their connections, and so the socket.
+        self.shared.events.close().await;
+        self.endpoint.close(0, b"server closed").await;
     }
 }
 
 impl Drop for Server {
+    /// Starts closing as [`Server::close`] does, without waiting for the port's release.
     fn drop(&mut self) {
-        self.close();
+        self.shared.shutdown.cancel();
+        self.endpoint.begin_close(0, b"server closed");
     }
 }
 

@@ -1,5 +1,5 @@
-//! Shared set-up of the in-process cluster tests: a director and workers over real QUIC on
-//! loopback, and a Rust handler that resumes from checkpoints.
+//! Shared set-up of the in-process tests: a director and workers over real QUIC on loopback, a
+//! Rust handler that resumes from checkpoints, a plain echo server and a raw quinn client.
 
 #![allow(dead_code)]
 
@@ -9,9 +9,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use rpcnet_runtime::cluster::ClusterCredentials;
 use rpcnet_runtime::director::{Director, DirectorConfig};
-use rpcnet_runtime::tls::parse_fingerprint;
+use rpcnet_runtime::tls::{client_crypto, parse_fingerprint};
+use rpcnet_runtime::transport::transport_config;
 use rpcnet_runtime::worker::{Worker, WorkerConfig};
-use rpcnet_runtime::{Client, ClientConfig, ClientTrust, MethodKind, PushStatus, ServerEvent};
+use rpcnet_runtime::{
+    Client, ClientConfig, ClientTrust, MethodKind, PushStatus, Server, ServerConfig, ServerEvent,
+};
 
 /// Loads (creating on first use) the credentials of `name` in the cluster directory `dir`.
 pub fn creds(dir: &std::path::Path, name: &str) -> Arc<ClusterCredentials> {
@@ -103,4 +106,70 @@ pub async fn client(director: &Director) -> Client {
 /// The seq carried in an item's first 8 bytes.
 pub fn seq_of(item: &Bytes) -> u64 {
     u64::from_be_bytes(item[..8].try_into().unwrap())
+}
+
+/// A server with `echo` (unary) and `count` (streaming: n = u32 BE request, item i = i as u32 BE)
+/// answered by a Rust loop.
+pub async fn echo_server(config: ServerConfig) -> Arc<Server> {
+    let server = Arc::new(Server::bind(config).await.unwrap());
+    server.register("echo", MethodKind::Unary);
+    server.register("count", MethodKind::ServerStreaming);
+    let s = server.clone();
+    tokio::spawn(async move {
+        loop {
+            let events = s.next_events(64).await;
+            if events.is_empty() {
+                break;
+            }
+            for e in events {
+                if let ServerEvent::Call {
+                    id,
+                    method,
+                    payload,
+                    ..
+                } = e
+                {
+                    if method == "echo" {
+                        s.respond(id, Ok(payload));
+                    } else {
+                        let s = s.clone();
+                        tokio::spawn(async move {
+                            let n = u32::from_be_bytes(payload[..4].try_into().unwrap());
+                            for i in 0..n {
+                                if s.push(id, Bytes::copy_from_slice(&i.to_be_bytes()))
+                                    == PushStatus::Full
+                                    && !s.writable(id).await
+                                {
+                                    return;
+                                }
+                            }
+                            s.end(id, Ok(()));
+                        });
+                    }
+                }
+            }
+        }
+    });
+    server
+}
+
+/// A raw quinn connection to `addr`, pinned to the certificate `fingerprint` (64 hex digits), that
+/// reports its TLS secrets to `key_log` if given.
+pub async fn raw_connection(
+    addr: std::net::SocketAddr,
+    fingerprint: &str,
+    key_log: Option<Arc<dyn rustls::KeyLog>>,
+) -> quinn::Connection {
+    let pin = parse_fingerprint(fingerprint).unwrap();
+    let mut crypto = client_crypto(&ClientTrust::Pin(pin)).unwrap();
+    if let Some(key_log) = key_log {
+        crypto.key_log = key_log;
+    }
+    let mut cfg = quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(crypto).unwrap(),
+    ));
+    cfg.transport_config(transport_config());
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(cfg);
+    endpoint.connect(addr, "localhost").unwrap().await.unwrap()
 }
