@@ -16,11 +16,18 @@ import { sleep } from './helpers.ts';
 const clusterDir = mkdtempSync(join(tmpdir(), 'rpcnet-cluster-'));
 test.after.always(() => rmSync(clusterDir, { recursive: true, force: true }));
 
-async function cluster(ids: string[], options: { confirmDelayMs?: Record<string, number> } = {}) {
+async function cluster(
+  ids: string[],
+  options: { confirmDelayMs?: Record<string, number>; restoreDelayMs?: Record<string, number> } = {},
+) {
   const director = await startDirector(clusterDir, { silent: true, failoverAfterMs: 400 });
   const workers: Record<string, Proc> = {};
   for (const id of ids) {
-    workers[id] = await startWorker(id, director, clusterDir, { silent: true, confirmDelayMs: options.confirmDelayMs?.[id] });
+    workers[id] = await startWorker(id, director, clusterDir, {
+      silent: true,
+      confirmDelayMs: options.confirmDelayMs?.[id],
+      restoreDelayMs: options.restoreDelayMs?.[id],
+    });
   }
   const stop = async () => {
     for (const w of Object.values(workers)) w.kill('SIGKILL');
@@ -130,6 +137,34 @@ test.serial('the target killed mid-migration: MigrationAbort, the session stays,
     t.is(r.items, 100);
     t.is(r.gaps + r.duplicates, 0);
     t.deepEqual(r.workers, ['worker-a'], 'the session never left the source');
+  } finally {
+    await stop();
+  }
+});
+
+test.serial('the source killed at the Pivot and the target 300 ms later: the session ends on the third worker', async (t) => {
+  // Defect 8: the MigrationComplete to the dead source used to hold the session's migration
+  // lock for 2 s, and the failover of the target skipped the locked session: orphaned.
+  const { director, workers, stop } = await cluster(['worker-a', 'worker-b', 'worker-c'], {
+    restoreDelayMs: { 'worker-b': 150 },
+  });
+  try {
+    const record = stream(director, 120, 20);
+    const session = await sessionOf(director);
+    await sleep(300);
+    const restored = workers['worker-b']!.waitFor((m) => m.type === 'restored');
+    const migration = director.proc.command<MigrationReport>({ cmd: 'migrate', sessionId: session, target: 'worker-b' });
+    await restored;
+    workers['worker-a']!.kill('SIGKILL'); // the source, between State Transfer and the Pivot
+    const report = await migration.catch((e: unknown) => e);
+    await sleep(300);
+    workers['worker-b']!.kill('SIGKILL');
+    const r = await record;
+    t.is(r.items, 120, `migration: ${JSON.stringify(report)}`);
+    t.is(r.gaps, 0);
+    t.is(r.duplicates, 0);
+    t.is(r.workers.at(-1), 'worker-c', `route: ${r.workers.join(' -> ')}`);
+    t.true(r.switches.every((s) => s.pauseMs < 3000), JSON.stringify(r.switches));
   } finally {
     await stop();
   }

@@ -80,11 +80,12 @@ export async function startWorker(
   id: string,
   director: DirectorProc,
   clusterDir: string,
-  options: { silent?: boolean; stateBytes?: number; confirmDelayMs?: number } = {},
+  options: { silent?: boolean; stateBytes?: number; confirmDelayMs?: number; restoreDelayMs?: number } = {},
 ): Promise<Proc> {
   const args = ['--id', id, '--director', director.mgmtAddress, '--cluster-dir', clusterDir];
   if (options.stateBytes !== undefined) args.push('--state-bytes', String(options.stateBytes));
   if (options.confirmDelayMs) args.push('--confirm-delay-ms', String(options.confirmDelayMs));
+  if (options.restoreDelayMs) args.push('--restore-delay-ms', String(options.restoreDelayMs));
   const proc = new Proc('worker', args, options);
   await Promise.race([
     proc.waitFor((m) => m.type === 'ready'),

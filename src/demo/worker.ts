@@ -2,7 +2,9 @@
  * Demo and test process: a worker serving the resumable `tokens` method and a unary `who`.
  * SIGTERM drains it (its sessions migrate to other workers) and it exits 0. Its application
  * state per session is `--state-bytes` bytes, carried by `captureState` / `restoreState`.
- * `--confirm-delay-ms` makes its migration policy hook slow (for abort tests).
+ * `--confirm-delay-ms` makes its migration policy hook slow (for abort tests);
+ * `--restore-delay-ms` makes `restoreState` wait after reporting `restored` (for tests that kill
+ * the source between State Transfer and the Pivot).
  * @module
  */
 import { parseArgs } from 'node:util';
@@ -17,11 +19,13 @@ const { values } = parseArgs({
     'cluster-dir': { type: 'string' },
     'state-bytes': { type: 'string', default: '1024' },
     'confirm-delay-ms': { type: 'string', default: '0' },
+    'restore-delay-ms': { type: 'string', default: '0' },
   },
 });
 const id = values.id!;
 const stateBytes = Number(values['state-bytes']);
 const confirmDelayMs = Number(values['confirm-delay-ms']);
+const restoreDelayMs = Number(values['restore-delay-ms']);
 const sessions = new Map<string, Buffer>();
 
 const worker = await RpcWorker.start({ id, director: values.director!, clusterDir: values['cluster-dir'] });
@@ -47,9 +51,10 @@ worker.setHooks({
     }
     return s;
   },
-  restoreState: (sessionId, state) => {
+  restoreState: async (sessionId, state) => {
     sessions.set(sessionId, state);
     process.send?.({ type: 'restored', sessionId, bytes: state.length });
+    if (restoreDelayMs > 0) await new Promise((r) => setTimeout(r, restoreDelayMs));
   },
 });
 process.send?.({ type: 'ready', id });

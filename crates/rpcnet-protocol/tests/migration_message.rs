@@ -95,6 +95,7 @@ fn samples() -> Vec<ManagementMessage> {
             worker_id: "worker-1".into(),
             user_addr: "127.0.0.1:4433".into(),
             mgmt_addr: "127.0.0.1:4434".into(),
+            lease_ms: 0,
         }
         .into(),
         Heartbeat {

@@ -103,6 +103,7 @@ async fn a_worker_id_is_registered_again_by_its_worker_or_after_its_death() {
         worker_id: "worker-a".into(),
         user_addr: workers[0].server().local_addr().to_string(),
         mgmt_addr: workers[0].mgmt_addr().to_string(),
+        lease_ms: 0,
     });
     mgmt::call(&as_worker_a, mgmt::REGISTER, &again, 5_000)
         .await

@@ -88,6 +88,23 @@ pub struct MigrationSummary {
     pub snapshot_bytes: u64,
 }
 
+/// What [`Coordinator::start_migration`] needs besides the clock.
+#[derive(Debug, Clone)]
+pub struct MigrationStart<'a> {
+    /// Phase and total timeouts, auto-confirm (RFC-001 Appendix B).
+    pub config: MigrationConfig,
+    /// The new migration's id (unique per director).
+    pub migration_id: u64,
+    /// The worker to move the session to.
+    pub target: &'a str,
+    /// Why (carried in the MigrationRequest).
+    pub reason: MigrationReason,
+    /// The cluster's token key (RFC-001 section 6.1).
+    pub key: &'a TokenKey,
+    /// 32 random bytes from the driver for the token.
+    pub nonce: [u8; 32],
+}
+
 /// Something the driver reports to the embedder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CoordinatorEvent {
@@ -164,23 +181,25 @@ impl Coordinator {
             .map(|r| r.machine.config().total_timeout_ms)
     }
 
-    /// Starts a migration of the session from its owner to `target` (RFC-001 Initiation): issues
-    /// the single-use token with the driver's random `nonce` and sends what the first phase
+    /// Starts a migration of the session from its owner to `start.target` (RFC-001 Initiation):
+    /// issues the single-use token with the driver's random nonce and sends what the first phase
     /// needs. `now_ms` must be unix ms (tokens carry an absolute expiry).
     ///
     /// Errors: `UNAVAILABLE` while another migration of the session runs; `INVALID_ARGUMENT`
-    /// when `target` already owns the session or a worker id is too long for a token.
-    #[allow(clippy::too_many_arguments)]
+    /// when the target already owns the session or a worker id is too long for a token.
     pub fn start_migration(
         &mut self,
-        config: MigrationConfig,
-        migration_id: u64,
-        target: &str,
-        reason: MigrationReason,
-        key: &TokenKey,
-        nonce: [u8; 32],
+        start: MigrationStart<'_>,
         now_ms: u64,
     ) -> Result<(), CallError> {
+        let MigrationStart {
+            config,
+            migration_id,
+            target,
+            reason,
+            key,
+            nonce,
+        } = start;
         if let Some((id, ..)) = self.migration() {
             return Err(CallError {
                 code: ErrorCode::Unavailable,
@@ -479,8 +498,18 @@ mod tests {
         let key = TokenKey::from_bytes(&[7; 32]);
         let mut c = Coordinator::new(5, "a");
         let config = MigrationConfig::default();
-        c.start_migration(config, 1, "b", MigrationReason::Admin, &key, [1; 32], 1_000)
-            .unwrap();
+        c.start_migration(
+            MigrationStart {
+                config,
+                migration_id: 1,
+                target: "b",
+                reason: MigrationReason::Admin,
+                key: &key,
+                nonce: [1; 32],
+            },
+            1_000,
+        )
+        .unwrap();
         (c, key)
     }
 
@@ -578,23 +607,27 @@ mod tests {
         // Losing the target of the next migration leaves the session where it is.
         let key = TokenKey::from_bytes(&[7; 32]);
         c.start_migration(
-            MigrationConfig::default(),
-            2,
-            "d",
-            MigrationReason::Admin,
-            &key,
-            [2; 32],
+            MigrationStart {
+                config: MigrationConfig::default(),
+                migration_id: 2,
+                target: "d",
+                reason: MigrationReason::Admin,
+                key: &key,
+                nonce: [2; 32],
+            },
             2_000,
         )
         .unwrap();
         assert!(c
             .start_migration(
-                MigrationConfig::default(),
-                3,
-                "e",
-                MigrationReason::Admin,
-                &key,
-                [3; 32],
+                MigrationStart {
+                    config: MigrationConfig::default(),
+                    migration_id: 3,
+                    target: "e",
+                    reason: MigrationReason::Admin,
+                    key: &key,
+                    nonce: [3; 32]
+                },
                 2_000
             )
             .is_err());

@@ -8,7 +8,7 @@ use rpcnet_protocol::migration::{
     MigrationReason, SessionSnapshot, TokenKey,
 };
 use rpcnet_protocol::{Attach, ErrorCode, Frame, Request};
-use rpcnet_session::coordinator::{CoordinatorEvent, Transmit, WorkerMethod};
+use rpcnet_session::coordinator::{CoordinatorEvent, MigrationStart, Transmit, WorkerMethod};
 use rpcnet_session::participant::{AttachDecision, SessionBook};
 use rpcnet_session::{
     CallError, ClientCall, Coordinator, Delivery, Lease, OwnerFrame, Participant, Produced,
@@ -443,12 +443,14 @@ impl Sim {
         let s = self.sessions.get_mut(&session).expect("session");
         if s.coord
             .start_migration(
-                config,
-                id,
-                &target,
-                MigrationReason::Admin,
-                &key,
-                nonce,
+                MigrationStart {
+                    config,
+                    migration_id: id,
+                    target: &target,
+                    reason: MigrationReason::Admin,
+                    key: &key,
+                    nonce,
+                },
                 now,
             )
             .is_ok()
@@ -1106,12 +1108,14 @@ impl Sim {
             let s = self.sessions.get_mut(&sid).unwrap();
             if s.coord
                 .start_migration(
-                    config,
-                    id,
-                    &target,
-                    MigrationReason::Drain,
-                    &key,
-                    nonce,
+                    MigrationStart {
+                        config,
+                        migration_id: id,
+                        target: &target,
+                        reason: MigrationReason::Drain,
+                        key: &key,
+                        nonce,
+                    },
                     now,
                 )
                 .is_ok()

@@ -21,7 +21,7 @@
 //! 0x04 StateTransfer          migration_id u64 | sealed bytes32
 //! 0x05 MigrationComplete      migration_id u64 | session_id u64
 //! 0x06 MigrationAbort         migration_id u64 | reason str16
-//! 0x10 Register               worker_id str16 | user_addr str16 | mgmt_addr str16
+//! 0x10 Register               worker_id str16 | user_addr str16 | mgmt_addr str16 | lease_ms u32
 //! 0x11 Heartbeat              worker_id str16 | sessions u32 | at_ms u64
 //! 0x12 SessionClosed          session_id u64
 //! ```
@@ -156,6 +156,11 @@ pub struct Register {
     pub user_addr: String,
     /// Its management (control plane) address, `host:port`.
     pub mgmt_addr: String,
+    /// The heartbeat lease, ms: 0 from the worker; in the director's reply, how long the worker
+    /// may keep producing without an acknowledged heartbeat (PROTOCOL.md section 14.1). Shorter
+    /// than the director's failure-detection timeout, so a worker that may have been declared
+    /// dead has stopped producing first.
+    pub lease_ms: u32,
 }
 
 /// Cluster membership: a worker's periodic liveness report.
@@ -332,6 +337,7 @@ impl ManagementMessage {
                 put_bytes16(out, m.worker_id.as_bytes(), "worker_id")?;
                 put_bytes16(out, m.user_addr.as_bytes(), "user_addr")?;
                 put_bytes16(out, m.mgmt_addr.as_bytes(), "mgmt_addr")?;
+                put_u32(out, m.lease_ms);
             }
             ManagementMessage::Heartbeat(m) => {
                 put_bytes16(out, m.worker_id.as_bytes(), "worker_id")?;
@@ -476,6 +482,7 @@ fn read_fields(ty: u8, r: &mut Reader<'_>) -> Result<ManagementMessage, ReadErro
             worker_id: r.str16("worker_id")?,
             user_addr: r.str16("user_addr")?,
             mgmt_addr: r.str16("mgmt_addr")?,
+            lease_ms: r.u32("lease_ms")?,
         }
         .into(),
         0x11 => Heartbeat {

@@ -1,346 +1,235 @@
-//! RFC-001's migration phases as the director runs them: the sans-IO
-//! [`rpcnet_protocol::migration::Migration`] decides what happens next; this module performs each
-//! action over the management ports ([`crate::mgmt`]) and feeds the results and the clock back.
-//!
-//! Initiation issues a single-use token (HMAC-SHA256 over session, source, target, expiry);
-//! Confirmation asks the target's policy hook; Preparation has the target redeem the token;
-//! State Capture freezes the session's route, then the source freezes its calls at an item
-//! boundary and seals the snapshot; State Transfer hands the sealed bytes to the target, which
-//! opens and restores them; Pivot switches the route atomically and tells the source to drop the
-//! session. Any failure before the Pivot is a MigrationAbort: the route unfreezes on the source,
-//! whose captured calls re-attach there, so nothing is lost.
+//! Starting migrations (admin and drain) and waiting for their reports. RFC-001's phases run in
+//! the session's [`rpcnet_session::Coordinator`], driven by [`super::session`]; this module picks
+//! the target, takes one of the director's concurrent-migration slots, starts the machine and
+//! waits for the end. One migration of a session runs at a time; a second one waits for the
+//! first to end and then starts from wherever the session is.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use ring::rand::SystemRandom;
-use rpcnet_protocol::migration::{
-    Action, Event, ManagementMessage, Migration, MigrationAbort, MigrationComplete, MigrationError,
-    MigrationReason, MigrationRequest, Outcome, StateTransfer, DEFAULT_TOKEN_TTL_MS,
-};
+use ring::rand::{SecureRandom, SystemRandom};
+use rpcnet_protocol::migration::MigrationReason;
 use rpcnet_protocol::ErrorCode;
+use rpcnet_session::coordinator::MigrationStart;
+use tokio::sync::oneshot;
 
-use super::{DirectorEvent, Inner, WorkerLink};
+use super::session::Session;
+use super::{DirectorEvent, Inner, MigrationReport};
 use crate::error::RpcError;
-use crate::mgmt::{self, now_ms};
 
-/// What one migration did, reported to the embedder.
-#[derive(Debug, Clone)]
-pub struct MigrationReport {
-    /// Migration id.
-    pub migration_id: u64,
-    /// Session id.
-    pub session_id: u64,
-    /// Source worker.
-    pub source: String,
-    /// Target worker.
-    pub target: String,
-    /// `drain`, `admin`, ...
-    pub reason: String,
-    /// True if the session now lives on the target; false if it was rolled back.
-    pub completed: bool,
-    /// For an abort: `CODE: message` of the cause.
-    pub error: Option<String>,
-    /// For an abort: the phase that was running.
-    pub aborted_in: Option<String>,
-    /// Time spent in each phase, ms, in order.
-    pub phases: Vec<(String, u64)>,
-    /// Total time, ms.
-    pub duration_ms: f64,
-    /// Time the session's calls were frozen (State Capture to Pivot or abort), ms.
-    pub frozen_ms: f64,
-    /// Size of the sealed snapshot, bytes.
-    pub snapshot_bytes: u64,
+/// What to migrate, where to, and why.
+pub(crate) struct Order {
+    /// The session.
+    pub(crate) session_id: u64,
+    /// Only if it still lives here (a drain moves what its worker owns).
+    pub(crate) from: Option<String>,
+    /// The target; `None`: the placement policy chooses.
+    pub(crate) target: Option<String>,
+    /// Why (RFC-001 MigrationRequest `reason`).
+    pub(crate) reason: MigrationReason,
 }
 
-fn failure(e: &RpcError) -> Event {
-    Event::Failure(MigrationError::Aborted {
-        reason: format!("{}: {}", e.code, e.message),
-    })
-}
-
-/// Runs one exchange against a worker, bounded by the machine's next timeout.
-async fn exchange(
-    m: &Migration,
-    w: &WorkerLink,
-    method: &str,
-    msg: &ManagementMessage,
-) -> Result<ManagementMessage, RpcError> {
-    let left = m
-        .poll_timeout()
-        .map_or(5_000, |t| t.saturating_sub(now_ms()).max(1));
-    if !w.alive() {
-        return Err(RpcError::unavailable(format!("worker {} is dead", w.id)));
-    }
-    tokio::select! {
-        r = mgmt::call(&w.mgmt, method, msg, left.min(u64::from(u32::MAX)) as u32) => r,
-        _ = w.dead.cancelled() => Err(RpcError::unavailable(format!("worker {} died", w.id))),
-    }
-}
-
+/// Runs one migration to its end. `Ok(None)` when the order's `from` no longer owns the session
+/// (nothing to do).
+///
+/// Errors: `NOT_FOUND` for an unknown session or target; `UNAVAILABLE` when no other worker is
+/// available, when the source is not alive, or when the migration aborted (the message names the
+/// phase and the cause; the session then stays on the source, nothing lost); `INVALID_ARGUMENT`
+/// when the target already owns the session.
 pub(crate) async fn migrate(
     inner: &Arc<Inner>,
-    session_id: u64,
-    target: Option<String>,
-    reason: MigrationReason,
-) -> Result<MigrationReport, RpcError> {
-    let session = inner
-        .sessions
-        .lock()
-        .unwrap()
-        .get(&session_id)
-        .cloned()
-        .ok_or_else(|| {
-            RpcError::new(ErrorCode::NotFound, format!("no session {session_id:016x}"))
-        })?;
-    let _one_at_a_time = session.migrating.lock().await;
-    let source_id = session.route.borrow().owner.clone();
-    let target_id = match target {
+    order: Order,
+) -> Result<Option<MigrationReport>, RpcError> {
+    let _slot = inner
+        .migration_slots
+        .acquire()
+        .await
+        .map_err(|_| RpcError::unavailable("director closed"))?;
+    let session = inner.session(order.session_id)?;
+    loop {
+        let idle = session.idle.notified();
+        tokio::pin!(idle);
+        idle.as_mut().enable();
+        match try_start(inner, &session, &order).await? {
+            Start::Started(ended) => return finished(ended.await).map(Some),
+            Start::Moved => return Ok(None),
+            Start::Busy => idle.await,
+        }
+    }
+}
+
+/// What [`try_start`] did.
+enum Start {
+    /// The migration runs; its report arrives here.
+    Started(oneshot::Receiver<MigrationReport>),
+    /// Another migration of the session runs: wait for it to end.
+    Busy,
+    /// The session no longer lives on the order's `from`.
+    Moved,
+}
+
+/// Starts the migration unless another one of the session runs.
+async fn try_start(
+    inner: &Arc<Inner>,
+    session: &Arc<Session>,
+    order: &Order,
+) -> Result<Start, RpcError> {
+    let source = session.owner();
+    if order.from.as_deref().is_some_and(|f| f != source) {
+        return Ok(Start::Moved);
+    }
+    let target = target(inner, session, &source, order.target.clone()).await?;
+    let migration_id = inner.next_migration.fetch_add(1, Ordering::Relaxed);
+    let mut nonce = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| RpcError::internal("no random bytes for the migration token"))?;
+    let (tx, rx) = oneshot::channel();
+    session.await_migration(migration_id, tx);
+    let started = session.drive(inner, |c, now| -> Result<bool, rpcnet_session::CallError> {
+        if c.migration().is_some() || c.route().owner != source {
+            return Ok(false);
+        }
+        let start = MigrationStart {
+            config: inner.config.migration,
+            migration_id,
+            target: &target,
+            reason: order.reason.clone(),
+            key: &inner.token_key,
+            nonce,
+        };
+        c.start_migration(start, now)?;
+        inner.emit(DirectorEvent::MigrationStarted {
+            migration_id,
+            session_id: session.id,
+            source: source.clone(),
+            target: target.clone(),
+            reason: order.reason.to_string(),
+        });
+        Ok(true)
+    });
+    match started {
+        Ok(true) => Ok(Start::Started(rx)),
+        Ok(false) => {
+            session.forget_migration(migration_id);
+            Ok(Start::Busy)
+        }
+        Err(e) => {
+            session.forget_migration(migration_id);
+            Err(RpcError::new(e.code, e.message))
+        }
+    }
+}
+
+/// The target: `wanted` if given and alive, else the placement policy's choice.
+async fn target(
+    inner: &Arc<Inner>,
+    session: &Session,
+    source: &str,
+    wanted: Option<String>,
+) -> Result<String, RpcError> {
+    if inner.worker(source).filter(|w| w.alive()).is_none() {
+        return Err(RpcError::unavailable(format!(
+            "source {source} is not alive"
+        )));
+    }
+    let target = match wanted {
         Some(t) => t,
         None => inner
-            .select_worker(session_id, Some(&source_id))
+            .select_worker(session.id, Some(source))
             .await
             .ok_or_else(|| {
                 RpcError::unavailable(format!(
-                    "no worker other than {source_id} to migrate session {session_id:016x} to"
+                    "no worker other than {source} to migrate session {:016x} to",
+                    session.id
                 ))
             })?,
     };
-    if target_id == source_id {
+    if target == source {
         return Err(RpcError::invalid_argument(format!(
-            "session {session_id:016x} already lives on {target_id}"
+            "session {:016x} already lives on {target}",
+            session.id
         )));
     }
-    let source = inner
-        .worker(&source_id)
-        .filter(|w| w.alive())
-        .ok_or_else(|| RpcError::unavailable(format!("source {source_id} is not alive")))?;
-    let target = inner
-        .worker(&target_id)
-        .filter(|w| w.alive())
-        .ok_or_else(|| RpcError::new(ErrorCode::NotFound, format!("no live worker {target_id}")))?;
+    if inner.worker(&target).filter(|w| w.alive()).is_none() {
+        return Err(RpcError::new(
+            ErrorCode::NotFound,
+            format!("no live worker {target}"),
+        ));
+    }
+    Ok(target)
+}
 
-    let migration_id = inner
-        .next_migration
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let started = Instant::now();
-    let now = now_ms();
-    let mut m = Migration::new(
-        inner.config.migration,
-        migration_id,
-        session_id,
-        source_id.clone(),
-        target_id.clone(),
-        now,
-    );
-    let reason_text = reason.to_string();
-    inner.emit(DirectorEvent::MigrationStarted {
-        migration_id,
-        session_id,
-        source: source_id.clone(),
-        target: target_id.clone(),
-        reason: reason_text.clone(),
-    });
-    let token = inner
-        .token_key
-        .issue(
-            &SystemRandom::new(),
-            session_id,
-            &source_id,
-            &target_id,
-            now,
-            DEFAULT_TOKEN_TTL_MS,
-        )
-        .map_err(|e| RpcError::internal(e.to_string()))?;
-    let mut request = ManagementMessage::Request(MigrationRequest {
-        migration_id,
-        session_id,
-        source: source_id.clone(),
-        target: target_id.clone(),
-        reason,
-        token,
-        requested_at_ms: now,
-        route_epoch: 0,
-    });
-    let mut sealed = Bytes::new();
-    let mut frozen_at: Option<Instant> = None;
-    let mut frozen_ms = 0.0;
-    let mut unfreeze =
-        |session: &super::Session, frozen_at: &mut Option<Instant>, owner: Option<&str>| {
-            session.route.send_modify(|r| {
-                if let Some(o) = owner {
-                    r.owner = o.to_string();
-                }
-                r.frozen = false;
-                r.epoch += 1;
-            });
-            if let Some(t) = frozen_at.take() {
-                frozen_ms = t.elapsed().as_secs_f64() * 1000.0;
-            }
-        };
-    loop {
-        while let Some(action) = m.poll_action() {
-            let result = match action {
-                Action::SendRequest => m.handle(Event::RequestSent, now_ms()),
-                Action::AskConfirmation => {
-                    match exchange(&m, &target, mgmt::REQUEST, &request).await {
-                        Ok(ManagementMessage::Confirmation(c)) => {
-                            m.handle(Event::Confirmed(c.decision), now_ms())
-                        }
-                        Ok(other) => m.handle(
-                            failure(&RpcError::protocol(format!("unexpected {}", other.name()))),
-                            now_ms(),
-                        ),
-                        Err(e) => m.handle(failure(&e), now_ms()),
-                    }
-                }
-                Action::SendPrepare => match exchange(&m, &target, mgmt::PREPARE, &request).await {
-                    Ok(ManagementMessage::PrepareAck(a)) => {
-                        m.handle(Event::PrepareAck { ready: a.ready }, now_ms())
-                    }
-                    Ok(other) => m.handle(
-                        failure(&RpcError::protocol(format!("unexpected {}", other.name()))),
-                        now_ms(),
-                    ),
-                    Err(e) => m.handle(failure(&e), now_ms()),
-                },
-                Action::CaptureState => {
-                    // New attaches wait from here until the Pivot or the abort.
-                    session.route.send_modify(|r| r.frozen = true);
-                    frozen_at = Some(Instant::now());
-                    // The source fences the session at this epoch (PROTOCOL.md section 13.5).
-                    if let ManagementMessage::Request(r) = &mut request {
-                        r.route_epoch = session.route.borrow().epoch;
-                    }
-                    match exchange(&m, &source, mgmt::CAPTURE, &request).await {
-                        Ok(ManagementMessage::StateTransfer(st)) => {
-                            sealed = st.sealed;
-                            m.handle(
-                                Event::Captured {
-                                    sealed_bytes: sealed.len() as u64,
-                                },
-                                now_ms(),
-                            )
-                        }
-                        Ok(other) => m.handle(
-                            failure(&RpcError::protocol(format!("unexpected {}", other.name()))),
-                            now_ms(),
-                        ),
-                        Err(e) => m.handle(failure(&e), now_ms()),
-                    }
-                }
-                Action::SendStateTransfer => {
-                    let msg = ManagementMessage::StateTransfer(StateTransfer {
-                        migration_id,
-                        sealed: sealed.clone(),
-                    });
-                    match exchange(&m, &target, mgmt::TRANSFER, &msg).await {
-                        Ok(ManagementMessage::Complete(_)) => m.handle(Event::Restored, now_ms()),
-                        Ok(other) => m.handle(
-                            failure(&RpcError::protocol(format!("unexpected {}", other.name()))),
-                            now_ms(),
-                        ),
-                        Err(e) => m.handle(failure(&e), now_ms()),
-                    }
-                }
-                Action::SwitchRoute => {
-                    unfreeze(&session, &mut frozen_at, Some(&target_id));
-                    m.handle(Event::PivotDone, now_ms())
-                }
-                Action::SendComplete => {
-                    let msg = ManagementMessage::Complete(MigrationComplete {
-                        migration_id,
-                        session_id,
-                    });
-                    if let Err(e) = mgmt::call(&source.mgmt, mgmt::COMPLETE, &msg, 2_000).await {
-                        tracing::warn!(error = %e, "MigrationComplete to the source failed");
-                    }
-                    Ok(())
-                }
-                Action::SendAbort { reason } => {
-                    let msg = ManagementMessage::Abort(MigrationAbort {
-                        migration_id,
-                        reason,
-                    });
-                    for w in [&target, &source] {
-                        if w.alive() {
-                            let _ = mgmt::call(&w.mgmt, mgmt::ABORT, &msg, 1_000).await;
-                        }
-                    }
-                    // Roll back: the session stays on the source (its captured calls re-attach
-                    // there). If the source died meanwhile, failover has already re-routed it.
-                    let owner = if source.alive() {
-                        Some(source_id.as_str())
-                    } else {
-                        None
-                    };
-                    unfreeze(&session, &mut frozen_at, owner);
-                    if !source.alive() {
-                        super::reroute(inner, &session, &source_id, now_ms()).await;
-                    }
-                    Ok(())
-                }
-                Action::RetryAt(at) => {
-                    tokio::time::sleep(Duration::from_millis(at.saturating_sub(now_ms()))).await;
-                    m.handle_timeout(now_ms());
-                    Ok(())
-                }
+fn finished(
+    report: Result<MigrationReport, oneshot::error::RecvError>,
+) -> Result<MigrationReport, RpcError> {
+    let report = report.map_err(|_| RpcError::unavailable("director closed"))?;
+    if report.completed {
+        return Ok(report);
+    }
+    Err(RpcError::unavailable(format!(
+        "migration {} of session {:016x} aborted in {}: {}",
+        report.migration_id,
+        report.session_id,
+        report.aborted_in.as_deref().unwrap_or("?"),
+        report.error.as_deref().unwrap_or("?")
+    )))
+}
+
+/// Graceful drain of `worker`: marks it draining (no new sessions), migrates every session it
+/// owns to other workers, up to the director's concurrent-migration limit at once, and waits
+/// until the relays have read their last frame from it. Returns the reports.
+///
+/// Errors: `NOT_FOUND` for an unknown worker; the first failed migration's error (after all
+/// were tried; the sessions whose migration failed stay on the worker).
+pub(crate) async fn drain(
+    inner: &Arc<Inner>,
+    worker: &str,
+) -> Result<Vec<MigrationReport>, RpcError> {
+    let w = inner
+        .worker(worker)
+        .ok_or_else(|| RpcError::new(ErrorCode::NotFound, format!("no worker {worker}")))?;
+    w.set_draining();
+    let owned: Vec<u64> = inner
+        .sessions
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|s| s.route.borrow().owner == worker)
+        .map(|s| s.id)
+        .collect();
+    let mut running = tokio::task::JoinSet::new();
+    for session_id in owned {
+        let (inner, from) = (inner.clone(), worker.to_string());
+        running.spawn(async move {
+            let order = Order {
+                session_id,
+                from: Some(from),
+                target: None,
+                reason: MigrationReason::Drain,
             };
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "migration state machine refused an event");
+            (session_id, migrate(&inner, order).await)
+        });
+    }
+    let mut reports = Vec::new();
+    let mut first_error = None;
+    while let Some(r) = running.join_next().await {
+        let (session_id, result) =
+            r.map_err(|e| RpcError::internal(format!("migration task failed: {e}")))?;
+        match result {
+            Ok(Some(report)) => reports.push(report),
+            // Moved away by another migration meanwhile: nothing left to drain.
+            Ok(None) => {}
+            // The session closed meanwhile.
+            Err(e) if e.code == ErrorCode::NotFound && !inner.has_session(session_id) => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
             }
         }
-        if m.is_finished() {
-            break;
-        }
-        match m.poll_timeout() {
-            Some(t) => {
-                tokio::time::sleep(Duration::from_millis(t.saturating_sub(now_ms()))).await;
-                m.handle_timeout(now_ms());
-            }
-            None => break,
-        }
     }
-    let (completed, error, aborted_in) = match m.outcome() {
-        Some(Outcome::Completed) => (true, None, None),
-        Some(Outcome::Aborted { phase, error }) => (
-            false,
-            Some(format!("{}: {error}", error.code())),
-            Some(phase.to_string()),
-        ),
-        None => (
-            false,
-            Some("MIGRATION_STATE: the migration did not finish".into()),
-            None,
-        ),
-    };
-    let report = MigrationReport {
-        migration_id,
-        session_id,
-        source: source_id,
-        target: target_id,
-        reason: reason_text,
-        completed,
-        error,
-        aborted_in,
-        phases: m
-            .phase_durations()
-            .into_iter()
-            .map(|(p, d)| (p.to_string(), d))
-            .collect(),
-        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-        frozen_ms,
-        snapshot_bytes: sealed.len() as u64,
-    };
-    inner.emit(DirectorEvent::MigrationFinished(report.clone()));
-    if completed {
-        Ok(report)
-    } else {
-        Err(RpcError::unavailable(format!(
-            "migration {migration_id} of session {session_id:016x} aborted in {}: {}",
-            report.aborted_in.as_deref().unwrap_or("?"),
-            report.error.as_deref().unwrap_or("?")
-        )))
+    if let Some(e) = first_error {
+        return Err(e);
     }
+    w.wait_streams_ended().await;
+    Ok(reports)
 }

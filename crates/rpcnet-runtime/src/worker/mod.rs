@@ -9,6 +9,8 @@
 //! `restoreState`) live in TypeScript: they reach the embedder as [`WorkerHook`]s and are
 //! answered with [`Worker::answer_hook`]. Token checks, freezing, sealing and restoring are here.
 
+mod membership;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,8 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use ring::rand::{SecureRandom, SystemRandom};
 use rpcnet_protocol::migration::{
-    ConfirmationDecision, Heartbeat, ManagementMessage, MigrationConfirmation, MigrationRequest,
-    Register, TokenKey,
+    ConfirmationDecision, ManagementMessage, MigrationConfirmation, MigrationRequest, TokenKey,
 };
 use rpcnet_session::Participant;
 use tokio::sync::oneshot;
@@ -120,6 +121,7 @@ struct Inner {
     next_hook: AtomicU64,
     flags: HookFlags,
     director: Client,
+    membership: membership::Membership,
     stopped: Canceller,
 }
 
@@ -196,12 +198,15 @@ impl Worker {
             next_hook: AtomicU64::new(1),
             flags: HookFlags::default(),
             director,
+            membership: Default::default(),
             stopped: Canceller::new(),
         });
-        let register = register_message(&inner);
-        mgmt::call(&inner.director, mgmt::REGISTER, &register, MGMT_TIMEOUT_MS).await?;
+        membership::register(&inner).await?;
         tokio::spawn(serve_mgmt(inner.clone()));
-        tokio::spawn(heartbeats(inner.clone(), config.heartbeat_ms.max(10)));
+        tokio::spawn(membership::heartbeats(
+            inner.clone(),
+            config.heartbeat_ms.max(10),
+        ));
         tracing::info!(worker = %config.id, user = %inner.user.local_addr(), mgmt = %inner.mgmt.local_addr(), "worker registered");
         Ok(Worker { inner })
     }
@@ -247,7 +252,7 @@ impl Worker {
     /// Errors: `UNAVAILABLE` if the director cannot be reached; `DEADLINE_EXCEEDED` after
     /// `timeout_ms`.
     pub async fn drain(&self, timeout_ms: u32) -> Result<(), RpcError> {
-        let msg = register_message(&self.inner);
+        let msg = membership::register_message(&self.inner);
         mgmt::call(&self.inner.director, mgmt::DRAIN, &msg, timeout_ms).await?;
         Ok(())
     }
@@ -258,47 +263,6 @@ impl Worker {
     pub async fn close(&self) {
         self.inner.stopped.cancel();
         tokio::join!(self.inner.user.close(), self.inner.mgmt.close());
-    }
-}
-
-/// This worker's `Register` message (its id and both addresses), sent to register, to re-register
-/// and to ask for a drain.
-fn register_message(inner: &Inner) -> ManagementMessage {
-    ManagementMessage::Register(Register {
-        worker_id: inner.id.clone(),
-        user_addr: inner.user.local_addr().to_string(),
-        mgmt_addr: inner.mgmt.local_addr().to_string(),
-    })
-}
-
-async fn heartbeats(inner: Arc<Inner>, every_ms: u64) {
-    let mut tick = tokio::time::interval(Duration::from_millis(every_ms));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = inner.stopped.cancelled() => return,
-        }
-        let hb = ManagementMessage::Heartbeat(Heartbeat {
-            worker_id: inner.id.clone(),
-            sessions: inner.user.sessions().len() as u32,
-            at_ms: now_ms(),
-        });
-        match mgmt::call(&inner.director, mgmt::HEARTBEAT, &hb, 1_000).await {
-            Ok(_) => {}
-            Err(e) if e.code == ErrorCode::NotFound => {
-                // The director declared us dead (missed heartbeats) or restarted: register again.
-                tracing::warn!(worker = %inner.id, "director does not know this worker; registering again");
-                // It declared this worker dead and failed its sessions over: drop their state.
-                inner.user.sessions().with_book(|b| b.forget_all(now_ms()));
-                let register = register_message(&inner);
-                if let Err(e) = mgmt::call(&inner.director, mgmt::REGISTER, &register, 2_000).await
-                {
-                    tracing::warn!(error = %e, "re-registration failed");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
-        }
     }
 }
 

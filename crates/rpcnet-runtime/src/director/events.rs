@@ -1,0 +1,121 @@
+//! What the embedder observes of the director: [`DirectorEvent`]s and the [`MigrationReport`] of
+//! each migration, built from the session coordinator's [`MigrationSummary`] plus the driver's
+//! own sub-millisecond timings.
+
+use std::time::Instant;
+
+use rpcnet_session::MigrationSummary;
+
+/// What one migration did, reported to the embedder.
+#[derive(Debug, Clone)]
+pub struct MigrationReport {
+    /// Migration id.
+    pub migration_id: u64,
+    /// Session id.
+    pub session_id: u64,
+    /// Source worker.
+    pub source: String,
+    /// Target worker.
+    pub target: String,
+    /// `drain`, `admin`, ...
+    pub reason: String,
+    /// True if the session now lives on the target; false if it was rolled back.
+    pub completed: bool,
+    /// For an abort: `CODE: message` of the cause.
+    pub error: Option<String>,
+    /// For an abort: the phase that was running.
+    pub aborted_in: Option<String>,
+    /// Time spent in each phase, ms, in order.
+    pub phases: Vec<(String, u64)>,
+    /// Total time, ms.
+    pub duration_ms: f64,
+    /// Time the session's route was frozen (State Capture to Pivot or abort), ms.
+    pub frozen_ms: f64,
+    /// Size of the sealed snapshot, bytes.
+    pub snapshot_bytes: u64,
+}
+
+impl MigrationReport {
+    /// The report of `summary`; `started` and `frozen_ms` are the driver's monotonic timings
+    /// (the machine counts whole ms), used when known.
+    pub(crate) fn new(
+        s: MigrationSummary,
+        started: Option<Instant>,
+        frozen_ms: Option<f64>,
+    ) -> Self {
+        MigrationReport {
+            migration_id: s.migration_id,
+            session_id: s.session_id,
+            source: s.source,
+            target: s.target,
+            reason: s.reason,
+            completed: s.completed,
+            error: s.error,
+            aborted_in: s.aborted_in.map(|p| p.to_string()),
+            phases: s
+                .phases
+                .into_iter()
+                .map(|(p, d)| (p.to_string(), d))
+                .collect(),
+            duration_ms: started
+                .map_or(s.duration_ms as f64, |t| t.elapsed().as_secs_f64() * 1000.0),
+            frozen_ms: frozen_ms.unwrap_or(s.frozen_ms as f64),
+            snapshot_bytes: s.snapshot_bytes,
+        }
+    }
+}
+
+/// Something the embedder can observe.
+#[derive(Debug, Clone)]
+pub enum DirectorEvent {
+    /// A worker registered (or re-registered).
+    WorkerJoined {
+        /// Worker id.
+        worker: String,
+    },
+    /// A worker missed heartbeats for `failover_after_ms` and was declared dead.
+    WorkerLost {
+        /// Worker id.
+        worker: String,
+    },
+    /// A client connected; its session was placed on `worker`.
+    SessionOpened {
+        /// Session id.
+        session_id: u64,
+        /// The client's `connectionId`.
+        connection_id: String,
+        /// The owner.
+        worker: String,
+    },
+    /// A client connection ended.
+    SessionClosed {
+        /// Session id.
+        session_id: u64,
+    },
+    /// A migration began (RFC-001 Initiation).
+    MigrationStarted {
+        /// Migration id.
+        migration_id: u64,
+        /// Session id.
+        session_id: u64,
+        /// Source worker.
+        source: String,
+        /// Target worker.
+        target: String,
+        /// `drain`, `admin`, ...
+        reason: String,
+    },
+    /// A migration finished; see [`MigrationReport`].
+    MigrationFinished(MigrationReport),
+    /// A session was re-opened on `to` after its owner `from` died.
+    Failover {
+        /// Session id.
+        session_id: u64,
+        /// The dead owner.
+        from: String,
+        /// The new owner.
+        to: String,
+        /// Time from the last heartbeat of `from` to the new route, ms.
+        detected_after_ms: u64,
+    },
+}
