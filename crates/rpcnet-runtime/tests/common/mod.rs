@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod lossy_proxy;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +26,20 @@ pub fn creds(dir: &std::path::Path, name: &str) -> Arc<ClusterCredentials> {
 /// Serves `count`: `items` items of `item_bytes` bytes (the first 8 bytes are the seq), `every`
 /// apart, resuming at the checkpoint seq and checkpointing after each item.
 pub async fn serve(worker: Arc<Worker>, items: u64, item_bytes: usize, every: Duration) {
+    serve_observed(worker, items, item_bytes, every, Arc::new(|_| {})).await
+}
+
+/// Called with each seq a handler pushed and the server accepted.
+pub type OnPush = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// [`serve`], calling `on_push` after every accepted item.
+pub async fn serve_observed(
+    worker: Arc<Worker>,
+    items: u64,
+    item_bytes: usize,
+    every: Duration,
+    on_push: OnPush,
+) {
     let server = worker.server().clone();
     server.register("count", MethodKind::ServerStreaming);
     loop {
@@ -33,7 +49,7 @@ pub async fn serve(worker: Arc<Worker>, items: u64, item_bytes: usize, every: Du
         }
         for e in events {
             if let ServerEvent::Call { id, resume, .. } = e {
-                let server = server.clone();
+                let (server, on_push) = (server.clone(), on_push.clone());
                 tokio::spawn(async move {
                     let mut seq = resume.map_or(0, |r| r.0);
                     while seq < items {
@@ -51,6 +67,7 @@ pub async fn serve(worker: Arc<Worker>, items: u64, item_bytes: usize, every: Du
                             }
                             PushStatus::Ready => {}
                         }
+                        on_push(seq);
                         seq += 1;
                         server.checkpoint(id, Bytes::new());
                     }
