@@ -46,7 +46,7 @@ director.proc.child.on('message', (m: { type: string; event?: DirectorEvent }) =
     const r = e.report;
     say(
       `director: migration ${r.migrationId} (${r.reason}) ${r.source} -> ${r.target} ${r.completed ? 'completed' : `ABORTED in ${r.abortedIn}: ${r.error}`}` +
-        ` in ${r.durationMs.toFixed(2)} ms, calls frozen ${r.frozenMs.toFixed(2)} ms, snapshot ${r.snapshotBytes} B; phases ${r.phases.map((p) => `${p.phase} ${p.ms}ms`).join(', ')}`,
+        ` in ${r.durationMs.toFixed(2)} ms, calls frozen ${r.frozenMs.toFixed(2)} ms, snapshot ${r.snapshotBytes} B; phases ${r.phases.map((p) => `${p.phase} ${p.ms.toFixed(2)}ms`).join(', ')}`,
     );
   } else if (e.kind === 'failover') {
     say(`director: failover of session ${e.sessionId} from ${e.from} to ${e.to}, ${e.detectedAfterMs} ms after its last heartbeat`);

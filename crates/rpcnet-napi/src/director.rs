@@ -87,10 +87,7 @@ fn report(r: MigrationReport) -> NativeMigrationReport {
         phases: r
             .phases
             .into_iter()
-            .map(|(phase, ms)| NativePhase {
-                phase,
-                ms: ms as f64,
-            })
+            .map(|(phase, ms)| NativePhase { phase, ms })
             .collect(),
         duration_ms: r.duration_ms,
         frozen_ms: r.frozen_ms,

@@ -25,8 +25,8 @@ pub struct MigrationReport {
     pub error: Option<String>,
     /// For an abort: the phase that was running.
     pub aborted_in: Option<String>,
-    /// Time spent in each phase, ms, in order.
-    pub phases: Vec<(String, u64)>,
+    /// Time spent in each phase, ms (monotonic, sub-millisecond), in order.
+    pub phases: Vec<(String, f64)>,
     /// Total time, ms.
     pub duration_ms: f64,
     /// Time the session's route was frozen (State Capture to Pivot or abort), ms.
@@ -35,14 +35,25 @@ pub struct MigrationReport {
     pub snapshot_bytes: u64,
 }
 
+/// The driver's monotonic timings of one migration (the machine counts whole ms of its unix-ms
+/// inputs); each is used when known, the machine's figure otherwise.
+pub(crate) struct Timings {
+    /// When the migration was started.
+    pub(crate) started: Option<Instant>,
+    /// Time in each phase, ms.
+    pub(crate) phases: Option<Vec<(String, f64)>>,
+    /// Time the route was frozen, ms.
+    pub(crate) frozen_ms: Option<f64>,
+}
+
 impl MigrationReport {
-    /// The report of `summary`; `started` and `frozen_ms` are the driver's monotonic timings
-    /// (the machine counts whole ms), used when known.
-    pub(crate) fn new(
-        s: MigrationSummary,
-        started: Option<Instant>,
-        frozen_ms: Option<f64>,
-    ) -> Self {
+    /// The report of `s`, with the driver's `timings` where known.
+    pub(crate) fn new(s: MigrationSummary, timings: Timings) -> Self {
+        let whole_ms: Vec<(String, f64)> = s
+            .phases
+            .iter()
+            .map(|(p, d)| (p.to_string(), *d as f64))
+            .collect();
         MigrationReport {
             migration_id: s.migration_id,
             session_id: s.session_id,
@@ -52,14 +63,11 @@ impl MigrationReport {
             completed: s.completed,
             error: s.error,
             aborted_in: s.aborted_in.map(|p| p.to_string()),
-            phases: s
-                .phases
-                .into_iter()
-                .map(|(p, d)| (p.to_string(), d))
-                .collect(),
-            duration_ms: started
+            phases: timings.phases.unwrap_or(whole_ms),
+            duration_ms: timings
+                .started
                 .map_or(s.duration_ms as f64, |t| t.elapsed().as_secs_f64() * 1000.0),
-            frozen_ms: frozen_ms.unwrap_or(s.frozen_ms as f64),
+            frozen_ms: timings.frozen_ms.unwrap_or(s.frozen_ms as f64),
             snapshot_bytes: s.snapshot_bytes,
         }
     }

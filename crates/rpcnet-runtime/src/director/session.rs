@@ -10,10 +10,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rpcnet_protocol::migration::ManagementMessage;
+use rpcnet_protocol::migration::{ManagementMessage, Phase};
 use rpcnet_session::{CallError, Coordinator, CoordinatorEvent, Route, Transmit, WorkerMethod};
 use tokio::sync::{oneshot, watch, Notify};
 
+use super::events::Timings;
 use super::{DirectorEvent, Inner, MigrationReport};
 use crate::error::RpcError;
 use crate::mgmt::{self, now_ms};
@@ -46,6 +47,36 @@ struct State {
     frozen_since: Option<Instant>,
     /// The earliest timer armed, unix ms.
     timer_at: Option<u64>,
+    /// Monotonic time spent in each phase of the running migration.
+    phases: Option<PhaseClock>,
+}
+
+/// Sub-millisecond phase timings of one migration, taken by the driver as the machine moves
+/// from phase to phase (the machine itself counts whole ms of its unix-ms inputs).
+struct PhaseClock {
+    migration_id: u64,
+    phase: Phase,
+    since: Instant,
+    spent: Vec<(String, f64)>,
+}
+
+impl PhaseClock {
+    fn new(migration_id: u64, phase: Phase) -> Self {
+        PhaseClock {
+            migration_id,
+            phase,
+            since: Instant::now(),
+            spent: Vec::new(),
+        }
+    }
+
+    /// Closes the current phase; `next` opens.
+    fn enter(&mut self, next: Phase) {
+        let ms = self.since.elapsed().as_secs_f64() * 1000.0;
+        self.spent.push((self.phase.to_string(), ms));
+        self.phase = next;
+        self.since = Instant::now();
+    }
 }
 
 /// Who waits for a migration's report, and since when.
@@ -57,6 +88,7 @@ struct Output {
     transmits: Vec<Transmit>,
     events: Vec<CoordinatorEvent>,
     finished: Vec<(u64, Option<Waiter>)>,
+    phases: Option<Vec<(String, f64)>>,
     thawed_ms: Option<f64>,
     deadline: Option<u64>,
     arm: Option<u64>,
@@ -77,6 +109,7 @@ impl Session {
                 waiting: HashMap::new(),
                 frozen_since: None,
                 timer_at: None,
+                phases: None,
             }),
         }
     }
@@ -122,7 +155,7 @@ impl Session {
         for t in out.transmits {
             self.dispatch(inner, t, out.deadline);
         }
-        self.report(inner, out.events, out.finished, out.thawed_ms);
+        self.report(inner, out.events, out.finished, out.phases, out.thawed_ms);
         if let Some(at) = out.arm {
             self.arm(inner, at);
         }
@@ -178,6 +211,7 @@ impl Session {
         inner: &Inner,
         events: Vec<CoordinatorEvent>,
         finished: Vec<(u64, Option<Waiter>)>,
+        mut phases: Option<Vec<(String, f64)>>,
         thawed_ms: Option<f64>,
     ) {
         let mut waiters: HashMap<_, _> = finished.into_iter().collect();
@@ -185,7 +219,12 @@ impl Session {
             match e {
                 CoordinatorEvent::MigrationFinished(s) => {
                     let waiter = waiters.remove(&s.migration_id).flatten();
-                    let report = MigrationReport::new(s, waiter.as_ref().map(|w| w.0), thawed_ms);
+                    let timings = Timings {
+                        started: waiter.as_ref().map(|w| w.0),
+                        phases: phases.take(),
+                        frozen_ms: thawed_ms,
+                    };
+                    let report = MigrationReport::new(s, timings);
                     inner.emit(DirectorEvent::MigrationFinished(report.clone()));
                     if let Some((_, tx)) = waiter {
                         let _ = tx.send(report);
@@ -213,6 +252,8 @@ impl State {
         let transmits = std::iter::from_fn(|| c.poll_transmit()).collect();
         let events: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
         let deadline = c.poll_timeout();
+        let phase_now = c.migration().map(|(id, _, _, phase)| (id, phase));
+        let phases = self.time_phases(phase_now, &events);
         let mut thawed_ms = None;
         match (was_frozen, route.frozen) {
             (false, true) => self.frozen_since = Some(Instant::now()),
@@ -246,10 +287,42 @@ impl State {
             transmits,
             events,
             finished,
+            phases,
             thawed_ms,
             deadline,
             arm,
         }
+    }
+
+    /// Advances the phase clock to `now` (the running migration and its phase, if any); returns
+    /// the timings of a migration that ended among `events`.
+    fn time_phases(
+        &mut self,
+        now: Option<(u64, Phase)>,
+        events: &[CoordinatorEvent],
+    ) -> Option<Vec<(String, f64)>> {
+        let ended = events.iter().find_map(|e| match e {
+            CoordinatorEvent::MigrationFinished(s) => Some(s.migration_id),
+            _ => None,
+        });
+        let mut done = None;
+        if let Some(clock) = self.phases.as_mut() {
+            if Some(clock.migration_id) == ended {
+                let last = clock.phase;
+                clock.enter(last);
+                done = self.phases.take().map(|c| c.spent);
+            }
+        }
+        match (now, self.phases.as_mut()) {
+            (Some((id, phase)), Some(clock)) if clock.migration_id == id => {
+                if clock.phase != phase {
+                    clock.enter(phase);
+                }
+            }
+            (Some((id, phase)), _) => self.phases = Some(PhaseClock::new(id, phase)),
+            (None, _) => self.phases = None,
+        }
+        done
     }
 }
 
