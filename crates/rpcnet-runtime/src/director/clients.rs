@@ -51,6 +51,7 @@ async fn serve_client(inner: Arc<Inner>, connection: quinn::Connection) {
         return;
     };
     let session = Arc::new(Session::new(session_id, info.id.clone(), owner.clone()));
+    inner.placement.moved("", &owner);
     inner
         .sessions
         .lock()
@@ -67,6 +68,7 @@ async fn serve_client(inner: Arc<Inner>, connection: quinn::Connection) {
     // The connection's handles keep the user port's socket open (Director::close).
     drop((connection, info));
     inner.sessions.lock().unwrap().remove(&session_id);
+    session.close(&inner);
     session_closed(&inner, &session).await;
     inner.emit(DirectorEvent::SessionClosed { session_id });
 }

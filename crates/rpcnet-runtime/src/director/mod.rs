@@ -62,6 +62,8 @@ pub(crate) struct Inner {
     pub(crate) workers: Mutex<HashMap<String, Arc<WorkerLink>>>,
     workers_changed: Notify,
     pub(crate) sessions: Mutex<HashMap<u64, Arc<Session>>>,
+    /// Sessions per worker.
+    pub(crate) placement: placement::Load,
     pub(crate) events: EventQueue<DirectorEvent>,
     pub(crate) next_call: AtomicU64,
     pub(crate) next_migration: AtomicU64,
@@ -144,6 +146,7 @@ impl Director {
             workers: Mutex::new(HashMap::new()),
             workers_changed: Notify::new(),
             sessions: Mutex::new(HashMap::new()),
+            placement: Default::default(),
             events: EventQueue::default(),
             next_call: AtomicU64::new(1),
             next_migration: AtomicU64::new(1),

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use super::Inner;
@@ -25,14 +26,36 @@ pub struct SelectTarget {
 /// How long the director waits for `selectTarget` before using the default policy, ms.
 pub const SELECT_HOOK_TIMEOUT_MS: u64 = 1_000;
 
+/// Sessions owned by each worker, kept up to date as routes change (so that placing a session
+/// does not walk every session: a drain of n sessions places n of them).
+#[derive(Default)]
+pub(crate) struct Load(Mutex<HashMap<String, usize>>);
+
+impl Load {
+    /// One session moved from `from` to `to` (`""` for none: opened or closed).
+    pub(crate) fn moved(&self, from: &str, to: &str) {
+        let mut load = self.0.lock().unwrap();
+        if let Some(n) = load.get_mut(from) {
+            *n -= 1;
+            if *n == 0 {
+                load.remove(from);
+            }
+        }
+        if !to.is_empty() {
+            *load.entry(to.to_string()).or_insert(0) += 1;
+        }
+    }
+
+    /// Sessions per worker now.
+    pub(crate) fn snapshot(&self) -> HashMap<String, usize> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
 impl Inner {
     /// Sessions owned by each worker now.
     pub(crate) fn load(&self) -> HashMap<String, usize> {
-        let mut load = HashMap::new();
-        for s in self.sessions.lock().unwrap().values() {
-            *load.entry(s.route.borrow().owner.clone()).or_insert(0) += 1;
-        }
-        load
+        self.placement.snapshot()
     }
 
     /// Live, non-draining workers other than `exclude`, with their session counts, ordered by the

@@ -49,6 +49,8 @@ struct State {
     timer_at: Option<u64>,
     /// Monotonic time spent in each phase of the running migration.
     phases: Option<PhaseClock>,
+    /// The client connection ended: the session no longer counts in the workers' load.
+    closed: bool,
 }
 
 /// Sub-millisecond phase timings of one migration, taken by the driver as the machine moves
@@ -110,6 +112,7 @@ impl Session {
                 frozen_since: None,
                 timer_at: None,
                 phases: None,
+                closed: false,
             }),
         }
     }
@@ -117,6 +120,14 @@ impl Session {
     /// The owner now.
     pub(crate) fn owner(&self) -> String {
         self.route.borrow().owner.clone()
+    }
+
+    /// The client connection ended: the session stops counting in its owner's load.
+    pub(crate) fn close(&self, inner: &Inner) {
+        let mut st = self.state.lock().unwrap();
+        if !std::mem::replace(&mut st.closed, true) {
+            inner.placement.moved(&st.coordinator.route().owner, "");
+        }
     }
 
     /// Registers `reply` to receive the report of migration `migration_id` when it ends.
@@ -144,14 +155,20 @@ impl Session {
         let (result, out) = {
             let mut st = self.state.lock().unwrap();
             let was_frozen = st.coordinator.route().frozen;
+            let owner = st.coordinator.route().owner.clone();
             let result = input(&mut st.coordinator, now_ms());
-            (result, st.collect(was_frozen))
+            let out = st.collect(was_frozen);
+            if !st.closed && out.route.owner != owner {
+                inner.placement.moved(&owner, &out.route.owner);
+            }
+            // Published under the lock, so that routes reach the relays in the machine's order.
+            self.route.send_if_modified(|r| {
+                let changed = *r != out.route;
+                *r = out.route.clone();
+                changed
+            });
+            (result, out)
         };
-        self.route.send_if_modified(|r| {
-            let changed = *r != out.route;
-            *r = out.route.clone();
-            changed
-        });
         for t in out.transmits {
             self.dispatch(inner, t, out.deadline);
         }

@@ -79,13 +79,34 @@ pub(crate) async fn heartbeats(inner: Arc<Inner>, every_ms: u64) {
     let mut tick = tokio::time::interval(Duration::from_millis(every_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let lapse = tokio::time::sleep(until_lapse(&inner));
         tokio::select! {
-            _ = tick.tick() => {}
+            _ = tick.tick() => {
+                tokio::spawn(heartbeat(inner.clone(), every_ms));
+            }
+            _ = lapse => {}
             _ = inner.stopped.cancelled() => return,
         }
-        tokio::spawn(heartbeat(inner.clone(), every_ms));
         check_lease(&inner).await;
     }
+}
+
+/// Time until the lease lapses (a day when there is none or the worker is already fenced).
+fn until_lapse(inner: &Inner) -> Duration {
+    let far = Duration::from_secs(86_400);
+    if inner.user.sessions().with_book(|b| b.is_self_fenced()) {
+        return far;
+    }
+    let expires = inner
+        .membership
+        .lease
+        .lock()
+        .unwrap()
+        .as_ref()
+        .and_then(|l| l.expires_at());
+    expires.map_or(far, |at| {
+        Duration::from_millis(at.saturating_sub(now_ms()) + 1)
+    })
 }
 
 /// One heartbeat: renews the lease when acknowledged.
