@@ -3,6 +3,7 @@
 //! rustls's errors are mapped here so no other module has to.
 
 use rpcnet_protocol::{ErrorCode, FrameError};
+use rpcnet_session::CallError;
 
 /// A failed call, connection or configuration step.
 ///
@@ -67,6 +68,20 @@ impl RpcError {
             .and_then(ErrorCode::from_u16)
             .unwrap_or(ErrorCode::Unknown);
         Self::new(code, format!("{what} (QUIC application error code {n})"))
+    }
+}
+
+/// The machines of `rpcnet-session` report failures as [`CallError`]s: same code, same message.
+impl From<CallError> for RpcError {
+    fn from(e: CallError) -> Self {
+        Self::new(e.code, e.message)
+    }
+}
+
+/// A failure the runtime saw (a read error, a lost connection), for a `rpcnet-session` machine.
+impl From<RpcError> for CallError {
+    fn from(e: RpcError) -> Self {
+        CallError::new(e.code, e.message)
     }
 }
 

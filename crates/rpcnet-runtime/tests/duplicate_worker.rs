@@ -47,23 +47,30 @@ fn owner(director: &Director) -> String {
 }
 
 /// Director and worker-a in cluster directory `dir`, and a client whose stream from worker-a
-/// has delivered its first 20 items (the next is `seq` 20).
+/// has delivered at least its first 20 items, with the `seq` of its next item (a batch may end
+/// past 20).
 async fn streaming(
     dir: &std::path::Path,
-) -> (Director, Vec<std::sync::Arc<Worker>>, Client, ItemStream) {
+) -> (
+    Director,
+    Vec<std::sync::Arc<Worker>>,
+    Client,
+    ItemStream,
+    u64,
+) {
     let (director, workers) =
         common::cluster(dir, &["worker-a"], ITEMS, 8, Duration::from_millis(2)).await;
     let client = common::client(&director).await;
     let mut stream = client.streaming("count", Bytes::new(), 0).await.unwrap();
-    read_on(&mut stream, &mut 0, 20).await;
-    (director, workers, client, stream)
+    let mut next = 0;
+    read_on(&mut stream, &mut next, 20).await;
+    (director, workers, client, stream, next)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_worker_with_a_live_id_is_refused_and_the_first_keeps_serving() {
     let dir = std::env::temp_dir().join(format!("rpcnet-dup-worker-{}", std::process::id()));
-    let (director, workers, _client, mut stream) = streaming(&dir).await;
-    let mut next = 20;
+    let (director, workers, _client, mut stream, mut next) = streaming(&dir).await;
 
     let e = Worker::start(config(&dir, &director, "worker-a"))
         .await
@@ -89,8 +96,7 @@ async fn a_second_worker_with_a_live_id_is_refused_and_the_first_keeps_serving()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_id_is_registered_again_by_its_worker_or_after_its_death() {
     let dir = std::env::temp_dir().join(format!("rpcnet-reregister-{}", std::process::id()));
-    let (director, workers, client, mut stream) = streaming(&dir).await;
-    let mut next = 20;
+    let (director, workers, client, mut stream, mut next) = streaming(&dir).await;
 
     // The same worker registering again (as after the director restarted): accepted.
     let as_worker_a = Client::connect(

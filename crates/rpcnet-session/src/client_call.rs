@@ -1,10 +1,11 @@
 //! The client side of one call (PROTOCOL.md sections 5 and 9), sans-IO.
 //!
-//! The runtime's client decodes frames from the call's stream and hands each to
-//! [`ClientCall::on_frame`], which decides whether it is delivered, ends the call, or breaks the
-//! protocol. Keeping the rule here means the simulation checks the very code a real client runs:
-//! an item is accepted only with the next seq, END must count exactly the items received, and
-//! nothing may follow a terminal frame.
+//! The runtime's client (through [`crate::ClientStream`]) and the simulation hand every frame of
+//! a call's stream to [`ClientCall::on_frame`], which decides whether it is delivered, ends the
+//! call, or breaks the protocol, and report the stream's FIN to [`ClientCall::on_fin`]. Keeping
+//! the rule here means the simulation checks the very code a real client runs: an item is
+//! accepted only with the next seq, END must count exactly the items received, nothing may follow
+//! a terminal frame, and the stream may not end before one.
 
 use bytes::Bytes;
 use rpcnet_protocol::Frame;
@@ -81,6 +82,26 @@ impl ClientCall {
         result
     }
 
+    /// The server finished its side of the stream (FIN) with no frame left to decode.
+    ///
+    /// Errors (`PROTOCOL`, the call is then over): no terminal frame came first ("stream ended
+    /// without a RESPONSE or ERROR frame", or "... an END or ERROR frame" for a streaming call;
+    /// PROTOCOL.md section 11, truncated stream). After a terminal frame the FIN is expected.
+    pub fn on_fin(&mut self) -> Result<(), CallError> {
+        if self.done {
+            return Ok(());
+        }
+        self.done = true;
+        let expected = if self.streaming {
+            "an END or ERROR"
+        } else {
+            "a RESPONSE or ERROR"
+        };
+        Err(CallError::protocol(format!(
+            "stream ended without {expected} frame"
+        )))
+    }
+
     fn classify(&mut self, frame: Frame) -> Result<Delivery, CallError> {
         match frame {
             Frame::Item { seq, payload } if self.streaming => {
@@ -105,8 +126,8 @@ impl ClientCall {
             Frame::Response { payload } if !self.streaming => Ok(Delivery::Response(payload)),
             Frame::Error { code, message } => Ok(Delivery::Failed(CallError { code, message })),
             other => Err(CallError::protocol(format!(
-                "unexpected {} frame in a {} call",
-                other.frame_type().name(),
+                "unexpected {:?} frame in a {} call",
+                other.frame_type(),
                 if self.streaming { "streaming" } else { "unary" }
             ))),
         }
@@ -153,9 +174,24 @@ mod tests {
     }
 
     #[test]
+    fn the_stream_must_not_end_before_a_terminal_frame() {
+        let mut c = ClientCall::new(true);
+        c.on_frame(item(0)).unwrap();
+        let e = c.on_fin().unwrap_err();
+        assert_eq!(e.message, "stream ended without an END or ERROR frame");
+        assert!(c.is_done());
+        let e = ClientCall::new(false).on_fin().unwrap_err();
+        assert_eq!(e.message, "stream ended without a RESPONSE or ERROR frame");
+        let mut c = ClientCall::new(true);
+        c.on_frame(Frame::End { items: 0 }).unwrap();
+        assert_eq!(c.on_fin(), Ok(()));
+    }
+
+    #[test]
     fn kinds_must_match_the_call() {
         let mut c = ClientCall::new(false);
-        assert!(c.on_frame(item(0)).is_err());
+        let e = c.on_frame(item(0)).unwrap_err();
+        assert_eq!(e.message, "unexpected Item frame in a unary call");
         let mut c = ClientCall::new(true);
         assert!(c
             .on_frame(Frame::Response {

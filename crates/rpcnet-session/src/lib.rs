@@ -9,6 +9,9 @@
 //! step.
 //!
 //! - [`client_call`]: the client side of one call: seq order, END count, errors.
+//! - [`client_stream`]: the client's end of one call's stream: the REQUEST it may send, the
+//!   stream's bytes and FIN judged by [`ClientCall`], batches of items, the outcome held behind
+//!   them, the local deadline and cancellation, and when the client resets the stream.
 //! - [`server_call`]: the worker side of one streaming call: numbering items, dropping what the
 //!   client has, checkpoints, freezing at an item boundary (SUSPENDED) and resuming.
 //! - [`relay_call`]: the director side of one call: the next seq the client needs, duplicate
@@ -23,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod client_call;
+pub mod client_stream;
 pub mod coordinator;
 pub mod participant;
 pub mod relay_call;
@@ -30,6 +34,7 @@ pub mod route;
 pub mod server_call;
 
 pub use client_call::{ClientCall, Delivery};
+pub use client_stream::{ClientStream, Failure, Received};
 pub use coordinator::{Coordinator, CoordinatorEvent, MigrationSummary, Transmit, WorkerMethod};
 pub use participant::{AttachDecision, Lease, Participant};
 pub use relay_call::{OwnerFrame, RelayCall};
@@ -48,12 +53,26 @@ pub struct CallError {
 }
 
 impl CallError {
-    /// A `PROTOCOL` error: the peer broke PROTOCOL.md.
-    pub fn protocol(message: impl Into<String>) -> Self {
+    /// An error with `code` and `message`.
+    pub fn new(code: rpcnet_protocol::ErrorCode, message: impl Into<String>) -> Self {
         CallError {
-            code: rpcnet_protocol::ErrorCode::Protocol,
+            code,
             message: message.into(),
         }
+    }
+
+    /// A `PROTOCOL` error: the peer broke PROTOCOL.md.
+    pub fn protocol(message: impl Into<String>) -> Self {
+        Self::new(rpcnet_protocol::ErrorCode::Protocol, message)
+    }
+
+    /// `DEADLINE_EXCEEDED` for a call whose deadline was `deadline_ms` milliseconds
+    /// (PROTOCOL.md section 8.2): "deadline of 250 ms exceeded".
+    pub fn deadline_exceeded(deadline_ms: u32) -> Self {
+        Self::new(
+            rpcnet_protocol::ErrorCode::DeadlineExceeded,
+            format!("deadline of {deadline_ms} ms exceeded"),
+        )
     }
 }
 

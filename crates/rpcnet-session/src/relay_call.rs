@@ -172,10 +172,7 @@ impl RelayCall {
     pub fn expire(&mut self) -> CallError {
         self.finished = true;
         self.attached = None;
-        CallError {
-            code: ErrorCode::DeadlineExceeded,
-            message: format!("deadline of {} ms exceeded", self.request.deadline_ms),
-        }
+        CallError::deadline_exceeded(self.request.deadline_ms)
     }
 
     /// No route became usable in time: the call is finished with `UNAVAILABLE`.

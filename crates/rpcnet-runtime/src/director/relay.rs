@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use rpcnet_session::{CallError, OwnerFrame, RelayCall, Route};
+use rpcnet_session::{OwnerFrame, RelayCall, Route};
 
 use super::{Inner, Session, WorkerLink};
 use crate::error::{app_code, RpcError};
@@ -78,14 +78,14 @@ async fn next_route(
             return Ok((route, owner.expect("checked alive")));
         }
         if call.deadline_at().is_some_and(|d| now >= d) {
-            return Err(call_error(call.expire()));
+            return Err(call.expire().into());
         }
         if now >= give_up {
             let why = format!(
                 "no live worker for session {} within {ROUTE_WAIT_MS} ms",
                 session.id
             );
-            return Err(call_error(call.give_up(why)));
+            return Err(call.give_up(why).into());
         }
         let wake = [call.retry_at(), call.deadline_at(), Some(give_up)]
             .into_iter()
@@ -99,10 +99,6 @@ async fn next_route(
             _ = sleep => {}
         }
     }
-}
-
-fn call_error(e: CallError) -> RpcError {
-    RpcError::new(e.code, e.message)
 }
 
 async fn send_error(client_send: &mut quinn::SendStream, e: RpcError) {
@@ -153,7 +149,7 @@ pub(crate) async fn relay(
         };
         let head = match call.attach(&route, now_ms()) {
             Ok(head) => head,
-            Err(e) => return send_error(&mut client_send, call_error(e)).await,
+            Err(e) => return send_error(&mut client_send, e.into()).await,
         };
         let mut link = Link {
             call: &mut call,

@@ -1,0 +1,69 @@
+//! Server-streaming calls (PROTOCOL.md section 3.2): [`Client::streaming`] sends the REQUEST and
+//! returns an [`ItemStream`], which the caller pulls in batches through the sans-IO
+//! [`rpcnet_session::ClientStream`].
+
+use bytes::Bytes;
+
+use super::call::{Alarms, CallStream};
+use super::Client;
+use crate::error::RpcError;
+use rpcnet_session::Received;
+
+impl Client {
+    /// Starts a server-streaming call; items are pulled with [`ItemStream::next_batch`].
+    ///
+    /// Errors: as [`Client::unary`] for opening the stream; later errors come from `next_batch`.
+    pub async fn streaming(
+        &self,
+        method: &str,
+        payload: Bytes,
+        deadline_ms: u32,
+    ) -> Result<ItemStream, RpcError> {
+        let (machine, request) = self.start_call(method, payload, deadline_ms, true)?;
+        let alarms = Alarms::new(&machine, None);
+        let streams = self.open_stream(request).await?;
+        Ok(ItemStream {
+            call: CallStream::new(streams, machine),
+            alarms,
+        })
+    }
+}
+
+/// The receiving side of a server-streaming call. Items arrive in seq order; a gap, a repeat or a
+/// wrong END count is a `PROTOCOL` error.
+pub struct ItemStream {
+    call: CallStream,
+    alarms: Alarms<'static>,
+}
+
+impl ItemStream {
+    /// The seq the next item will carry (= items received so far).
+    pub fn next_seq(&self) -> u64 {
+        self.call.machine().next_seq()
+    }
+
+    /// Waits for at least one item and returns every item already received, up to `max_items`.
+    /// `Ok(None)` after the END frame. Items received before a failure come first; the failure
+    /// then comes on this and every later call.
+    ///
+    /// Errors: the server's ERROR; `DEADLINE_EXCEEDED`; `CANCELLED` after [`ItemStream::cancel`];
+    /// `UNAVAILABLE` on connection loss; `PROTOCOL` on a malformed frame or a seq gap.
+    pub async fn next_batch(&mut self, max_items: usize) -> Result<Option<Vec<Bytes>>, RpcError> {
+        match self.call.pull(max_items, &self.alarms).await? {
+            Received::Items(items) => Ok(Some(items)),
+            Received::End => Ok(None),
+            other => unreachable!("a streaming call's machine yielded {other:?}"),
+        }
+    }
+
+    /// Cancels the call: STOP_SENDING and RESET_STREAM with code CANCELLED (PROTOCOL.md
+    /// "Cancellation"); the server's handler sees its signal abort.
+    pub fn cancel(&mut self) {
+        let _ = self.cancelled();
+    }
+
+    /// [`ItemStream::cancel`], returning the `CANCELLED` error the caller gets.
+    pub(super) fn cancelled(&mut self) -> RpcError {
+        self.call.cancel()
+    }
+}

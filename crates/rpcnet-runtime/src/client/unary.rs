@@ -1,0 +1,49 @@
+//! Unary calls: one REQUEST, one RESPONSE or failure (PROTOCOL.md section 3.1), driven through
+//! the sans-IO [`rpcnet_session::ClientStream`].
+
+use bytes::Bytes;
+
+use super::call::{Alarms, CallStream};
+use super::{Canceller, Client};
+use crate::error::RpcError;
+use rpcnet_session::Received;
+
+impl Client {
+    /// Makes a unary call. `deadline_ms` = 0 means none; otherwise both sides enforce it.
+    ///
+    /// Errors: the server's ERROR (code and message as sent, e.g. `NOT_FOUND`), `DEADLINE_EXCEEDED`,
+    /// `UNAVAILABLE` on connection loss, `PROTOCOL` if the server breaks PROTOCOL.md;
+    /// `INVALID_ARGUMENT` for a method name of 0 or more than 65 535 bytes and
+    /// `RESOURCE_EXHAUSTED` for a request above the maximum frame size, before anything is sent.
+    pub async fn unary(
+        &self,
+        method: &str,
+        payload: Bytes,
+        deadline_ms: u32,
+    ) -> Result<Bytes, RpcError> {
+        self.unary_cancellable(method, payload, deadline_ms, None)
+            .await
+    }
+
+    /// As [`Client::unary`], and [`Canceller::cancel`] ends the call with `CANCELLED`, telling the
+    /// server (STOP_SENDING + RESET_STREAM with code CANCELLED) so its handler's signal aborts.
+    pub async fn unary_cancellable(
+        &self,
+        method: &str,
+        payload: Bytes,
+        deadline_ms: u32,
+        canceller: Option<&Canceller>,
+    ) -> Result<Bytes, RpcError> {
+        let (mut machine, request) = self.start_call(method, payload, deadline_ms, false)?;
+        let alarms = Alarms::new(&machine, canceller);
+        let streams = tokio::select! {
+            r = self.open_stream(request) => r?,
+            alarm = alarms.rung() => return Err(alarm.end(&mut machine).error.into()),
+        };
+        let mut call = CallStream::new(streams, machine);
+        match call.pull(1, &alarms).await? {
+            Received::Response(payload) => Ok(payload),
+            other => unreachable!("a unary call's machine yielded {other:?}"),
+        }
+    }
+}

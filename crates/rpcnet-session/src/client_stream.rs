@@ -1,0 +1,456 @@
+//! The client's end of one call's stream, sans-IO (PROTOCOL.md sections 3, 8, 10 and 11).
+//!
+//! [`ClientCall`] judges one frame at a time. What a caller of the runtime's client receives
+//! depends on more than frames: the checks of its REQUEST before anything is sent, the stream's
+//! bytes decoded under the client's maximum frame size, the FIN, a reset or a lost connection,
+//! the call's own deadline and cancellation, and pulls of items in batches. [`ClientStream`]
+//! holds all of those rules, so the runtime's driver only moves bytes, timers and resets between
+//! quinn and this machine:
+//!
+//! - items come out in seq order, at most as many as a pull asks for;
+//! - the outcome (RESPONSE, END or a failure) comes out only after every item accepted before it
+//!   (section 3.2: items sent before an ERROR remain delivered), and every later pull gets it
+//!   again;
+//! - a failure the client detected itself (a malformed or oversized frame, a broken rule of
+//!   [`ClientCall`], its deadline, a cancellation) tells the driver to send STOP_SENDING and
+//!   RESET_STREAM with the error's code (sections 8.1, 8.2 and 11); one the server reported
+//!   (ERROR, RESET_STREAM) or a lost connection does not;
+//! - after a cancellation or an expired deadline, whatever arrived and was not handed out is
+//!   discarded (section 8.1), and bytes after the outcome are not read (section 3.3).
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+use rpcnet_protocol::{Decoder, ErrorCode, Frame, Request, HEADER_LEN};
+
+use crate::{CallError, ClientCall, Delivery};
+
+/// The message of the `CANCELLED` error a caller gets after cancelling its call.
+pub const CANCELLED_MESSAGE: &str = "call cancelled by the client";
+
+/// What the caller of a call receives next, as decided by [`ClientStream::poll`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// Items of a streaming call in seq order: at least one, at most the pull's `max_items`.
+    Items(Vec<Bytes>),
+    /// The result of a unary call.
+    Response(Bytes),
+    /// A streaming call ended (END) and every item was handed out.
+    End,
+    /// The call failed.
+    Failed(Failure),
+}
+
+/// A failed call: the error for the caller, and whether the client must reset the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What the caller gets: code and message.
+    pub error: CallError,
+    /// True when the driver must send STOP_SENDING and RESET_STREAM, both with `error.code` as
+    /// the QUIC application error code (PROTOCOL.md sections 7, 8 and 11): the client itself
+    /// ended a call the server had not finished. False when the server reported the failure,
+    /// the connection failed, or the stream was reset already.
+    pub abort: bool,
+}
+
+/// The receive rules of one call at the client, from its REQUEST to its outcome. See the module
+/// docs; [`ClientStream::start`] makes one.
+#[derive(Debug)]
+pub struct ClientStream {
+    call: ClientCall,
+    decoder: Decoder,
+    deadline_ms: u32,
+    /// Received bytes not decoded yet: an incomplete frame, or what follows the outcome.
+    buf: BytesMut,
+    fin: bool,
+    /// Accepted items not handed out yet.
+    items: VecDeque<Bytes>,
+    /// The call's end once decided (never [`Received::Items`]); handed out after `items`.
+    outcome: Option<Received>,
+    /// Until the server ends the call or the client resets the stream: a failure handed out
+    /// while this holds is one the client detected, and it owes the server a reset.
+    live: bool,
+}
+
+impl ClientStream {
+    /// Checks `request` and returns the machine for its call and the REQUEST frame to send.
+    /// `max_frame_size` (bytes of frame body, PROTOCOL.md section 10) bounds both the request
+    /// and every frame received.
+    ///
+    /// Errors: `INVALID_ARGUMENT` for a method name that is empty or longer than 65 535 bytes;
+    /// `RESOURCE_EXHAUSTED` for a REQUEST whose body exceeds `max_frame_size` (section 10: a
+    /// client checks sizes before sending).
+    pub fn start(request: Request, max_frame_size: u32) -> Result<(Self, Frame), CallError> {
+        check_method(&request.method)?;
+        let (streaming, deadline_ms) = (request.streaming, request.deadline_ms);
+        let frame = Frame::Request(request);
+        check_request_size(&frame, max_frame_size)?;
+        let stream = ClientStream {
+            call: ClientCall::new(streaming),
+            decoder: Decoder::new(max_frame_size),
+            deadline_ms,
+            buf: BytesMut::new(),
+            fin: false,
+            items: VecDeque::new(),
+            outcome: None,
+            live: true,
+        };
+        Ok((stream, frame))
+    }
+
+    /// The call's deadline in ms, counted by the driver from when it sends the REQUEST
+    /// (PROTOCOL.md section 8.2); `None` for a call without one (`deadline_ms` 0).
+    pub fn deadline_ms(&self) -> Option<u32> {
+        (self.deadline_ms > 0).then_some(self.deadline_ms)
+    }
+
+    /// The seq the next item must carry (= items accepted so far, handed out or not).
+    pub fn next_seq(&self) -> u64 {
+        self.call.next_seq()
+    }
+
+    /// True while the driver should read more before handing out a pull of `max_items`: the
+    /// outcome is not decided, the stream has not finished and fewer items are ready.
+    pub fn wants_data(&self, max_items: usize) -> bool {
+        self.outcome.is_none() && !self.fin && self.items.len() < max_items.max(1)
+    }
+
+    /// Bytes the driver read from the stream. Every complete frame is decoded and judged at
+    /// once; bytes after the outcome are ignored.
+    pub fn on_data(&mut self, bytes: &[u8]) {
+        if self.outcome.is_some() {
+            return;
+        }
+        self.buf.extend_from_slice(bytes);
+        self.decode_buffered();
+    }
+
+    /// The server finished its side of the stream (FIN). Decides the outcome: the terminal
+    /// frame received, or a `PROTOCOL` failure for a truncated frame or a missing terminal
+    /// frame (PROTOCOL.md section 11).
+    pub fn on_fin(&mut self) {
+        self.fin = true;
+        self.decode_buffered();
+        if self.outcome.is_none() {
+            if let Err(e) = self.call.on_fin() {
+                self.outcome = Some(failed(e));
+            }
+        }
+    }
+
+    /// Reading the stream failed: the server reset it (the error carries the reset's code,
+    /// PROTOCOL.md section 3.3) or the connection was closed or lost (`UNAVAILABLE`). The call
+    /// fails with `error` once the items before it are handed out; nothing is sent.
+    pub fn on_read_error(&mut self, error: CallError) {
+        if self.outcome.is_none() {
+            self.live = false;
+            self.outcome = Some(failed(error));
+        }
+    }
+
+    /// What the caller gets now from a pull of at most `max_items` items (0 counts as 1):
+    /// ready items first, then the outcome, which every later pull gets again. `None` while
+    /// nothing is ready: the driver reads more (or waits for the deadline or a cancellation).
+    pub fn poll(&mut self, max_items: usize) -> Option<Received> {
+        if !self.items.is_empty() {
+            let n = max_items.clamp(1, self.items.len());
+            return Some(Received::Items(self.items.drain(..n).collect()));
+        }
+        let mut outcome = self.outcome.clone()?;
+        if let Received::Failed(f) = &mut outcome {
+            f.abort = std::mem::replace(&mut self.live, false);
+        }
+        Some(outcome)
+    }
+
+    /// The call's deadline passed before its outcome was handed out: it fails with
+    /// `DEADLINE_EXCEEDED` ("deadline of N ms exceeded"), and the stream is reset with that
+    /// code unless the server had ended the call (PROTOCOL.md section 8.2).
+    pub fn expire(&mut self) -> Failure {
+        self.end_here(CallError::deadline_exceeded(self.deadline_ms))
+    }
+
+    /// The caller cancelled the call: it fails with `CANCELLED` ([`CANCELLED_MESSAGE`]), and the
+    /// stream is reset with that code unless the server had ended the call (PROTOCOL.md section
+    /// 8.1). Later pulls fail the same way.
+    pub fn cancel(&mut self) -> Failure {
+        self.end_here(CallError::new(ErrorCode::Cancelled, CANCELLED_MESSAGE))
+    }
+
+    /// Ends the call on the client's side with `error`, discarding what was not handed out.
+    fn end_here(&mut self, error: CallError) -> Failure {
+        self.items.clear();
+        self.buf.clear();
+        self.outcome = Some(failed(error.clone()));
+        Failure {
+            error,
+            abort: std::mem::replace(&mut self.live, false),
+        }
+    }
+
+    fn decode_buffered(&mut self) {
+        while self.outcome.is_none() {
+            let decoded = if self.fin {
+                self.decoder.decode_eof(&mut self.buf)
+            } else {
+                self.decoder.decode(&mut self.buf)
+            };
+            match decoded {
+                Ok(Some(frame)) => self.on_frame(frame),
+                Ok(None) => return,
+                Err(e) => self.outcome = Some(failed(CallError::new(e.code(), e.to_string()))),
+            }
+        }
+    }
+
+    fn on_frame(&mut self, frame: Frame) {
+        let outcome = match self.call.on_frame(frame) {
+            Ok(Delivery::Item { payload, .. }) => return self.items.push_back(payload),
+            Ok(Delivery::Response(payload)) => Received::Response(payload),
+            Ok(Delivery::End { .. }) => Received::End,
+            Ok(Delivery::Failed(e)) => failed(e),
+            Err(violation) => return self.outcome = Some(failed(violation)),
+        };
+        self.live = false; // the server ended the call
+        self.outcome = Some(outcome);
+    }
+}
+
+fn failed(error: CallError) -> Received {
+    Received::Failed(Failure {
+        error,
+        abort: false,
+    })
+}
+
+fn check_method(method: &str) -> Result<(), CallError> {
+    if method.is_empty() || method.len() > usize::from(u16::MAX) {
+        return Err(CallError::new(
+            ErrorCode::InvalidArgument,
+            format!("method name must be 1..=65535 bytes, got {}", method.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn check_request_size(frame: &Frame, max_frame_size: u32) -> Result<(), CallError> {
+    if frame.encoded_len() - HEADER_LEN > max_frame_size as usize {
+        return Err(CallError::new(
+            ErrorCode::ResourceExhausted,
+            format!(
+                "request of {} bytes exceeds the maximum frame size of {max_frame_size} bytes",
+                frame.encoded_len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: &str, payload: usize, streaming: bool, deadline_ms: u32) -> Request {
+        Request {
+            method: method.into(),
+            deadline_ms,
+            streaming,
+            payload: Bytes::from(vec![0; payload]),
+        }
+    }
+
+    fn start(streaming: bool, deadline_ms: u32) -> ClientStream {
+        ClientStream::start(request("m", 0, streaming, deadline_ms), 1024)
+            .unwrap()
+            .0
+    }
+
+    fn item(seq: u64) -> Vec<u8> {
+        let payload = Bytes::from(vec![seq as u8]);
+        Frame::Item { seq, payload }.to_bytes().to_vec()
+    }
+
+    fn bytes(frame: Frame) -> Vec<u8> {
+        frame.to_bytes().to_vec()
+    }
+
+    fn items(n: u8) -> Received {
+        Received::Items((0..n).map(|i| Bytes::from(vec![i])).collect())
+    }
+
+    fn failure(r: Option<Received>) -> Failure {
+        match r {
+            Some(Received::Failed(f)) => f,
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn items_come_in_pulls_then_the_end_again_and_again() {
+        let mut s = start(true, 0);
+        assert_eq!(s.poll(8), None);
+        for seq in 0..3 {
+            s.on_data(&item(seq));
+        }
+        assert!(s.wants_data(8));
+        assert!(!s.wants_data(3));
+        let mut end = bytes(Frame::End { items: 3 });
+        end.extend_from_slice(b"ignored after the end");
+        s.on_data(&end);
+        assert!(!s.wants_data(8));
+        assert_eq!(s.poll(2), Some(items(2)));
+        assert_eq!(s.poll(0), Some(Received::Items(vec![Bytes::from(vec![2])])));
+        assert_eq!(s.poll(8), Some(Received::End));
+        assert_eq!(s.poll(8), Some(Received::End));
+        assert!(!s.cancel().abort, "the server had ended the call");
+    }
+
+    #[test]
+    fn frames_may_arrive_split_across_reads() {
+        let mut s = start(false, 0);
+        let response = bytes(Frame::Response {
+            payload: Bytes::from_static(b"ok"),
+        });
+        s.on_data(&response[..3]);
+        assert_eq!(s.poll(1), None);
+        s.on_data(&response[3..]);
+        assert_eq!(
+            s.poll(1),
+            Some(Received::Response(Bytes::from_static(b"ok")))
+        );
+    }
+
+    #[test]
+    fn the_servers_error_follows_the_items_before_it_and_needs_no_reset() {
+        let mut s = start(true, 0);
+        s.on_data(&[item(0), item(1)].concat());
+        s.on_data(&bytes(Frame::Error {
+            code: ErrorCode::Internal,
+            message: "disk gone".into(),
+        }));
+        assert_eq!(s.poll(8), Some(items(2)));
+        let f = failure(s.poll(8));
+        assert_eq!(f.error, CallError::new(ErrorCode::Internal, "disk gone"));
+        assert!(!f.abort);
+        assert_eq!(failure(s.poll(8)), f, "later pulls fail the same way");
+    }
+
+    #[test]
+    fn a_broken_rule_follows_the_items_before_it_and_resets_once() {
+        let mut s = start(true, 0);
+        s.on_data(&[item(0), item(2)].concat());
+        assert_eq!(s.poll(8), Some(items(1)));
+        let f = failure(s.poll(8));
+        assert_eq!(f.error.code, ErrorCode::Protocol);
+        assert_eq!(f.error.message, "item seq 2 received where 1 was expected");
+        assert!(f.abort);
+        assert!(!failure(s.poll(8)).abort, "the stream was reset already");
+    }
+
+    #[test]
+    fn malformed_oversized_and_truncated_frames_fail_the_call() {
+        let mut s = start(true, 0);
+        s.on_data(&[0x7f, 0, 0, 0, 0, 0]);
+        let f = failure(s.poll(1));
+        assert_eq!((f.error.code, f.abort), (ErrorCode::Protocol, true));
+
+        let mut s = start(true, 0);
+        s.on_data(&[0x03, 0, 0, 0, 0x10, 0]); // an ITEM of 4096 bytes, above 1024
+        let f = failure(s.poll(1));
+        assert_eq!(
+            (f.error.code, f.abort),
+            (ErrorCode::ResourceExhausted, true)
+        );
+
+        let mut s = start(true, 0);
+        s.on_data(&item(0)[..5]);
+        assert_eq!(s.poll(1), None);
+        s.on_fin();
+        let f = failure(s.poll(1));
+        assert_eq!((f.error.code, f.abort), (ErrorCode::Protocol, true));
+    }
+
+    #[test]
+    fn the_stream_may_not_end_before_the_outcome() {
+        let mut s = start(true, 0);
+        s.on_data(&item(0));
+        s.on_fin();
+        assert!(!s.wants_data(8));
+        assert_eq!(s.poll(8), Some(items(1)));
+        let f = failure(s.poll(8));
+        assert_eq!(
+            f.error.message,
+            "stream ended without an END or ERROR frame"
+        );
+        assert!(f.abort);
+        let mut s = start(false, 0);
+        s.on_fin();
+        let f = failure(s.poll(1));
+        assert_eq!(
+            f.error.message,
+            "stream ended without a RESPONSE or ERROR frame"
+        );
+    }
+
+    #[test]
+    fn a_read_error_follows_the_items_and_needs_no_reset() {
+        let mut s = start(true, 0);
+        s.on_data(&item(0));
+        s.on_read_error(CallError::new(ErrorCode::Unavailable, "connection lost"));
+        assert!(!s.wants_data(8));
+        assert_eq!(s.poll(8), Some(items(1)));
+        let f = failure(s.poll(8));
+        assert_eq!((f.error.code, f.abort), (ErrorCode::Unavailable, false));
+    }
+
+    #[test]
+    fn wrong_kinds_break_the_protocol() {
+        let mut s = start(false, 0);
+        s.on_data(&item(0));
+        let f = failure(s.poll(1));
+        assert_eq!(f.error.message, "unexpected Item frame in a unary call");
+        assert!(f.abort);
+    }
+
+    #[test]
+    fn the_deadline_discards_what_was_not_handed_out() {
+        let mut s = start(true, 250);
+        assert_eq!(s.deadline_ms(), Some(250));
+        s.on_data(&item(0));
+        let f = s.expire();
+        assert_eq!(f.error, CallError::deadline_exceeded(250));
+        assert_eq!(f.error.message, "deadline of 250 ms exceeded");
+        assert!(f.abort);
+        let again = failure(s.poll(8));
+        assert_eq!((again.error, again.abort), (f.error, false));
+        assert_eq!(start(true, 0).deadline_ms(), None);
+    }
+
+    #[test]
+    fn cancelling_resets_a_live_call_once() {
+        let mut s = start(true, 0);
+        let f = s.cancel();
+        assert_eq!(f.error.code, ErrorCode::Cancelled);
+        assert_eq!(f.error.message, CANCELLED_MESSAGE);
+        assert!(f.abort);
+        assert!(!s.cancel().abort);
+        s.on_data(&item(0));
+        assert_eq!(failure(s.poll(8)).error.code, ErrorCode::Cancelled);
+    }
+
+    #[test]
+    fn requests_are_checked_before_sending() {
+        let request = |method: &str, payload: usize| request(method, payload, false, 0);
+        let e = ClientStream::start(request("", 0), 1024).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        assert_eq!(e.message, "method name must be 1..=65535 bytes, got 0");
+        let e = ClientStream::start(request("echo", 4096), 1024).unwrap_err();
+        assert_eq!(e.code, ErrorCode::ResourceExhausted);
+        assert_eq!(
+            e.message,
+            "request of 4112 bytes exceeds the maximum frame size of 1024 bytes"
+        );
+        let (_, frame) = ClientStream::start(request("echo", 10), 1024).unwrap();
+        assert!(matches!(frame, Frame::Request(r) if r.method == "echo"));
+    }
+}
