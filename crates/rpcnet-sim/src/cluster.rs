@@ -511,7 +511,7 @@ impl Sim {
     }
 
     /// Sends `frame` from worker `w` to the director on cluster-link stream `stream`, in order.
-    fn to_director_stream(&mut self, w: usize, inc: u64, stream: u64, frame: Frame) {
+    fn send_on_director_stream(&mut self, w: usize, inc: u64, stream: u64, frame: Frame) {
         let at = self.ordered((2, stream));
         self.q.push(
             at,
@@ -540,13 +540,13 @@ impl Sim {
                 inc,
                 stream,
                 msg,
-            } => self.to_worker(w, inc, stream, msg)?,
+            } => self.deliver_to_worker(w, inc, stream, msg)?,
             Ev::ToDirector {
                 w,
                 inc,
                 stream,
                 frame,
-            } => self.to_director(w, inc, stream, frame),
+            } => self.deliver_to_director(w, inc, stream, frame),
             Ev::ToClient { call, frame } => {
                 self.clients[call].inbox.push_back(frame);
                 self.schedule_read(call);
@@ -799,7 +799,7 @@ impl Sim {
         );
     }
 
-    fn to_director(&mut self, w: usize, inc: u64, stream: u64, frame: Frame) {
+    fn deliver_to_director(&mut self, w: usize, inc: u64, stream: u64, frame: Frame) {
         let Some((sid, call_id)) = self.relay_on(w, inc, stream) else {
             return;
         };
@@ -1218,11 +1218,17 @@ impl Sim {
         let (suspended, snap) = c.machine.freeze(Vec::new(), queued);
         p.book.call_ended(c.session, c.call_id, now);
         let inc = p.inc;
-        self.to_director_stream(w, inc, stream, suspended);
+        self.send_on_director_stream(w, inc, stream, suspended);
         (c.session, snap)
     }
 
-    fn to_worker(&mut self, w: usize, inc: u64, stream: u64, msg: LinkIn) -> Result<(), Violation> {
+    fn deliver_to_worker(
+        &mut self,
+        w: usize,
+        inc: u64,
+        stream: u64,
+        msg: LinkIn,
+    ) -> Result<(), Violation> {
         let now = self.now;
         if !self.workers[w].up || self.workers[w].inc != inc {
             return Ok(()); // the connection died with the process
@@ -1291,7 +1297,7 @@ impl Sim {
                     deadline_at,
                 };
                 for frame in first {
-                    self.to_director_stream(w, inc, stream, frame);
+                    self.send_on_director_stream(w, inc, stream, frame);
                 }
                 self.workers[w].calls.insert(stream, call);
                 self.pump_writer(w, stream); // a handler resumed past its last item just ends
@@ -1342,7 +1348,7 @@ impl Sim {
                 code: ErrorCode::DeadlineExceeded,
                 message: "deadline exceeded".into(),
             };
-            self.to_director_stream(w, inc, stream, frame);
+            self.send_on_director_stream(w, inc, stream, frame);
             return Ok(());
         }
         let spec = &self.clients[c.client];
@@ -1377,13 +1383,13 @@ impl Sim {
                     let end = c.machine.end();
                     let c = p.calls.remove(&stream).unwrap();
                     p.book.call_ended(c.session, c.call_id, now);
-                    self.to_director_stream(w, inc, stream, end);
+                    self.send_on_director_stream(w, inc, stream, end);
                 }
                 return;
             };
             if let Some(frame) = c.machine.on_produced(entry) {
                 c.credit -= 1;
-                self.to_director_stream(w, inc, stream, frame);
+                self.send_on_director_stream(w, inc, stream, frame);
             }
             self.schedule_produce(w, stream);
         }
@@ -1448,11 +1454,12 @@ impl Sim {
                 }
                 let p = &mut self.workers[w];
                 p.book.keep(req.session_id, &frozen);
-                if let Some(r) = self.hook_fails("captureState") {
-                    return match r {
-                        Some(e) => self.reply(session, &t, Err(e), hook_ms),
-                        None => {}
-                    };
+                if let Some(thrown) = self.hook_fails("captureState") {
+                    // It threw (answer the error) or it never answers (answer nothing).
+                    if let Some(e) = thrown {
+                        self.reply(session, &t, Err(e), hook_ms);
+                    }
+                    return;
                 }
                 let p = &self.workers[w];
                 let snap = SessionSnapshot {
@@ -1474,11 +1481,12 @@ impl Sim {
                     Ok(s) => s,
                     Err(e) => return self.reply(session, &t, Err(refused(e)), 0),
                 };
-                if let Some(r) = self.hook_fails("restoreState") {
-                    return match r {
-                        Some(e) => self.reply(session, &t, Err(e), hook_ms),
-                        None => {}
-                    };
+                if let Some(thrown) = self.hook_fails("restoreState") {
+                    // It threw (answer the error) or it never answers (answer nothing).
+                    if let Some(e) = thrown {
+                        self.reply(session, &t, Err(e), hook_ms);
+                    }
+                    return;
                 }
                 let p = &mut self.workers[w];
                 let msg = p.participant.restored(&mut p.book, st.migration_id, &snap);
