@@ -49,10 +49,20 @@ pub(crate) struct Timings {
 impl MigrationReport {
     /// The report of `s`, with the driver's `timings` where known.
     pub(crate) fn new(s: MigrationSummary, timings: Timings) -> Self {
-        let whole_ms: Vec<(String, f64)> = s
+        // The machine's phases, in its order, with the driver's measurement where it has one (a
+        // phase entered and left within one input, like the Pivot, keeps the machine's figure).
+        let measured = timings.phases.unwrap_or_default();
+        let phases = s
             .phases
             .iter()
-            .map(|(p, d)| (p.to_string(), *d as f64))
+            .map(|(p, d)| {
+                let name = p.to_string();
+                let ms = measured
+                    .iter()
+                    .find(|(m, _)| *m == name)
+                    .map_or(*d as f64, |(_, ms)| *ms);
+                (name, ms)
+            })
             .collect();
         MigrationReport {
             migration_id: s.migration_id,
@@ -63,7 +73,7 @@ impl MigrationReport {
             completed: s.completed,
             error: s.error,
             aborted_in: s.aborted_in.map(|p| p.to_string()),
-            phases: timings.phases.unwrap_or(whole_ms),
+            phases,
             duration_ms: timings
                 .started
                 .map_or(s.duration_ms as f64, |t| t.elapsed().as_secs_f64() * 1000.0),
