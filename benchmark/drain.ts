@@ -65,8 +65,9 @@ export interface DrainOptions {
   timeoutMs?: number;
   /**
    * Directory for a `perf record -g` of the director and both workers from just before the SIGTERM
-   * to the drained worker's exit (`drain-<sessions>.perf.data`); the workers then run with
-   * `--perf-basic-prof`, so that perf names their JavaScript functions. Default: none.
+   * to the drained worker's exit (`drain-<sessions>.perf.data`; the workers then run with
+   * `--perf-basic-prof`, so that perf names their JavaScript functions; node leaves their symbol
+   * maps in `/tmp/perf-<pid>.map`, which `perf script` reads later). Default: none.
    */
   perfDir?: string;
   /** Progress lines on stderr. Default true. */
@@ -562,6 +563,9 @@ function sessionStats(records: SessionRecord[], t0: number): SessionStats {
  * Drains a worker that owns `sessions` streaming sessions and measures it (see the module docs).
  * Forks and, at the end, stops every process it started.
  * @param sessions - client sessions (connections), each with one streaming call
+ * @param opts - see {@link DrainOptions} (times in ms)
+ * @returns the measurements; a drain that fails (aborted migrations, a worker that exits 1 or
+ * not at all) is measured and returned, not thrown
  */
 export async function measureDrain(sessions: number, opts: DrainOptions = {}): Promise<DrainResult> {
   const intervalMs = opts.intervalMs ?? Math.max(100, Math.round(sessions / 5));
