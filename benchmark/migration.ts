@@ -6,7 +6,8 @@
  *
  * Real processes on loopback: a director and two workers are forked from dist/demo; this
  * process is the client. Run with `npm run bench:migration` (builds first). Writes
- * benchmark/results/migration.json and prints a markdown table.
+ * benchmark/results/migration.json and prints a markdown table. Its last row is a drain of
+ * `--drain-sessions` sessions (default 1000; 0 skips it), measured by `drain.ts`.
  * @module
  */
 import { execFileSync } from 'node:child_process';
@@ -18,6 +19,7 @@ import { parseArgs } from 'node:util';
 import { streamTokens, type StreamRecord } from '../dist/demo/client.js';
 import { startDirector, startWorker } from '../dist/demo/harness.js';
 import type { MigrationReport } from '../dist/index.js';
+import { drainTable, measureDrain } from './drain.ts';
 
 const { values } = parseArgs({
   options: {
@@ -25,6 +27,7 @@ const { values } = parseArgs({
     'interval-ms': { type: 'string', default: '5' },
     'gap-ms': { type: 'string', default: '30' },
     json: { type: 'string', default: 'benchmark/results/migration.json' },
+    'drain-sessions': { type: 'string', default: '1000' },
   },
 });
 const migrations = Number(values.migrations);
@@ -86,6 +89,8 @@ for (const size of [1024, 64 * 1024, 1024 * 1024]) {
   process.stderr.write(`measuring ${size} B of application state...\n`);
   results.push(await measure(size));
 }
+const drainSessions = Number(values['drain-sessions']);
+const drain = drainSessions > 0 ? await measureDrain(drainSessions) : undefined;
 const pipeline = execFileSync('cargo', ['run', '--release', '-q', '-p', 'rpcnet-protocol', '--example', 'snapshot_pipeline', '200'], {
   encoding: 'utf8',
 })
@@ -104,6 +109,10 @@ for (const r of results) {
     `| ${kib(r.stateBytes)} | ${r.completed} / ${r.observedSwitches} | ${r.gaps} / ${r.duplicates} | ${f(r.pause.p50)} ms | ${f(r.pause.p99)} ms | ${f(r.frozen.p50)} ms | ${f(r.frozen.p99)} ms | ${f(r.total.p50)} ms | ${f(r.total.p99)} ms | ${r.snapshotBytes} B |`,
   );
 }
+if (drain) {
+  console.log(`\nDrain: SIGTERM to a worker owning ${drainSessions} streaming sessions, one item every ${drain.intervalMs} ms each (benchmark/drain.ts)\n`);
+  console.log(drainTable([drain]));
+}
 console.log('\nSnapshot pipeline alone (Rust, no I/O; 200 iterations; µs):\n');
 console.log('| app state | encode | compress | seal | open | decompress | decode | total p50 | total p99 |');
 console.log('|---|---|---|---|---|---|---|---|---|');
@@ -112,4 +121,4 @@ for (const p of pipeline) {
   console.log(`| ${kib(p.state_bytes)} | ${s('encode')} | ${s('compress')} | ${s('seal')} | ${s('open')} | ${s('decompress')} | ${s('decode')} | ${p.total!.p50_us.toFixed(0)} | ${p.total!.p99_us.toFixed(0)} |`);
 }
 mkdirSync('benchmark/results', { recursive: true });
-writeFileSync(values.json!, JSON.stringify({ node: process.version, date: new Date().toISOString(), intervalMs, gapMs, results, pipeline }, null, 2));
+writeFileSync(values.json!, JSON.stringify({ node: process.version, date: new Date().toISOString(), intervalMs, gapMs, results, drain, pipeline }, null, 2));

@@ -1,6 +1,7 @@
 /**
  * Demo and test process: a worker serving the resumable `tokens` method and a unary `who`.
- * SIGTERM drains it (its sessions migrate to other workers) and it exits 0. Its application
+ * SIGTERM drains it (its sessions migrate to other workers), it tells its parent `drained` over
+ * IPC once the director has moved them all, closes and exits 0. Its application
  * state per session is `--state-bytes` bytes, carried by `captureState` / `restoreState`.
  * `--confirm-delay-ms` makes its migration policy hook slow (for abort tests);
  * `--restore-delay-ms` makes `restoreState` wait after reporting `restored` (for tests that kill
@@ -65,6 +66,7 @@ process.on('SIGTERM', async () => {
   draining = true;
   try {
     await worker.drain();
+    process.send?.({ type: 'drained' });
     await worker.close();
     process.exit(0);
   } catch (e) {
