@@ -16,7 +16,7 @@ pub use crate::cancel::Canceller;
 use crate::connection::{ConnectionInfo, ConnectionStats};
 use crate::error::{app_code, RpcError};
 use crate::tls::{client_crypto, ClientTrust, DEFAULT_SERVER_NAME};
-use crate::transport::transport_config;
+use crate::transport::client_transport_config;
 use rpcnet_protocol::{Decoder, ErrorCode, Frame, Request, DEFAULT_MAX_FRAME_SIZE};
 
 /// Default connect timeout, ms.
@@ -83,7 +83,7 @@ impl Client {
                         RpcError::internal(format!("TLS config unusable for QUIC: {e}"))
                     })?;
                 let mut client_config = quinn::ClientConfig::new(Arc::new(quic));
-                client_config.transport_config(transport_config());
+                client_config.transport_config(client_transport_config());
                 client_config
             }
         };

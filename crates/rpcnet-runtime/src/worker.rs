@@ -31,6 +31,7 @@ use crate::error::RpcError;
 use crate::events::EventQueue;
 use crate::mgmt::{self, now_ms, rejected};
 use crate::server::{MethodKind, Server, ServerConfig, ServerEvent};
+use crate::transport::MAX_CONCURRENT_LINK_CALLS;
 use rpcnet_protocol::ErrorCode;
 
 /// Largest snapshot a worker accepts after decompression, bytes (64 MiB).
@@ -156,6 +157,7 @@ impl Worker {
             Server::bind(ServerConfig {
                 bind: config.user,
                 cluster: Some(config.cluster.clone()),
+                max_concurrent_calls: MAX_CONCURRENT_LINK_CALLS,
                 ..ServerConfig::default()
             })
             .await?,

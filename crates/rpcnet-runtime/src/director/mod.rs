@@ -30,7 +30,7 @@ use crate::events::EventQueue;
 use crate::mgmt::{self, now_ms};
 use crate::server::{MethodKind, Server, ServerConfig, ServerEvent};
 use crate::tls::{server_crypto, ServerIdentity};
-use crate::transport::transport_config;
+use crate::transport::{transport_config, CallWindow, MAX_CONCURRENT_CALLS};
 use rpcnet_protocol::DEFAULT_MAX_FRAME_SIZE;
 
 pub use migrate::MigrationReport;
@@ -542,11 +542,17 @@ async fn accept_clients(inner: Arc<Inner>) {
                 connection_id: info.id.clone(),
                 worker: owner,
             });
+            let window = CallWindow::new(connection.clone(), MAX_CONCURRENT_CALLS);
             while let Ok((send, recv)) = connection.accept_bi().await {
-                tokio::spawn(relay::relay(inner.clone(), session.clone(), send, recv));
+                let open = window.opened();
+                let call = relay::relay(inner.clone(), session.clone(), send, recv);
+                tokio::spawn(async move {
+                    call.await;
+                    drop(open);
+                });
             }
             // The connection's handles keep the user port's socket open (Director::close).
-            drop((connection, info));
+            drop((connection, info, window));
             inner.sessions.lock().unwrap().remove(&session_id);
             // Tell the owner, so it frees whatever it still holds for the session (captured or
             // restored calls that will never be re-attached).
