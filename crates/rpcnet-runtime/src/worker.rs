@@ -97,6 +97,26 @@ pub enum HookAnswer {
     Failed(String),
 }
 
+/// What a worker keeps for migrations, in entries (see [`Worker::migration_memory`]). Each
+/// count is bounded by time and by count (`rpcnet_session::participant` and
+/// `rpcnet_protocol::migration::token` document the bounds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrationMemory {
+    /// Sessions with state here: open calls, calls kept from a capture, a frozen or a restored
+    /// session.
+    pub sessions: usize,
+    /// Fences of sessions this worker no longer holds, kept for
+    /// [`rpcnet_session::participant::FENCE_MEMORY_MS`] (with the fenced sessions it holds, at
+    /// most [`rpcnet_session::participant::MAX_FENCES`]).
+    pub tombstones: usize,
+    /// Migrations this worker takes part in that have not ended for it (at most
+    /// [`rpcnet_session::participant::MAX_OPEN_MIGRATIONS`]).
+    pub open_migrations: usize,
+    /// Redeemed, unexpired migration tokens remembered for replay protection (at most
+    /// [`rpcnet_protocol::migration::token::DEFAULT_MAX_REDEEMED_TOKENS`]).
+    pub redeemed_tokens: usize,
+}
+
 /// Which hooks the embedder implements; the others use their defaults (accept, empty state,
 /// nothing to restore).
 #[derive(Debug, Default)]
@@ -223,6 +243,23 @@ impl Worker {
         self.inner.mgmt.local_addr()
     }
 
+    /// What the worker keeps for migrations now, in entries (for tests and diagnostics of
+    /// bounded memory).
+    pub fn migration_memory(&self) -> MigrationMemory {
+        let (sessions, tombstones) = self
+            .inner
+            .user
+            .sessions()
+            .with_book(|b| (b.len(), b.tombstones()));
+        let p = self.inner.participant.lock().unwrap();
+        MigrationMemory {
+            sessions,
+            tombstones,
+            open_migrations: p.open_parts(),
+            redeemed_tokens: p.redeemed_tokens(),
+        }
+    }
+
     /// Declares which hooks the embedder answers.
     pub fn set_hooks(&self, confirm: bool, capture: bool, restore: bool) {
         self.inner.flags.confirm.store(confirm, Ordering::SeqCst);
@@ -281,6 +318,13 @@ async fn heartbeats(inner: Arc<Inner>, every_ms: u64) {
             _ = tick.tick() => {}
             _ = inner.stopped.cancelled() => return,
         }
+        // What is kept for fencing and replay protection expires with time (bounded by count
+        // too, see rpcnet_session::participant): forget what expired.
+        let now = now_ms();
+        inner.user.sessions().with_book(|b| {
+            b.prune(now);
+            inner.participant.lock().unwrap().prune(now);
+        });
         let hb = ManagementMessage::Heartbeat(Heartbeat {
             worker_id: inner.id.clone(),
             sessions: inner.user.sessions().len() as u32,
@@ -467,7 +511,7 @@ async fn handle(
                     .participant
                     .lock()
                     .unwrap()
-                    .restored(b, st.migration_id, &snap)
+                    .restored(b, st.migration_id, &snap, now_ms())
             }))
         }
         (mgmt::COMPLETE, ManagementMessage::Complete(c)) => {

@@ -1140,6 +1140,7 @@ impl Sim {
             return;
         }
         p.book.prune(now);
+        p.participant.prune(now);
         let partitioned = p.partition_until > now;
         let registered = p.registered;
         if !partitioned && !self.dice.chance(self.p.drop_permille) {
@@ -1477,7 +1478,9 @@ impl Sim {
                     };
                 }
                 let p = &mut self.workers[w];
-                let msg = p.participant.restored(&mut p.book, st.migration_id, &snap);
+                let msg = p
+                    .participant
+                    .restored(&mut p.book, st.migration_id, &snap, now);
                 self.reply(session, &t, Ok(msg), hook_ms);
             }
             (WorkerMethod::Complete, ManagementMessage::Complete(c)) => {
