@@ -17,7 +17,13 @@ export class Proc {
   #waiters: ((m: Record<string, unknown>) => boolean)[] = [];
 
   constructor(script: string, args: string[], options: { silent?: boolean } = {}) {
-    this.child = fork(here(script), args, { stdio: options.silent ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'inherit', 'inherit', 'ipc'] });
+    // The children run compiled JavaScript and need none of this process's flags (a TypeScript
+    // loader inherited from a test or benchmark would cost each ~40 MB); --expose-gc lets the
+    // `memory` command collect garbage before it measures.
+    this.child = fork(here(script), args, {
+      stdio: options.silent ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'inherit', 'inherit', 'ipc'],
+      execArgv: ['--expose-gc'],
+    });
     this.child.on('message', (m: Record<string, unknown>) => {
       this.messages.push(m);
       this.#waiters = this.#waiters.filter((w) => !w(m));

@@ -5,12 +5,14 @@
  * state per session is `--state-bytes` bytes, carried by `captureState` / `restoreState`.
  * `--confirm-delay-ms` makes its migration policy hook slow (for abort tests);
  * `--restore-delay-ms` makes `restoreState` wait after reporting `restored` (for tests that kill
- * the source between State Transfer and the Pivot).
+ * the source between State Transfer and the Pivot). It answers the `memory` command (see
+ * memory.ts).
  * @module
  */
 import { parseArgs } from 'node:util';
 
 import { RpcWorker } from '../worker.js';
+import { sampleMemory } from './memory.js';
 import { tokensHandler } from './tokens.js';
 
 const { values } = parseArgs({
@@ -59,6 +61,12 @@ worker.setHooks({
   },
 });
 process.send?.({ type: 'ready', id });
+
+// Commands from the parent (harness.ts `Proc.command`): `memory` (optionally after a full GC).
+process.on('message', (m: { id: number; cmd: string; gc?: boolean }) => {
+  if (m.cmd === 'memory') return process.send?.({ type: 'reply', id: m.id, result: sampleMemory(m.gc) });
+  process.send?.({ type: 'reply', id: m.id, error: { code: 'INVALID_ARGUMENT', message: `unknown command ${m.cmd}` } });
+});
 
 let draining = false;
 process.on('SIGTERM', async () => {

@@ -47,7 +47,7 @@ use rustls::server::WebPkiClientVerifier;
 
 use crate::error::RpcError;
 use crate::tls::{fingerprint, provider};
-use crate::transport::cluster_transport_config;
+use crate::transport::{client_transport_config, cluster_transport_config};
 
 /// Server name cluster peers use for each other: every cluster leaf carries it as a DNS SAN, and
 /// clients built by [`ClusterCredentials::client_crypto`] check it. Pass it as the server name to
@@ -333,7 +333,8 @@ impl ClusterCredentials {
     }
 
     /// quinn client configuration from [`client_crypto`](Self::client_crypto) with
-    /// [`crate::transport::cluster_transport_config`]. Connect with server name [`CLUSTER_SERVER_NAME`].
+    /// [`crate::transport::client_transport_config`] (no stream credit for the server). Connect
+    /// with server name [`CLUSTER_SERVER_NAME`].
     ///
     /// Errors: those of `client_crypto`; `INTERNAL` if quinn rejects the rustls configuration.
     pub fn quinn_client_config(&self, alpn: &[u8]) -> Result<quinn::ClientConfig, RpcError> {
@@ -344,7 +345,7 @@ impl ClusterCredentials {
                 ))
             })?;
         let mut config = quinn::ClientConfig::new(Arc::new(quic));
-        config.transport_config(cluster_transport_config());
+        config.transport_config(client_transport_config());
         Ok(config)
     }
 

@@ -29,6 +29,15 @@ use rpcnet_protocol::Attach;
 /// stale ATTACH can stay in flight on a live cluster link (QUIC's idle timeout is 30 s).
 pub const FENCE_MEMORY_MS: u64 = 60_000;
 
+/// Most fenced sessions a worker remembers at once: sessions it captured (State Capture) that
+/// it still holds, plus the tombstones of those it no longer holds (kept for
+/// [`FENCE_MEMORY_MS`]). At the bound, [`SessionBook::freeze`] refuses to fence one more session
+/// (`MIGRATION_CAPACITY`, the migration aborts and the session stays where it is) instead of
+/// forgetting a fence early, which could let a stale ATTACH through. Reaching it takes more than
+/// 1,000 sessions moved away from one worker per second for a minute; a tombstone costs ~60
+/// bytes, so the bound is ~4 MB.
+pub const MAX_FENCES: usize = 65_536;
+
 /// What to do with an ATTACH, decided by [`SessionBook::attach`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttachDecision {
@@ -54,8 +63,6 @@ struct BookEntry {
     connection_id: String,
     /// Restored here by a migration: held (even with no call) until dropped.
     held: bool,
-    /// When the session was dropped (a tombstone that only keeps the fence), ms.
-    dropped_at: Option<u64>,
 }
 
 impl BookEntry {
@@ -64,10 +71,28 @@ impl BookEntry {
     }
 }
 
+/// The fence of a session the worker no longer holds, kept for [`FENCE_MEMORY_MS`].
+#[derive(Debug, Clone, Copy)]
+struct Tombstone {
+    fence: u64,
+    /// When the session was dropped, ms.
+    since_ms: u64,
+}
+
 /// A worker's sessions as migration sees them. See the module docs.
+///
+/// Memory: an entry per session with state here (open, kept, frozen or restored calls); a session
+/// that has none left is forgotten at once, or, if it was fenced (captured here at some epoch),
+/// reduced to a tombstone that keeps only its fence for [`FENCE_MEMORY_MS`] (forgotten by
+/// [`SessionBook::prune`]). Fenced sessions, live or tombstones, are at most [`MAX_FENCES`].
 #[derive(Debug, Default, Clone)]
 pub struct SessionBook {
+    /// Sessions with state here (never idle).
     sessions: BTreeMap<u64, BookEntry>,
+    /// Fences of sessions dropped from `sessions`, by session.
+    tombstones: BTreeMap<u64, Tombstone>,
+    /// `(since_ms, session)` of every tombstone, oldest first, for [`SessionBook::prune`].
+    expiry: BTreeSet<(u64, u64)>,
     /// The worker fenced itself (its heartbeat lease lapsed).
     self_fenced: bool,
 }
@@ -78,6 +103,39 @@ impl SessionBook {
         Self::default()
     }
 
+    /// The entry of a session that gets state here: the existing one, or one revived from its
+    /// tombstone (keeping the fence), or a new one.
+    fn live(&mut self, session_id: u64) -> &mut BookEntry {
+        if !self.sessions.contains_key(&session_id) {
+            let mut entry = BookEntry::default();
+            if let Some(t) = self.tombstones.remove(&session_id) {
+                self.expiry.remove(&(t.since_ms, session_id));
+                entry.fence = t.fence;
+            }
+            self.sessions.insert(session_id, entry);
+        }
+        self.sessions.get_mut(&session_id).expect("inserted above")
+    }
+
+    /// Forgets a session that has no state left at `now_ms`: unfenced, it is gone; fenced, its
+    /// fence stays as a tombstone for [`FENCE_MEMORY_MS`].
+    fn retire_if_idle(&mut self, session_id: u64, now_ms: u64) {
+        if !self.sessions.get(&session_id).is_some_and(BookEntry::idle) {
+            return;
+        }
+        let entry = self.sessions.remove(&session_id).expect("checked above");
+        if entry.fence > 0 {
+            self.tombstones.insert(
+                session_id,
+                Tombstone {
+                    fence: entry.fence,
+                    since_ms: now_ms,
+                },
+            );
+            self.expiry.insert((now_ms, session_id));
+        }
+    }
+
     /// Decides an ATTACH (see [`AttachDecision`]); a served call is recorded as open.
     pub fn attach(&mut self, a: &Attach) -> AttachDecision {
         let suspend = AttachDecision::Suspend {
@@ -86,13 +144,20 @@ impl SessionBook {
         if self.self_fenced {
             return suspend;
         }
-        let s = self.sessions.entry(a.session_id).or_default();
-        if a.route_epoch <= s.fence {
+        let fence = match (
+            self.sessions.get(&a.session_id),
+            self.tombstones.get(&a.session_id),
+        ) {
+            (Some(s), _) => s.fence,
+            (None, Some(t)) => t.fence,
+            (None, None) => 0,
+        };
+        if a.route_epoch <= fence {
             return suspend;
         }
+        let s = self.live(a.session_id);
         // A newer route than the capture's: the migration ended without moving the session.
         s.frozen = false;
-        s.dropped_at = None;
         if s.connection_id.is_empty() {
             s.connection_id = a.connection_id.clone();
         }
@@ -100,27 +165,39 @@ impl SessionBook {
         AttachDecision::Serve(s.kept.remove(&a.call_id))
     }
 
-    /// A served call ended (finished, cancelled or frozen).
+    /// A served call ended (finished, cancelled or frozen) at `now_ms`.
     pub fn call_ended(&mut self, session_id: u64, call_id: u64, now_ms: u64) {
         if let Some(s) = self.sessions.get_mut(&session_id) {
             s.open.remove(&call_id);
-            if s.idle() && s.dropped_at.is_none() {
-                s.dropped_at = Some(now_ms);
-            }
+            self.retire_if_idle(session_id, now_ms);
         }
     }
 
     /// State Capture begins: the session is frozen and fenced at `epoch`.
-    pub fn freeze(&mut self, session_id: u64, epoch: u64) {
-        let s = self.sessions.entry(session_id).or_default();
+    ///
+    /// Errors: `MIGRATION_CAPACITY` when the session is not fenced yet and [`MAX_FENCES`]
+    /// sessions are (call [`SessionBook::prune`] first); the book is unchanged.
+    pub fn freeze(&mut self, session_id: u64, epoch: u64) -> Result<(), MigrationError> {
+        let fenced_already = self.sessions.get(&session_id).is_some_and(|s| s.fence > 0)
+            || self.tombstones.contains_key(&session_id);
+        if !fenced_already && self.fenced() >= MAX_FENCES {
+            return Err(MigrationError::Capacity {
+                what: "fenced sessions",
+                limit: MAX_FENCES,
+            });
+        }
+        let s = self.live(session_id);
         s.fence = s.fence.max(epoch);
         s.frozen = true;
-        s.dropped_at = None;
+        Ok(())
     }
 
     /// Keeps captured calls so that an abort can re-attach them here.
     pub fn keep(&mut self, session_id: u64, calls: &[CallSnapshot]) {
-        let s = self.sessions.entry(session_id).or_default();
+        if calls.is_empty() {
+            return;
+        }
+        let s = self.live(session_id);
         for c in calls {
             s.kept.insert(c.call_id, c.clone());
         }
@@ -147,32 +224,32 @@ impl SessionBook {
         self.sessions.get(&session_id).is_some_and(|s| s.frozen)
     }
 
-    /// MigrationAbort on the source: served here again.
-    pub fn unfreeze(&mut self, session_id: u64) {
+    /// MigrationAbort on the source at `now_ms`: served here again.
+    pub fn unfreeze(&mut self, session_id: u64, now_ms: u64) {
         if let Some(s) = self.sessions.get_mut(&session_id) {
             s.frozen = false;
+            self.retire_if_idle(session_id, now_ms);
         }
     }
 
     /// Installs a restored session (State Transfer on the target).
     pub fn restore(&mut self, snap: &SessionSnapshot) {
-        let s = self.sessions.entry(snap.session_id).or_default();
+        let s = self.live(snap.session_id);
         s.connection_id = snap.connection_id.clone();
-        s.dropped_at = None;
         s.held = true;
         for c in &snap.calls {
             s.kept.insert(c.call_id, c.clone());
         }
     }
 
-    /// Forgets a session that lives elsewhere now, keeping its fence as a tombstone for
-    /// [`FENCE_MEMORY_MS`].
+    /// Forgets a session that lives elsewhere now (at `now_ms`), keeping its fence as a
+    /// tombstone for [`FENCE_MEMORY_MS`] once no call of it is open here.
     pub fn drop_session(&mut self, session_id: u64, now_ms: u64) {
         if let Some(s) = self.sessions.get_mut(&session_id) {
             s.kept.clear();
             s.frozen = false;
             s.held = false;
-            s.dropped_at = Some(now_ms);
+            self.retire_if_idle(session_id, now_ms);
         }
     }
 
@@ -192,24 +269,27 @@ impl SessionBook {
     }
 
     /// The director no longer knows this worker (it re-registers): every session it held was
-    /// failed over elsewhere. Drops their state, keeping the fences.
+    /// failed over elsewhere. Drops their state at `now_ms`, keeping the fences.
     pub fn forget_all(&mut self, now_ms: u64) {
-        for s in self.sessions.values_mut() {
-            s.kept.clear();
-            s.frozen = false;
-            s.held = false;
-            s.dropped_at.get_or_insert(now_ms);
+        let ids: Vec<u64> = self.sessions.keys().copied().collect();
+        for id in ids {
+            self.drop_session(id, now_ms);
         }
     }
 
-    /// Forgets tombstones older than [`FENCE_MEMORY_MS`].
+    /// Forgets tombstones older than [`FENCE_MEMORY_MS`] at `now_ms`. Costs O(log n) per
+    /// tombstone forgotten; the runtime calls it at every heartbeat.
     pub fn prune(&mut self, now_ms: u64) {
-        self.sessions.retain(|_, s| {
-            !(s.idle() && s.dropped_at.is_some_and(|t| now_ms >= t + FENCE_MEMORY_MS))
-        });
+        while let Some(&(since, session)) = self.expiry.first() {
+            if now_ms < since.saturating_add(FENCE_MEMORY_MS) {
+                break;
+            }
+            self.expiry.pop_first();
+            self.tombstones.remove(&session);
+        }
     }
 
-    /// Sessions with open, kept or frozen state (tombstones excluded).
+    /// Sessions with open, kept, frozen or restored state (tombstones excluded).
     pub fn len(&self) -> usize {
         self.sessions.values().filter(|s| !s.idle()).count()
     }
@@ -221,7 +301,17 @@ impl SessionBook {
 
     /// Every entry, tombstones included (for tests of bounded memory).
     pub fn entries(&self) -> usize {
-        self.sessions.len()
+        self.sessions.len() + self.tombstones.len()
+    }
+
+    /// Tombstones: fences of sessions no longer held here, not yet forgotten.
+    pub fn tombstones(&self) -> usize {
+        self.tombstones.len()
+    }
+
+    /// Fenced sessions, held or tombstones (at most [`MAX_FENCES`]).
+    pub fn fenced(&self) -> usize {
+        self.tombstones.len() + self.sessions.values().filter(|s| s.fence > 0).count()
     }
 
     /// Ids of the sessions with state here.
@@ -234,23 +324,57 @@ impl SessionBook {
     }
 }
 
+/// How long a worker remembers a migration it takes part in that has not ended for it (a
+/// redeemed token waiting for its StateTransfer, a captured or a restored session waiting for a
+/// MigrationAbort that may never come), ms. Longer than any migration may run before its Pivot
+/// (the director gives up after its total timeout, 5 s by default) plus the abort's own
+/// timeout. A StateTransfer later than this is refused (`MIGRATION_STATE`, the migration aborts);
+/// a MigrationAbort later than this leaves a restored copy unused on the target (the route
+/// points to the source) until the session closes.
+pub const MIGRATION_MEMORY_MS: u64 = 60_000;
+
+/// Most migrations a worker takes part in at once (prepared, captured or restored, not yet
+/// ended for it; see [`MIGRATION_MEMORY_MS`]). At the bound, Preparation and State Capture are
+/// refused with `MIGRATION_CAPACITY` (the migration aborts, nothing moves) rather than forgetting
+/// one early. A later migration of the same session ends the earlier ones (the director runs one
+/// migration per session at a time), so the bound counts distinct sessions: more than 1,000
+/// sessions per second through one worker for a minute. An entry costs ~50 bytes: ~3 MB.
+pub const MAX_OPEN_MIGRATIONS: usize = 65_536;
+
 /// This worker's part in a migration that has not ended.
 #[derive(Debug, Clone, Copy)]
 enum Part {
-    Captured(u64),
-    Restored(u64),
+    Captured,
+    Restored,
+}
+
+/// A migration this worker takes part in: its session, its part (`None` while prepared), and
+/// since when, ms.
+#[derive(Debug, Clone, Copy)]
+struct Open {
+    session: u64,
+    part: Option<Part>,
+    since_ms: u64,
 }
 
 /// The worker's migration rules. See the module docs.
+///
+/// Memory: the token ledger (bounded by [`TokenLedger`]'s count and lifetime bounds) and the
+/// migrations not yet ended here (bounded by [`MAX_OPEN_MIGRATIONS`] and
+/// [`MIGRATION_MEMORY_MS`]).
 #[derive(Debug, Clone)]
 pub struct Participant {
     id: String,
     key: TokenKey,
     secret: Vec<u8>,
     ledger: TokenLedger,
-    /// Prepared migrations (token redeemed here): migration id to session id.
-    prepared: BTreeMap<u64, u64>,
-    parts: BTreeMap<u64, Part>,
+    /// Migrations not ended here, by migration id: prepared (token redeemed, `part` = `None`),
+    /// captured or restored.
+    open: BTreeMap<u64, Open>,
+    /// `(since_ms, migration id)` of every entry of `open`, oldest first.
+    by_time: BTreeSet<(u64, u64)>,
+    /// The latest migration id in `open` of each session.
+    latest: BTreeMap<u64, u64>,
 }
 
 impl Participant {
@@ -261,14 +385,75 @@ impl Participant {
             key,
             secret: secret.to_vec(),
             ledger: TokenLedger::new(),
-            prepared: BTreeMap::new(),
-            parts: BTreeMap::new(),
+            open: BTreeMap::new(),
+            by_time: BTreeSet::new(),
+            latest: BTreeMap::new(),
         }
     }
 
     /// The worker's id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Forgets, at `now_ms`, migrations older than [`MIGRATION_MEMORY_MS`] and expired tokens.
+    /// Called by every management step; the runtime also calls it at every heartbeat.
+    pub fn prune(&mut self, now_ms: u64) {
+        while let Some(&(since, m)) = self.by_time.first() {
+            if now_ms < since.saturating_add(MIGRATION_MEMORY_MS) {
+                break;
+            }
+            self.forget(m);
+        }
+        self.ledger.prune(now_ms);
+    }
+
+    /// Ends this worker's part in `migration_id`; returns what it was.
+    fn forget(&mut self, migration_id: u64) -> Option<Open> {
+        let o = self.open.remove(&migration_id)?;
+        self.by_time.remove(&(o.since_ms, migration_id));
+        if self.latest.get(&o.session) == Some(&migration_id) {
+            self.latest.remove(&o.session);
+        }
+        Some(o)
+    }
+
+    /// Records this worker's part in `migration_id` of `session` at `now_ms`, ending the earlier
+    /// migration of the same session here: the director runs one migration per session at a
+    /// time, so it is over, and a late MigrationAbort of it must not undo this one.
+    fn record(&mut self, migration_id: u64, session: u64, part: Option<Part>, now_ms: u64) {
+        self.forget(migration_id);
+        match self.latest.get(&session).copied() {
+            Some(earlier) if earlier < migration_id => {
+                self.forget(earlier);
+                self.latest.insert(session, migration_id);
+            }
+            Some(_) => {} // a late message of an earlier migration: kept until it expires
+            None => {
+                self.latest.insert(session, migration_id);
+            }
+        }
+        self.open.insert(
+            migration_id,
+            Open {
+                session,
+                part,
+                since_ms: now_ms,
+            },
+        );
+        self.by_time.insert((now_ms, migration_id));
+    }
+
+    /// Errors with `MIGRATION_CAPACITY` when [`MAX_OPEN_MIGRATIONS`] are open and
+    /// `migration_id` is not one of them.
+    fn has_room(&self, migration_id: u64) -> Result<(), MigrationError> {
+        if self.open.len() >= MAX_OPEN_MIGRATIONS && !self.open.contains_key(&migration_id) {
+            return Err(MigrationError::Capacity {
+                what: "open migrations",
+                limit: MAX_OPEN_MIGRATIONS,
+            });
+        }
+        Ok(())
     }
 
     /// Initiation / Confirmation on the target: the token must be authentic, unexpired and
@@ -292,12 +477,16 @@ impl Participant {
 
     /// Preparation on the target: redeems the single-use token and answers PrepareAck.
     ///
-    /// Errors: the ledger's `TOKEN_*` errors, `TOKEN_REPLAYED` for a second redemption.
+    /// Errors: the ledger's `TOKEN_*` errors, `TOKEN_REPLAYED` for a second redemption,
+    /// `MIGRATION_CAPACITY` when the ledger or [`MAX_OPEN_MIGRATIONS`] is full (nothing is
+    /// recorded then).
     pub fn on_prepare(
         &mut self,
         req: &MigrationRequest,
         now_ms: u64,
     ) -> Result<ManagementMessage, MigrationError> {
+        self.prune(now_ms);
+        self.has_room(req.migration_id)?;
         self.ledger.redeem(
             &self.key,
             &req.token,
@@ -306,7 +495,7 @@ impl Participant {
             &self.id,
             now_ms,
         )?;
-        self.prepared.insert(req.migration_id, req.session_id);
+        self.record(req.migration_id, req.session_id, None, now_ms);
         Ok(ManagementMessage::PrepareAck(PrepareAck {
             migration_id: req.migration_id,
             ready: true,
@@ -317,7 +506,8 @@ impl Participant {
     /// is frozen and fenced at the request's route epoch. The driver then freezes the calls
     /// (keeping them in the book), asks `captureState` and calls [`Participant::seal`].
     ///
-    /// Errors: the ledger's `TOKEN_*` errors.
+    /// Errors: the ledger's `TOKEN_*` errors; `MIGRATION_CAPACITY` when [`MAX_OPEN_MIGRATIONS`]
+    /// or the book's [`MAX_FENCES`] is reached (nothing is frozen then).
     pub fn on_capture(
         &mut self,
         book: &mut SessionBook,
@@ -332,9 +522,16 @@ impl Participant {
             &req.target,
             now_ms,
         )?;
-        book.freeze(req.session_id, req.route_epoch);
-        self.parts
-            .insert(req.migration_id, Part::Captured(req.session_id));
+        self.prune(now_ms);
+        book.prune(now_ms);
+        self.has_room(req.migration_id)?;
+        book.freeze(req.session_id, req.route_epoch)?;
+        self.record(
+            req.migration_id,
+            req.session_id,
+            Some(Part::Captured),
+            now_ms,
+        );
         Ok(())
     }
 
@@ -359,20 +556,24 @@ impl Participant {
     /// replayed StateTransfer is refused). The driver then runs `restoreState` and calls
     /// [`Participant::restored`].
     ///
-    /// Errors: `MIGRATION_STATE` for an unprepared or already transferred migration;
-    /// `SNAPSHOT_TAMPERED` / `SNAPSHOT_MALFORMED` from opening, or a snapshot sealed for
-    /// another migration.
+    /// Errors: `MIGRATION_STATE` for an unprepared or already transferred migration (or one
+    /// prepared more than [`MIGRATION_MEMORY_MS`] ago); `SNAPSHOT_TAMPERED` /
+    /// `SNAPSHOT_MALFORMED` from opening, or a snapshot sealed for another migration.
     pub fn on_transfer(
         &mut self,
         st: &StateTransfer,
         max_plain_bytes: usize,
     ) -> Result<SessionSnapshot, MigrationError> {
-        let Some(session) = self.prepared.remove(&st.migration_id) else {
-            return Err(MigrationError::Unprepared {
-                migration_id: st.migration_id,
-                worker: self.id.clone(),
-            });
+        let session = match self.open.get(&st.migration_id) {
+            Some(o) if o.part.is_none() => o.session,
+            _ => {
+                return Err(MigrationError::Unprepared {
+                    migration_id: st.migration_id,
+                    worker: self.id.clone(),
+                })
+            }
         };
+        self.forget(st.migration_id);
         let (header, snap) =
             snapshot::open_with_header(&st.sealed, &self.secret, Some(session), max_plain_bytes)?;
         if header.migration_id != st.migration_id {
@@ -386,16 +587,17 @@ impl Participant {
         Ok(snap)
     }
 
-    /// The restore hook succeeded: installs the calls and answers MigrationComplete.
+    /// The restore hook succeeded at `now_ms`: installs the calls and answers
+    /// MigrationComplete.
     pub fn restored(
         &mut self,
         book: &mut SessionBook,
         migration_id: u64,
         snap: &SessionSnapshot,
+        now_ms: u64,
     ) -> ManagementMessage {
         book.restore(snap);
-        self.parts
-            .insert(migration_id, Part::Restored(snap.session_id));
+        self.record(migration_id, snap.session_id, Some(Part::Restored), now_ms);
         ManagementMessage::Complete(MigrationComplete {
             migration_id,
             session_id: snap.session_id,
@@ -404,7 +606,7 @@ impl Participant {
 
     /// MigrationComplete on the source: the session lives on the target now.
     pub fn on_complete(&mut self, book: &mut SessionBook, c: &MigrationComplete, now_ms: u64) {
-        self.parts.remove(&c.migration_id);
+        self.forget(c.migration_id);
         book.drop_session(c.session_id, now_ms);
     }
 
@@ -412,18 +614,30 @@ impl Participant {
     /// and keeps its captured calls for the relays to re-attach. If this message is lost, the
     /// fence gives the same result at the next ATTACH.
     pub fn on_abort(&mut self, book: &mut SessionBook, a: &MigrationAbort, now_ms: u64) {
-        self.prepared.remove(&a.migration_id);
-        match self.parts.remove(&a.migration_id) {
-            Some(Part::Captured(session)) => book.unfreeze(session),
-            Some(Part::Restored(session)) => book.drop_session(session, now_ms),
-            None => {}
+        match self.forget(a.migration_id) {
+            Some(Open {
+                session,
+                part: Some(Part::Captured),
+                ..
+            }) => book.unfreeze(session, now_ms),
+            Some(Open {
+                session,
+                part: Some(Part::Restored),
+                ..
+            }) => book.drop_session(session, now_ms),
+            _ => {}
         }
     }
 
     /// Migrations this worker takes part in that have not ended (prepared or captured or
     /// restored), for tests of bounded memory.
     pub fn open_parts(&self) -> usize {
-        self.prepared.len() + self.parts.len()
+        self.open.len()
+    }
+
+    /// Redeemed, unexpired tokens the ledger remembers, for tests of bounded memory.
+    pub fn redeemed_tokens(&self) -> usize {
+        self.ledger.len()
     }
 }
 
@@ -484,7 +698,7 @@ mod tests {
     fn stale_attaches_are_suspended_and_newer_ones_unfreeze() {
         let mut b = SessionBook::new();
         assert_eq!(b.attach(&attach(1, 1)), AttachDecision::Serve(None));
-        b.freeze(9, 1);
+        b.freeze(9, 1).unwrap();
         b.keep(
             9,
             &[CallSnapshot {
@@ -512,7 +726,7 @@ mod tests {
     #[test]
     fn tombstones_keep_the_fence_then_go() {
         let mut b = SessionBook::new();
-        b.freeze(9, 4);
+        b.freeze(9, 4).unwrap();
         b.drop_session(9, 100);
         assert_eq!(
             b.attach(&attach(4, 1)),
@@ -521,6 +735,290 @@ mod tests {
         assert_eq!(b.len(), 0);
         b.prune(100 + FENCE_MEMORY_MS);
         assert_eq!(b.entries(), 0);
+    }
+
+    #[test]
+    fn sessions_without_a_fence_leave_nothing_behind() {
+        let mut b = SessionBook::new();
+        assert_eq!(b.attach(&attach(1, 1)), AttachDecision::Serve(None));
+        b.call_ended(9, 1, 10);
+        assert_eq!(b.entries(), 0);
+        // Restored then dropped (an aborted migration on the target): nothing to fence.
+        b.restore(&SessionSnapshot {
+            session_id: 9,
+            ..Default::default()
+        });
+        b.drop_session(9, 20);
+        assert_eq!(b.entries(), 0);
+    }
+
+    #[test]
+    fn a_session_moving_back_and_forth_keeps_one_entry_and_its_fence() {
+        let mut b = SessionBook::new();
+        let mut epoch = 1;
+        assert_eq!(b.attach(&attach(epoch, 1)), AttachDecision::Serve(None));
+        for round in 0..1_000u64 {
+            // Captured here at `epoch`, moved away (Pivot: epoch + 1).
+            b.freeze(9, epoch).unwrap();
+            b.call_ended(9, 1, round);
+            b.keep(
+                9,
+                &[CallSnapshot {
+                    call_id: 1,
+                    ..Default::default()
+                }],
+            );
+            b.drop_session(9, round);
+            assert_eq!((b.entries(), b.tombstones()), (1, 1));
+            assert_eq!(
+                b.attach(&attach(epoch, 1)),
+                AttachDecision::Suspend { next_seq: 3 }
+            );
+            // Moved back (another Pivot), restored here: the fence survives the tombstone.
+            epoch += 2;
+            b.restore(&SessionSnapshot {
+                session_id: 9,
+                calls: vec![CallSnapshot {
+                    call_id: 1,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+            assert_eq!(
+                b.attach(&attach(epoch - 2, 1)),
+                AttachDecision::Suspend { next_seq: 3 }
+            );
+            assert!(matches!(
+                b.attach(&attach(epoch, 1)),
+                AttachDecision::Serve(Some(_))
+            ));
+            assert_eq!((b.entries(), b.tombstones()), (1, 0));
+        }
+    }
+
+    #[test]
+    fn fences_are_bounded_and_a_full_book_refuses_to_fence_rather_than_forget() {
+        let mut b = SessionBook::new();
+        for s in 0..MAX_FENCES as u64 {
+            b.freeze(s, 5).unwrap();
+            b.drop_session(s, 1_000);
+        }
+        assert_eq!((b.tombstones(), b.fenced()), (MAX_FENCES, MAX_FENCES));
+        // One more session cannot be fenced; the book is unchanged.
+        let e = b.freeze(u64::MAX, 5).unwrap_err();
+        assert_eq!(e.code(), "MIGRATION_CAPACITY");
+        assert!(!b.is_frozen(u64::MAX));
+        assert_eq!(b.entries(), MAX_FENCES);
+        // Every remembered fence still holds: a stale ATTACH is suspended, a newer one served.
+        let stale = Attach {
+            session_id: 7,
+            route_epoch: 5,
+            ..attach(5, 1)
+        };
+        assert_eq!(b.attach(&stale), AttachDecision::Suspend { next_seq: 3 });
+        // A session fenced already can be captured again (it adds no fence).
+        b.freeze(8, 6).unwrap();
+        b.unfreeze(8, 1_001);
+        // Tombstones go after FENCE_MEMORY_MS, and then there is room again.
+        b.prune(1_000 + FENCE_MEMORY_MS - 1);
+        assert_eq!(b.tombstones(), MAX_FENCES);
+        b.prune(1_001 + FENCE_MEMORY_MS);
+        assert_eq!(b.entries(), 0);
+        b.freeze(u64::MAX, 5).unwrap();
+    }
+
+    fn key() -> TokenKey {
+        TokenKey::from_bytes(&[7u8; 32])
+    }
+
+    /// A migration request for session `session` from `source` to `target`, token issued at
+    /// `now` with nonce `n`.
+    fn request(
+        m: u64,
+        session: u64,
+        source: &str,
+        target: &str,
+        n: u64,
+        now: u64,
+    ) -> MigrationRequest {
+        let mut nonce = [0u8; 32];
+        nonce[..8].copy_from_slice(&n.to_be_bytes());
+        let token = key()
+            .issue_with_nonce(nonce, session, source, target, now, 5_000)
+            .unwrap();
+        MigrationRequest {
+            migration_id: m,
+            session_id: session,
+            source: source.into(),
+            target: target.into(),
+            reason: rpcnet_protocol::migration::MigrationReason::Admin,
+            token,
+            requested_at_ms: now,
+            route_epoch: m,
+        }
+    }
+
+    /// Runs migration `m` of session 9 from `src` to `dst` to its Pivot at `now`.
+    fn migrate(
+        m: u64,
+        (src, src_book): (&mut Participant, &mut SessionBook),
+        (dst, dst_book): (&mut Participant, &mut SessionBook),
+        now: u64,
+    ) {
+        let req = request(m, 9, &src.id.clone(), &dst.id.clone(), m, now);
+        dst.on_request(&req, now).unwrap();
+        dst.on_prepare(&req, now).unwrap();
+        src.on_capture(src_book, &req, now).unwrap();
+        let snap = SessionSnapshot {
+            session_id: 9,
+            calls: src_book.kept_calls(9),
+            ..Default::default()
+        };
+        let ManagementMessage::StateTransfer(st) = src.seal(&snap, m, [0; 12]).unwrap() else {
+            panic!("seal answers a StateTransfer");
+        };
+        let snap = dst.on_transfer(&st, 1 << 20).unwrap();
+        dst.restored(dst_book, m, &snap, now);
+        src.on_complete(
+            src_book,
+            &MigrationComplete {
+                migration_id: m,
+                session_id: 9,
+            },
+            now,
+        );
+    }
+
+    /// Workers `a` and `b` with their books; session 9 has call 1 open on `a`.
+    fn two_workers() -> (Participant, Participant, SessionBook, SessionBook) {
+        let mut book_a = SessionBook::new();
+        book_a.attach(&attach(1, 1));
+        (
+            Participant::new("a", key(), b"secret"),
+            Participant::new("b", key(), b"secret"),
+            book_a,
+            SessionBook::new(),
+        )
+    }
+
+    #[test]
+    fn back_and_forth_migrations_keep_bounded_state() {
+        let (mut a, mut b, mut book_a, mut book_b) = two_workers();
+        for m in 1..=2_000u64 {
+            let now = m * 3; // faster than tokens expire and fences are forgotten
+            if m % 2 == 1 {
+                migrate(m, (&mut a, &mut book_a), (&mut b, &mut book_b), now);
+            } else {
+                migrate(m, (&mut b, &mut book_b), (&mut a, &mut book_a), now);
+            }
+            for (p, book) in [(&a, &book_a), (&b, &book_b)] {
+                assert!(
+                    p.open_parts() <= 1,
+                    "{} open parts after {m}",
+                    p.open_parts()
+                );
+                assert!(book.entries() <= 1, "{} entries after {m}", book.entries());
+            }
+        }
+        // The ledgers hold the tokens of the last 5 s only (a token lives 5,000 ms).
+        assert!(
+            b.redeemed_tokens() <= 5_000 / 3 / 2 + 2,
+            "{}",
+            b.redeemed_tokens()
+        );
+    }
+
+    #[test]
+    fn a_late_abort_of_an_ended_migration_does_not_undo_a_later_one() {
+        let (mut a, mut b, mut book_a, mut book_b) = two_workers();
+        book_a.call_ended(9, 1, 0);
+        book_a.keep(
+            9,
+            &[CallSnapshot {
+                call_id: 1,
+                ..Default::default()
+            }],
+        );
+        migrate(1, (&mut a, &mut book_a), (&mut b, &mut book_b), 10);
+        // Migration 2 takes it back: b captures it and holds its calls for a possible abort.
+        let req = request(2, 9, "b", "a", 2, 20);
+        a.on_prepare(&req, 20).unwrap();
+        b.on_capture(&mut book_b, &req, 20).unwrap();
+        assert_eq!(book_b.kept_calls(9).len(), 1);
+        // A MigrationAbort of migration 1 arrives late: it must not drop what migration 2 holds.
+        b.on_abort(
+            &mut book_b,
+            &MigrationAbort {
+                migration_id: 1,
+                reason: "late".into(),
+            },
+            21,
+        );
+        assert!(book_b.is_frozen(9));
+        assert_eq!(book_b.kept_calls(9).len(), 1);
+        // Migration 2's own abort unfreezes b, which keeps the calls to re-attach them.
+        b.on_abort(
+            &mut book_b,
+            &MigrationAbort {
+                migration_id: 2,
+                reason: "test".into(),
+            },
+            22,
+        );
+        assert!(!book_b.is_frozen(9));
+        assert_eq!(book_b.kept_calls(9).len(), 1);
+    }
+
+    #[test]
+    fn open_migrations_are_bounded_by_count_then_forgotten_with_time() {
+        let mut p = Participant::new("t", key(), b"secret");
+        // Tokens live 5 s and the ledger holds DEFAULT_MAX_REDEEMED_TOKENS of them; prepared
+        // migrations live MIGRATION_MEMORY_MS: fill the open set in batches 5 s apart.
+        let batch = rpcnet_protocol::migration::token::DEFAULT_MAX_REDEEMED_TOKENS as u64;
+        let mut m = 0;
+        let mut now = 0;
+        while (p.open_parts() as u64) < MAX_OPEN_MIGRATIONS as u64 {
+            for _ in 0..batch.min(MAX_OPEN_MIGRATIONS as u64 - p.open_parts() as u64) {
+                m += 1;
+                p.on_prepare(&request(m, m, "s", "t", m, now), now).unwrap();
+            }
+            now += 5_000;
+        }
+        assert_eq!(p.open_parts(), MAX_OPEN_MIGRATIONS);
+        // Full: a new migration is refused before its token is redeemed (it can be retried).
+        let late = request(m + 1, m + 1, "s", "t", m + 1, now);
+        let e = p.on_prepare(&late, now).unwrap_err();
+        assert_eq!(e.code(), "MIGRATION_CAPACITY");
+        assert_eq!(p.open_parts(), MAX_OPEN_MIGRATIONS);
+        let mut book = SessionBook::new();
+        let capture = request(m + 2, m + 2, "t", "x", m + 2, now);
+        let e = p.on_capture(&mut book, &capture, now).unwrap_err();
+        assert_eq!(e.code(), "MIGRATION_CAPACITY");
+        assert!(!book.is_frozen(m + 2));
+        // The first batch is forgotten MIGRATION_MEMORY_MS after it was prepared.
+        let later = MIGRATION_MEMORY_MS;
+        let retry = request(m + 1, m + 1, "s", "t", m + 3, later);
+        p.on_prepare(&retry, later).unwrap();
+        assert_eq!(p.open_parts(), MAX_OPEN_MIGRATIONS - batch as usize + 1);
+    }
+
+    #[test]
+    fn a_capture_refused_for_a_full_book_freezes_nothing() {
+        let mut p = Participant::new("s", key(), b"secret");
+        let mut book = SessionBook::new();
+        for s in 100..100 + MAX_FENCES as u64 {
+            book.freeze(s, 1).unwrap();
+            book.drop_session(s, 0);
+        }
+        let req = request(1, 9, "s", "t", 1, 10);
+        let e = p.on_capture(&mut book, &req, 10).unwrap_err();
+        assert_eq!(e.code(), "MIGRATION_CAPACITY");
+        assert!(!book.is_frozen(9));
+        assert_eq!(p.open_parts(), 0);
+        // Once the tombstones are forgotten the capture goes through.
+        let req = request(2, 9, "s", "t", 2, FENCE_MEMORY_MS);
+        p.on_capture(&mut book, &req, FENCE_MEMORY_MS).unwrap();
+        assert!(book.is_frozen(9));
     }
 
     #[test]

@@ -1144,6 +1144,7 @@ impl Sim {
             return;
         }
         p.book.prune(now);
+        p.participant.prune(now);
         let partitioned = p.partition_until > now;
         let registered = p.registered;
         if !partitioned && !self.dice.chance(self.p.drop_permille) {
@@ -1489,7 +1490,9 @@ impl Sim {
                     return;
                 }
                 let p = &mut self.workers[w];
-                let msg = p.participant.restored(&mut p.book, st.migration_id, &snap);
+                let msg = p
+                    .participant
+                    .restored(&mut p.book, st.migration_id, &snap, now);
                 self.reply(session, &t, Ok(msg), hook_ms);
             }
             (WorkerMethod::Complete, ManagementMessage::Complete(c)) => {

@@ -152,6 +152,18 @@ pub enum MigrationError {
         /// The reported failure.
         reason: String,
     },
+    /// `MIGRATION_CAPACITY`: a participant already remembers as many entries of some kind as
+    /// its documented bound allows (redeemed tokens, fenced sessions, open migrations), all of
+    /// them still needed for replay protection or fencing, so it refuses the step instead of
+    /// forgetting one early. Nothing was recorded; the migration aborts and the session stays
+    /// where it is. Entries expire with time, so a later attempt can succeed.
+    #[error("migration refused: this worker already remembers {limit} {what}, its bound; the oldest must expire first")]
+    Capacity {
+        /// What is full: `"redeemed tokens"`, `"fenced sessions"` or `"open migrations"`.
+        what: &'static str,
+        /// The bound, in entries.
+        limit: usize,
+    },
     /// `RANDOM_UNAVAILABLE`: the supplied secure random source failed.
     #[error("secure random source failed while {while_doing}")]
     RandomUnavailable {
@@ -165,7 +177,7 @@ impl MigrationError {
     /// TypeScript API). One of `TOKEN_INVALID`, `TOKEN_EXPIRED`, `TOKEN_REPLAYED`,
     /// `TOKEN_MISMATCH`, `SNAPSHOT_TAMPERED`, `SNAPSHOT_TRUNCATED`, `SNAPSHOT_VERSION`,
     /// `SNAPSHOT_MALFORMED`, `MESSAGE_MALFORMED`, `MIGRATION_STATE`, `MIGRATION_TIMEOUT`,
-    /// `MIGRATION_REJECTED`, `MIGRATION_ABORTED`, `RANDOM_UNAVAILABLE`.
+    /// `MIGRATION_REJECTED`, `MIGRATION_ABORTED`, `MIGRATION_CAPACITY`, `RANDOM_UNAVAILABLE`.
     pub fn code(&self) -> &'static str {
         match self {
             MigrationError::TokenInvalid { .. } => "TOKEN_INVALID",
@@ -181,6 +193,7 @@ impl MigrationError {
             MigrationError::Timeout { .. } => "MIGRATION_TIMEOUT",
             MigrationError::Rejected { .. } => "MIGRATION_REJECTED",
             MigrationError::Aborted { .. } => "MIGRATION_ABORTED",
+            MigrationError::Capacity { .. } => "MIGRATION_CAPACITY",
             MigrationError::RandomUnavailable { .. } => "RANDOM_UNAVAILABLE",
         }
     }
@@ -268,6 +281,7 @@ mod tests {
             MigrationError::Aborted {
                 reason: String::new(),
             },
+            MigrationError::Capacity { what: "", limit: 0 },
             MigrationError::RandomUnavailable { while_doing: "" },
         ];
         let mut codes: Vec<_> = all.iter().map(MigrationError::code).collect();

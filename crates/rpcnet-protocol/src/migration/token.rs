@@ -5,7 +5,8 @@
 //! lifetime; the target redeems it before accepting the session. Authenticity comes from
 //! HMAC-SHA256 (RFC 2104) under a cluster-wide [`TokenKey`]; single use comes from a
 //! [`TokenLedger`] that remembers redeemed nonces until they expire (after that the expiry check
-//! rejects them anyway, so memory stays bounded). Time is an input (`now_ms`, unix
+//! rejects them anyway), and at most [`DEFAULT_MAX_REDEEMED_TOKENS`] of them, so memory stays
+//! bounded. Time is an input (`now_ms`, unix
 //! milliseconds) and randomness is a [`SecureRandom`] or explicit bytes.
 
 use std::collections::BTreeSet;
@@ -25,6 +26,13 @@ pub const MAX_WORKER_ID_LEN: usize = 255;
 /// Default longest lifetime a [`TokenLedger`] accepts (60 000 ms): it bounds how long the ledger
 /// must remember a redeemed nonce, hence its memory.
 pub const DEFAULT_MAX_TOKEN_LIFETIME_MS: u64 = 60_000;
+
+/// Default most redeemed, unexpired tokens a [`TokenLedger`] remembers (16,384). At the bound
+/// it refuses further redemptions (`MIGRATION_CAPACITY`) until the oldest expire, rather than
+/// forgetting an unexpired nonce (which would let that token be replayed). With the default
+/// token lifetime ([`DEFAULT_TOKEN_TTL_MS`]) that is more than 3,000 migrations per second into
+/// one worker; an entry costs ~110 bytes, so the bound is ~2 MB.
+pub const DEFAULT_MAX_REDEEMED_TOKENS: usize = 16_384;
 
 /// Size of the nonce and of the MAC, in bytes (256 bits each, RFC-001 section 5.1).
 pub const TOKEN_NONCE_LEN: usize = 32;
@@ -254,14 +262,17 @@ fn invalid(e: ReadError) -> MigrationError {
 /// timestamp validation + nonce usage"). One ledger per redeeming process.
 ///
 /// It remembers the nonce of every redeemed token until that token's expiry; afterwards the
-/// expiry check alone rejects it, so the entry is pruned. Tokens that claim a lifetime longer
-/// than `max_lifetime_ms` are refused, so memory is bounded by the redemption rate times that
-/// lifetime. Deterministic: ordered sets, no hashing seeds.
+/// expiry check alone rejects it, so the entry is pruned. Memory is bounded twice: by time
+/// (tokens that claim a lifetime longer than `max_lifetime_ms` are refused, so an entry lives
+/// at most that long) and by count (at most `max_entries` nonces; at the bound a new redemption
+/// is refused with `MIGRATION_CAPACITY` and nothing is forgotten, so a replayed token is still
+/// refused while it is unexpired). Deterministic: ordered sets, no hashing seeds.
 #[derive(Debug, Clone)]
 pub struct TokenLedger {
     nonces: BTreeSet<[u8; TOKEN_NONCE_LEN]>,
     by_expiry: BTreeSet<(u64, [u8; TOKEN_NONCE_LEN])>,
     max_lifetime_ms: u64,
+    max_entries: usize,
 }
 
 impl Default for TokenLedger {
@@ -271,17 +282,28 @@ impl Default for TokenLedger {
 }
 
 impl TokenLedger {
-    /// An empty ledger accepting lifetimes up to [`DEFAULT_MAX_TOKEN_LIFETIME_MS`].
+    /// An empty ledger accepting lifetimes up to [`DEFAULT_MAX_TOKEN_LIFETIME_MS`] and
+    /// remembering up to [`DEFAULT_MAX_REDEEMED_TOKENS`] nonces.
     pub fn new() -> Self {
         Self::with_max_lifetime(DEFAULT_MAX_TOKEN_LIFETIME_MS)
     }
 
-    /// An empty ledger refusing tokens whose `expires_at_ms - now_ms` exceeds `max_lifetime_ms`.
+    /// An empty ledger refusing tokens whose `expires_at_ms - now_ms` exceeds `max_lifetime_ms`
+    /// (remembering up to [`DEFAULT_MAX_REDEEMED_TOKENS`] nonces).
     pub fn with_max_lifetime(max_lifetime_ms: u64) -> Self {
+        Self::with_limits(max_lifetime_ms, DEFAULT_MAX_REDEEMED_TOKENS)
+    }
+
+    /// An empty ledger refusing tokens whose `expires_at_ms - now_ms` exceeds `max_lifetime_ms`,
+    /// and remembering at most `max_entries` redeemed nonces (at least 1): once that many
+    /// unexpired tokens are redeemed, [`redeem`](Self::redeem) refuses new ones with
+    /// `MIGRATION_CAPACITY` until the oldest expire (at most `max_lifetime_ms` later).
+    pub fn with_limits(max_lifetime_ms: u64, max_entries: usize) -> Self {
         TokenLedger {
             nonces: BTreeSet::new(),
             by_expiry: BTreeSet::new(),
             max_lifetime_ms,
+            max_entries: max_entries.max(1),
         }
     }
 
@@ -347,7 +369,8 @@ impl TokenLedger {
     /// redemption of the same token fails. A failed redemption records nothing.
     ///
     /// Checks, in order, each with its error: the four checks of [`check`](Self::check), then
-    /// 5. nonce not redeemed before -> `TOKEN_REPLAYED`.
+    /// 5. nonce not redeemed before -> `TOKEN_REPLAYED`;
+    /// 6. fewer than `max_entries` unexpired nonces remembered -> `MIGRATION_CAPACITY`.
     pub fn redeem(
         &mut self,
         key: &TokenKey,
@@ -365,11 +388,18 @@ impl TokenLedger {
             expected_target,
             now_ms,
         )?;
-        if !self.nonces.insert(token.nonce) {
+        if self.nonces.contains(&token.nonce) {
             return Err(MigrationError::TokenReplayed {
                 nonce_prefix: token.nonce_prefix(),
             });
         }
+        if self.nonces.len() >= self.max_entries {
+            return Err(MigrationError::Capacity {
+                what: "redeemed tokens",
+                limit: self.max_entries,
+            });
+        }
+        self.nonces.insert(token.nonce);
         self.by_expiry.insert((token.expires_at_ms, token.nonce));
         Ok(())
     }
@@ -549,6 +579,57 @@ mod tests {
         assert_eq!(ledger.len(), 50);
         ledger.prune(100_000);
         assert!(ledger.is_empty());
+    }
+
+    #[test]
+    fn a_full_ledger_refuses_rather_than_forgets() {
+        let mut ledger = TokenLedger::with_limits(DEFAULT_MAX_TOKEN_LIFETIME_MS, 3);
+        let tokens: Vec<_> = (0..4u8).map(|i| token(i, 1_000)).collect();
+        for t in &tokens[..3] {
+            ledger.redeem(&key(), t, 42, "w1", "w2", 1_000).unwrap();
+        }
+        // Full of unexpired nonces: a fresh token is refused, and nothing is forgotten.
+        let e = ledger
+            .redeem(&key(), &tokens[3], 42, "w1", "w2", 1_001)
+            .unwrap_err();
+        assert_eq!(e.code(), "MIGRATION_CAPACITY");
+        assert!(e.to_string().contains("3 redeemed tokens"), "{e}");
+        assert_eq!(ledger.len(), 3);
+        // Replays are still refused as replays while the tokens are unexpired.
+        for t in &tokens[..3] {
+            let e = ledger.redeem(&key(), t, 42, "w1", "w2", 5_999).unwrap_err();
+            assert_eq!(e.code(), "TOKEN_REPLAYED");
+        }
+        // Once they expire (token(_, 1_000) expires at 6_000) there is room again; the expired
+        // tokens themselves are refused by the expiry check.
+        let fresh = token(9, 6_000);
+        ledger
+            .redeem(&key(), &fresh, 42, "w1", "w2", 6_000)
+            .unwrap();
+        assert_eq!(ledger.len(), 1);
+        let e = ledger
+            .redeem(&key(), &tokens[0], 42, "w1", "w2", 6_000)
+            .unwrap_err();
+        assert_eq!(e.code(), "TOKEN_EXPIRED");
+    }
+
+    #[test]
+    fn the_default_bound_holds_under_a_burst() {
+        let mut ledger = TokenLedger::new();
+        let mut refused = 0;
+        for i in 0..(DEFAULT_MAX_REDEEMED_TOKENS as u64 + 100) {
+            let mut nonce = [0u8; 32];
+            nonce[..8].copy_from_slice(&i.to_be_bytes());
+            let t = key()
+                .issue_with_nonce(nonce, 42, "w1", "w2", 0, DEFAULT_TOKEN_TTL_MS)
+                .unwrap();
+            if let Err(e) = ledger.redeem(&key(), &t, 42, "w1", "w2", 0) {
+                assert_eq!(e.code(), "MIGRATION_CAPACITY");
+                refused += 1;
+            }
+        }
+        assert_eq!(ledger.len(), DEFAULT_MAX_REDEEMED_TOKENS);
+        assert_eq!(refused, 100);
     }
 
     #[test]

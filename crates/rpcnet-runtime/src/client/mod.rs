@@ -31,7 +31,7 @@ pub use crate::cancel::Canceller;
 use crate::connection::{ConnectionInfo, ConnectionStats};
 use crate::error::RpcError;
 use crate::tls::client_crypto;
-use crate::transport::transport_config;
+use crate::transport::client_transport_config;
 use bytes::Bytes;
 pub use config::{ClientConfig, DEFAULT_CONNECT_TIMEOUT_MS};
 pub use handle::StreamHandle;
@@ -63,7 +63,7 @@ impl Client {
                         RpcError::internal(format!("TLS config unusable for QUIC: {e}"))
                     })?;
                 let mut client_config = quinn::ClientConfig::new(Arc::new(quic));
-                client_config.transport_config(transport_config());
+                client_config.transport_config(client_transport_config());
                 client_config
             }
         };

@@ -11,6 +11,7 @@ use super::session::Session;
 use super::{relay, DirectorEvent, Inner};
 use crate::connection::ConnectionInfo;
 use crate::mgmt;
+use crate::transport::{CallWindow, MAX_CONCURRENT_CALLS};
 
 /// How long SessionClosed to the owner may take, ms.
 const SESSION_CLOSED_TIMEOUT_MS: u32 = 2_000;
@@ -62,11 +63,17 @@ async fn serve_client(inner: Arc<Inner>, connection: quinn::Connection) {
         connection_id: info.id.clone(),
         worker: owner,
     });
+    let window = CallWindow::new(connection.clone(), MAX_CONCURRENT_CALLS);
     while let Ok((send, recv)) = connection.accept_bi().await {
-        tokio::spawn(relay::relay(inner.clone(), session.clone(), send, recv));
+        let open = window.opened();
+        let call = relay::relay(inner.clone(), session.clone(), send, recv);
+        tokio::spawn(async move {
+            call.await;
+            drop(open);
+        });
     }
     // The connection's handles keep the user port's socket open (Director::close).
-    drop((connection, info));
+    drop((connection, info, window));
     inner.sessions.lock().unwrap().remove(&session_id);
     session.close(&inner);
     session_closed(&inner, &session).await;

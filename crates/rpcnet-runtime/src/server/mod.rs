@@ -28,7 +28,7 @@ use crate::endpoint::BoundEndpoint;
 use crate::error::RpcError;
 use crate::events::EventQueue;
 use crate::tls::{server_crypto, ServerIdentity};
-use crate::transport::transport_config;
+use crate::transport::{transport_config, CallWindow, MAX_CONCURRENT_CALLS};
 use rpcnet_protocol::{ErrorCode, DEFAULT_MAX_FRAME_SIZE};
 
 /// Default number of items a streaming call may have queued before `push` answers `Full`.
@@ -58,6 +58,12 @@ pub struct ServerConfig {
     pub stream_window_items: usize,
     /// Bytes a streaming call may queue before the producer must wait.
     pub stream_window_bytes: usize,
+    /// Most concurrent calls one connection may have open (QUIC stream credit, RFC 9000 section
+    /// 4.6). A connection is granted [`crate::transport::INITIAL_CALL_WINDOW`] at first and more,
+    /// up to this, as its calls need it ([`crate::transport::CallWindow`]); values below the
+    /// initial window count as the initial window. Default
+    /// [`crate::transport::MAX_CONCURRENT_CALLS`].
+    pub max_concurrent_calls: u32,
     /// Cluster mode (a worker's user port): mutual TLS under the cluster CA instead of
     /// `identity`, and calls may start with an ATTACH frame (PROTOCOL.md "Cluster link frames").
     pub cluster: Option<Arc<ClusterCredentials>>,
@@ -71,6 +77,7 @@ impl Default for ServerConfig {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             stream_window_items: DEFAULT_STREAM_WINDOW_ITEMS,
             stream_window_bytes: DEFAULT_STREAM_WINDOW_BYTES,
+            max_concurrent_calls: MAX_CONCURRENT_CALLS,
             cluster: None,
         }
     }
@@ -355,10 +362,16 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
                 .lock()
                 .unwrap()
                 .insert(info.id.clone(), info.clone());
+            let window = CallWindow::new(connection.clone(), shared.config.max_concurrent_calls);
             loop {
                 match connection.accept_bi().await {
                     Ok((send, recv)) => {
-                        tokio::spawn(call::serve_call(shared.clone(), info.clone(), send, recv));
+                        let open = window.opened();
+                        let call = call::serve_call(shared.clone(), info.clone(), send, recv);
+                        tokio::spawn(async move {
+                            call.await;
+                            drop(open);
+                        });
                     }
                     Err(e) => {
                         tracing::debug!(connection_id = %info.id, error = %e, "connection ended");

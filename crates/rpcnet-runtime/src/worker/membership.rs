@@ -83,12 +83,23 @@ pub(crate) async fn heartbeats(inner: Arc<Inner>, every_ms: u64) {
         tokio::select! {
             _ = tick.tick() => {
                 tokio::spawn(heartbeat(inner.clone(), every_ms));
+                prune(&inner);
             }
             _ = lapse => {}
             _ = inner.stopped.cancelled() => return,
         }
         check_lease(&inner).await;
     }
+}
+
+/// What is kept for fencing and replay protection expires with time (bounded by count too, see
+/// `rpcnet_session::participant`): forgets what expired.
+fn prune(inner: &Inner) {
+    let now = now_ms();
+    inner.user.sessions().with_book(|b| {
+        b.prune(now);
+        inner.participant.lock().unwrap().prune(now);
+    });
 }
 
 /// Time until the lease lapses (a day when there is none or the worker is already fenced).

@@ -32,6 +32,7 @@ use crate::error::RpcError;
 use crate::events::EventQueue;
 use crate::mgmt::{self, now_ms, rejected};
 use crate::server::{MethodKind, Server, ServerConfig, ServerEvent};
+use crate::transport::MAX_CONCURRENT_LINK_CALLS;
 use rpcnet_protocol::ErrorCode;
 
 /// Largest snapshot a worker accepts after decompression, bytes (64 MiB).
@@ -97,6 +98,26 @@ pub enum HookAnswer {
     Failed(String),
 }
 
+/// What a worker keeps for migrations, in entries (see [`Worker::migration_memory`]). Each
+/// count is bounded by time and by count (`rpcnet_session::participant` and
+/// `rpcnet_protocol::migration::token` document the bounds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrationMemory {
+    /// Sessions with state here: open calls, calls kept from a capture, a frozen or a restored
+    /// session.
+    pub sessions: usize,
+    /// Fences of sessions this worker no longer holds, kept for
+    /// [`rpcnet_session::participant::FENCE_MEMORY_MS`] (with the fenced sessions it holds, at
+    /// most [`rpcnet_session::participant::MAX_FENCES`]).
+    pub tombstones: usize,
+    /// Migrations this worker takes part in that have not ended for it (at most
+    /// [`rpcnet_session::participant::MAX_OPEN_MIGRATIONS`]).
+    pub open_migrations: usize,
+    /// Redeemed, unexpired migration tokens remembered for replay protection (at most
+    /// [`rpcnet_protocol::migration::token::DEFAULT_MAX_REDEEMED_TOKENS`]).
+    pub redeemed_tokens: usize,
+}
+
 /// Which hooks the embedder implements; the others use their defaults (accept, empty state,
 /// nothing to restore).
 #[derive(Debug, Default)]
@@ -158,6 +179,7 @@ impl Worker {
             Server::bind(ServerConfig {
                 bind: config.user,
                 cluster: Some(config.cluster.clone()),
+                max_concurrent_calls: MAX_CONCURRENT_LINK_CALLS,
                 ..ServerConfig::default()
             })
             .await?,
@@ -224,6 +246,23 @@ impl Worker {
     /// The management port's address.
     pub fn mgmt_addr(&self) -> SocketAddr {
         self.inner.mgmt.local_addr()
+    }
+
+    /// What the worker keeps for migrations now, in entries (for tests and diagnostics of
+    /// bounded memory).
+    pub fn migration_memory(&self) -> MigrationMemory {
+        let (sessions, tombstones) = self
+            .inner
+            .user
+            .sessions()
+            .with_book(|b| (b.len(), b.tombstones()));
+        let p = self.inner.participant.lock().unwrap();
+        MigrationMemory {
+            sessions,
+            tombstones,
+            open_migrations: p.open_parts(),
+            redeemed_tokens: p.redeemed_tokens(),
+        }
     }
 
     /// Declares which hooks the embedder answers.
@@ -429,7 +468,7 @@ async fn handle(
                     .participant
                     .lock()
                     .unwrap()
-                    .restored(b, st.migration_id, &snap)
+                    .restored(b, st.migration_id, &snap, now_ms())
             }))
         }
         (mgmt::COMPLETE, ManagementMessage::Complete(c)) => {
