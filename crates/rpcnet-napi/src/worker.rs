@@ -140,6 +140,7 @@ async fn start(options: NativeWorkerOptions) -> std::result::Result<NativeWorker
         mgmt: bind_addr(options.host.as_deref(), options.mgmt_port)?,
         director: peer_addr(&options.director, "director")?,
         heartbeat_ms: options.heartbeat_ms.map_or(DEFAULT_HEARTBEAT_MS, u64::from),
+        advertise_mgmt: None,
     };
     let worker = Worker::start(config).await?;
     Ok(NativeWorker {

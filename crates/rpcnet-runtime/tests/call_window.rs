@@ -97,6 +97,7 @@ async fn the_director_and_the_link_grant_more_calls_as_they_are_opened() {
         director: director.mgmt_addr(),
         cluster: common::creds(&dir, "worker-a"),
         heartbeat_ms: 50,
+        advertise_mgmt: None,
     })
     .await
     .unwrap();

@@ -81,6 +81,7 @@ async fn worker_and_director_close_release_their_ports() {
         director: director.mgmt_addr(),
         cluster: common::creds(&dir, "worker-a"),
         heartbeat_ms: 50,
+        advertise_mgmt: None,
     })
     .await
     .expect("a worker binds the same ports right after close");

@@ -10,21 +10,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use rpcnet_protocol::migration::{ManagementMessage, Register};
 use rpcnet_runtime::director::Director;
-use rpcnet_runtime::worker::{Worker, WorkerConfig};
+use rpcnet_runtime::worker::Worker;
 use rpcnet_runtime::{mgmt, Client, ClientConfig, ErrorCode, ItemStream};
 
 const ITEMS: u64 = 100_000;
-
-fn config(dir: &std::path::Path, director: &Director, id: &str) -> WorkerConfig {
-    WorkerConfig {
-        id: id.into(),
-        user: "127.0.0.1:0".parse().unwrap(),
-        mgmt: "127.0.0.1:0".parse().unwrap(),
-        director: director.mgmt_addr(),
-        cluster: common::creds(dir, id),
-        heartbeat_ms: 50,
-    }
-}
 
 /// Reads `n` more items and checks they continue the stream at `next`, in order.
 async fn read_on(stream: &mut ItemStream, next: &mut u64, n: u64) {
@@ -72,7 +61,7 @@ async fn a_second_worker_with_a_live_id_is_refused_and_the_first_keeps_serving()
     let dir = std::env::temp_dir().join(format!("rpcnet-dup-worker-{}", std::process::id()));
     let (director, workers, _client, mut stream, mut next) = streaming(&dir).await;
 
-    let e = Worker::start(config(&dir, &director, "worker-a"))
+    let e = Worker::start(common::worker_config(&dir, &director, "worker-a"))
         .await
         .err()
         .expect("a second worker-a is refused");
@@ -131,7 +120,7 @@ async fn a_worker_id_is_registered_again_by_its_worker_or_after_its_death() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let successor = std::sync::Arc::new(
-        Worker::start(config(&dir, &director, "worker-a"))
+        Worker::start(common::worker_config(&dir, &director, "worker-a"))
             .await
             .expect("the id of a dead worker can be registered"),
     );

@@ -31,6 +31,7 @@ async fn worker(
             director,
             cluster: common::creds(dir, id),
             heartbeat_ms: 100,
+            advertise_mgmt: None,
         })
         .await
         .unwrap(),

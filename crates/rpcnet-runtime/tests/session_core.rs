@@ -79,6 +79,7 @@ async fn a_migrated_call_keeps_its_remaining_deadline_and_latest_checkpoint() {
                 director: director.mgmt_addr(),
                 cluster: common::creds(&dir, id),
                 heartbeat_ms: 50,
+                advertise_mgmt: None,
             })
             .await
             .unwrap(),

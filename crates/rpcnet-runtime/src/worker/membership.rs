@@ -40,7 +40,7 @@ pub(crate) fn register_message(inner: &Inner) -> ManagementMessage {
     ManagementMessage::Register(Register {
         worker_id: inner.id.clone(),
         user_addr: inner.user.local_addr().to_string(),
-        mgmt_addr: inner.mgmt.local_addr().to_string(),
+        mgmt_addr: inner.mgmt_addr.to_string(),
         lease_ms: 0,
     })
 }

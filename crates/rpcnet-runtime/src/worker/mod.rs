@@ -57,6 +57,10 @@ pub struct WorkerConfig {
     pub cluster: Arc<ClusterCredentials>,
     /// Heartbeat interval, ms.
     pub heartbeat_ms: u64,
+    /// The management address the director is told to connect to (Register's `mgmt_addr`);
+    /// `None`: the bound address. For a worker behind NAT or a container port mapping, or a
+    /// proxy in front of its management port.
+    pub advertise_mgmt: Option<SocketAddr>,
 }
 
 /// A hook the embedder must answer with [`Worker::answer_hook`].
@@ -134,6 +138,8 @@ struct Inner {
     id: String,
     user: Arc<Server>,
     mgmt: Arc<Server>,
+    /// The management address told to the director.
+    mgmt_addr: SocketAddr,
     /// The worker's migration rules (sans-IO): tokens through the one ledger, prepared and
     /// captured migrations, sealing and opening. Lock order: the sessions' book, then this.
     participant: Mutex<Participant>,
@@ -214,6 +220,7 @@ impl Worker {
                 &config.cluster.secret,
             )),
             user,
+            mgmt_addr: config.advertise_mgmt.unwrap_or(mgmt.local_addr()),
             mgmt,
             hooks: EventQueue::default(),
             hook_waiters: Mutex::new(HashMap::new()),

@@ -99,6 +99,7 @@ pub async fn cluster(
                 director: director.mgmt_addr(),
                 cluster: creds(dir, id),
                 heartbeat_ms: 50,
+                advertise_mgmt: None,
             })
             .await
             .unwrap(),
@@ -107,6 +108,19 @@ pub async fn cluster(
         workers.push(w);
     }
     (director, workers)
+}
+
+/// A worker `id` of `director` on any free loopback ports, heartbeating every 50 ms.
+pub fn worker_config(dir: &std::path::Path, director: &Director, id: &str) -> WorkerConfig {
+    WorkerConfig {
+        id: id.into(),
+        user: "127.0.0.1:0".parse().unwrap(),
+        mgmt: "127.0.0.1:0".parse().unwrap(),
+        director: director.mgmt_addr(),
+        cluster: creds(dir, id),
+        heartbeat_ms: 50,
+        advertise_mgmt: None,
+    }
 }
 
 /// A client of the director, pinned to its certificate.
