@@ -5,16 +5,16 @@
 //! What decides anything lives in the sans-IO machines of `rpcnet-session`; these modules move
 //! bytes, timers and events between them and quinn:
 //!
-//! - [`session`]: one session's [`rpcnet_session::Coordinator`] (route, epoch, freeze, RFC-001
+//! - `session`: one session's [`rpcnet_session::Coordinator`] (route, epoch, freeze, RFC-001
 //!   phases, failover) and its driver;
-//! - [`relay`]: one client call through [`rpcnet_session::RelayCall`], re-attached after a
+//! - `relay`: one client call through [`rpcnet_session::RelayCall`], re-attached after a
 //!   migration or a failover, dropping items the client already has (exactly once, in order);
-//! - [`migrate`]: starting admin and drain migrations, bounded in number, and their reports;
-//! - [`failover`]: the heartbeat watchdog and re-routing off dead workers;
-//! - [`registry`]: registered workers, their links, heartbeats and leases;
-//! - [`placement`]: the default policy and the `selectTarget` hook;
-//! - [`clients`] and [`management`]: the user and management ports;
-//! - [`config`] and [`events`]: settings and what the embedder observes;
+//! - `migrate`: starting admin and drain migrations, bounded in number, and their reports;
+//! - `failover`: the heartbeat watchdog and re-routing off dead workers;
+//! - `registry`: registered workers, their links, heartbeats and leases;
+//! - `placement`: the default policy and the `selectTarget` hook;
+//! - `clients` and `management`: the user and management ports;
+//! - `config` and `events`: settings and what the embedder observes;
 //! - this module: [`Director`], the handle the embedder holds.
 
 mod clients;

@@ -32,7 +32,7 @@ pub enum Ending {
     Error(RpcError),
 }
 
-/// One queued entry, in production order: the session core's [`Produced`] (an item, or a
+/// One queued entry, in production order: the session core's [`Produced`](rpcnet_session::Produced) (an item, or a
 /// checkpoint placed between the items queued before and after it).
 pub use rpcnet_session::Produced as Entry;
 
