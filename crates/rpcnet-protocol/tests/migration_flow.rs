@@ -11,7 +11,7 @@ use rpcnet_protocol::migration::machine::{
 use rpcnet_protocol::migration::message::*;
 use rpcnet_protocol::migration::snapshot::{self, CallSnapshot, SessionSnapshot};
 use rpcnet_protocol::migration::token::{
-    MigrationToken, TokenKey, TokenLedger, DEFAULT_TOKEN_TTL_MS,
+    MigrationToken, TokenClaim, TokenKey, TokenLedger, DEFAULT_TOKEN_TTL_MS,
 };
 use rpcnet_protocol::migration::MigrationError;
 
@@ -55,9 +55,7 @@ impl Worker {
         let res = self.ledger.redeem(
             &token_key(),
             &req.token,
-            req.session_id,
-            &req.source,
-            self.id,
+            &TokenClaim::new(req.session_id, &req.source, self.id),
             now,
         );
         (

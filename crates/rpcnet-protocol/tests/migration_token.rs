@@ -2,7 +2,7 @@
 //! way a token must be refused (tampered, expired, replayed, for another target, truncated).
 
 use rpcnet_protocol::migration::token::{
-    MigrationToken, TokenKey, TokenLedger, DEFAULT_TOKEN_TTL_MS,
+    MigrationToken, TokenClaim, TokenKey, TokenLedger, DEFAULT_TOKEN_TTL_MS,
 };
 
 const NOW: u64 = 1_700_000_000_000;
@@ -42,7 +42,12 @@ fn issue(seed: u64) -> MigrationToken {
 fn receive(ledger: &mut TokenLedger, wire: &[u8], target: &str, now: u64) -> Result<(), String> {
     let token = MigrationToken::decode(wire).map_err(|e| e.code().to_string())?;
     ledger
-        .redeem(&key(), &token, 1234, "worker-a", target, now)
+        .redeem(
+            &key(),
+            &token,
+            &TokenClaim::new(1234, "worker-a", target),
+            now,
+        )
         .map_err(|e| e.code().to_string())
 }
 
@@ -94,7 +99,12 @@ fn forged_with_another_key_is_rejected() {
         .issue_with_nonce(nonce(4), 1234, "worker-a", "worker-b", NOW, 5_000)
         .unwrap();
     let err = TokenLedger::new()
-        .redeem(&key(), &forged, 1234, "worker-a", "worker-b", NOW)
+        .redeem(
+            &key(),
+            &forged,
+            &TokenClaim::new(1234, "worker-a", "worker-b"),
+            NOW,
+        )
         .unwrap_err();
     assert_eq!(err.code(), "TOKEN_INVALID");
     assert!(err.to_string().contains("HMAC-SHA256"), "{err}");
@@ -104,7 +114,12 @@ fn forged_with_another_key_is_rejected() {
 fn expired_is_rejected_with_its_age() {
     let mut ledger = TokenLedger::new();
     let err = ledger
-        .redeem(&key(), &issue(5), 1234, "worker-a", "worker-b", NOW + 5_120)
+        .redeem(
+            &key(),
+            &issue(5),
+            &TokenClaim::new(1234, "worker-a", "worker-b"),
+            NOW + 5_120,
+        )
         .unwrap_err();
     assert_eq!(err.code(), "TOKEN_EXPIRED");
     assert_eq!(err.to_string(), "migration token expired 120 ms ago");
@@ -133,7 +148,12 @@ fn wrong_target_is_rejected_and_does_not_burn_the_token() {
     let mut ledger = TokenLedger::new();
     let token = issue(7);
     let err = ledger
-        .redeem(&key(), &token, 1234, "worker-a", "worker-c", NOW + 1)
+        .redeem(
+            &key(),
+            &token,
+            &TokenClaim::new(1234, "worker-a", "worker-c"),
+            NOW + 1,
+        )
         .unwrap_err();
     assert_eq!(err.code(), "TOKEN_MISMATCH");
     assert_eq!(
@@ -141,14 +161,24 @@ fn wrong_target_is_rejected_and_does_not_burn_the_token() {
         "migration token is for target \"worker-b\", expected \"worker-c\""
     );
     ledger
-        .redeem(&key(), &token, 1234, "worker-a", "worker-b", NOW + 2)
+        .redeem(
+            &key(),
+            &token,
+            &TokenClaim::new(1234, "worker-a", "worker-b"),
+            NOW + 2,
+        )
         .unwrap();
 }
 
 #[test]
 fn wrong_session_is_rejected() {
     let err = TokenLedger::new()
-        .redeem(&key(), &issue(8), 999, "worker-a", "worker-b", NOW)
+        .redeem(
+            &key(),
+            &issue(8),
+            &TokenClaim::new(999, "worker-a", "worker-b"),
+            NOW,
+        )
         .unwrap_err();
     assert_eq!(err.code(), "TOKEN_MISMATCH");
     assert!(err.to_string().contains("session"), "{err}");
@@ -164,7 +194,12 @@ fn ledger_memory_stays_bounded() {
             .issue_with_nonce(nonce(1_000 + i), 1234, "worker-a", "worker-b", now, 5_000)
             .unwrap();
         ledger
-            .redeem(&key(), &t, 1234, "worker-a", "worker-b", now)
+            .redeem(
+                &key(),
+                &t,
+                &TokenClaim::new(1234, "worker-a", "worker-b"),
+                now,
+            )
             .unwrap();
         assert!(ledger.len() <= 501, "len {} at {i}", ledger.len());
     }

@@ -21,7 +21,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use rpcnet_protocol::migration::{
     snapshot, CallSnapshot, ManagementMessage, MigrationAbort, MigrationComplete, MigrationError,
-    MigrationRequest, PrepareAck, SessionSnapshot, StateTransfer, TokenKey, TokenLedger,
+    MigrationRequest, PrepareAck, SessionSnapshot, StateTransfer, TokenClaim, TokenKey,
+    TokenLedger,
 };
 use rpcnet_protocol::Attach;
 
@@ -468,9 +469,7 @@ impl Participant {
         self.ledger.check(
             &self.key,
             &req.token,
-            req.session_id,
-            &req.source,
-            &self.id,
+            &TokenClaim::new(req.session_id, &req.source, &self.id),
             now_ms,
         )
     }
@@ -490,9 +489,7 @@ impl Participant {
         self.ledger.redeem(
             &self.key,
             &req.token,
-            req.session_id,
-            &req.source,
-            &self.id,
+            &TokenClaim::new(req.session_id, &req.source, &self.id),
             now_ms,
         )?;
         self.record(req.migration_id, req.session_id, None, now_ms);
@@ -517,9 +514,7 @@ impl Participant {
         self.ledger.check(
             &self.key,
             &req.token,
-            req.session_id,
-            &self.id,
-            &req.target,
+            &TokenClaim::new(req.session_id, &self.id, &req.target),
             now_ms,
         )?;
         self.prune(now_ms);

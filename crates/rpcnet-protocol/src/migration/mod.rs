@@ -33,7 +33,7 @@ pub use message::{
     StateTransfer,
 };
 pub use snapshot::{CallSnapshot, SealOptions, SealedHeader, SessionSnapshot};
-pub use token::{MigrationToken, TokenKey, TokenLedger, DEFAULT_TOKEN_TTL_MS};
+pub use token::{MigrationToken, TokenClaim, TokenKey, TokenLedger, DEFAULT_TOKEN_TTL_MS};
 
 /// Every way a migration step can fail. Each variant has a stable machine-readable
 /// [`code`](MigrationError::code) and a `Display` message that names the problem (for example

@@ -258,6 +258,29 @@ fn invalid(e: ReadError) -> MigrationError {
     }
 }
 
+/// The move a verifier expects a token to authorize: this session, from this source worker, to
+/// this target worker (RFC-001 section 6.1: the token's MAC covers all three).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenClaim<'a> {
+    /// The session being moved.
+    pub session_id: u64,
+    /// The worker it moves from.
+    pub source: &'a str,
+    /// The worker it moves to.
+    pub target: &'a str,
+}
+
+impl<'a> TokenClaim<'a> {
+    /// The claim for moving `session_id` from `source` to `target`.
+    pub fn new(session_id: u64, source: &'a str, target: &'a str) -> Self {
+        TokenClaim {
+            session_id,
+            source,
+            target,
+        }
+    }
+}
+
 /// Single-use enforcement for migration tokens (RFC-001 section 5.3, "Replay Attacks:
 /// timestamp validation + nonce usage"). One ledger per redeeming process.
 ///
@@ -307,8 +330,7 @@ impl TokenLedger {
         }
     }
 
-    /// Checks `token` for moving `expected_session` from `expected_source` to `expected_target`
-    /// at `now_ms` (unix ms) without redeeming it: the one verification path every participant
+    /// Checks `token` for the move `claim` names at `now_ms` (unix ms) without redeeming it: the one verification path every participant
     /// uses (the target's Confirmation and Preparation, the source's State Capture). Records
     /// nothing. Redeemed tokens pass this check; only [`redeem`](Self::redeem) refuses them.
     ///
@@ -321,9 +343,7 @@ impl TokenLedger {
         &mut self,
         key: &TokenKey,
         token: &MigrationToken,
-        expected_session: u64,
-        expected_source: &str,
-        expected_target: &str,
+        claim: &TokenClaim<'_>,
         now_ms: u64,
     ) -> Result<(), MigrationError> {
         key.verify(token)?;
@@ -342,16 +362,16 @@ impl TokenLedger {
                 ),
             });
         }
-        if token.session_id != expected_session {
+        if token.session_id != claim.session_id {
             return Err(MigrationError::TokenMismatch {
                 field: "session",
-                expected: expected_session.to_string(),
+                expected: claim.session_id.to_string(),
                 found: token.session_id.to_string(),
             });
         }
         for (field, expected, found) in [
-            ("source", expected_source, token.source.as_str()),
-            ("target", expected_target, token.target.as_str()),
+            ("source", claim.source, token.source.as_str()),
+            ("target", claim.target, token.target.as_str()),
         ] {
             if expected != found {
                 return Err(MigrationError::TokenMismatch {
@@ -364,8 +384,7 @@ impl TokenLedger {
         Ok(())
     }
 
-    /// Redeems `token` for moving `expected_session` from `expected_source` to
-    /// `expected_target` at `now_ms` (unix ms). On success the nonce is recorded and any later
+    /// Redeems `token` for the move `claim` names at `now_ms` (unix ms). On success the nonce is recorded and any later
     /// redemption of the same token fails. A failed redemption records nothing.
     ///
     /// Checks, in order, each with its error: the four checks of [`check`](Self::check), then
@@ -375,19 +394,10 @@ impl TokenLedger {
         &mut self,
         key: &TokenKey,
         token: &MigrationToken,
-        expected_session: u64,
-        expected_source: &str,
-        expected_target: &str,
+        claim: &TokenClaim<'_>,
         now_ms: u64,
     ) -> Result<(), MigrationError> {
-        self.check(
-            key,
-            token,
-            expected_session,
-            expected_source,
-            expected_target,
-            now_ms,
-        )?;
+        self.check(key, token, claim, now_ms)?;
         if self.nonces.contains(&token.nonce) {
             return Err(MigrationError::TokenReplayed {
                 nonce_prefix: token.nonce_prefix(),
@@ -476,10 +486,12 @@ mod tests {
     fn redeem_ok_then_replay() {
         let mut ledger = TokenLedger::new();
         let t = token(1, 1_000);
-        ledger.redeem(&key(), &t, 42, "w1", "w2", 1_100).unwrap();
+        ledger
+            .redeem(&key(), &t, &TokenClaim::new(42, "w1", "w2"), 1_100)
+            .unwrap();
         assert_eq!(ledger.len(), 1);
         let e = ledger
-            .redeem(&key(), &t, 42, "w1", "w2", 1_200)
+            .redeem(&key(), &t, &TokenClaim::new(42, "w1", "w2"), 1_200)
             .unwrap_err();
         assert_eq!(e.code(), "TOKEN_REPLAYED");
         assert!(e.to_string().contains("01010101"), "{e}");
@@ -490,14 +502,16 @@ mod tests {
         let mut ledger = TokenLedger::new();
         let t = token(1, 1_000);
         let e = ledger
-            .redeem(&key(), &t, 42, "w1", "w2", 6_120)
+            .redeem(&key(), &t, &TokenClaim::new(42, "w1", "w2"), 6_120)
             .unwrap_err();
         assert_eq!(e, MigrationError::TokenExpired { ago_ms: 120 });
         let e = ledger
-            .redeem(&key(), &t, 42, "w1", "w2", 6_000)
+            .redeem(&key(), &t, &TokenClaim::new(42, "w1", "w2"), 6_000)
             .unwrap_err();
         assert_eq!(e, MigrationError::TokenExpired { ago_ms: 0 });
-        ledger.redeem(&key(), &t, 42, "w1", "w2", 5_999).unwrap();
+        ledger
+            .redeem(&key(), &t, &TokenClaim::new(42, "w1", "w2"), 5_999)
+            .unwrap();
     }
 
     #[test]
@@ -509,13 +523,18 @@ mod tests {
             (42, "w9", "w2", "source"),
             (42, "w1", "w9", "target"),
         ] {
-            match ledger.redeem(&key(), &t, s, src, dst, 1).unwrap_err() {
+            match ledger
+                .redeem(&key(), &t, &TokenClaim::new(s, src, dst), 1)
+                .unwrap_err()
+            {
                 MigrationError::TokenMismatch { field: f, .. } => assert_eq!(f, field),
                 e => panic!("unexpected {e}"),
             }
         }
         assert!(ledger.is_empty());
-        ledger.redeem(&key(), &t, 42, "w1", "w2", 1).unwrap();
+        ledger
+            .redeem(&key(), &t, &TokenClaim::new(42, "w1", "w2"), 1)
+            .unwrap();
     }
 
     #[test]
@@ -525,7 +544,7 @@ mod tests {
         let other = TokenKey::from_bytes(&[8u8; 32]);
         assert_eq!(
             ledger
-                .redeem(&other, &t, 42, "w1", "w2", 1)
+                .redeem(&other, &t, &TokenClaim::new(42, "w1", "w2"), 1)
                 .unwrap_err()
                 .code(),
             "TOKEN_INVALID"
@@ -534,7 +553,7 @@ mod tests {
         altered.expires_at_ms += 1_000;
         assert_eq!(
             ledger
-                .redeem(&key(), &altered, 42, "w1", "w2", 1)
+                .redeem(&key(), &altered, &TokenClaim::new(42, "w1", "w2"), 1)
                 .unwrap_err()
                 .code(),
             "TOKEN_INVALID"
@@ -543,7 +562,7 @@ mod tests {
         altered.target = "w3".into();
         assert_eq!(
             ledger
-                .redeem(&key(), &altered, 42, "w1", "w3", 1)
+                .redeem(&key(), &altered, &TokenClaim::new(42, "w1", "w3"), 1)
                 .unwrap_err()
                 .code(),
             "TOKEN_INVALID"
@@ -558,13 +577,15 @@ mod tests {
             .unwrap();
         assert_eq!(
             ledger
-                .redeem(&key(), &t, 42, "w1", "w2", 0)
+                .redeem(&key(), &t, &TokenClaim::new(42, "w1", "w2"), 0)
                 .unwrap_err()
                 .code(),
             "TOKEN_INVALID"
         );
         // Once less than the limit remains it is acceptable.
-        ledger.redeem(&key(), &t, 42, "w1", "w2", 4_000).unwrap();
+        ledger
+            .redeem(&key(), &t, &TokenClaim::new(42, "w1", "w2"), 4_000)
+            .unwrap();
     }
 
     #[test]
@@ -573,7 +594,12 @@ mod tests {
         for i in 0..100u8 {
             let t = token(i, u64::from(i) * 100);
             ledger
-                .redeem(&key(), &t, 42, "w1", "w2", u64::from(i) * 100)
+                .redeem(
+                    &key(),
+                    &t,
+                    &TokenClaim::new(42, "w1", "w2"),
+                    u64::from(i) * 100,
+                )
                 .unwrap();
         }
         assert_eq!(ledger.len(), 50);
@@ -586,29 +612,33 @@ mod tests {
         let mut ledger = TokenLedger::with_limits(DEFAULT_MAX_TOKEN_LIFETIME_MS, 3);
         let tokens: Vec<_> = (0..4u8).map(|i| token(i, 1_000)).collect();
         for t in &tokens[..3] {
-            ledger.redeem(&key(), t, 42, "w1", "w2", 1_000).unwrap();
+            ledger
+                .redeem(&key(), t, &TokenClaim::new(42, "w1", "w2"), 1_000)
+                .unwrap();
         }
         // Full of unexpired nonces: a fresh token is refused, and nothing is forgotten.
         let e = ledger
-            .redeem(&key(), &tokens[3], 42, "w1", "w2", 1_001)
+            .redeem(&key(), &tokens[3], &TokenClaim::new(42, "w1", "w2"), 1_001)
             .unwrap_err();
         assert_eq!(e.code(), "MIGRATION_CAPACITY");
         assert!(e.to_string().contains("3 redeemed tokens"), "{e}");
         assert_eq!(ledger.len(), 3);
         // Replays are still refused as replays while the tokens are unexpired.
         for t in &tokens[..3] {
-            let e = ledger.redeem(&key(), t, 42, "w1", "w2", 5_999).unwrap_err();
+            let e = ledger
+                .redeem(&key(), t, &TokenClaim::new(42, "w1", "w2"), 5_999)
+                .unwrap_err();
             assert_eq!(e.code(), "TOKEN_REPLAYED");
         }
         // Once they expire (token(_, 1_000) expires at 6_000) there is room again; the expired
         // tokens themselves are refused by the expiry check.
         let fresh = token(9, 6_000);
         ledger
-            .redeem(&key(), &fresh, 42, "w1", "w2", 6_000)
+            .redeem(&key(), &fresh, &TokenClaim::new(42, "w1", "w2"), 6_000)
             .unwrap();
         assert_eq!(ledger.len(), 1);
         let e = ledger
-            .redeem(&key(), &tokens[0], 42, "w1", "w2", 6_000)
+            .redeem(&key(), &tokens[0], &TokenClaim::new(42, "w1", "w2"), 6_000)
             .unwrap_err();
         assert_eq!(e.code(), "TOKEN_EXPIRED");
     }
@@ -623,7 +653,7 @@ mod tests {
             let t = key()
                 .issue_with_nonce(nonce, 42, "w1", "w2", 0, DEFAULT_TOKEN_TTL_MS)
                 .unwrap();
-            if let Err(e) = ledger.redeem(&key(), &t, 42, "w1", "w2", 0) {
+            if let Err(e) = ledger.redeem(&key(), &t, &TokenClaim::new(42, "w1", "w2"), 0) {
                 assert_eq!(e.code(), "MIGRATION_CAPACITY");
                 refused += 1;
             }
