@@ -47,8 +47,9 @@ async fn worker(
     w
 }
 
-/// Reads the stream until `stop`, checking exactly once and in order; returns the next seq.
-async fn read_until(stream: &mut rpcnet_runtime::ItemStream, next: &mut u64, stop: Instant) {
+/// Reads the stream for `span`, checking exactly once and in order from `next`.
+async fn read_for(stream: &mut rpcnet_runtime::ItemStream, next: &mut u64, span: Duration) {
+    let stop = Instant::now() + span;
     while Instant::now() < stop {
         let batch = stream.next_batch(64).await.unwrap();
         for item in batch.expect("the stream goes on") {
@@ -70,12 +71,7 @@ async fn twenty_percent_heartbeat_loss_is_not_death() {
     let client = common::client(&director).await;
     let mut stream = client.streaming("count", Bytes::new(), 0).await.unwrap();
     let mut next = 0;
-    read_until(
-        &mut stream,
-        &mut next,
-        Instant::now() + Duration::from_secs(15),
-    )
-    .await;
+    read_for(&mut stream, &mut next, Duration::from_secs(15)).await;
     let events = director.next_events(10_000).await;
     let lost: Vec<_> = events
         .iter()
@@ -106,12 +102,7 @@ async fn a_cut_off_worker_stops_producing_before_its_session_fails_over() {
     let client = common::client(&director).await;
     let mut stream = client.streaming("count", Bytes::new(), 0).await.unwrap();
     let mut next = 0;
-    read_until(
-        &mut stream,
-        &mut next,
-        Instant::now() + Duration::from_millis(300),
-    )
-    .await;
+    read_for(&mut stream, &mut next, Duration::from_millis(300)).await;
     let _b = worker(&dir, "worker-b", director.mgmt_addr(), Arc::new(|_| {})).await;
     assert_eq!(director.sessions()[0].2, "worker-a");
     proxy.set_loss(1_000);
@@ -129,12 +120,7 @@ async fn a_cut_off_worker_stops_producing_before_its_session_fails_over() {
         last + 50 < failed_over_at,
         "worker-a produced at {last} ms, its session failed over at {failed_over_at} ms"
     );
-    read_until(
-        &mut stream,
-        &mut next,
-        Instant::now() + Duration::from_millis(500),
-    )
-    .await;
+    read_for(&mut stream, &mut next, Duration::from_millis(500)).await;
     assert!(next > 20, "the stream resumed on worker-b: {next} items");
     assert_eq!(director.sessions()[0].2, "worker-b");
 }

@@ -1239,17 +1239,8 @@ impl Sim {
                 let decision = self.workers[w].book.attach(&attach);
                 let restored = match decision {
                     AttachDecision::Suspend { next_seq } => {
-                        let at = self.ordered((2, stream));
                         let frame = Frame::Suspended { next_seq };
-                        self.q.push(
-                            at,
-                            Ev::ToDirector {
-                                w,
-                                inc,
-                                stream,
-                                frame,
-                            },
-                        );
+                        self.send_on_director_stream(w, inc, stream, frame);
                         return Ok(());
                     }
                     AttachDecision::Serve(r) => r,
