@@ -18,7 +18,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use crate::code::ErrorCode;
 use crate::frame::{
     Attach, Frame, FrameType, Request, ATTACH_FIXED_LEN, DEFAULT_MAX_FRAME_SIZE, END_BODY_LEN,
-    ERROR_FIXED_LEN, FLAG_HAS_CHECKPOINT, FLAG_STREAMING, HEADER_LEN, ITEM_FIXED_LEN,
+    ERROR_FIXED_LEN, FLAG_HAS_CHECKPOINT, FLAG_RESUMABLE, FLAG_STREAMING, HEADER_LEN, ITEM_FIXED_LEN,
     REQUEST_FIXED_LEN,
 };
 
@@ -142,6 +142,11 @@ impl TryFrom<u8> for FrameType {
             0x10 => FrameType::Attach,
             0x11 => FrameType::Checkpoint,
             0x12 => FrameType::Suspended,
+            0x13 => FrameType::Ack,
+            0x14 => FrameType::Call,
+            0x20 => FrameType::Hello,
+            0x21 => FrameType::Welcome,
+            0x22 => FrameType::Move,
             other => return Err(FrameErrorKind::UnknownType(other).into()),
         })
     }
@@ -242,6 +247,9 @@ impl Decoder {
                 | Frame::Response { payload }
                 | Frame::Item { payload, .. } => *payload = bytes,
                 Frame::Checkpoint { state, .. } => *state = bytes,
+                Frame::Hello { credential } | Frame::Welcome { credential, .. } => {
+                    *credential = bytes
+                }
                 Frame::Attach(Attach {
                     checkpoint: Some((_, state)),
                     ..
@@ -279,6 +287,17 @@ impl Decoder {
         }
         .into())
     }
+}
+
+/// A body that is exactly one `u64` (`frame`'s `field`).
+fn exact_u64(frame: &str, field: &str, body: &[u8]) -> Result<u64, FrameError> {
+    let b: [u8; 8] = body.try_into().map_err(|_| {
+        FrameError::malformed(format!(
+            "{frame} body must be exactly 8 bytes ({field}: u64), got {}",
+            body.len()
+        ))
+    })?;
+    Ok(u64::from_be_bytes(b))
 }
 
 /// Validates a complete body. Returns the frame (with an empty placeholder payload, if the type
@@ -323,6 +342,7 @@ fn parse_body(ty: FrameType, flags: u8, body: &[u8]) -> Result<(Frame, Option<us
                     route_epoch,
                     connection_id,
                     checkpoint: None,
+                    resumable: flags & FLAG_RESUMABLE != 0,
                 };
                 return Ok((Frame::Attach(attach), None));
             }
@@ -339,6 +359,7 @@ fn parse_body(ty: FrameType, flags: u8, body: &[u8]) -> Result<(Frame, Option<us
                 route_epoch,
                 connection_id,
                 checkpoint: Some((seq, Bytes::new())),
+                resumable: flags & FLAG_RESUMABLE != 0,
             };
             Ok((Frame::Attach(attach), Some(ATTACH_FIXED_LEN + id_len + 8)))
         }
@@ -358,19 +379,60 @@ fn parse_body(ty: FrameType, flags: u8, body: &[u8]) -> Result<(Frame, Option<us
                 Some(8),
             ))
         }
-        FrameType::Suspended => {
-            let next: [u8; 8] = body.try_into().map_err(|_| {
+        FrameType::Suspended => Ok((
+            Frame::Suspended {
+                next_seq: exact_u64("SUSPENDED", "next_seq", body)?,
+            },
+            None,
+        )),
+        FrameType::Ack => Ok((
+            Frame::Ack {
+                next_seq: exact_u64("ACK", "next_seq", body)?,
+            },
+            None,
+        )),
+        FrameType::Call => {
+            let ids: [u8; 16] = body.try_into().map_err(|_| {
                 FrameError::malformed(format!(
-                    "SUSPENDED body must be exactly 8 bytes (next_seq: u64), got {}",
+                    "CALL body must be exactly 16 bytes (call_id: u64, next_seq: u64), got {}",
                     body.len()
                 ))
             })?;
+            let (call_id, next_seq) = ids.split_at(8);
             Ok((
-                Frame::Suspended {
-                    next_seq: u64::from_be_bytes(next),
+                Frame::Call {
+                    call_id: u64::from_be_bytes(call_id.try_into().expect("8 bytes")),
+                    next_seq: u64::from_be_bytes(next_seq.try_into().expect("8 bytes")),
                 },
                 None,
             ))
+        }
+        FrameType::Hello => Ok((
+            Frame::Hello {
+                credential: Bytes::new(),
+            },
+            Some(0),
+        )),
+        FrameType::Welcome => {
+            let Some(id) = body.get(..8) else {
+                return Err(FrameError::malformed(format!(
+                    "WELCOME body is {} bytes, shorter than its session_id field (u64, 8 bytes)",
+                    body.len()
+                )));
+            };
+            Ok((
+                Frame::Welcome {
+                    session_id: u64::from_be_bytes(id.try_into().expect("8 bytes")),
+                    credential: Bytes::new(),
+                },
+                Some(8),
+            ))
+        }
+        FrameType::Move => {
+            let reason = std::str::from_utf8(body)
+                .map_err(|_| FrameError::malformed("MOVE reason is not valid UTF-8".to_owned()))?
+                .to_owned();
+            Ok((Frame::Move { reason }, None))
         }
         FrameType::Request => {
             if body.len() < REQUEST_FIXED_LEN {

@@ -42,6 +42,12 @@ pub const FLAG_STREAMING: u8 = 0x01;
 /// section "Cluster link frames".
 pub const FLAG_HAS_CHECKPOINT: u8 = 0x01;
 
+/// ATTACH flag bit 1: the call belongs to a resumable session (PROTOCOL.md section 15). The
+/// director keeps its send side open after the REQUEST and forwards the client's ACK frames; the
+/// worker keeps every item the client has not acknowledged, and when the stream is lost it keeps
+/// the call (frozen, with its state) for a resume instead of cancelling it.
+pub const FLAG_RESUMABLE: u8 = 0x02;
+
 /// Fixed part of an ATTACH body: session_id u64, call_id u64, next_seq u64, route_epoch u64,
 /// connection_id_len u8.
 pub const ATTACH_FIXED_LEN: usize = 8 + 8 + 8 + 8 + 1;
@@ -77,6 +83,20 @@ pub enum FrameType {
     Checkpoint = 0x11,
     /// `0x12`, worker to director, cluster link only: the call stopped here for a migration.
     Suspended = 0x12,
+    /// `0x13`, client to director and director to worker, resumable sessions only: every item
+    /// below `next_seq` was received. PROTOCOL.md section 15.4.
+    Ack = 0x13,
+    /// `0x14`, client to director, resumable sessions only: names the call (an id the client
+    /// chose) and the first item seq it lacks, just before the REQUEST. PROTOCOL.md section 15.3.
+    Call = 0x14,
+    /// `0x20`, client to director: opens (empty credential) or resumes a session, on the first
+    /// stream of a connection. PROTOCOL.md section 15.2.
+    Hello = 0x20,
+    /// `0x21`, director to client: the session id and the resume credential. PROTOCOL.md 15.2.
+    Welcome = 0x21,
+    /// `0x22`, director to client: reconnect and resume elsewhere (the director is shutting
+    /// down). PROTOCOL.md section 15.5.
+    Move = 0x22,
 }
 
 impl FrameType {
@@ -93,7 +113,7 @@ impl FrameType {
     pub const fn allowed_flags(self) -> u8 {
         match self {
             FrameType::Request => FLAG_STREAMING,
-            FrameType::Attach => FLAG_HAS_CHECKPOINT,
+            FrameType::Attach => FLAG_HAS_CHECKPOINT | FLAG_RESUMABLE,
             _ => 0,
         }
     }
@@ -110,6 +130,11 @@ impl FrameType {
             FrameType::Attach => "ATTACH",
             FrameType::Checkpoint => "CHECKPOINT",
             FrameType::Suspended => "SUSPENDED",
+            FrameType::Ack => "ACK",
+            FrameType::Call => "CALL",
+            FrameType::Hello => "HELLO",
+            FrameType::Welcome => "WELCOME",
+            FrameType::Move => "MOVE",
         }
     }
 }
@@ -135,6 +160,9 @@ pub struct Attach {
     pub connection_id: String,
     /// Where the handler resumes: `(seq, state)` of its last checkpoint; `None` = from the start.
     pub checkpoint: Option<(u64, Bytes)>,
+    /// Flag [`FLAG_RESUMABLE`]: ACK frames follow the REQUEST, and the worker keeps the call
+    /// for a resume when the stream is lost.
+    pub resumable: bool,
 }
 
 /// The contents of a REQUEST frame (PROTOCOL.md section 5.1): the first and only frame a client
@@ -206,6 +234,40 @@ pub enum Frame {
         /// The first seq this worker did not send.
         next_seq: u64,
     },
+    /// ACK (`0x13`), resumable sessions: the receiver of a call's items has every item below
+    /// `next_seq`, so its sender may forget them. Body: exactly `next_seq: u64`.
+    Ack {
+        /// The first item seq not received.
+        next_seq: u64,
+    },
+    /// CALL (`0x14`), client to director, resumable sessions: sent just before the REQUEST.
+    /// Body: exactly `call_id: u64`, `next_seq: u64`.
+    Call {
+        /// The call's id, chosen by the client, unique within its session.
+        call_id: u64,
+        /// 0 for a new call; for a call re-attached after a resume, the first seq it lacks.
+        next_seq: u64,
+    },
+    /// HELLO (`0x20`), client to director, first frame of a connection's session stream. Body:
+    /// the resume credential (empty to open a new session).
+    Hello {
+        /// The credential of the session to resume, as received in WELCOME; empty = new session.
+        credential: Bytes,
+    },
+    /// WELCOME (`0x21`), director to client on the session stream. Body: `session_id: u64`
+    /// then the resume credential (the rest).
+    Welcome {
+        /// The session's id (stable across resumes).
+        session_id: u64,
+        /// The credential to present in the next HELLO (opaque to the client).
+        credential: Bytes,
+    },
+    /// MOVE (`0x22`), director to client on the session stream: reconnect to a director of the
+    /// cluster and resume. Body: a UTF-8 reason (possibly empty).
+    Move {
+        /// Why (for logs), e.g. "director shutting down".
+        reason: String,
+    },
 }
 
 impl Frame {
@@ -221,6 +283,11 @@ impl Frame {
             Frame::Attach(_) => FrameType::Attach,
             Frame::Checkpoint { .. } => FrameType::Checkpoint,
             Frame::Suspended { .. } => FrameType::Suspended,
+            Frame::Ack { .. } => FrameType::Ack,
+            Frame::Call { .. } => FrameType::Call,
+            Frame::Hello { .. } => FrameType::Hello,
+            Frame::Welcome { .. } => FrameType::Welcome,
+            Frame::Move { .. } => FrameType::Move,
         }
     }
 
@@ -229,7 +296,16 @@ impl Frame {
     pub fn flags(&self) -> u8 {
         match self {
             Frame::Request(r) if r.streaming => FLAG_STREAMING,
-            Frame::Attach(a) if a.checkpoint.is_some() => FLAG_HAS_CHECKPOINT,
+            Frame::Attach(a) => {
+                let mut f = 0;
+                if a.checkpoint.is_some() {
+                    f |= FLAG_HAS_CHECKPOINT;
+                }
+                if a.resumable {
+                    f |= FLAG_RESUMABLE;
+                }
+                f
+            }
             _ => 0,
         }
     }
@@ -249,7 +325,11 @@ impl Frame {
                     + a.checkpoint.as_ref().map_or(0, |(_, s)| 8 + s.len())
             }
             Frame::Checkpoint { state, .. } => 8 + state.len(),
-            Frame::Suspended { .. } => 8,
+            Frame::Suspended { .. } | Frame::Ack { .. } => 8,
+            Frame::Call { .. } => 16,
+            Frame::Hello { credential } => credential.len(),
+            Frame::Welcome { credential, .. } => 8 + credential.len(),
+            Frame::Move { reason } => reason.len(),
         }
     }
 
@@ -314,7 +394,20 @@ impl Frame {
                 dst.put_u64(*seq);
                 dst.put_slice(state);
             }
-            Frame::Suspended { next_seq } => dst.put_u64(*next_seq),
+            Frame::Suspended { next_seq } | Frame::Ack { next_seq } => dst.put_u64(*next_seq),
+            Frame::Call { call_id, next_seq } => {
+                dst.put_u64(*call_id);
+                dst.put_u64(*next_seq);
+            }
+            Frame::Hello { credential } => dst.put_slice(credential),
+            Frame::Welcome {
+                session_id,
+                credential,
+            } => {
+                dst.put_u64(*session_id);
+                dst.put_slice(credential);
+            }
+            Frame::Move { reason } => dst.put_slice(reason.as_bytes()),
             Frame::Error { code, message } => {
                 dst.put_u16(code.as_u16());
                 dst.put_slice(message.as_bytes());

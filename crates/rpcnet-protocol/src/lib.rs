@@ -16,6 +16,7 @@ pub mod code;
 pub mod codec;
 pub mod frame;
 pub mod migration;
+pub mod resume;
 
 pub use code::ErrorCode;
 pub use codec::{Decoder, FrameError, FrameErrorKind};

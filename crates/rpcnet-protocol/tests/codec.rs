@@ -92,6 +92,7 @@ fn expected_frame(name: &str) -> Frame {
             route_epoch: 3,
             connection_id: "ab".into(),
             checkpoint: None,
+            resumable: false,
         }),
         "attach_resume" => Frame::Attach(rpcnet_protocol::Attach {
             session_id: 1,
@@ -100,12 +101,40 @@ fn expected_frame(name: &str) -> Frame {
             route_epoch: 7,
             connection_id: "c8f6".into(),
             checkpoint: Some((38, Bytes::from_static(b"s"))),
+            resumable: false,
         }),
         "checkpoint_seq5" => Frame::Checkpoint {
             seq: 5,
             state: Bytes::from_static(b"st"),
         },
         "suspended_57" => Frame::Suspended { next_seq: 57 },
+        "attach_resumable" => Frame::Attach(rpcnet_protocol::Attach {
+            session_id: 1,
+            call_id: 2,
+            next_seq: 5,
+            route_epoch: (1 << 32) + 1,
+            connection_id: "ab".into(),
+            checkpoint: None,
+            resumable: true,
+        }),
+        "ack_7" => Frame::Ack { next_seq: 7 },
+        "call_3_next9" => Frame::Call {
+            call_id: 3,
+            next_seq: 9,
+        },
+        "hello_new" => Frame::Hello {
+            credential: Bytes::new(),
+        },
+        "hello_resume" => Frame::Hello {
+            credential: Bytes::from_static(&[0xde, 0xad, 0xbe, 0xef]),
+        },
+        "welcome_1" => Frame::Welcome {
+            session_id: 1,
+            credential: Bytes::from_static(&[0xca, 0xfe]),
+        },
+        "move_upgrade" => Frame::Move {
+            reason: "upgrade".into(),
+        },
         "end_items0" => Frame::End { items: 0 },
         "error_not_found" => Frame::Error {
             code: ErrorCode::NotFound,
@@ -689,7 +718,10 @@ fn frame_type_byte_mapping() {
             }
         }
     }
-    assert_eq!(defined, [0x01, 0x02, 0x03, 0x04, 0x05, 0x10, 0x11, 0x12]);
+    assert_eq!(
+        defined,
+        [0x01, 0x02, 0x03, 0x04, 0x05, 0x10, 0x11, 0x12, 0x13, 0x14, 0x20, 0x21, 0x22]
+    );
     assert_eq!(FrameType::Request.allowed_flags(), 0x01);
     for t in [
         FrameType::Response,
@@ -745,6 +777,7 @@ fn cluster_link_frames_round_trip_and_reject_malformed_bodies() {
             route_epoch: 5,
             connection_id: "00ff00ff00ff00ff".into(),
             checkpoint: None,
+            resumable: false,
         }),
         Frame::Attach(Attach {
             session_id: u64::MAX,
@@ -753,6 +786,7 @@ fn cluster_link_frames_round_trip_and_reject_malformed_bodies() {
             route_epoch: u64::MAX,
             connection_id: String::new(),
             checkpoint: Some((40, Bytes::from_static(b"state-at-40"))),
+            resumable: false,
         }),
         Frame::Attach(Attach {
             session_id: 1,
@@ -761,6 +795,7 @@ fn cluster_link_frames_round_trip_and_reject_malformed_bodies() {
             route_epoch: 0,
             connection_id: "c".into(),
             checkpoint: Some((0, Bytes::new())),
+            resumable: false,
         }),
         Frame::Checkpoint {
             seq: 5,

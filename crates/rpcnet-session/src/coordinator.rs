@@ -143,9 +143,14 @@ pub struct Coordinator {
 impl Coordinator {
     /// A session placed on `owner`.
     pub fn new(session_id: u64, owner: impl Into<String>) -> Self {
+        Self::with_route(session_id, Route::new(owner))
+    }
+
+    /// A session that starts on `route` (a resumed session: [`Route::resumed`]).
+    pub fn with_route(session_id: u64, route: Route) -> Self {
         Coordinator {
             session_id,
-            route: Route::new(owner),
+            route,
             run: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),

@@ -24,6 +24,7 @@ use rpcnet_protocol::migration::{
     MigrationRequest, PrepareAck, SessionSnapshot, StateTransfer, TokenClaim, TokenKey,
     TokenLedger,
 };
+use rpcnet_protocol::resume::{epoch_generation, generation_epoch, ResumeError};
 use rpcnet_protocol::Attach;
 
 /// How long a worker remembers the fence of a session it no longer holds, ms: longer than any
@@ -38,6 +39,51 @@ pub const FENCE_MEMORY_MS: u64 = 60_000;
 /// 1,000 sessions moved away from one worker per second for a minute; a tombstone costs ~60
 /// bytes, so the bound is ~4 MB.
 pub const MAX_FENCES: usize = 65_536;
+
+/// How long a worker keeps the calls of a resumable session whose director link was lost, ms:
+/// the client has this long to resume it (PROTOCOL.md section 15.6).
+pub const RESUME_WINDOW_MS: u64 = 30_000;
+
+/// What a worker holds of a session a director claims for a resume
+/// ([`SessionBook::claim`]), in the order [`choose_owner`] prefers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ClaimStatus {
+    /// Frozen by a State Capture (a migration's source that has not been told the outcome).
+    Captured = 1,
+    /// Restored from a snapshot (a migration's target) and not attached yet.
+    Restored = 2,
+    /// Serving it, or keeping its calls since its director link was lost.
+    Serving = 3,
+}
+
+impl ClaimStatus {
+    /// The wire value (PROTOCOL.md section 15.2, Claim reply).
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// The status of a wire value, `None` for 0 (not held) or an undefined value.
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(ClaimStatus::Captured),
+            2 => Some(ClaimStatus::Restored),
+            3 => Some(ClaimStatus::Serving),
+            _ => None,
+        }
+    }
+}
+
+/// The worker a resumed session continues on, from what each worker that holds it answered a
+/// claim: the one serving it; else the target a migration restored it on (it holds everything
+/// the source captured, and the source stays frozen); else the frozen source. `None` when no
+/// worker holds it. Ties (which a single owner at a time rules out) go to the first answer.
+pub fn choose_owner<'a>(answers: &'a [(String, ClaimStatus)]) -> Option<&'a str> {
+    answers
+        .iter()
+        .rev()
+        .max_by_key(|(_, status)| *status)
+        .map(|(w, _)| w.as_str())
+}
 
 /// What to do with an ATTACH, decided by [`SessionBook::attach`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +110,12 @@ struct BookEntry {
     connection_id: String,
     /// Restored here by a migration: held (even with no call) until dropped.
     held: bool,
+    /// The highest route epoch an ATTACH was served under (its upper half is the resume
+    /// generation, PROTOCOL.md section 15.1).
+    epoch: u64,
+    /// Since when (ms) the session's calls are kept for a resume after their director link was
+    /// lost; forgotten [`RESUME_WINDOW_MS`] later.
+    detached_since: Option<u64>,
 }
 
 impl BookEntry {
@@ -159,6 +211,8 @@ impl SessionBook {
         let s = self.live(a.session_id);
         // A newer route than the capture's: the migration ended without moving the session.
         s.frozen = false;
+        s.epoch = s.epoch.max(a.route_epoch);
+        s.detached_since = None;
         if s.connection_id.is_empty() {
             s.connection_id = a.connection_id.clone();
         }
@@ -250,7 +304,48 @@ impl SessionBook {
             s.kept.clear();
             s.frozen = false;
             s.held = false;
+            s.detached_since = None;
             self.retire_if_idle(session_id, now_ms);
+        }
+    }
+
+    /// A director claims the session for a resume with the credential's `generation`
+    /// (PROTOCOL.md section 15.2). The session moves to generation + 1: its fence rises to
+    /// [`generation_epoch`]`(generation + 1)`, so every ATTACH of an earlier director is stale
+    /// from now on, and the same credential cannot claim it again. The runtime then freezes the
+    /// session's open calls and keeps them ([`SessionBook::detach`]) for the claiming director.
+    ///
+    /// Errors: `RESUME_UNKNOWN` when the session has no state here; `RESUME_REPLAYED` when the
+    /// session is at a later generation than the credential's (it was resumed with it already).
+    pub fn claim(&mut self, session_id: u64, generation: u32) -> Result<ClaimStatus, ResumeError> {
+        let Some(s) = self.sessions.get_mut(&session_id) else {
+            return Err(ResumeError::Unknown { session_id });
+        };
+        let current = epoch_generation(s.fence.max(s.epoch));
+        if generation < current {
+            return Err(ResumeError::Replayed {
+                session_id,
+                presented: generation,
+                current,
+            });
+        }
+        let status = if s.frozen {
+            ClaimStatus::Captured
+        } else if s.held && s.open.is_empty() && s.detached_since.is_none() {
+            ClaimStatus::Restored
+        } else {
+            ClaimStatus::Serving
+        };
+        s.fence = s.fence.max(generation_epoch(generation.saturating_add(1)));
+        Ok(status)
+    }
+
+    /// Keeps calls of a resumable session frozen at `now_ms` because their director link was
+    /// lost (or a resume claimed them): they wait [`RESUME_WINDOW_MS`] for an ATTACH.
+    pub fn detach(&mut self, session_id: u64, calls: &[CallSnapshot], now_ms: u64) {
+        self.keep(session_id, calls);
+        if let Some(s) = self.sessions.get_mut(&session_id) {
+            s.detached_since.get_or_insert(now_ms);
         }
     }
 
@@ -281,6 +376,19 @@ impl SessionBook {
     /// Forgets tombstones older than [`FENCE_MEMORY_MS`] at `now_ms`. Costs O(log n) per
     /// tombstone forgotten; the runtime calls it at every heartbeat.
     pub fn prune(&mut self, now_ms: u64) {
+        let expired: Vec<u64> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| {
+                s.open.is_empty()
+                    && s.detached_since
+                        .is_some_and(|t| now_ms >= t.saturating_add(RESUME_WINDOW_MS))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.drop_session(id, now_ms);
+        }
         while let Some(&(since, session)) = self.expiry.first() {
             if now_ms < since.saturating_add(FENCE_MEMORY_MS) {
                 break;
@@ -686,6 +794,7 @@ mod tests {
             route_epoch: epoch,
             connection_id: "c".into(),
             checkpoint: None,
+            resumable: false,
         }
     }
 
@@ -1023,5 +1132,62 @@ mod tests {
         assert!(!l.is_valid(300));
         l.acked(250);
         assert!(l.is_valid(549));
+    }
+
+    fn kept(call_id: u64) -> CallSnapshot {
+        CallSnapshot::for_failover(call_id, "m".into(), Bytes::new(), true, 0, None, None)
+    }
+
+    #[test]
+    fn a_claim_moves_the_session_to_the_next_generation_once() {
+        let mut b = SessionBook::new();
+        assert_eq!(
+            b.claim(9, 0).unwrap_err().code(),
+            "RESUME_UNKNOWN",
+            "nothing held yet"
+        );
+        assert!(matches!(b.attach(&attach(1, 1)), AttachDecision::Serve(None)));
+        assert_eq!(b.claim(9, 0), Ok(ClaimStatus::Serving));
+        // The earlier director's ATTACHes are stale now; the claiming director's are served.
+        assert!(matches!(b.attach(&attach(7, 2)), AttachDecision::Suspend { .. }));
+        b.detach(9, &[kept(1)], 100);
+        let next = generation_epoch(1) + 1;
+        assert!(matches!(
+            b.attach(&attach(next, 1)),
+            AttachDecision::Serve(Some(c)) if c.call_id == 1
+        ));
+        // The same credential (generation 0) again: replayed.
+        let e = b.claim(9, 0).unwrap_err();
+        assert_eq!(e.code(), "RESUME_REPLAYED");
+        assert!(e.to_string().contains("generation 1"), "{e}");
+        assert_eq!(b.claim(9, 1), Ok(ClaimStatus::Serving));
+    }
+
+    #[test]
+    fn detached_calls_wait_for_a_resume_then_are_forgotten() {
+        let mut b = SessionBook::new();
+        b.attach(&attach(1, 1));
+        b.call_ended(9, 1, 10);
+        b.detach(9, &[kept(1)], 10);
+        b.prune(10 + RESUME_WINDOW_MS - 1);
+        assert_eq!(b.len(), 1, "kept within the resume window");
+        b.prune(10 + RESUME_WINDOW_MS);
+        assert_eq!(b.len(), 0, "forgotten after it");
+        assert_eq!(b.claim(9, 0).unwrap_err().code(), "RESUME_UNKNOWN");
+    }
+
+    #[test]
+    fn the_owner_of_a_claimed_session_is_the_one_serving_it_else_the_target_else_the_source() {
+        let a = |w: &str, s| (w.to_string(), s);
+        assert_eq!(choose_owner(&[]), None);
+        let mid = [a("src", ClaimStatus::Captured), a("dst", ClaimStatus::Restored)];
+        assert_eq!(choose_owner(&mid), Some("dst"));
+        let after_pivot = [a("src", ClaimStatus::Captured), a("dst", ClaimStatus::Serving)];
+        assert_eq!(choose_owner(&after_pivot), Some("dst"));
+        assert_eq!(choose_owner(&[a("src", ClaimStatus::Captured)]), Some("src"));
+        for s in [ClaimStatus::Captured, ClaimStatus::Restored, ClaimStatus::Serving] {
+            assert_eq!(ClaimStatus::from_u8(s.as_u8()), Some(s));
+        }
+        assert_eq!(ClaimStatus::from_u8(0), None);
     }
 }

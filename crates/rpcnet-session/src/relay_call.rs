@@ -52,6 +52,11 @@ pub struct RelayCall {
     /// The route epoch the call last left (suspended or failed) and when, ms.
     left: Option<(u64, u64)>,
     finished: bool,
+    /// A call of a resumable session (PROTOCOL.md section 15): ATTACH carries flag RESUMABLE,
+    /// and the client's ACKs are forwarded to the owner.
+    resumable: bool,
+    /// The highest ACK forwarded to the current owner.
+    acked: u64,
 }
 
 impl RelayCall {
@@ -74,7 +79,31 @@ impl RelayCall {
             attached: None,
             left: None,
             finished: false,
+            resumable: false,
+            acked: 0,
         }
+    }
+
+    /// Makes this a call of a resumable session whose client already has every item below
+    /// `next_seq` (0 for a new call; a CALL frame's `next_seq` after a resume).
+    #[must_use]
+    pub fn resumable(mut self, next_seq: u64) -> Self {
+        self.resumable = true;
+        self.expected = next_seq;
+        self.acked = next_seq;
+        self
+    }
+
+    /// The client acknowledged every item below `next_seq` (an ACK frame): the ACK to forward
+    /// to the owner, if the call is attached and this one tells it something new. An ACK beyond
+    /// what was forwarded is capped at `expected` (a client cannot have more).
+    pub fn on_client_ack(&mut self, next_seq: u64) -> Option<Frame> {
+        let next_seq = next_seq.min(self.expected);
+        if !self.resumable || self.attached.is_none() || next_seq <= self.acked {
+            return None;
+        }
+        self.acked = next_seq;
+        Some(Frame::Ack { next_seq })
     }
 
     /// The call's id at the director (stable across owners).
@@ -163,7 +192,9 @@ impl RelayCall {
             route_epoch: route.epoch,
             connection_id: self.connection_id.clone(),
             checkpoint: self.checkpoint.clone(),
+            resumable: self.resumable,
         };
+        self.acked = self.expected;
         Ok([Frame::Attach(attach), Frame::Request(request)])
     }
 
@@ -348,5 +379,32 @@ mod tests {
             r.on_owner_frame(Frame::End { items: 1 }, 0),
             OwnerFrame::Finished(Frame::End { items: 1 })
         );
+    }
+
+    #[test]
+    fn a_resumed_call_attaches_where_the_client_is_and_forwards_new_acks() {
+        let route = Route::resumed("w", 1);
+        let request = || call(0).request.clone();
+        let mut call = RelayCall::new(1, 7, "c", request(), 0).resumable(5);
+        assert_eq!(call.on_client_ack(5), None, "not attached");
+        let [Frame::Attach(a), _] = call.attach(&route, 0).unwrap() else {
+            panic!("ATTACH first");
+        };
+        assert!(a.resumable);
+        assert_eq!(a.next_seq, 5);
+        assert_eq!(call.on_client_ack(5), None, "the ATTACH said so already");
+        for seq in 5..8 {
+            call.on_owner_frame(item(seq), 0);
+        }
+        assert_eq!(call.on_client_ack(7), Some(Frame::Ack { next_seq: 7 }));
+        assert_eq!(call.on_client_ack(6), None, "older");
+        assert_eq!(
+            call.on_client_ack(99),
+            Some(Frame::Ack { next_seq: 8 }),
+            "capped at what was forwarded"
+        );
+        let plain = &mut RelayCall::new(1, 8, "c", request(), 0);
+        plain.attach(&route, 0).unwrap();
+        assert_eq!(plain.on_client_ack(1), None, "not resumable");
     }
 }

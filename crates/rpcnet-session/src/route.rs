@@ -27,6 +27,18 @@ impl Route {
         }
     }
 
+    /// The first route of a session resumed at `generation` (PROTOCOL.md section 15.1): epoch
+    /// [`generation_epoch`]`(generation) + 1`, above every epoch of the directors before.
+    ///
+    /// [`generation_epoch`]: rpcnet_protocol::resume::generation_epoch
+    pub fn resumed(owner: impl Into<String>, generation: u32) -> Self {
+        Route {
+            owner: owner.into(),
+            epoch: rpcnet_protocol::resume::generation_epoch(generation) + 1,
+            frozen: false,
+        }
+    }
+
     /// Moves the route to `owner` (or keeps it with `None`), unfrozen, at the next epoch.
     pub fn advance(&mut self, owner: Option<&str>) {
         if let Some(o) = owner {

@@ -51,6 +51,20 @@ pub struct ServerCall {
     /// Where the handler starts (`ctx.resume`).
     resume: Option<(u64, Bytes)>,
     link: bool,
+    /// Resumable session (ATTACH flag RESUMABLE): items sent but not acknowledged, seq
+    /// ascending and contiguous, kept until an ACK covers them.
+    retained: Option<Retained>,
+}
+
+/// The items of a resumable call that the client has not acknowledged (PROTOCOL.md section
+/// 15.4): a director that dies may have lost them on their way to the client, so a resume
+/// re-sends them from here.
+#[derive(Debug, Clone, Default)]
+struct Retained {
+    items: std::collections::VecDeque<(u64, Bytes)>,
+    bytes: usize,
+    /// Every item below this seq was acknowledged.
+    acked: u64,
 }
 
 impl ServerCall {
@@ -67,6 +81,7 @@ impl ServerCall {
             latest: None,
             resume: None,
             link: false,
+            retained: None,
         }
     }
 
@@ -100,7 +115,7 @@ impl ServerCall {
         if checkpoint.is_none() && (client_next > 0 || restored_any) {
             checkpoint = Some((0, Bytes::new()));
         }
-        let call = ServerCall {
+        let mut call = ServerCall {
             call_id: Some(attach.call_id),
             method: request.method.clone(),
             request: request.payload.clone(),
@@ -110,8 +125,46 @@ impl ServerCall {
             latest: checkpoint.clone(),
             resume: checkpoint,
             link: true,
+            retained: attach.resumable.then(|| Retained {
+                acked: client_next,
+                ..Retained::default()
+            }),
         };
+        for f in &first {
+            call.retain(f);
+        }
         (call, first)
+    }
+
+    /// The client acknowledged every item below `next_seq` (an ACK frame): forgets them.
+    /// Ignored on a call that is not resumable.
+    pub fn on_ack(&mut self, next_seq: u64) {
+        let Some(r) = self.retained.as_mut() else {
+            return;
+        };
+        r.acked = r.acked.max(next_seq);
+        while r.items.front().is_some_and(|(seq, _)| *seq < r.acked) {
+            let (_, payload) = r.items.pop_front().expect("checked non-empty");
+            r.bytes -= payload.len();
+        }
+    }
+
+    /// Items sent and not acknowledged yet, and their payload bytes: `(0, 0)` on a call that
+    /// is not resumable. The writer stops taking items while these are at its bound (the
+    /// client's ACKs are what backpressure waits for).
+    pub fn unacked(&self) -> (usize, usize) {
+        self.retained
+            .as_ref()
+            .map_or((0, 0), |r| (r.items.len(), r.bytes))
+    }
+
+    fn retain(&mut self, frame: &Frame) {
+        if let (Some(r), Frame::Item { seq, payload }) = (self.retained.as_mut(), frame) {
+            if *seq >= r.acked {
+                r.bytes += payload.len();
+                r.items.push_back((*seq, payload.clone()));
+            }
+        }
     }
 
     /// Where the handler starts: `None` for a fresh call, else `(seq, state)` (`ctx.resume`).
@@ -131,7 +184,9 @@ impl ServerCall {
             Produced::Item(payload) => {
                 let seq = self.seq;
                 self.seq += 1;
-                (seq >= self.skip_below).then_some(Frame::Item { seq, payload })
+                let frame = (seq >= self.skip_below).then_some(Frame::Item { seq, payload })?;
+                self.retain(&frame);
+                Some(frame)
             }
             Produced::Checkpoint(state) => {
                 self.latest = Some((self.seq, state.clone()));
@@ -154,23 +209,34 @@ impl ServerCall {
     /// State Capture at an item boundary: `unsent` are the ITEM frames the writer had numbered
     /// but not started, `queued` what the handler produced that the writer had not taken. Returns
     /// the SUSPENDED frame (its `next_seq` is the first seq not sent) and the call's snapshot.
+    /// On a resumable call the snapshot's pending items start at the first one not acknowledged,
+    /// since items sent may not have reached the client.
     ///
     /// # Panics
     ///
     /// On a call that is not attached on a cluster link (plain servers do not migrate).
     pub fn freeze(&mut self, unsent: Vec<Frame>, queued: Vec<Produced>) -> (Frame, CallSnapshot) {
-        let mut pending: Vec<(u64, Bytes)> = unsent
+        let mut unsent: Vec<(u64, Bytes)> = unsent
             .into_iter()
             .filter_map(|f| match f {
                 Frame::Item { seq, payload } => Some((seq, payload)),
                 _ => None,
             })
             .collect();
+        // Everything below this was sent: the SUSPENDED frame's next_seq.
+        let sent_below = unsent
+            .first()
+            .map_or(self.seq.max(self.skip_below), |p| p.0);
         for p in queued {
             if let Some(Frame::Item { seq, payload }) = self.on_produced(p) {
-                pending.push((seq, payload));
+                unsent.push((seq, payload));
             }
         }
+        // A resumable call retained every item it numbered (sent or not) since the last ACK.
+        let pending = match self.retained.as_ref() {
+            Some(r) => r.items.iter().cloned().collect(),
+            None => unsent,
+        };
         let next_seq = pending
             .first()
             .map_or(self.seq.max(self.skip_below), |p| p.0);
@@ -184,7 +250,12 @@ impl ServerCall {
             pending,
             checkpoint: self.latest.clone(),
         };
-        (Frame::Suspended { next_seq }, snapshot)
+        (
+            Frame::Suspended {
+                next_seq: sent_below,
+            },
+            snapshot,
+        )
     }
 }
 
@@ -218,6 +289,7 @@ mod tests {
             route_epoch: 1,
             connection_id: "c".into(),
             checkpoint: checkpoint.map(|s| (s, Bytes::from_static(b"s"))),
+            resumable: false,
         }
     }
 
@@ -266,5 +338,55 @@ mod tests {
         assert_eq!(c.resume().unwrap().0, 0);
         let plain = ServerCall::plain(&request());
         assert!(plain.resume().is_none());
+    }
+
+    #[test]
+    fn a_resumable_call_keeps_what_the_client_has_not_acknowledged() {
+        let mut a = attach(0, None);
+        a.resumable = true;
+        let (mut c, _) = ServerCall::attached(&a, &request(), None);
+        for n in 0..4 {
+            assert!(c.on_produced(item(n)).is_some());
+        }
+        assert_eq!(c.unacked(), (4, 4));
+        c.on_ack(2);
+        assert_eq!(c.unacked(), (2, 2));
+        c.on_ack(1); // an older ACK changes nothing
+        assert_eq!(c.unacked(), (2, 2));
+        // Items 2 and 3 were sent; 4 is queued. A director dies: the snapshot starts at 2.
+        let (suspended, snap) = c.freeze(vec![], vec![item(4)]);
+        assert_eq!(suspended, Frame::Suspended { next_seq: 4 });
+        assert_eq!(snap.next_seq, 2);
+        assert_eq!(snap.pending.iter().map(|p| p.0).collect::<Vec<_>>(), [2, 3, 4]);
+        // The client resumes having received item 2 only: 3 and 4 come first, then the handler.
+        let mut r = attach(3, None);
+        r.resumable = true;
+        let (mut t, first) = ServerCall::attached(&r, &request(), Some(snap));
+        let seqs: Vec<u64> = first
+            .iter()
+            .map(|f| match f {
+                Frame::Item { seq, .. } => *seq,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(seqs, [3, 4]);
+        assert_eq!(t.unacked(), (2, 2));
+        // No checkpoint: the handler starts over at 0; 0..=4 are covered already.
+        for n in 0..5 {
+            assert_eq!(t.on_produced(item(n)), None, "item {n}");
+        }
+        assert!(matches!(
+            t.on_produced(item(5)),
+            Some(Frame::Item { seq: 5, .. })
+        ));
+    }
+
+    #[test]
+    fn a_call_that_is_not_resumable_retains_nothing() {
+        let (mut c, _) = ServerCall::attached(&attach(0, None), &request(), None);
+        c.on_produced(item(0));
+        assert_eq!(c.unacked(), (0, 0));
+        let (_, snap) = c.freeze(vec![], vec![]);
+        assert!(snap.pending.is_empty());
     }
 }
