@@ -18,8 +18,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use crate::code::ErrorCode;
 use crate::frame::{
     Attach, Frame, FrameType, Request, ATTACH_FIXED_LEN, DEFAULT_MAX_FRAME_SIZE, END_BODY_LEN,
-    ERROR_FIXED_LEN, FLAG_HAS_CHECKPOINT, FLAG_RESUMABLE, FLAG_STREAMING, HEADER_LEN, ITEM_FIXED_LEN,
-    REQUEST_FIXED_LEN,
+    ERROR_FIXED_LEN, FLAG_HAS_CHECKPOINT, FLAG_RESUMABLE, FLAG_STREAMING, HEADER_LEN,
+    ITEM_FIXED_LEN, REQUEST_FIXED_LEN,
 };
 
 /// Why a byte sequence is not a valid frame. See [`FrameError`].

@@ -143,7 +143,9 @@ impl ResumeKey {
                 aead::Aad::from(RESUME_AAD),
                 &mut body,
             )
-            .map_err(|_| invalid("authentication failed (forged, tampered or from another cluster)".into()))?;
+            .map_err(|_| {
+                invalid("authentication failed (forged, tampered or from another cluster)".into())
+            })?;
         let u64_at = |i: usize| u64::from_be_bytes(plain[i..i + 8].try_into().expect("8 bytes"));
         let owner_len = plain[20] as usize;
         if plain.len() != 21 + owner_len {

@@ -77,7 +77,7 @@ impl ClaimStatus {
 /// claim: the one serving it; else the target a migration restored it on (it holds everything
 /// the source captured, and the source stays frozen); else the frozen source. `None` when no
 /// worker holds it. Ties (which a single owner at a time rules out) go to the first answer.
-pub fn choose_owner<'a>(answers: &'a [(String, ClaimStatus)]) -> Option<&'a str> {
+pub fn choose_owner(answers: &[(String, ClaimStatus)]) -> Option<&str> {
     answers
         .iter()
         .rev()
@@ -1146,10 +1146,16 @@ mod tests {
             "RESUME_UNKNOWN",
             "nothing held yet"
         );
-        assert!(matches!(b.attach(&attach(1, 1)), AttachDecision::Serve(None)));
+        assert!(matches!(
+            b.attach(&attach(1, 1)),
+            AttachDecision::Serve(None)
+        ));
         assert_eq!(b.claim(9, 0), Ok(ClaimStatus::Serving));
         // The earlier director's ATTACHes are stale now; the claiming director's are served.
-        assert!(matches!(b.attach(&attach(7, 2)), AttachDecision::Suspend { .. }));
+        assert!(matches!(
+            b.attach(&attach(7, 2)),
+            AttachDecision::Suspend { .. }
+        ));
         b.detach(9, &[kept(1)], 100);
         let next = generation_epoch(1) + 1;
         assert!(matches!(
@@ -1180,12 +1186,25 @@ mod tests {
     fn the_owner_of_a_claimed_session_is_the_one_serving_it_else_the_target_else_the_source() {
         let a = |w: &str, s| (w.to_string(), s);
         assert_eq!(choose_owner(&[]), None);
-        let mid = [a("src", ClaimStatus::Captured), a("dst", ClaimStatus::Restored)];
+        let mid = [
+            a("src", ClaimStatus::Captured),
+            a("dst", ClaimStatus::Restored),
+        ];
         assert_eq!(choose_owner(&mid), Some("dst"));
-        let after_pivot = [a("src", ClaimStatus::Captured), a("dst", ClaimStatus::Serving)];
+        let after_pivot = [
+            a("src", ClaimStatus::Captured),
+            a("dst", ClaimStatus::Serving),
+        ];
         assert_eq!(choose_owner(&after_pivot), Some("dst"));
-        assert_eq!(choose_owner(&[a("src", ClaimStatus::Captured)]), Some("src"));
-        for s in [ClaimStatus::Captured, ClaimStatus::Restored, ClaimStatus::Serving] {
+        assert_eq!(
+            choose_owner(&[a("src", ClaimStatus::Captured)]),
+            Some("src")
+        );
+        for s in [
+            ClaimStatus::Captured,
+            ClaimStatus::Restored,
+            ClaimStatus::Serving,
+        ] {
             assert_eq!(ClaimStatus::from_u8(s.as_u8()), Some(s));
         }
         assert_eq!(ClaimStatus::from_u8(0), None);

@@ -357,7 +357,10 @@ mod tests {
         let (suspended, snap) = c.freeze(vec![], vec![item(4)]);
         assert_eq!(suspended, Frame::Suspended { next_seq: 4 });
         assert_eq!(snap.next_seq, 2);
-        assert_eq!(snap.pending.iter().map(|p| p.0).collect::<Vec<_>>(), [2, 3, 4]);
+        assert_eq!(
+            snap.pending.iter().map(|p| p.0).collect::<Vec<_>>(),
+            [2, 3, 4]
+        );
         // The client resumes having received item 2 only: 3 and 4 come first, then the handler.
         let mut r = attach(3, None);
         r.resumable = true;
