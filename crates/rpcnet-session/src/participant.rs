@@ -73,16 +73,30 @@ impl ClaimStatus {
     }
 }
 
-/// The worker a resumed session continues on, from what each worker that holds it answered a
-/// claim: the one serving it; else the target a migration restored it on (it holds everything
-/// the source captured, and the source stays frozen); else the frozen source. `None` when no
-/// worker holds it. Ties (which a single owner at a time rules out) go to the first answer.
-pub fn choose_owner(answers: &[(String, ClaimStatus)]) -> Option<&str> {
+/// One worker's answer to a resume claim ([`SessionBook::claim`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimAnswer {
+    /// The worker's id.
+    pub worker: String,
+    /// What it holds.
+    pub status: ClaimStatus,
+    /// The highest route epoch it served the session under (0 if never).
+    pub epoch: u64,
+}
+
+/// The worker a resumed session continues on, from the answers of the workers that hold it:
+/// the one that served it under the latest route epoch (the latest owner: after a Pivot the
+/// target, after a failover the new owner, after an abort the source); among equal epochs the
+/// better [`ClaimStatus`] (a migration's target that restored the session but never served it
+/// holds everything its frozen source captured). `None` when no worker holds it. Any holder
+/// could continue the session exactly once, since the ATTACH tells it the client's position and
+/// its state covers it; choosing the latest keeps the handler's state from going back.
+pub fn choose_owner(answers: &[ClaimAnswer]) -> Option<&str> {
     answers
         .iter()
         .rev()
-        .max_by_key(|(_, status)| *status)
-        .map(|(w, _)| w.as_str())
+        .max_by_key(|a| (a.epoch, a.status))
+        .map(|a| a.worker.as_str())
 }
 
 /// What to do with an ATTACH, decided by [`SessionBook::attach`].
@@ -116,11 +130,19 @@ struct BookEntry {
     /// Since when (ms) the session's calls are kept for a resume after their director link was
     /// lost; forgotten [`RESUME_WINDOW_MS`] later.
     detached_since: Option<u64>,
+    /// A resumable session (ATTACH flag RESUMABLE): held even with no call open, so that a
+    /// resume finds it, until it is dropped (SessionClosed, a Pivot elsewhere, or the resume
+    /// window after its director link was lost).
+    resumable: bool,
 }
 
 impl BookEntry {
     fn idle(&self) -> bool {
-        self.open.is_empty() && self.kept.is_empty() && !self.frozen && !self.held
+        self.open.is_empty()
+            && self.kept.is_empty()
+            && !self.frozen
+            && !self.held
+            && !self.resumable
     }
 }
 
@@ -213,6 +235,7 @@ impl SessionBook {
         s.frozen = false;
         s.epoch = s.epoch.max(a.route_epoch);
         s.detached_since = None;
+        s.resumable |= a.resumable;
         if s.connection_id.is_empty() {
             s.connection_id = a.connection_id.clone();
         }
@@ -305,6 +328,7 @@ impl SessionBook {
             s.frozen = false;
             s.held = false;
             s.detached_since = None;
+            s.resumable = false;
             self.retire_if_idle(session_id, now_ms);
         }
     }
@@ -317,7 +341,11 @@ impl SessionBook {
     ///
     /// Errors: `RESUME_UNKNOWN` when the session has no state here; `RESUME_REPLAYED` when the
     /// session is at a later generation than the credential's (it was resumed with it already).
-    pub fn claim(&mut self, session_id: u64, generation: u32) -> Result<ClaimStatus, ResumeError> {
+    pub fn claim(
+        &mut self,
+        session_id: u64,
+        generation: u32,
+    ) -> Result<(ClaimStatus, u64), ResumeError> {
         let Some(s) = self.sessions.get_mut(&session_id) else {
             return Err(ResumeError::Unknown { session_id });
         };
@@ -337,11 +365,12 @@ impl SessionBook {
             ClaimStatus::Serving
         };
         s.fence = s.fence.max(generation_epoch(generation.saturating_add(1)));
-        Ok(status)
+        Ok((status, s.epoch))
     }
 
     /// Keeps calls of a resumable session frozen at `now_ms` because their director link was
-    /// lost (or a resume claimed them): they wait [`RESUME_WINDOW_MS`] for an ATTACH.
+    /// lost (or a resume claimed them): they, and the session, wait [`RESUME_WINDOW_MS`] for
+    /// an ATTACH. `calls` may be empty (a session with no call open).
     pub fn detach(&mut self, session_id: u64, calls: &[CallSnapshot], now_ms: u64) {
         self.keep(session_id, calls);
         if let Some(s) = self.sessions.get_mut(&session_id) {
@@ -389,6 +418,7 @@ impl SessionBook {
         for id in expired {
             self.drop_session(id, now_ms);
         }
+        debug_assert!(self.sessions.values().all(|s| !s.idle()));
         while let Some(&(since, session)) = self.expiry.first() {
             if now_ms < since.saturating_add(FENCE_MEMORY_MS) {
                 break;
@@ -421,6 +451,15 @@ impl SessionBook {
     /// Fenced sessions, held or tombstones (at most [`MAX_FENCES`]).
     pub fn fenced(&self) -> usize {
         self.tombstones.len() + self.sessions.values().filter(|s| s.fence > 0).count()
+    }
+
+    /// Ids of the resumable sessions held here (to detach when their director link is lost).
+    pub fn resumable_ids(&self) -> Vec<u64> {
+        self.sessions
+            .iter()
+            .filter(|(_, s)| s.resumable)
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// Ids of the sessions with state here.
@@ -1150,7 +1189,7 @@ mod tests {
             b.attach(&attach(1, 1)),
             AttachDecision::Serve(None)
         ));
-        assert_eq!(b.claim(9, 0), Ok(ClaimStatus::Serving));
+        assert_eq!(b.claim(9, 0), Ok((ClaimStatus::Serving, 1)));
         // The earlier director's ATTACHes are stale now; the claiming director's are served.
         assert!(matches!(
             b.attach(&attach(7, 2)),
@@ -1166,7 +1205,7 @@ mod tests {
         let e = b.claim(9, 0).unwrap_err();
         assert_eq!(e.code(), "RESUME_REPLAYED");
         assert!(e.to_string().contains("generation 1"), "{e}");
-        assert_eq!(b.claim(9, 1), Ok(ClaimStatus::Serving));
+        assert_eq!(b.claim(9, 1), Ok((ClaimStatus::Serving, next)));
     }
 
     #[test]
@@ -1183,23 +1222,33 @@ mod tests {
     }
 
     #[test]
-    fn the_owner_of_a_claimed_session_is_the_one_serving_it_else_the_target_else_the_source() {
-        let a = |w: &str, s| (w.to_string(), s);
+    fn the_owner_of_a_claimed_session_is_the_latest_one() {
+        let a = |w: &str, status, epoch| ClaimAnswer {
+            worker: w.into(),
+            status,
+            epoch,
+        };
         assert_eq!(choose_owner(&[]), None);
         let mid = [
-            a("src", ClaimStatus::Captured),
-            a("dst", ClaimStatus::Restored),
+            a("src", ClaimStatus::Captured, 3),
+            a("dst", ClaimStatus::Restored, 0),
         ];
-        assert_eq!(choose_owner(&mid), Some("dst"));
+        assert_eq!(choose_owner(&mid), Some("src"), "either holds the state");
         let after_pivot = [
-            a("src", ClaimStatus::Captured),
-            a("dst", ClaimStatus::Serving),
+            a("src", ClaimStatus::Captured, 3),
+            a("dst", ClaimStatus::Serving, 5),
         ];
         assert_eq!(choose_owner(&after_pivot), Some("dst"));
-        assert_eq!(
-            choose_owner(&[a("src", ClaimStatus::Captured)]),
-            Some("src")
-        );
+        let declared_dead_then_failed_over = [
+            a("old", ClaimStatus::Serving, 2),
+            a("new", ClaimStatus::Serving, 3),
+        ];
+        assert_eq!(choose_owner(&declared_dead_then_failed_over), Some("new"));
+        let never_served = [
+            a("src", ClaimStatus::Captured, 0),
+            a("dst", ClaimStatus::Restored, 0),
+        ];
+        assert_eq!(choose_owner(&never_served), Some("dst"));
         for s in [
             ClaimStatus::Captured,
             ClaimStatus::Restored,

@@ -13,7 +13,7 @@ pub struct Violation {
     /// Simulated time, ms since the schedule began.
     pub at_ms: u64,
     /// The rule: `exactly-once`, `one-owner`, `no-frozen-route`, `migration-timeout`,
-    /// `deadline`, `liveness`.
+    /// `deadline`, `liveness`, `resume`.
     pub rule: &'static str,
     /// What was seen.
     pub detail: String,

@@ -7,12 +7,15 @@ use rpcnet_protocol::migration::{
     ConfirmationDecision, ManagementMessage, MigrationConfig, MigrationConfirmation,
     MigrationReason, SessionSnapshot, TokenKey,
 };
+use rpcnet_protocol::resume::ResumeError;
 use rpcnet_protocol::{Attach, ErrorCode, Frame, Request};
 use rpcnet_session::coordinator::{CoordinatorEvent, MigrationStart, Transmit, WorkerMethod};
-use rpcnet_session::participant::{AttachDecision, SessionBook};
+use rpcnet_session::participant::{
+    choose_owner, AttachDecision, ClaimAnswer, ClaimStatus, SessionBook,
+};
 use rpcnet_session::{
     CallError, ClientCall, Coordinator, Delivery, Lease, OwnerFrame, Participant, Produced,
-    RelayCall, ServerCall,
+    RelayCall, Route, ServerCall,
 };
 
 use crate::check::{payload_for, state_for, Violation};
@@ -32,6 +35,10 @@ const CLIENT_WINDOW: usize = 8;
 const ROUTE_WAIT_MS: u64 = 10_000;
 /// Largest snapshot a worker opens, bytes.
 const MAX_SNAPSHOT: usize = 1 << 20;
+/// A resumable call's writer stops while this many items are unacknowledged.
+const RETAIN_MAX: usize = 24;
+/// A resumable client ACKs once it has this many items it has not acknowledged.
+const ACK_EVERY: u64 = 2;
 
 /// What one schedule did, for the summary line.
 #[derive(Debug, Clone, Default)]
@@ -48,6 +55,10 @@ pub struct Report {
     pub failovers: u64,
     /// Worker crashes.
     pub crashes: u64,
+    /// Director crashes.
+    pub director_crashes: u64,
+    /// Sessions resumed after a director crash.
+    pub resumes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +66,8 @@ enum LinkIn {
     Open(Attach, Request),
     Stop,
     Credit,
+    /// The client's ACK, forwarded by the relay.
+    Ack(u64),
 }
 
 #[derive(Debug)]
@@ -106,6 +119,8 @@ enum Ev {
         inc: u64,
         sent_at: u64,
         known: bool,
+        /// The director declared the worker dead (not merely unknown to a restarted director).
+        forget: bool,
     },
     Register {
         w: usize,
@@ -137,6 +152,44 @@ enum Ev {
     Heal,
     /// A waiting relay may retry the same route now (`director_poll` runs after every event).
     RelayRetry,
+    /// A resumable client acknowledges items (PROTOCOL.md section 15.4).
+    ClientAck {
+        call: usize,
+        next_seq: u64,
+    },
+    DirectorUp,
+    /// A worker notices that its link to the crashed director is gone.
+    LinkLost {
+        w: usize,
+        inc: u64,
+    },
+    /// A client presents its credential to the restarted director.
+    Resume {
+        session: u64,
+    },
+    Claim {
+        w: usize,
+        inc: u64,
+        session: u64,
+        generation: u32,
+    },
+    ClaimReply {
+        session: u64,
+        w: usize,
+        result: Result<(ClaimStatus, u64), ResumeError>,
+    },
+    Release {
+        w: usize,
+        inc: u64,
+        session: u64,
+    },
+}
+
+/// A resume the director is claiming at the workers.
+struct PendingClaim {
+    generation: u32,
+    waiting: BTreeSet<usize>,
+    answers: Vec<ClaimAnswer>,
 }
 
 /// A client call as specified by the schedule.
@@ -153,6 +206,9 @@ struct ClientSide {
     reading: bool,
     stalled_until: u64,
     outcome: Option<Result<u64, CallError>>,
+    /// The highest ACK sent (resumable sessions).
+    acked: u64,
+    request: Option<Request>,
 }
 
 struct Relay {
@@ -173,6 +229,8 @@ struct DSession {
 }
 
 struct DWorker {
+    /// Registered with this director incarnation.
+    known: bool,
     alive: bool,
     inc: u64,
     last_rx: u64,
@@ -224,6 +282,12 @@ struct Sim {
     chaos: bool,
     /// Last delivery time per ordered stream, so that each stream stays in order (QUIC).
     fifo: BTreeMap<(u8, u64), u64>,
+    director_up: bool,
+    /// Each session's resume generation, as the client's credential says.
+    generation: BTreeMap<u64, u32>,
+    /// Sessions whose client has not resumed since the director crashed.
+    resuming: BTreeSet<u64>,
+    claims: BTreeMap<u64, PendingClaim>,
 }
 
 /// Runs schedule `seed` to the end. Every step is followed by the invariant checks; the first
@@ -262,6 +326,7 @@ impl Sim {
             .collect();
         let dworkers = (0..p.workers)
             .map(|_| DWorker {
+                known: true,
                 alive: true,
                 inc: 1,
                 last_rx: BASE_MS,
@@ -287,6 +352,10 @@ impl Sim {
             report: Report::default(),
             chaos: true,
             fifo: BTreeMap::new(),
+            director_up: true,
+            generation: BTreeMap::new(),
+            resuming: BTreeSet::new(),
+            claims: BTreeMap::new(),
         }
     }
 
@@ -385,12 +454,20 @@ impl Sim {
             reading: false,
             stalled_until: 0,
             outcome: None,
+            acked: 0,
+            request: None,
         });
         let at = self.now + self.dice.range(0, 50);
         self.q.push(at, Ev::StartCall(idx));
     }
 
     fn trigger(&mut self) {
+        if !self.director_up || !self.resuming.is_empty() {
+            return; // one failure at a time: nothing else while clients resume
+        }
+        if self.p.resumable && self.dice.chance(60) && self.every_session_held() {
+            return self.director_crash();
+        }
         let roll = self.dice.range(0, 99);
         let sessions: Vec<u64> = self.sessions.keys().copied().collect();
         let session = sessions[self.dice.range(0, sessions.len() as u64 - 1) as usize];
@@ -427,6 +504,11 @@ impl Sim {
             }
             _ => {
                 let calls = self.clients.iter().filter(|c| c.session == session).count();
+                let calls = if self.sessions.contains_key(&session) {
+                    calls
+                } else {
+                    usize::MAX
+                };
                 if calls < 3 {
                     self.new_call(session);
                 }
@@ -484,6 +566,270 @@ impl Sim {
         self.q.push(now, Ev::WorkerTick { w, inc });
     }
 
+    // ---- director crash and resume (PROTOCOL.md section 15) ------------------------------
+
+    /// A director crash loses only what the director held when every worker is up and every
+    /// session with an unfinished call is held by a worker: the gate for a single failure.
+    fn every_session_held(&self) -> bool {
+        let all_up = self.workers.iter().all(|p| p.up)
+            && self.dworkers.iter().all(|d| d.alive && !d.draining);
+        all_up
+            && self
+                .clients
+                .iter()
+                .filter(|c| c.outcome.is_none())
+                .all(|c| {
+                    self.workers
+                        .iter()
+                        .any(|p| p.book.resumable_ids().contains(&c.session))
+                })
+    }
+
+    /// The director process dies: its sessions, relays, coordinators and worker table are gone,
+    /// and so is whatever was in flight on its connections.
+    fn director_crash(&mut self) {
+        self.report.director_crashes += 1;
+        self.director_up = false;
+        self.resuming.extend(self.sessions.keys().copied());
+        self.sessions.clear();
+        self.claims.clear();
+        for d in &mut self.dworkers {
+            *d = DWorker {
+                known: false,
+                alive: false,
+                inc: 0,
+                last_rx: 0,
+                draining: false,
+            };
+        }
+        self.q.retain(|e| {
+            !matches!(
+                e,
+                Ev::ToWorker { .. }
+                    | Ev::ToDirector { .. }
+                    | Ev::ToClient { .. }
+                    | Ev::ClientAck { .. }
+                    | Ev::Reply { .. }
+                    | Ev::CoordTimer { .. }
+                    | Ev::Heartbeat { .. }
+                    | Ev::Register { .. }
+            )
+        });
+        for c in self.clients.iter_mut().filter(|c| c.outcome.is_none()) {
+            c.inbox.clear(); // unread stream data dies with the connection
+        }
+        for w in 0..self.workers.len() {
+            let inc = self.workers[w].inc;
+            let at = self.now + self.dice.range(1, 100);
+            self.q.push(at, Ev::LinkLost { w, inc });
+        }
+        let at = self.now + self.dice.range(150, 800);
+        self.q.push(at, Ev::DirectorUp);
+    }
+
+    /// The worker notices its director link is gone: it freezes every call and keeps it, with
+    /// its unacknowledged items, for a resume.
+    fn link_lost(&mut self, w: usize, inc: u64) {
+        if !self.workers[w].up || self.workers[w].inc != inc {
+            return;
+        }
+        let now = self.now;
+        let streams: Vec<u64> = self.workers[w].calls.keys().copied().collect();
+        for stream in streams {
+            let (session, snap) = self.freeze_call(w, stream);
+            self.workers[w].book.detach(session, &[snap], now);
+        }
+        for session in self.workers[w].book.resumable_ids() {
+            self.workers[w].book.detach(session, &[], now);
+        }
+    }
+
+    fn director_up(&mut self) {
+        self.director_up = true;
+        let sessions: Vec<u64> = self.resuming.iter().copied().collect();
+        for session in sessions {
+            let at = self.now + self.dice.range(0, 100);
+            self.q.push(at, Ev::Resume { session });
+        }
+    }
+
+    /// The client's HELLO with its credential: the director claims the session at every worker
+    /// it knows.
+    fn resume(&mut self, session: u64) {
+        let known: BTreeSet<usize> = (0..self.dworkers.len())
+            .filter(|&w| self.dworkers[w].alive)
+            .collect();
+        if !self.director_up || known.is_empty() || self.claims.contains_key(&session) {
+            self.q.push(self.now + 50, Ev::Resume { session });
+            return;
+        }
+        let generation = self.generation.get(&session).copied().unwrap_or(0);
+        for &w in &known {
+            let inc = self.dworkers[w].inc;
+            let at = self.now + self.delay();
+            self.q.push(
+                at,
+                Ev::Claim {
+                    w,
+                    inc,
+                    session,
+                    generation,
+                },
+            );
+        }
+        self.claims.insert(
+            session,
+            PendingClaim {
+                generation,
+                waiting: known,
+                answers: Vec::new(),
+            },
+        );
+    }
+
+    fn worker_claim(&mut self, w: usize, inc: u64, session: u64, generation: u32) {
+        let result = if self.workers[w].up && self.workers[w].inc == inc {
+            let now = self.now;
+            let r = self.workers[w].book.claim(session, generation);
+            if r.is_ok() {
+                let streams: Vec<u64> = self.workers[w]
+                    .calls
+                    .iter()
+                    .filter(|(_, c)| c.session == session)
+                    .map(|(s, _)| *s)
+                    .collect();
+                for stream in streams {
+                    let (session, snap) = self.freeze_call(w, stream);
+                    self.workers[w].book.detach(session, &[snap], now);
+                }
+            }
+            r
+        } else {
+            Err(ResumeError::Unknown {
+                session_id: session,
+            }) // its answer: a timeout
+        };
+        let at = self.now + self.delay();
+        self.q.push(at, Ev::ClaimReply { session, w, result });
+    }
+
+    fn claim_reply(
+        &mut self,
+        session: u64,
+        w: usize,
+        result: Result<(ClaimStatus, u64), ResumeError>,
+    ) -> Result<(), Violation> {
+        let Some(c) = self.claims.get_mut(&session) else {
+            return Ok(());
+        };
+        c.waiting.remove(&w);
+        match result {
+            Ok((status, epoch)) => c.answers.push(ClaimAnswer {
+                worker: self.workers[w].id.clone(),
+                status,
+                epoch,
+            }),
+            Err(ResumeError::Unknown { .. }) => {}
+            Err(e) => {
+                return Err(self.violation(
+                    "resume",
+                    format!("session {session:x}: the client's latest credential was refused: {e}"),
+                ))
+            }
+        }
+        if !c.waiting.is_empty() {
+            return Ok(());
+        }
+        let c = self.claims.remove(&session).expect("pending");
+        let open_calls = self
+            .clients
+            .iter()
+            .any(|c| c.session == session && c.outcome.is_none());
+        let owner = match choose_owner(&c.answers) {
+            Some(o) => o.to_string(),
+            // RESUME_UNKNOWN for a session with nothing open: the client opens a new one.
+            None if !open_calls && self.place(None).is_some() => {
+                let w = self.place(None).expect("checked");
+                self.workers[w].id.clone()
+            }
+            None => {
+                self.q.push(self.now + 100, Ev::Resume { session }); // holders not registered yet
+                return Ok(());
+            }
+        };
+        let generation = c.generation + 1;
+        self.generation.insert(session, generation);
+        for a in c.answers.iter().filter(|a| a.worker != owner) {
+            let w = self.index_of(&a.worker).expect("worker");
+            let (inc, at) = (self.dworkers[w].inc, self.now + self.delay());
+            self.q.push(at, Ev::Release { w, inc, session });
+        }
+        self.open_resumed(session, &owner, generation);
+        Ok(())
+    }
+
+    /// The director's side of a resumed session: its route at the new generation, and a relay
+    /// per open call at the client's position (the CALL frames of PROTOCOL.md section 15.3).
+    fn open_resumed(&mut self, session: u64, owner: &str, generation: u32) {
+        let now = self.now;
+        let mut relays = BTreeMap::new();
+        for (i, c) in self.clients.iter().enumerate() {
+            if c.session != session || c.outcome.is_some() {
+                continue;
+            }
+            let Some(request) = c.request.clone() else {
+                continue; // not started yet: StartCall opens it
+            };
+            let conn = format!("{session:016x}");
+            let machine = RelayCall::new(session, c.call_id, conn, request, c.started_at)
+                .resumable(c.machine.next_seq());
+            relays.insert(
+                c.call_id,
+                Relay {
+                    machine,
+                    client: i,
+                    attached: None,
+                    inbox: VecDeque::new(),
+                    outstanding: 0,
+                    waiting_since: now,
+                    retry_scheduled: None,
+                },
+            );
+        }
+        for c in self.clients.iter_mut().filter(|c| c.session == session) {
+            c.acked = c.machine.next_seq();
+        }
+        self.sessions.insert(
+            session,
+            DSession {
+                coord: Coordinator::with_route(session, Route::resumed(owner, generation)),
+                relays,
+                connection_id: format!("{session:016x}"),
+                migration_started: None,
+            },
+        );
+        self.resuming.remove(&session);
+        self.report.resumes += 1;
+    }
+
+    /// A client's ACK reaches the relay, which forwards what is new to the owner.
+    fn director_client_ack(&mut self, call: usize, next_seq: u64) {
+        let (session, call_id) = (self.clients[call].session, self.clients[call].call_id);
+        let Some(r) = self
+            .sessions
+            .get_mut(&session)
+            .and_then(|s| s.relays.get_mut(&call_id))
+        else {
+            return;
+        };
+        let (Some(Frame::Ack { next_seq }), Some((w, inc, stream))) =
+            (r.machine.on_client_ack(next_seq), r.attached)
+        else {
+            return;
+        };
+        self.send_on_worker_stream(w, inc, stream, LinkIn::Ack(next_seq));
+    }
+
     /// The live, non-draining worker with the fewest sessions (ties: lowest index).
     fn place(&self, exclude: Option<usize>) -> Option<usize> {
         let mut load = vec![0usize; self.workers.len()];
@@ -520,6 +866,20 @@ impl Sim {
                 inc,
                 stream,
                 frame,
+            },
+        );
+    }
+
+    /// Sends `msg` from the director to worker `w` on cluster-link stream `stream`, in order.
+    fn send_on_worker_stream(&mut self, w: usize, inc: u64, stream: u64, msg: LinkIn) {
+        let at = self.ordered((1, stream));
+        self.q.push(
+            at,
+            Ev::ToWorker {
+                w,
+                inc,
+                stream,
+                msg,
             },
         );
     }
@@ -571,7 +931,8 @@ impl Sim {
                 inc,
                 sent_at,
                 known,
-            } => self.worker_heartbeat_ack(w, inc, sent_at, known),
+                forget,
+            } => self.worker_heartbeat_ack(w, inc, sent_at, known, forget),
             Ev::Register { w, inc, sent_at } => self.director_register(w, inc, sent_at),
             Ev::RegisterAck {
                 w,
@@ -607,6 +968,24 @@ impl Sim {
             }
             Ev::Restart { w } => self.restart(w),
             Ev::RelayRetry => {}
+            Ev::ClientAck { call, next_seq } => self.director_client_ack(call, next_seq),
+            Ev::DirectorUp => self.director_up(),
+            Ev::LinkLost { w, inc } => self.link_lost(w, inc),
+            Ev::Resume { session } => self.resume(session),
+            Ev::Claim {
+                w,
+                inc,
+                session,
+                generation,
+            } => self.worker_claim(w, inc, session, generation),
+            Ev::ClaimReply { session, w, result } => self.claim_reply(session, w, result)?,
+            Ev::Release { w, inc, session } => {
+                let now = self.now;
+                let p = &mut self.workers[w];
+                if p.up && p.inc == inc {
+                    p.book.drop_session(session, now);
+                }
+            }
             Ev::Heal => {
                 self.chaos = false;
                 for w in 0..self.workers.len() {
@@ -629,6 +1008,10 @@ impl Sim {
 
     fn start_call(&mut self, c: usize) {
         let now = self.now;
+        if !self.sessions.contains_key(&self.clients[c].session) {
+            self.q.push(now + 50, Ev::StartCall(c)); // the director is down or resuming it
+            return;
+        }
         let cl = &mut self.clients[c];
         cl.started_at = now;
         let request = Request {
@@ -637,9 +1020,13 @@ impl Sim {
             streaming: true,
             payload: Bytes::new(),
         };
+        cl.request = Some(request.clone());
         let (session, call_id) = (cl.session, cl.call_id);
         let s = self.sessions.get_mut(&session).expect("session");
-        let machine = RelayCall::new(session, call_id, s.connection_id.clone(), request, now);
+        let mut machine = RelayCall::new(session, call_id, s.connection_id.clone(), request, now);
+        if self.p.resumable {
+            machine = machine.resumable(0);
+        }
         s.relays.insert(
             call_id,
             Relay {
@@ -686,6 +1073,19 @@ impl Sim {
                     ));
                 }
                 self.report.items += 1;
+                let c = &mut self.clients[call];
+                let next = c.machine.next_seq();
+                if self.p.resumable && next - c.acked >= ACK_EVERY {
+                    c.acked = next;
+                    let at = self.ordered((3, call as u64));
+                    self.q.push(
+                        at,
+                        Ev::ClientAck {
+                            call,
+                            next_seq: next,
+                        },
+                    );
+                }
             }
             Ok(Delivery::End { items }) => {
                 let want = self.clients[call].items;
@@ -749,16 +1149,7 @@ impl Sim {
                             let inc = self.dworkers[w].inc;
                             r.attached = Some((w, inc, stream));
                             r.inbox.clear();
-                            let at = self.ordered((1, stream));
-                            self.q.push(
-                                at,
-                                Ev::ToWorker {
-                                    w,
-                                    inc,
-                                    stream,
-                                    msg: LinkIn::Open(a, req),
-                                },
-                            );
+                            self.send_on_worker_stream(w, inc, stream, LinkIn::Open(a, req));
                         }
                         Ok(_) => unreachable!("attach returns ATTACH + REQUEST"),
                         Err(e) => self.fail_client(client, e),
@@ -867,17 +1258,8 @@ impl Sim {
                     stop = true;
                 }
             }
-            let at = self.ordered((1, stream));
             let msg = if stop { LinkIn::Stop } else { LinkIn::Credit };
-            self.q.push(
-                at,
-                Ev::ToWorker {
-                    w,
-                    inc,
-                    stream,
-                    msg,
-                },
-            );
+            self.send_on_worker_stream(w, inc, stream, msg);
             if let Some(frame) = to_client {
                 let at = self.ordered((0, client as u64));
                 self.q.push(
@@ -981,6 +1363,7 @@ impl Sim {
     fn director_heartbeat(&mut self, w: usize, inc: u64, sent_at: u64) {
         let d = &mut self.dworkers[w];
         let known = d.alive && d.inc == inc;
+        let forget = !known && d.known;
         if known {
             d.last_rx = self.now;
         }
@@ -993,6 +1376,7 @@ impl Sim {
                     inc,
                     sent_at,
                     known,
+                    forget,
                 },
             );
         }
@@ -1005,6 +1389,7 @@ impl Sim {
         let accepted = !(d.alive && d.inc != inc);
         if accepted && !(d.alive && d.inc == inc) {
             *d = DWorker {
+                known: true,
                 alive: true,
                 inc,
                 last_rx: now,
@@ -1037,6 +1422,10 @@ impl Sim {
 
     fn director_tick(&mut self) {
         let now = self.now;
+        if !self.director_up {
+            self.q.push(now + 20, Ev::DirectorTick);
+            return;
+        }
         for w in 0..self.dworkers.len() {
             let d = &self.dworkers[w];
             if d.alive && now - d.last_rx > self.p.failover_after_ms {
@@ -1168,7 +1557,14 @@ impl Sim {
             .push(now + self.p.heartbeat_ms, Ev::WorkerTick { w, inc });
     }
 
-    fn worker_heartbeat_ack(&mut self, w: usize, inc: u64, sent_at: u64, known: bool) {
+    fn worker_heartbeat_ack(
+        &mut self,
+        w: usize,
+        inc: u64,
+        sent_at: u64,
+        known: bool,
+        forget: bool,
+    ) {
         let now = self.now;
         let p = &mut self.workers[w];
         if !p.up || p.inc != inc || !p.registered {
@@ -1181,11 +1577,15 @@ impl Sim {
             }
             let at = p.lease.expires_at().unwrap_or(now);
             self.q.push(at, Ev::LeaseCheck { w, inc });
-        } else {
+        } else if forget {
             // The director declared this worker dead: its sessions were moved. Register again.
             p.registered = false;
             p.book.forget_all(now);
             self.fence_all(w);
+        } else {
+            // A restarted director that never knew this worker: register, keep the sessions
+            // (their clients resume them).
+            p.registered = false;
         }
     }
 
@@ -1306,6 +1706,12 @@ impl Sim {
                 }
                 self.pump_writer(w, stream);
             }
+            LinkIn::Ack(next_seq) => {
+                if let Some(c) = self.workers[w].calls.get_mut(&stream) {
+                    c.machine.on_ack(next_seq);
+                }
+                self.pump_writer(w, stream);
+            }
         }
         Ok(())
     }
@@ -1366,7 +1772,7 @@ impl Sim {
             let Some(c) = p.calls.get_mut(&stream) else {
                 return;
             };
-            if c.credit == 0 {
+            if c.credit == 0 || c.machine.unacked().0 >= RETAIN_MAX {
                 return;
             }
             let total = self.clients[c.client].items;
@@ -1511,7 +1917,8 @@ impl Sim {
     // ---- invariants ----------------------------------------------------------------------
 
     fn check(&self) -> Result<(), Violation> {
-        for (sid, s) in &self.sessions {
+        let all: BTreeSet<u64> = self.clients.iter().map(|c| c.session).collect();
+        for sid in &all {
             let producers: BTreeSet<&str> = self
                 .workers
                 .iter()
@@ -1524,6 +1931,8 @@ impl Sim {
                     format!("session {sid:x} has calls producing on {producers:?}"),
                 ));
             }
+        }
+        for (sid, s) in &self.sessions {
             let route = s.coord.route();
             let phase = s.coord.migration().map(|m| m.3);
             use rpcnet_protocol::migration::Phase;

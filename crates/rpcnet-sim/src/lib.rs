@@ -12,14 +12,19 @@
 //! and die with their worker. Random triggers: drains, admin migrations (two at once for one
 //! session too), worker crashes and restarts, heartbeat partitions that make the director declare
 //! a live worker dead, policy hooks that accept, reject, defer, throw or never answer, and
-//! stalled client readers.
+//! stalled client readers. In schedules with resumable sessions (PROTOCOL.md section 15) clients
+//! acknowledge items and the director crashes and restarts (one failure at a time: never while a
+//! worker is down or a session is still resuming); workers keep their calls, and clients resume
+//! with their credentials ([`rpcnet_session::participant::SessionBook::claim`],
+//! [`rpcnet_session::participant::choose_owner`]).
 //!
 //! After every step [`check`] verifies the invariants of issue 6:
 //! 1. every client receives every item exactly once, in order, with the payload the handler
 //!    produces for that seq (and, once the schedule settles, every call completes);
 //! 2. a session has at most one worker producing items for it;
 //! 3. no route stays frozen after its migration ended;
-//! 4. every migration ends within its configured timeout.
+//! 4. every migration ends within its configured timeout;
+//! 5. a resume with the client's latest credential is never refused as replayed.
 //!
 //! A schedule is a pure function of its seed: [`run_schedule`] with the same seed replays it
 //! exactly.

@@ -45,6 +45,11 @@ impl<E> Queue<E> {
         self.next += 1;
     }
 
+    /// Drops every scheduled event `keep` returns false for (what dies with a process).
+    pub fn retain(&mut self, mut keep: impl FnMut(&E) -> bool) {
+        self.heap.retain(|Reverse((_, _, Slot(e)))| keep(e));
+    }
+
     /// The earliest event and its time.
     pub fn pop(&mut self) -> Option<(u64, E)> {
         self.heap.pop().map(|Reverse((at, _, Slot(e)))| (at, e))

@@ -25,6 +25,9 @@ pub struct Params {
     pub lease_ms: u64,
     /// Mean time between random triggers.
     pub trigger_every_ms: u64,
+    /// Sessions are resumable (PROTOCOL.md section 15): clients ACK items, and the director
+    /// may crash and restart, its clients resuming their sessions.
+    pub resumable: bool,
 }
 
 impl Params {
@@ -42,6 +45,7 @@ impl Params {
             failover_after_ms: 500,
             lease_ms: 300,
             trigger_every_ms: pick(40, 200),
+            resumable: pick(0, 1) == 1,
         }
     }
 }

@@ -81,11 +81,13 @@ fn add(total: &mut Report, r: &Report) {
     total.aborted += r.aborted;
     total.failovers += r.failovers;
     total.crashes += r.crashes;
+    total.director_crashes += r.director_crashes;
+    total.resumes += r.resumes;
 }
 
 fn describe(r: &Report) -> String {
     format!(
-        "{} steps checked, {} items delivered, {} migrations completed, {} aborted, {} failovers, {} worker crashes",
-        r.steps, r.items, r.completed, r.aborted, r.failovers, r.crashes
+        "{} steps checked, {} items delivered, {} migrations completed, {} aborted, {} failovers, {} worker crashes, {} director crashes, {} sessions resumed",
+        r.steps, r.items, r.completed, r.aborted, r.failovers, r.crashes, r.director_crashes, r.resumes
     )
 }
