@@ -108,6 +108,17 @@ fn samples() -> Vec<ManagementMessage> {
             session_id: 0x0123_4567_89ab_cdef,
         }
         .into(),
+        rpcnet_protocol::migration::Claim {
+            session_id: 0x0123_4567_89ab_cdef,
+            generation: 7,
+        }
+        .into(),
+        rpcnet_protocol::migration::Claimed {
+            session_id: 0x0123_4567_89ab_cdef,
+            status: 3,
+            epoch: (7 << 32) + 2,
+        }
+        .into(),
     ]
 }
 

@@ -24,6 +24,9 @@
 //! 0x10 Register               worker_id str16 | user_addr str16 | mgmt_addr str16 | lease_ms u32
 //! 0x11 Heartbeat              worker_id str16 | sessions u32 | at_ms u64
 //! 0x12 SessionClosed          session_id u64
+//! 0x13 Claim                  session_id u64 | generation u32
+//! 0x14 Claimed                session_id u64 | status u8 (0 not held, 1 captured,
+//!                             2 restored, 3 serving) | epoch u64
 //! ```
 //!
 //! Framing (one message per length-prefixed record on a management stream) is the runtime's.
@@ -182,6 +185,30 @@ pub struct SessionClosed {
     pub session_id: u64,
 }
 
+/// Resume (PROTOCOL.md section 15.6): a director claims a session for the client that presented
+/// a credential of `generation`; the worker answers [`Claimed`], or ERROR `INVALID_ARGUMENT`
+/// `RESUME_REPLAYED: ...` when the session is at a later generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    /// The session to resume.
+    pub session_id: u64,
+    /// The generation in the client's credential.
+    pub generation: u32,
+}
+
+/// A worker's answer to [`Claim`]: what it holds of the session (it moved the session to
+/// generation + 1 and froze its calls for the claiming director).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claimed {
+    /// The session.
+    pub session_id: u64,
+    /// 0 = not held here; else `rpcnet_session::participant::ClaimStatus` as a byte (1 captured
+    /// by a migration, 2 restored from a snapshot, 3 serving or keeping its calls).
+    pub status: u8,
+    /// The highest route epoch the worker served the session under (0 if never).
+    pub epoch: u64,
+}
+
 /// Any management-plane message, as one value for the codec.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ManagementMessage {
@@ -203,6 +230,10 @@ pub enum ManagementMessage {
     Heartbeat(Heartbeat),
     /// Type byte 0x12.
     SessionClosed(SessionClosed),
+    /// Type byte 0x13.
+    Claim(Claim),
+    /// Type byte 0x14.
+    Claimed(Claimed),
 }
 
 macro_rules! from_variant {
@@ -215,7 +246,7 @@ macro_rules! from_variant {
 from_variant!(MigrationRequest => Request, MigrationConfirmation => Confirmation,
     PrepareAck => PrepareAck, StateTransfer => StateTransfer, MigrationComplete => Complete,
     MigrationAbort => Abort, Register => Register, Heartbeat => Heartbeat,
-    SessionClosed => SessionClosed);
+    SessionClosed => SessionClosed, Claim => Claim, Claimed => Claimed);
 
 impl ManagementMessage {
     /// The message's type byte (see the module layout).
@@ -230,6 +261,8 @@ impl ManagementMessage {
             ManagementMessage::Register(_) => 0x10,
             ManagementMessage::Heartbeat(_) => 0x11,
             ManagementMessage::SessionClosed(_) => 0x12,
+            ManagementMessage::Claim(_) => 0x13,
+            ManagementMessage::Claimed(_) => 0x14,
         }
     }
 
@@ -245,6 +278,8 @@ impl ManagementMessage {
             ManagementMessage::Register(_) => "Register",
             ManagementMessage::Heartbeat(_) => "Heartbeat",
             ManagementMessage::SessionClosed(_) => "SessionClosed",
+            ManagementMessage::Claim(_) => "Claim",
+            ManagementMessage::Claimed(_) => "Claimed",
         }
     }
 
@@ -259,7 +294,9 @@ impl ManagementMessage {
             ManagementMessage::Abort(m) => Some(m.migration_id),
             ManagementMessage::Register(_)
             | ManagementMessage::Heartbeat(_)
-            | ManagementMessage::SessionClosed(_) => None,
+            | ManagementMessage::SessionClosed(_)
+            | ManagementMessage::Claim(_)
+            | ManagementMessage::Claimed(_) => None,
         }
     }
 
@@ -345,6 +382,15 @@ impl ManagementMessage {
                 put_u64(out, m.at_ms);
             }
             ManagementMessage::SessionClosed(m) => put_u64(out, m.session_id),
+            ManagementMessage::Claim(m) => {
+                put_u64(out, m.session_id);
+                put_u32(out, m.generation);
+            }
+            ManagementMessage::Claimed(m) => {
+                put_u64(out, m.session_id);
+                out.push(m.status);
+                put_u64(out, m.epoch);
+            }
         }
         Ok(())
     }
@@ -384,6 +430,8 @@ fn type_name(ty: u8) -> Option<&'static str> {
         0x10 => "Register",
         0x11 => "Heartbeat",
         0x12 => "SessionClosed",
+        0x13 => "Claim",
+        0x14 => "Claimed",
         _ => return None,
     })
 }
@@ -493,6 +541,17 @@ fn read_fields(ty: u8, r: &mut Reader<'_>) -> Result<ManagementMessage, ReadErro
         .into(),
         0x12 => SessionClosed {
             session_id: r.u64("session_id")?,
+        }
+        .into(),
+        0x13 => Claim {
+            session_id: r.u64("session_id")?,
+            generation: r.u32("generation")?,
+        }
+        .into(),
+        0x14 => Claimed {
+            session_id: r.u64("session_id")?,
+            status: r.u8("status")?,
+            epoch: r.u64("epoch")?,
         }
         .into(),
         // type_name() already refused other bytes.

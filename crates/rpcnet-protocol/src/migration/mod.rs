@@ -28,9 +28,9 @@ mod wire;
 
 pub use machine::{Action, Event, Migration, MigrationConfig, Outcome, Phase};
 pub use message::{
-    ConfirmationDecision, Heartbeat, ManagementMessage, MigrationAbort, MigrationComplete,
-    MigrationConfirmation, MigrationReason, MigrationRequest, PrepareAck, Register, SessionClosed,
-    StateTransfer,
+    Claim, Claimed, ConfirmationDecision, Heartbeat, ManagementMessage, MigrationAbort,
+    MigrationComplete, MigrationConfirmation, MigrationReason, MigrationRequest, PrepareAck,
+    Register, SessionClosed, StateTransfer,
 };
 pub use snapshot::{CallSnapshot, SealOptions, SealedHeader, SessionSnapshot};
 pub use token::{MigrationToken, TokenClaim, TokenKey, TokenLedger, DEFAULT_TOKEN_TTL_MS};
