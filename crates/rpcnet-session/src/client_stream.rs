@@ -70,6 +70,18 @@ pub struct ClientStream {
     /// Until the server ends the call or the client resets the stream: a failure handed out
     /// while this holds is one the client detected, and it owes the server a reset.
     live: bool,
+    /// A call of a resumable session (PROTOCOL.md section 15.3); `None` otherwise.
+    resumable: Option<Resumable>,
+}
+
+/// What a call of a resumable session keeps to be re-attached on a new connection.
+#[derive(Debug)]
+struct Resumable {
+    call_id: u64,
+    request: Request,
+    idempotent: bool,
+    /// The highest ACK sent (or implied by a CALL frame's `next_seq`).
+    acked: u64,
 }
 
 impl ClientStream {
@@ -94,8 +106,97 @@ impl ClientStream {
             items: VecDeque::new(),
             outcome: None,
             live: true,
+            resumable: None,
         };
         Ok((stream, frame))
+    }
+
+    /// [`ClientStream::start`] for a call of a resumable session (PROTOCOL.md section 15.3):
+    /// returns the machine and the CALL and REQUEST frames to send, after which the client keeps
+    /// its send side open for ACKs. `call_id` is the client's, unique in the session;
+    /// `idempotent` allows re-sending a unary call that was in flight when the connection was
+    /// lost.
+    ///
+    /// Errors: those of [`ClientStream::start`].
+    pub fn start_resumable(
+        request: Request,
+        max_frame_size: u32,
+        call_id: u64,
+        idempotent: bool,
+    ) -> Result<(Self, [Frame; 2]), CallError> {
+        let (mut stream, frame) = Self::start(request.clone(), max_frame_size)?;
+        stream.resumable = Some(Resumable {
+            call_id,
+            request,
+            idempotent,
+            acked: 0,
+        });
+        Ok((
+            stream,
+            [
+                Frame::Call {
+                    call_id,
+                    next_seq: 0,
+                },
+                frame,
+            ],
+        ))
+    }
+
+    /// The ACK to send now, if the client has accepted at least `every` items (at least 1)
+    /// since its last one; `None` for a call that is not resumable or has its outcome.
+    pub fn ack_due(&mut self, every: u64) -> Option<Frame> {
+        let next_seq = self.call.next_seq();
+        let r = self.resumable.as_mut().filter(|_| self.outcome.is_none())?;
+        if next_seq < r.acked.saturating_add(every.max(1)) {
+            return None;
+        }
+        r.acked = next_seq;
+        Some(Frame::Ack { next_seq })
+    }
+
+    /// The connection was lost (or the director told the client to move) while this call was
+    /// open: the frames that re-attach it on the session's new connection, CALL with the first
+    /// seq the client lacks and the REQUEST with `deadline_left_ms` (0 = none) as its deadline.
+    /// Bytes of a frame that was cut off are discarded; the seq order continues.
+    ///
+    /// Errors: `UNAVAILABLE` for a call that is not resumable, or a unary call in flight that was
+    /// not marked idempotent (its request may have run: it is not sent again); the call then
+    /// fails with it.
+    pub fn reattach(&mut self, deadline_left_ms: u32) -> Result<[Frame; 2], CallError> {
+        let unresumable = match &self.resumable {
+            None => Some("the call's session is not resumable"),
+            Some(r) if !r.request.streaming && !r.idempotent => Some(
+                "the connection to the director was lost while this unary call was in flight, \
+                 and it is not marked idempotent, so it was not sent again",
+            ),
+            Some(_) => None,
+        };
+        if let Some(why) = unresumable {
+            let e = CallError::new(ErrorCode::Unavailable, why);
+            self.on_read_error(e.clone());
+            return Err(e);
+        }
+        let next_seq = self.call.next_seq();
+        let r = self.resumable.as_mut().expect("checked above");
+        r.acked = next_seq;
+        let mut request = r.request.clone();
+        request.deadline_ms = deadline_left_ms;
+        self.buf.clear();
+        self.fin = false;
+        self.decoder = Decoder::new(self.decoder.max_frame_size());
+        Ok([
+            Frame::Call {
+                call_id: r.call_id,
+                next_seq,
+            },
+            Frame::Request(request),
+        ])
+    }
+
+    /// True while the call has no outcome yet (a resumable session re-attaches such calls).
+    pub fn is_open(&self) -> bool {
+        self.outcome.is_none()
     }
 
     /// The call's deadline in ms, counted by the driver from when it sends the REQUEST
@@ -452,5 +553,57 @@ mod tests {
         );
         let (_, frame) = ClientStream::start(request("echo", 10), 1024).unwrap();
         assert!(matches!(frame, Frame::Request(r) if r.method == "echo"));
+    }
+
+    fn resumable(streaming: bool, idempotent: bool) -> (ClientStream, [Frame; 2]) {
+        ClientStream::start_resumable(request("m", 0, streaming, 500), 1024, 7, idempotent).unwrap()
+    }
+
+    #[test]
+    fn a_resumable_call_acks_and_reattaches_at_its_next_seq() {
+        let (mut s, head) = resumable(true, false);
+        assert_eq!(
+            head[0],
+            Frame::Call {
+                call_id: 7,
+                next_seq: 0
+            }
+        );
+        assert!(matches!(&head[1], Frame::Request(r) if r.deadline_ms == 500));
+        s.on_data(&[item(0), item(1)].concat());
+        assert_eq!(s.ack_due(4), None);
+        s.on_data(&[item(2), item(3)].concat());
+        assert_eq!(s.ack_due(4), Some(Frame::Ack { next_seq: 4 }));
+        assert_eq!(s.ack_due(4), None, "nothing new");
+        // Half of item 4 arrives, then the connection is lost.
+        s.on_data(&item(4)[..5]);
+        let [call, req] = s.reattach(120).unwrap();
+        assert_eq!(
+            call,
+            Frame::Call {
+                call_id: 7,
+                next_seq: 4
+            }
+        );
+        assert!(matches!(req, Frame::Request(r) if r.deadline_ms == 120));
+        s.on_data(&item(4));
+        s.on_data(&bytes(Frame::End { items: 5 }));
+        assert_eq!(s.poll(8), Some(items(5)));
+        assert_eq!(s.poll(8), Some(Received::End));
+        assert_eq!(s.ack_due(1), None, "the call has its outcome");
+    }
+
+    #[test]
+    fn a_unary_call_in_flight_is_sent_again_only_if_idempotent() {
+        let (mut s, _) = resumable(false, true);
+        assert!(s.reattach(0).is_ok());
+        let (mut s, _) = resumable(false, false);
+        let e = s.reattach(0).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Unavailable);
+        assert!(e.message.contains("not marked idempotent"), "{e}");
+        assert_eq!(failure(s.poll(1)).error, e);
+        let (mut plain, _) = ClientStream::start(request("m", 0, true, 0), 1024).unwrap();
+        assert_eq!(plain.reattach(0).unwrap_err().code, ErrorCode::Unavailable);
+        assert_eq!(plain.ack_due(1), None);
     }
 }
