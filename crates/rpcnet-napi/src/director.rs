@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use napi_derive::napi;
-use rpcnet_runtime::addr::bind_addr;
+use rpcnet_runtime::addr::bind_address;
 use rpcnet_runtime::director::{Director, DirectorConfig, DirectorEvent, MigrationReport};
 use rpcnet_runtime::{RpcError, ServerIdentity};
 
@@ -16,12 +16,15 @@ use crate::Fallible;
 pub struct NativeDirectorOptions {
     /// Directory of the cluster CA and secret.
     pub cluster_dir: String,
-    /// IP to bind; default `127.0.0.1`.
+    /// IP address or DNS name to bind; default `127.0.0.1`.
     pub host: Option<String>,
     /// User port, 0..65535 (0 = any).
     pub port: Option<u32>,
     /// Management port, 0..65535 (0 = any).
     pub mgmt_port: Option<u32>,
+    /// The management address to give workers, `host:port` or a host (the bound port);
+    /// default: the bound address, or an interface address for a wildcard bind.
+    pub advertise_mgmt_address: Option<String>,
     /// PEM certificate chain shown to clients (with `key_path`); default: self-signed.
     pub cert_path: Option<String>,
     /// PEM private key (with `cert_path`).
@@ -264,8 +267,9 @@ pub async fn start_director(options: NativeDirectorOptions) -> Fallible<NativeDi
 async fn bind(options: NativeDirectorOptions) -> std::result::Result<NativeDirector, RpcError> {
     let mut config =
         DirectorConfig::new(credentials(options.cluster_dir, "director".into()).await?);
-    config.bind = bind_addr(options.host.as_deref(), options.port)?;
-    config.mgmt_bind = bind_addr(options.host.as_deref(), options.mgmt_port)?;
+    config.bind = bind_address(options.host.as_deref(), options.port).await?;
+    config.mgmt_bind = bind_address(options.host.as_deref(), options.mgmt_port).await?;
+    config.advertise_mgmt = options.advertise_mgmt_address;
     config.identity = ServerIdentity::from_pem_paths(
         options.cert_path.map(Into::into),
         options.key_path.map(Into::into),
@@ -296,10 +300,16 @@ impl NativeDirector {
         self.inner.local_addr().to_string()
     }
 
-    /// The management port's address, `ip:port`.
+    /// The management port's bound address, `ip:port`.
     #[napi(getter)]
     pub fn mgmt_address(&self) -> String {
         self.inner.mgmt_addr().to_string()
+    }
+
+    /// The management address to give workers, `host:port`.
+    #[napi(getter)]
+    pub fn advertised_mgmt_address(&self) -> String {
+        self.inner.advertised_mgmt_addr().to_string()
     }
 
     /// SHA-256 fingerprint of the certificate clients see.

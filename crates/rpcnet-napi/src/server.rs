@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use rpcnet_runtime::addr::bind_addr;
+use rpcnet_runtime::addr::bind_address;
 use rpcnet_runtime::{
     MethodKind, PushStatus, RpcError, Server, ServerConfig, ServerEvent, ServerIdentity,
 };
@@ -15,7 +15,7 @@ use crate::{bytes, stats, Fallible, NativeErrorCode, NativeStats};
 /// src/server.ts for the documented public shape). Sizes in bytes.
 #[napi(object)]
 pub struct NativeServerOptions {
-    /// IP address to bind; default `127.0.0.1`.
+    /// IP address or DNS name to bind; default `127.0.0.1`.
     pub host: Option<String>,
     /// UDP port, 0..65535; default 0 (any).
     pub port: Option<u32>,
@@ -111,7 +111,7 @@ pub async fn listen(options: NativeServerOptions) -> Fallible<NativeServer> {
 
 async fn bind(options: NativeServerOptions) -> std::result::Result<NativeServer, RpcError> {
     let mut config = ServerConfig {
-        bind: bind_addr(options.host.as_deref(), options.port)?,
+        bind: bind_address(options.host.as_deref(), options.port).await?,
         identity: ServerIdentity::from_pem_paths(
             options.cert_path.map(Into::into),
             options.key_path.map(Into::into),

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use rpcnet_protocol::migration::ConfirmationDecision;
-use rpcnet_runtime::addr::{bind_addr, peer_addr};
+use rpcnet_runtime::addr::bind_address;
 use rpcnet_runtime::cluster::ClusterCredentials;
-use rpcnet_runtime::worker::{HookAnswer, Worker, WorkerConfig, WorkerHook, DEFAULT_HEARTBEAT_MS};
+use rpcnet_runtime::worker::{HookAnswer, Worker, WorkerConfig, WorkerHook};
 use rpcnet_runtime::RpcError;
 
 use crate::server::NativeServer;
@@ -19,18 +19,24 @@ use crate::{bytes, Fallible};
 pub struct NativeWorkerOptions {
     /// The worker's id in the cluster.
     pub id: String,
-    /// The director's management address, `ip:port`.
-    pub director: String,
+    /// The directors' management addresses, each `host:port` (a DNS name or an IP address).
+    pub director: Vec<String>,
     /// Directory of the cluster CA and secret.
     pub cluster_dir: String,
-    /// IP to bind both ports; default `127.0.0.1`.
+    /// IP address or DNS name to bind both ports; default `127.0.0.1`.
     pub host: Option<String>,
     /// User port, 0..65535 (0 = any).
     pub user_port: Option<u32>,
     /// Management port, 0..65535 (0 = any).
     pub mgmt_port: Option<u32>,
+    /// The user address told to the directors, `host:port` or a host (the bound port).
+    pub advertise_address: Option<String>,
+    /// The management address told to the directors, as `advertise_address`.
+    pub advertise_mgmt_address: Option<String>,
     /// Heartbeat interval, ms.
     pub heartbeat_ms: Option<u32>,
+    /// How long starting may wait for a director to accept the worker, ms.
+    pub connect_timeout_ms: Option<u32>,
 }
 
 /// A migration request as the target's `onMigrationRequest` hook sees it.
@@ -125,23 +131,27 @@ pub(crate) async fn credentials(
     Ok(Arc::new(creds))
 }
 
-/// Starts a worker and registers it with the director. Rejects with `INVALID_ARGUMENT` (bad id,
-/// address or cluster directory) or `UNAVAILABLE` (the director cannot be reached or refuses).
+/// Starts a worker and registers it with the directors. Rejects with `INVALID_ARGUMENT` (bad id,
+/// address or cluster directory, or a director refuses the id) or `UNAVAILABLE` (no director
+/// accepted it within `connect_timeout_ms`).
 #[napi(ts_return_type = "Promise<NativeWorker>")]
 pub async fn start_worker(options: NativeWorkerOptions) -> Fallible<NativeWorker> {
     Fallible(start(options).await)
 }
 
 async fn start(options: NativeWorkerOptions) -> std::result::Result<NativeWorker, RpcError> {
-    let config = WorkerConfig {
-        cluster: credentials(options.cluster_dir, options.id.clone()).await?,
-        id: options.id,
-        user: bind_addr(options.host.as_deref(), options.user_port)?,
-        mgmt: bind_addr(options.host.as_deref(), options.mgmt_port)?,
-        director: peer_addr(&options.director, "director")?,
-        heartbeat_ms: options.heartbeat_ms.map_or(DEFAULT_HEARTBEAT_MS, u64::from),
-        advertise_mgmt: None,
-    };
+    let cluster = credentials(options.cluster_dir, options.id.clone()).await?;
+    let mut config = WorkerConfig::new(options.id, options.director, cluster);
+    config.user = bind_address(options.host.as_deref(), options.user_port).await?;
+    config.mgmt = bind_address(options.host.as_deref(), options.mgmt_port).await?;
+    config.advertise_user = options.advertise_address;
+    config.advertise_mgmt = options.advertise_mgmt_address;
+    if let Some(ms) = options.heartbeat_ms {
+        config.heartbeat_ms = ms.into();
+    }
+    if let Some(ms) = options.connect_timeout_ms {
+        config.connect_timeout_ms = ms.into();
+    }
     let worker = Worker::start(config).await?;
     Ok(NativeWorker {
         inner: Arc::new(worker),
@@ -156,10 +166,28 @@ impl NativeWorker {
         self.inner.id().to_string()
     }
 
-    /// The management port's address, `ip:port`.
+    /// The management port's bound address, `ip:port`.
     #[napi(getter)]
     pub fn mgmt_address(&self) -> String {
         self.inner.mgmt_addr().to_string()
+    }
+
+    /// The user address told to the directors, `host:port`.
+    #[napi(getter)]
+    pub fn advertised_address(&self) -> String {
+        self.inner.advertised_addr().to_string()
+    }
+
+    /// The management address told to the directors, `host:port`.
+    #[napi(getter)]
+    pub fn advertised_mgmt_address(&self) -> String {
+        self.inner.advertised_mgmt_addr().to_string()
+    }
+
+    /// The directors that accepted the worker and were not lost since.
+    #[napi(getter)]
+    pub fn directors(&self) -> Vec<String> {
+        self.inner.directors()
     }
 
     /// The user-port server, for registering handlers and answering calls.

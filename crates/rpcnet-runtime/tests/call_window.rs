@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rpcnet_runtime::transport::INITIAL_CALL_WINDOW;
-use rpcnet_runtime::worker::{Worker, WorkerConfig};
+use rpcnet_runtime::worker::Worker;
 use rpcnet_runtime::{
     Client, ClientConfig, ClientTrust, MethodKind, Server, ServerConfig, ServerEvent,
 };
@@ -90,17 +90,9 @@ fn hold_until_all_open(server: Arc<Server>) {
 async fn the_director_and_the_link_grant_more_calls_as_they_are_opened() {
     let dir = std::env::temp_dir().join(format!("rpcnet-window-{}", std::process::id()));
     let (director, _) = common::cluster(&dir, &[], 0, 0, Duration::ZERO).await;
-    let worker = Worker::start(WorkerConfig {
-        id: "worker-a".into(),
-        user: "127.0.0.1:0".parse().unwrap(),
-        mgmt: "127.0.0.1:0".parse().unwrap(),
-        director: director.mgmt_addr(),
-        cluster: common::creds(&dir, "worker-a"),
-        heartbeat_ms: 50,
-        advertise_mgmt: None,
-    })
-    .await
-    .unwrap();
+    let worker = Worker::start(common::worker_config(&dir, &director, "worker-a"))
+        .await
+        .unwrap();
     worker
         .server()
         .register("hold", MethodKind::ServerStreaming);

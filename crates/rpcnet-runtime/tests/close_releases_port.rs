@@ -75,13 +75,9 @@ async fn worker_and_director_close_release_their_ports() {
     assert_bindable("worker management", mgmt);
     // The same worker restarted on the same ports registers again.
     let again = Worker::start(WorkerConfig {
-        id: "worker-a".into(),
         user,
         mgmt,
-        director: director.mgmt_addr(),
-        cluster: common::creds(&dir, "worker-a"),
-        heartbeat_ms: 50,
-        advertise_mgmt: None,
+        ..common::worker_config(&dir, &director, "worker-a")
     })
     .await
     .expect("a worker binds the same ports right after close");

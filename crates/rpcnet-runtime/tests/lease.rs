@@ -24,15 +24,11 @@ async fn worker(
     on_push: common::OnPush,
 ) -> Arc<Worker> {
     let w = Arc::new(
-        Worker::start(WorkerConfig {
-            id: id.into(),
-            user: "127.0.0.1:0".parse().unwrap(),
-            mgmt: "127.0.0.1:0".parse().unwrap(),
-            director,
-            cluster: common::creds(dir, id),
-            heartbeat_ms: 100,
-            advertise_mgmt: None,
-        })
+        Worker::start(WorkerConfig::new(
+            id,
+            vec![director.to_string()],
+            common::creds(dir, id),
+        ))
         .await
         .unwrap(),
     );

@@ -32,7 +32,7 @@ async fn a_lost_abort_does_not_leave_the_source_frozen() {
     let a = Arc::new(
         Worker::start(WorkerConfig {
             mgmt: a_mgmt,
-            advertise_mgmt: Some(proxy.addr),
+            advertise_mgmt: Some(proxy.addr.to_string()),
             ..common::worker_config(&dir, &director, "worker-a")
         })
         .await

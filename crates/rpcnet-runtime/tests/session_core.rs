@@ -72,17 +72,9 @@ async fn a_migrated_call_keeps_its_remaining_deadline_and_latest_checkpoint() {
     let mut ws = workers;
     for id in ["worker-a", "worker-b"] {
         let w = Arc::new(
-            Worker::start(rpcnet_runtime::worker::WorkerConfig {
-                id: id.into(),
-                user: "127.0.0.1:0".parse().unwrap(),
-                mgmt: "127.0.0.1:0".parse().unwrap(),
-                director: director.mgmt_addr(),
-                cluster: common::creds(&dir, id),
-                heartbeat_ms: 50,
-                advertise_mgmt: None,
-            })
-            .await
-            .unwrap(),
+            Worker::start(common::worker_config(&dir, &director, id))
+                .await
+                .unwrap(),
         );
         tokio::spawn(serve(w.clone(), Duration::from_millis(200), tx.clone()));
         ws.push(w);

@@ -20,8 +20,8 @@
 //! - [`coordinator`]: the director side of a session: its route, RFC-001's migration phases and
 //!   failover; every ending leaves exactly one owner and no frozen route.
 //! - [`participant`]: the worker side of migrations: one token verification path (the ledger),
-//!   the epoch fence, capture, restore, and the heartbeat lease that fences a worker the
-//!   director may have declared dead.
+//!   the epoch fence, capture, restore, and the heartbeat lease, one per director, that fences
+//!   the calls of a director that may have declared the worker dead.
 
 #![warn(missing_docs)]
 
@@ -36,7 +36,7 @@ pub mod server_call;
 pub use client_call::{ClientCall, Delivery};
 pub use client_stream::{ClientStream, Failure, Received};
 pub use coordinator::{Coordinator, CoordinatorEvent, MigrationSummary, Transmit, WorkerMethod};
-pub use participant::{AttachDecision, Lease, Participant};
+pub use participant::{AttachDecision, DirectorKey, Lease, Participant};
 pub use relay_call::{OwnerFrame, RelayCall};
 pub use route::Route;
 pub use server_call::{Produced, ServerCall};

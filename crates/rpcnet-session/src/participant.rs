@@ -10,6 +10,11 @@
 //! - [`Lease`]: the heartbeat lease. A worker whose heartbeats have not been acknowledged for
 //!   longer than its lease must assume the director declared it dead and moved its sessions; it
 //!   fences itself (suspends every call) so that a session never has two owners producing items.
+//!   A worker registered with several directors holds one lease per director, and the fence is
+//!   per director too (PROTOCOL.md section 14.1): when director D's lease lapses, the worker stops
+//!   producing for the calls D relays (D may declare it dead and fail those sessions over) and
+//!   keeps serving the calls other directors relay. The book keeps which director relays each
+//!   call ([`DirectorKey`], the driver's number for a director) and which directors' leases hold.
 //!
 //! The fence (PROTOCOL.md section 13.5): State Capture carries the route epoch the director froze
 //! the session at. An ATTACH at that epoch or older is stale and answered SUSPENDED; a newer one
@@ -99,11 +104,22 @@ pub fn choose_owner(answers: &[ClaimAnswer]) -> Option<&str> {
         .map(|a| a.worker.as_str())
 }
 
+/// The driver's number for one director: the book records which director relays each call and
+/// holds a lease per director. The runtime numbers each director process it meets (from 1, by the
+/// SHA-256 fingerprint of the cluster certificate the director presents, PROTOCOL.md section
+/// 14.1); a director the driver does not know is [`UNKNOWN_DIRECTOR`].
+pub type DirectorKey = u64;
+
+/// The key of a director the driver does not know. The book never holds its lease, so its
+/// ATTACHes are always answered SUSPENDED.
+pub const UNKNOWN_DIRECTOR: DirectorKey = 0;
+
 /// What to do with an ATTACH, decided by [`SessionBook::attach`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttachDecision {
     /// Answer SUSPENDED(`next_seq`) at once: the ATTACH is stale (fenced), the session is frozen,
-    /// or the worker fenced itself.
+    /// or the lease of the director that relays it does not hold (lapsed, never granted, or an
+    /// unknown director).
     Suspend {
         /// The ATTACH's `next_seq`.
         next_seq: u64,
@@ -117,8 +133,8 @@ struct BookEntry {
     /// ATTACHes at or below this route epoch are stale.
     fence: u64,
     frozen: bool,
-    /// Calls open here now.
-    open: BTreeSet<u64>,
+    /// Calls open here now, by call id, with the director that relays each.
+    open: BTreeMap<u64, DirectorKey>,
     /// Calls kept from a capture (for an abort) or restored from a snapshot, by call id.
     kept: BTreeMap<u64, CallSnapshot>,
     connection_id: String,
@@ -134,6 +150,10 @@ struct BookEntry {
     /// resume finds it, until it is dropped (SessionClosed, a Pivot elsewhere, or the resume
     /// window after its director link was lost).
     resumable: bool,
+
+    /// The director that relayed the session's latest ATTACH or migrated it here: the one whose
+    /// loss of this worker ([`SessionBook::forget_director`]) drops the session.
+    via: Option<DirectorKey>,
 }
 
 impl BookEntry {
@@ -168,8 +188,8 @@ pub struct SessionBook {
     tombstones: BTreeMap<u64, Tombstone>,
     /// `(since_ms, session)` of every tombstone, oldest first, for [`SessionBook::prune`].
     expiry: BTreeSet<(u64, u64)>,
-    /// The worker fenced itself (its heartbeat lease lapsed).
-    self_fenced: bool,
+    /// Directors whose heartbeat lease holds: only the ATTACHes they relay are served.
+    leased: BTreeSet<DirectorKey>,
 }
 
 impl SessionBook {
@@ -211,12 +231,17 @@ impl SessionBook {
         }
     }
 
-    /// Decides an ATTACH (see [`AttachDecision`]); a served call is recorded as open.
-    pub fn attach(&mut self, a: &Attach) -> AttachDecision {
+    /// Decides an ATTACH relayed by director `via` (see [`AttachDecision`]); a served call is
+    /// recorded as open, relayed by `via`.
+    ///
+    /// Rules, in order: SUSPENDED when `via`'s lease does not hold (PROTOCOL.md section 14.1);
+    /// SUSPENDED when the ATTACH's route epoch is at or below the session's fence (section
+    /// 13.5); otherwise served, with the state kept or restored for the call if any.
+    pub fn attach(&mut self, a: &Attach, via: DirectorKey) -> AttachDecision {
         let suspend = AttachDecision::Suspend {
             next_seq: a.next_seq,
         };
-        if self.self_fenced {
+        if !self.leased.contains(&via) {
             return suspend;
         }
         let fence = match (
@@ -239,7 +264,8 @@ impl SessionBook {
         if s.connection_id.is_empty() {
             s.connection_id = a.connection_id.clone();
         }
-        s.open.insert(a.call_id);
+        s.via = Some(via);
+        s.open.insert(a.call_id, via);
         AttachDecision::Serve(s.kept.remove(&a.call_id))
     }
 
@@ -281,6 +307,18 @@ impl SessionBook {
         }
     }
 
+    /// Keeps calls frozen because the lease of director `via`, which relays them, lapsed
+    /// ([`SessionBook::lease_lapsed`]), so that `via` can re-attach them here once the lease
+    /// holds again. The session stays relayed by `via` even if its entry was forgotten when the
+    /// frozen calls ended, so [`SessionBook::forget_director`] drops it.
+    pub fn keep_relayed(&mut self, session_id: u64, calls: &[CallSnapshot], via: DirectorKey) {
+        if calls.is_empty() {
+            return;
+        }
+        self.keep(session_id, calls);
+        self.live(session_id).via = Some(via);
+    }
+
     /// The session's `connectionId`, as learnt from its ATTACHes.
     pub fn connection_id(&self, session_id: u64) -> String {
         self.sessions
@@ -310,11 +348,13 @@ impl SessionBook {
         }
     }
 
-    /// Installs a restored session (State Transfer on the target).
-    pub fn restore(&mut self, snap: &SessionSnapshot) {
+    /// Installs a restored session (State Transfer on the target), migrated here by director
+    /// `via`.
+    pub fn restore(&mut self, snap: &SessionSnapshot, via: DirectorKey) {
         let s = self.live(snap.session_id);
         s.connection_id = snap.connection_id.clone();
         s.held = true;
+        s.via = Some(via);
         for c in &snap.calls {
             s.kept.insert(c.call_id, c.clone());
         }
@@ -378,27 +418,69 @@ impl SessionBook {
         }
     }
 
-    /// The worker's lease lapsed: suspend everything until [`SessionBook::unfence_self`].
-    pub fn fence_self(&mut self) {
-        self.self_fenced = true;
+    /// The lease of director `d` holds: it was granted by `d`'s Register reply or renewed by an
+    /// acknowledged heartbeat. The ATTACHes `d` relays are served again (subject to the epoch
+    /// fence).
+    pub fn lease_held(&mut self, d: DirectorKey) {
+        if d != UNKNOWN_DIRECTOR {
+            self.leased.insert(d);
+        }
     }
 
-    /// The lease is valid again.
-    pub fn unfence_self(&mut self) {
-        self.self_fenced = false;
+    /// The lease of director `d` lapsed (PROTOCOL.md section 14.1): `d` may declare this worker
+    /// dead and fail the sessions it relays over, so from now on every ATTACH `d` relays is
+    /// answered SUSPENDED, until [`SessionBook::lease_held`]. Returns the `(session, call)` pairs
+    /// of the calls `d` relays that are open here: the driver must freeze each at an item
+    /// boundary (SUSPENDED) and [`SessionBook::keep`] its state. Calls relayed by other
+    /// directors are not affected.
+    pub fn lease_lapsed(&mut self, d: DirectorKey) -> Vec<(u64, u64)> {
+        self.leased.remove(&d);
+        self.open_via(d)
     }
 
-    /// True while the worker is fenced by its own lease.
-    pub fn is_self_fenced(&self) -> bool {
-        self.self_fenced
+    /// The `(session, call)` pairs of the open calls director `d` relays, in session order.
+    pub fn open_via(&self, d: DirectorKey) -> Vec<(u64, u64)> {
+        self.sessions
+            .iter()
+            .flat_map(|(&session, s)| {
+                s.open
+                    .iter()
+                    .filter(move |(_, &via)| via == d)
+                    .map(move |(&call, _)| (session, call))
+            })
+            .collect()
     }
 
-    /// The director no longer knows this worker (it re-registers): every session it held was
-    /// failed over elsewhere. Drops their state at `now_ms`, keeping the fences.
-    pub fn forget_all(&mut self, now_ms: u64) {
-        let ids: Vec<u64> = self.sessions.keys().copied().collect();
+    /// True while the lease of director `d` holds.
+    pub fn is_leased(&self, d: DirectorKey) -> bool {
+        self.leased.contains(&d)
+    }
+
+    /// Director `d` no longer knows this worker (it answered a heartbeat with `NOT_FOUND`: it
+    /// declared the worker dead and failed the sessions it relays over; or it was replaced by a
+    /// new director process) at `now_ms`. Its lease is gone, and every session whose latest
+    /// ATTACH or migration came from `d` is dropped as [`SessionBook::drop_session`] does (fences
+    /// stay as tombstones), except a resumable one, which is kept as [`SessionBook::detach`] keeps
+    /// it, for [`RESUME_WINDOW_MS`], since its client may resume it through another director.
+    /// Sessions relayed by other directors are kept. The driver freezes the
+    /// calls [`SessionBook::lease_lapsed`] returns first: a call still open here is kept in the
+    /// book until it ends.
+    pub fn forget_director(&mut self, d: DirectorKey, now_ms: u64) {
+        self.leased.remove(&d);
+        let ids: Vec<u64> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.via == Some(d))
+            .map(|(id, _)| *id)
+            .collect();
         for id in ids {
-            self.drop_session(id, now_ms);
+            match self.sessions.get_mut(&id) {
+                // Its client may resume it through another director: kept for the window.
+                Some(s) if s.resumable => {
+                    s.detached_since.get_or_insert(now_ms);
+                }
+                _ => self.drop_session(id, now_ms),
+            }
         }
     }
 
@@ -729,16 +811,17 @@ impl Participant {
         Ok(snap)
     }
 
-    /// The restore hook succeeded at `now_ms`: installs the calls and answers
-    /// MigrationComplete.
+    /// The restore hook succeeded at `now_ms`: installs the calls (the session migrated here by
+    /// director `via`, see [`SessionBook::restore`]) and answers MigrationComplete.
     pub fn restored(
         &mut self,
         book: &mut SessionBook,
         migration_id: u64,
         snap: &SessionSnapshot,
+        via: DirectorKey,
         now_ms: u64,
     ) -> ManagementMessage {
-        book.restore(snap);
+        book.restore(snap, via);
         self.record(migration_id, snap.session_id, Some(Part::Restored), now_ms);
         ManagementMessage::Complete(MigrationComplete {
             migration_id,
@@ -815,6 +898,11 @@ impl Lease {
             .is_some_and(|t| now_ms < t.saturating_add(self.lease_ms))
     }
 
+    /// The lease's length, ms, as the director granted it.
+    pub fn lease_ms(&self) -> u64 {
+        self.lease_ms
+    }
+
     /// When the lease lapses, ms.
     pub fn expires_at(&self) -> Option<u64> {
         self.valid_from.map(|t| t.saturating_add(self.lease_ms))
@@ -824,6 +912,16 @@ impl Lease {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The director that relays the tests' calls.
+    const D: DirectorKey = 1;
+
+    /// An empty book holding `D`'s lease.
+    fn leased_book() -> SessionBook {
+        let mut b = SessionBook::new();
+        b.lease_held(D);
+        b
+    }
 
     fn attach(epoch: u64, call: u64) -> Attach {
         Attach {
@@ -839,8 +937,8 @@ mod tests {
 
     #[test]
     fn stale_attaches_are_suspended_and_newer_ones_unfreeze() {
-        let mut b = SessionBook::new();
-        assert_eq!(b.attach(&attach(1, 1)), AttachDecision::Serve(None));
+        let mut b = leased_book();
+        assert_eq!(b.attach(&attach(1, 1), D), AttachDecision::Serve(None));
         b.freeze(9, 1).unwrap();
         b.keep(
             9,
@@ -851,16 +949,16 @@ mod tests {
         );
         b.call_ended(9, 1, 0);
         assert_eq!(
-            b.attach(&attach(1, 2)),
+            b.attach(&attach(1, 2), D),
             AttachDecision::Suspend { next_seq: 3 }
         );
         assert_eq!(
-            b.attach(&attach(1, 1)),
+            b.attach(&attach(1, 1), D),
             AttachDecision::Suspend { next_seq: 3 }
         );
         // The abort was lost; the director re-attaches at epoch 2.
         assert!(matches!(
-            b.attach(&attach(2, 1)),
+            b.attach(&attach(2, 1), D),
             AttachDecision::Serve(Some(_))
         ));
         assert!(!b.is_frozen(9));
@@ -868,11 +966,11 @@ mod tests {
 
     #[test]
     fn tombstones_keep_the_fence_then_go() {
-        let mut b = SessionBook::new();
+        let mut b = leased_book();
         b.freeze(9, 4).unwrap();
         b.drop_session(9, 100);
         assert_eq!(
-            b.attach(&attach(4, 1)),
+            b.attach(&attach(4, 1), D),
             AttachDecision::Suspend { next_seq: 3 }
         );
         assert_eq!(b.len(), 0);
@@ -882,24 +980,27 @@ mod tests {
 
     #[test]
     fn sessions_without_a_fence_leave_nothing_behind() {
-        let mut b = SessionBook::new();
-        assert_eq!(b.attach(&attach(1, 1)), AttachDecision::Serve(None));
+        let mut b = leased_book();
+        assert_eq!(b.attach(&attach(1, 1), D), AttachDecision::Serve(None));
         b.call_ended(9, 1, 10);
         assert_eq!(b.entries(), 0);
         // Restored then dropped (an aborted migration on the target): nothing to fence.
-        b.restore(&SessionSnapshot {
-            session_id: 9,
-            ..Default::default()
-        });
+        b.restore(
+            &SessionSnapshot {
+                session_id: 9,
+                ..Default::default()
+            },
+            D,
+        );
         b.drop_session(9, 20);
         assert_eq!(b.entries(), 0);
     }
 
     #[test]
     fn a_session_moving_back_and_forth_keeps_one_entry_and_its_fence() {
-        let mut b = SessionBook::new();
+        let mut b = leased_book();
         let mut epoch = 1;
-        assert_eq!(b.attach(&attach(epoch, 1)), AttachDecision::Serve(None));
+        assert_eq!(b.attach(&attach(epoch, 1), D), AttachDecision::Serve(None));
         for round in 0..1_000u64 {
             // Captured here at `epoch`, moved away (Pivot: epoch + 1).
             b.freeze(9, epoch).unwrap();
@@ -914,25 +1015,28 @@ mod tests {
             b.drop_session(9, round);
             assert_eq!((b.entries(), b.tombstones()), (1, 1));
             assert_eq!(
-                b.attach(&attach(epoch, 1)),
+                b.attach(&attach(epoch, 1), D),
                 AttachDecision::Suspend { next_seq: 3 }
             );
             // Moved back (another Pivot), restored here: the fence survives the tombstone.
             epoch += 2;
-            b.restore(&SessionSnapshot {
-                session_id: 9,
-                calls: vec![CallSnapshot {
-                    call_id: 1,
+            b.restore(
+                &SessionSnapshot {
+                    session_id: 9,
+                    calls: vec![CallSnapshot {
+                        call_id: 1,
+                        ..Default::default()
+                    }],
                     ..Default::default()
-                }],
-                ..Default::default()
-            });
+                },
+                D,
+            );
             assert_eq!(
-                b.attach(&attach(epoch - 2, 1)),
+                b.attach(&attach(epoch - 2, 1), D),
                 AttachDecision::Suspend { next_seq: 3 }
             );
             assert!(matches!(
-                b.attach(&attach(epoch, 1)),
+                b.attach(&attach(epoch, 1), D),
                 AttachDecision::Serve(Some(_))
             ));
             assert_eq!((b.entries(), b.tombstones()), (1, 0));
@@ -941,7 +1045,7 @@ mod tests {
 
     #[test]
     fn fences_are_bounded_and_a_full_book_refuses_to_fence_rather_than_forget() {
-        let mut b = SessionBook::new();
+        let mut b = leased_book();
         for s in 0..MAX_FENCES as u64 {
             b.freeze(s, 5).unwrap();
             b.drop_session(s, 1_000);
@@ -958,7 +1062,7 @@ mod tests {
             route_epoch: 5,
             ..attach(5, 1)
         };
-        assert_eq!(b.attach(&stale), AttachDecision::Suspend { next_seq: 3 });
+        assert_eq!(b.attach(&stale, D), AttachDecision::Suspend { next_seq: 3 });
         // A session fenced already can be captured again (it adds no fence).
         b.freeze(8, 6).unwrap();
         b.unfreeze(8, 1_001);
@@ -968,6 +1072,103 @@ mod tests {
         b.prune(1_001 + FENCE_MEMORY_MS);
         assert_eq!(b.entries(), 0);
         b.freeze(u64::MAX, 5).unwrap();
+    }
+
+    /// Session `session`'s call `call` at route epoch 1.
+    fn attach_of(session: u64, call: u64) -> Attach {
+        Attach {
+            session_id: session,
+            ..attach(1, call)
+        }
+    }
+
+    #[test]
+    fn a_lapsed_lease_suspends_only_the_calls_its_director_relays() {
+        let (d1, d2) = (1, 2);
+        let mut b = SessionBook::new();
+        b.lease_held(d1);
+        b.lease_held(d2);
+        // Session 9 is relayed by d1 (two calls), session 10 by d2.
+        assert_eq!(b.attach(&attach_of(9, 1), d1), AttachDecision::Serve(None));
+        assert_eq!(b.attach(&attach_of(9, 2), d1), AttachDecision::Serve(None));
+        assert_eq!(b.attach(&attach_of(10, 3), d2), AttachDecision::Serve(None));
+        // d1's lease lapses: exactly its calls are to be frozen.
+        assert_eq!(b.lease_lapsed(d1), vec![(9, 1), (9, 2)]);
+        assert!(!b.is_leased(d1) && b.is_leased(d2));
+        // New calls relayed by d1 are suspended; d2's are still served.
+        let suspended = AttachDecision::Suspend { next_seq: 3 };
+        assert_eq!(b.attach(&attach_of(11, 4), d1), suspended);
+        assert_eq!(b.attach(&attach_of(12, 5), d2), AttachDecision::Serve(None));
+        assert_eq!(b.open_via(d2), vec![(10, 3), (12, 5)]);
+        // A renewed lease serves d1 again.
+        b.lease_held(d1);
+        assert_eq!(b.attach(&attach_of(11, 4), d1), AttachDecision::Serve(None));
+    }
+
+    #[test]
+    fn a_director_without_a_lease_is_never_served() {
+        let mut b = SessionBook::new();
+        let suspended = AttachDecision::Suspend { next_seq: 3 };
+        // Never granted (the Register reply has not arrived yet).
+        assert_eq!(b.attach(&attach(1, 1), D), suspended);
+        // The driver's key for a director it does not know can never hold a lease.
+        b.lease_held(UNKNOWN_DIRECTOR);
+        assert_eq!(b.attach(&attach(1, 1), UNKNOWN_DIRECTOR), suspended);
+        assert_eq!(b.entries(), 0);
+    }
+
+    #[test]
+    fn forgetting_a_director_drops_only_the_sessions_it_relays() {
+        let (d1, d2) = (1, 2);
+        let mut b = SessionBook::new();
+        b.lease_held(d1);
+        b.lease_held(d2);
+        b.attach(&attach_of(9, 1), d1);
+        b.attach(&attach_of(10, 2), d2);
+        // d1's lease lapsed: its call is frozen and kept (as the runtime does), fenced at 1.
+        for (session, call) in b.lease_lapsed(d1) {
+            b.call_ended(session, call, 5);
+            b.keep_relayed(
+                session,
+                &[CallSnapshot {
+                    call_id: call,
+                    ..Default::default()
+                }],
+                d1,
+            );
+        }
+        b.freeze(9, 1).unwrap();
+        // Session 11 was migrated here by d1 (restored, no call yet).
+        b.restore(
+            &SessionSnapshot {
+                session_id: 11,
+                ..Default::default()
+            },
+            d1,
+        );
+        assert_eq!(b.ids(), vec![9, 10, 11]);
+        // d1 declared this worker dead: its sessions go, d2's stays; the fence of 9 remains.
+        b.forget_director(d1, 10);
+        assert_eq!(b.ids(), vec![10]);
+        assert_eq!(b.tombstones(), 1);
+        assert!(!b.is_leased(d1) && b.is_leased(d2));
+        assert_eq!(b.attach(&attach_of(10, 4), d2), AttachDecision::Serve(None));
+        // Re-registered with d1: a stale ATTACH of 9 is still fenced, a newer one is served.
+        b.lease_held(d1);
+        assert_eq!(
+            b.attach(&attach_of(9, 1), d1),
+            AttachDecision::Suspend { next_seq: 3 }
+        );
+        assert_eq!(
+            b.attach(
+                &Attach {
+                    route_epoch: 2,
+                    ..attach_of(9, 1)
+                },
+                d1
+            ),
+            AttachDecision::Serve(None)
+        );
     }
 
     fn key() -> TokenKey {
@@ -1021,7 +1222,7 @@ mod tests {
             panic!("seal answers a StateTransfer");
         };
         let snap = dst.on_transfer(&st, 1 << 20).unwrap();
-        dst.restored(dst_book, m, &snap, now);
+        dst.restored(dst_book, m, &snap, D, now);
         src.on_complete(
             src_book,
             &MigrationComplete {
@@ -1034,13 +1235,13 @@ mod tests {
 
     /// Workers `a` and `b` with their books; session 9 has call 1 open on `a`.
     fn two_workers() -> (Participant, Participant, SessionBook, SessionBook) {
-        let mut book_a = SessionBook::new();
-        book_a.attach(&attach(1, 1));
+        let mut book_a = leased_book();
+        book_a.attach(&attach(1, 1), D);
         (
             Participant::new("a", key(), b"secret"),
             Participant::new("b", key(), b"secret"),
             book_a,
-            SessionBook::new(),
+            leased_book(),
         )
     }
 
@@ -1133,7 +1334,7 @@ mod tests {
         let e = p.on_prepare(&late, now).unwrap_err();
         assert_eq!(e.code(), "MIGRATION_CAPACITY");
         assert_eq!(p.open_parts(), MAX_OPEN_MIGRATIONS);
-        let mut book = SessionBook::new();
+        let mut book = leased_book();
         let capture = request(m + 2, m + 2, "t", "x", m + 2, now);
         let e = p.on_capture(&mut book, &capture, now).unwrap_err();
         assert_eq!(e.code(), "MIGRATION_CAPACITY");
@@ -1148,7 +1349,7 @@ mod tests {
     #[test]
     fn a_capture_refused_for_a_full_book_freezes_nothing() {
         let mut p = Participant::new("s", key(), b"secret");
-        let mut book = SessionBook::new();
+        let mut book = leased_book();
         for s in 100..100 + MAX_FENCES as u64 {
             book.freeze(s, 1).unwrap();
             book.drop_session(s, 0);
@@ -1179,26 +1380,26 @@ mod tests {
 
     #[test]
     fn a_claim_moves_the_session_to_the_next_generation_once() {
-        let mut b = SessionBook::new();
+        let mut b = leased_book();
         assert_eq!(
             b.claim(9, 0).unwrap_err().code(),
             "RESUME_UNKNOWN",
             "nothing held yet"
         );
         assert!(matches!(
-            b.attach(&attach(1, 1)),
+            b.attach(&attach(1, 1), D),
             AttachDecision::Serve(None)
         ));
         assert_eq!(b.claim(9, 0), Ok((ClaimStatus::Serving, 1)));
         // The earlier director's ATTACHes are stale now; the claiming director's are served.
         assert!(matches!(
-            b.attach(&attach(7, 2)),
+            b.attach(&attach(7, 2), D),
             AttachDecision::Suspend { .. }
         ));
         b.detach(9, &[kept(1)], 100);
         let next = generation_epoch(1) + 1;
         assert!(matches!(
-            b.attach(&attach(next, 1)),
+            b.attach(&attach(next, 1), D),
             AttachDecision::Serve(Some(c)) if c.call_id == 1
         ));
         // The same credential (generation 0) again: replayed.
@@ -1210,8 +1411,8 @@ mod tests {
 
     #[test]
     fn detached_calls_wait_for_a_resume_then_are_forgotten() {
-        let mut b = SessionBook::new();
-        b.attach(&attach(1, 1));
+        let mut b = leased_book();
+        b.attach(&attach(1, 1), D);
         b.call_ended(9, 1, 10);
         b.detach(9, &[kept(1)], 10);
         b.prune(10 + RESUME_WINDOW_MS - 1);

@@ -11,7 +11,7 @@ use rpcnet_protocol::resume::ResumeError;
 use rpcnet_protocol::{Attach, ErrorCode, Frame, Request};
 use rpcnet_session::coordinator::{CoordinatorEvent, MigrationStart, Transmit, WorkerMethod};
 use rpcnet_session::participant::{
-    choose_owner, AttachDecision, ClaimAnswer, ClaimStatus, SessionBook,
+    choose_owner, AttachDecision, ClaimAnswer, ClaimStatus, DirectorKey, SessionBook,
 };
 use rpcnet_session::{
     CallError, ClientCall, Coordinator, Delivery, Lease, OwnerFrame, Participant, Produced,
@@ -21,6 +21,15 @@ use rpcnet_session::{
 use crate::check::{payload_for, state_for, Violation};
 use crate::net::{Dice, Queue};
 use crate::params::Params;
+
+/// The simulated cluster's one director, as the workers' books number it.
+const DIRECTOR: DirectorKey = 1;
+/// A worker's book at the start of a schedule: registered, with the director's lease.
+fn leased_book() -> SessionBook {
+    let mut b = SessionBook::new();
+    b.lease_held(DIRECTOR);
+    b
+}
 
 /// Simulated time 0 as unix ms (tokens carry absolute expiries).
 const BASE_MS: u64 = 1_700_000_000_000;
@@ -318,7 +327,7 @@ impl Sim {
                 inc: 1,
                 registered: true,
                 participant: Participant::new(format!("w{i}"), key.clone(), &secret),
-                book: SessionBook::new(),
+                book: leased_book(),
                 lease: Lease::new(p.lease_ms, BASE_MS),
                 calls: BTreeMap::new(),
                 partition_until: 0,
@@ -559,6 +568,7 @@ impl Sim {
         p.inc += 1;
         p.registered = false;
         p.participant = Participant::new(p.id.clone(), self.key.clone(), &self.secret);
+        // A new process: no lease until its registration is acknowledged.
         p.book = SessionBook::new();
         p.lease = Lease::new(lease_ms, 0);
         p.partition_until = 0;
@@ -944,7 +954,7 @@ impl Sim {
                 if p.up && p.inc == inc && accepted && !p.registered {
                     p.registered = true;
                     p.lease = Lease::new(self.p.lease_ms, sent_at);
-                    p.book.unfence_self();
+                    p.book.lease_held(DIRECTOR);
                     let at = p.lease.expires_at().unwrap_or(self.now);
                     self.q.push(at, Ev::LeaseCheck { w, inc });
                 }
@@ -1573,15 +1583,16 @@ impl Sim {
         if known {
             p.lease.acked(sent_at);
             if p.lease.is_valid(now) {
-                p.book.unfence_self();
+                p.book.lease_held(DIRECTOR);
             }
             let at = p.lease.expires_at().unwrap_or(now);
             self.q.push(at, Ev::LeaseCheck { w, inc });
         } else if forget {
-            // The director declared this worker dead: its sessions were moved. Register again.
+            // The director declared this worker dead: its sessions were moved. Stop what it
+            // relays, forget those sessions, and register again.
             p.registered = false;
-            p.book.forget_all(now);
-            self.fence_all(w);
+            self.fence_director(w);
+            self.workers[w].book.forget_director(DIRECTOR, now);
         } else {
             // A restarted director that never knew this worker: register, keep the sessions
             // (their clients resume them).
@@ -1591,18 +1602,30 @@ impl Sim {
 
     fn lease_check(&mut self, w: usize, inc: u64) {
         let p = &self.workers[w];
-        if p.up && p.inc == inc && !p.lease.is_valid(self.now) && !p.book.is_self_fenced() {
-            self.workers[w].book.fence_self();
-            self.fence_all(w);
+        if p.up && p.inc == inc && !p.lease.is_valid(self.now) && p.book.is_leased(DIRECTOR) {
+            self.fence_director(w);
         }
     }
 
-    /// Freezes every call of worker `w` at an item boundary, keeping its state (self-fencing).
-    fn fence_all(&mut self, w: usize) {
-        let streams: Vec<u64> = self.workers[w].calls.keys().copied().collect();
+    /// The director's lease lapsed on worker `w`: the book names the calls it relays, and each
+    /// is frozen at an item boundary, its state kept (as the runtime's fence does).
+    fn fence_director(&mut self, w: usize) {
+        let calls: BTreeSet<(u64, u64)> = self.workers[w]
+            .book
+            .lease_lapsed(DIRECTOR)
+            .into_iter()
+            .collect();
+        let streams: Vec<u64> = self.workers[w]
+            .calls
+            .iter()
+            .filter(|(_, c)| calls.contains(&(c.session, c.call_id)))
+            .map(|(stream, _)| *stream)
+            .collect();
         for stream in streams {
             let snap = self.freeze_call(w, stream);
-            self.workers[w].book.keep(snap.0, &[snap.1]);
+            self.workers[w]
+                .book
+                .keep_relayed(snap.0, &[snap.1], DIRECTOR);
         }
     }
 
@@ -1636,7 +1659,7 @@ impl Sim {
         }
         match msg {
             LinkIn::Open(attach, request) => {
-                let decision = self.workers[w].book.attach(&attach);
+                let decision = self.workers[w].book.attach(&attach, DIRECTOR);
                 let restored = match decision {
                     AttachDecision::Suspend { next_seq } => {
                         let frame = Frame::Suspended { next_seq };
@@ -1887,9 +1910,9 @@ impl Sim {
                     return;
                 }
                 let p = &mut self.workers[w];
-                let msg = p
-                    .participant
-                    .restored(&mut p.book, st.migration_id, &snap, now);
+                let msg =
+                    p.participant
+                        .restored(&mut p.book, st.migration_id, &snap, DIRECTOR, now);
                 self.reply(session, &t, Ok(msg), hook_ms);
             }
             (WorkerMethod::Complete, ManagementMessage::Complete(c)) => {

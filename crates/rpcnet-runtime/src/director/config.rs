@@ -25,7 +25,15 @@ pub struct DirectorConfig {
     /// Certificate shown to clients (default: self-signed; clients pin its fingerprint).
     pub identity: ServerIdentity,
     /// Management port: where workers register and heartbeat (mutual TLS under the cluster CA).
+    /// `0.0.0.0` / `[::]` bind every interface; see [`advertise_mgmt`](Self::advertise_mgmt).
     pub mgmt_bind: SocketAddr,
+    /// The management address to give workers (their `director` option), reported by
+    /// [`crate::director::Director::advertised_mgmt_addr`]: `host:port` or a host alone (the
+    /// bound port), an IP address or a DNS name. `None`: the bound address, or for a wildcard
+    /// bind the host's first non-loopback interface address
+    /// ([`crate::addr::default_advertised`]). Workers are configured with it by hand; the
+    /// director sends it to no one.
+    pub advertise_mgmt: Option<String>,
     /// Cluster CA, leaf and secret.
     pub cluster: Arc<ClusterCredentials>,
     /// A worker silent for this long (ms) is declared dead and its sessions fail over.
@@ -46,6 +54,7 @@ impl DirectorConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             identity: ServerIdentity::SelfSigned,
             mgmt_bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise_mgmt: None,
             cluster,
             failover_after_ms: DEFAULT_FAILOVER_AFTER_MS,
             migration: MigrationConfig::default(),

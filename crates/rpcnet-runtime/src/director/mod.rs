@@ -58,6 +58,8 @@ pub(crate) struct Inner {
     pub(crate) config: DirectorConfig,
     user: BoundEndpoint,
     mgmt: Arc<Server>,
+    /// The management address to give workers (`host:port`).
+    mgmt_advertised: String,
     fingerprint: String,
     pub(crate) workers: Mutex<HashMap<String, Arc<WorkerLink>>>,
     workers_changed: Notify,
@@ -114,7 +116,8 @@ pub struct Director {
 impl Director {
     /// Binds the user and management ports and starts serving. Must run inside tokio.
     ///
-    /// Errors: `UNAVAILABLE` when a port cannot be bound; `INVALID_ARGUMENT` for a bad identity.
+    /// Errors: `UNAVAILABLE` when a port cannot be bound; `INVALID_ARGUMENT` for a bad identity
+    /// or an `advertise_mgmt` that is malformed or does not resolve.
     pub async fn bind(config: DirectorConfig) -> Result<Director, RpcError> {
         crate::log::init();
         let identity = config.identity.load()?;
@@ -133,10 +136,24 @@ impl Director {
             })
             .await?,
         );
+        let mgmt_advertised = match crate::addr::advertised(
+            config.advertise_mgmt.as_deref(),
+            mgmt.local_addr(),
+            "advertiseMgmtAddress",
+        )
+        .await
+        {
+            Ok(a) => a,
+            Err(e) => {
+                tokio::join!(user.close(0, b"director closed"), mgmt.close());
+                return Err(e);
+            }
+        };
         for m in mgmt::DIRECTOR_METHODS {
             mgmt.register(m, MethodKind::Unary);
         }
         let inner = Arc::new(Inner {
+            mgmt_advertised,
             token_key: crate::worker::token_key(&config.cluster),
             migration_slots: Semaphore::new(config.max_concurrent_migrations.max(1)),
             config,
@@ -167,9 +184,15 @@ impl Director {
         self.inner.user.local_addr()
     }
 
-    /// The management port's address (workers register here).
+    /// The management port's bound address (workers register here).
     pub fn mgmt_addr(&self) -> SocketAddr {
         self.inner.mgmt.local_addr()
+    }
+
+    /// The management address to give workers (`host:port`): the configured `advertise_mgmt`,
+    /// or the default of [`crate::addr::default_advertised`] for the bound address.
+    pub fn advertised_mgmt_addr(&self) -> &str {
+        &self.inner.mgmt_advertised
     }
 
     /// SHA-256 fingerprint of the certificate clients see.

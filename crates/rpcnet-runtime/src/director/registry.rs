@@ -87,20 +87,31 @@ pub(crate) fn lease_ms(failover_after_ms: u64) -> u32 {
     (failover_after_ms * 7 / 10).max(1).min(u64::from(u32::MAX)) as u32
 }
 
+/// A Register address (`host:port`, an IP address or a DNS name): its first address, resolved
+/// with tokio's `lookup_host` (PROTOCOL.md section 14).
+///
+/// Errors: `INVALID_ARGUMENT` naming the field, for a malformed address or a name that does not
+/// resolve.
+async fn resolve(text: &str, field: &str) -> Result<SocketAddr, RpcError> {
+    let addrs = crate::addr::resolve_all(text, field)
+        .await
+        .map_err(|e| RpcError::invalid_argument(e.message))?;
+    Ok(addrs[0])
+}
+
 /// `rpcnet.cluster/register`: connects to the worker's ports and records it. The reply is the
 /// Register with the lease filled in.
 ///
-/// Errors: `INVALID_ARGUMENT` for a bad address or an id a live worker holds; `UNAVAILABLE`
-/// when the worker's ports cannot be reached.
+/// Errors: `INVALID_ARGUMENT` for a bad address (malformed, or a name that does not resolve) or
+/// an id a live worker holds; `UNAVAILABLE` when the worker's ports cannot be reached.
 pub(crate) async fn register(
     inner: &Arc<Inner>,
     r: Register,
 ) -> Result<ManagementMessage, RpcError> {
-    let parse = |a: &str| {
-        a.parse::<SocketAddr>()
-            .map_err(|_| RpcError::invalid_argument(format!("bad address {a:?}")))
-    };
-    let addrs = (parse(&r.user_addr)?, parse(&r.mgmt_addr)?);
+    let addrs = (
+        resolve(&r.user_addr, "user_addr").await?,
+        resolve(&r.mgmt_addr, "mgmt_addr").await?,
+    );
     if let Some(current) = inner.worker(&r.worker_id) {
         claimable(inner, &current, addrs)?;
     }

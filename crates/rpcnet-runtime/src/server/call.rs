@@ -85,9 +85,12 @@ async fn fail(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, e: Rpc
     }
 }
 
+/// Serves one call. `director`: on a cluster link, the fingerprint of the leaf certificate the
+/// peer (a director) presented, which tells whose lease the call depends on.
 pub(crate) async fn serve_call(
     shared: Arc<Shared>,
     connection: ConnectionInfo,
+    director: Option<Arc<str>>,
     mut send: quinn::SendStream,
     recv: quinn::RecvStream,
 ) {
@@ -191,7 +194,10 @@ pub(crate) async fn serve_call(
             // Where this call (re)starts is the session core's decision: an ATTACH may be stale
             // or arrive while the session is captured (SUSPENDED at once), and a served one
             // resumes from the latest checkpoint and any kept or restored state.
-            let restored = match attach.as_ref().map(|a| (a, shared.sessions.attach(a))) {
+            let decision = attach
+                .as_ref()
+                .map(|a| (a, shared.sessions.attach(a, director.as_deref())));
+            let restored = match decision {
                 Some((_, AttachDecision::Suspend { next_seq })) => {
                     let _ = send
                         .write_all(&Frame::Suspended { next_seq }.to_bytes())

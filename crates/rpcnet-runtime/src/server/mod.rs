@@ -356,6 +356,13 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
                 }
             };
             let info = ConnectionInfo::new(connection.clone());
+            // On a cluster link, the director's leaf fingerprint: computed once per connection.
+            let director: Option<Arc<str>> = shared
+                .config
+                .cluster
+                .as_ref()
+                .and_then(|_| ClusterCredentials::peer_fingerprint(&connection))
+                .map(Arc::from);
             tracing::debug!(connection_id = %info.id, remote = %info.remote_address(), "connection accepted");
             shared
                 .connections
@@ -367,7 +374,13 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
                 match connection.accept_bi().await {
                     Ok((send, recv)) => {
                         let open = window.opened();
-                        let call = call::serve_call(shared.clone(), info.clone(), send, recv);
+                        let call = call::serve_call(
+                            shared.clone(),
+                            info.clone(),
+                            director.clone(),
+                            send,
+                            recv,
+                        );
                         tokio::spawn(async move {
                             call.await;
                             drop(open);

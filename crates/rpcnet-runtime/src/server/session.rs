@@ -1,8 +1,18 @@
 //! The sessions a worker holds (DESIGN.md: a session is the server side of one client
 //! connection), as far as migration needs them. What is decided lives in the sans-IO
 //! [`SessionBook`] (the epoch fence, the freeze, the calls kept from a capture or restored from a
-//! snapshot, whether an ATTACH is served or suspended); this module adds the channels through
-//! which State Capture (RFC-001 phase 4) reaches each open call's writer task.
+//! snapshot, whether an ATTACH is served or suspended, the lease of each director); this module
+//! adds the channels through which State Capture (RFC-001 phase 4) and a lapsed lease reach each
+//! open call's writer task, and numbers the directors the book tells apart.
+//!
+//! Which director relays a call: the director's cluster link to the worker's user port presents
+//! the director's cluster leaf certificate, and so does the director's management port to the
+//! worker's management client. A director is known by the SHA-256 fingerprint of that leaf
+//! ([`crate::cluster::ClusterCredentials::peer_fingerprint`]); each process run issues a fresh
+//! leaf, so a restarted director is a new director. The worker's membership learns the
+//! fingerprint when it connects to a director ([`Sessions::director_key`]); a link whose
+//! fingerprint it does not know belongs to no director it registered with, and its ATTACHes are
+//! answered SUSPENDED (PROTOCOL.md section 14.1).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,7 +24,7 @@ use crate::error::RpcError;
 use crate::mgmt::now_ms;
 use rpcnet_protocol::migration::{CallSnapshot, SessionSnapshot};
 use rpcnet_protocol::Attach;
-use rpcnet_session::participant::{AttachDecision, SessionBook};
+use rpcnet_session::participant::{AttachDecision, DirectorKey, SessionBook, UNKNOWN_DIRECTOR};
 
 /// A request to a call's writer task to stop at the next item boundary and report its state.
 pub(crate) type FreezeRequest = oneshot::Sender<CallSnapshot>;
@@ -24,6 +34,10 @@ struct State {
     book: SessionBook,
     /// Open streaming calls: (session, call id) -> channel to freeze its writer.
     writers: HashMap<(u64, u64), mpsc::UnboundedSender<FreezeRequest>>,
+    /// The book's key of each director, by the fingerprint of its cluster leaf certificate.
+    directors: HashMap<String, DirectorKey>,
+    /// The last key given to a director (keys start at 1; 0 is `UNKNOWN_DIRECTOR`).
+    last_director: DirectorKey,
 }
 
 /// Registry of a worker's sessions.
@@ -33,10 +47,44 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// Decides an ATTACH (PROTOCOL.md section 13.5): serve it (with the state kept or restored
-    /// for the call, if any) or answer SUSPENDED.
-    pub(crate) fn attach(&self, a: &Attach) -> AttachDecision {
-        self.inner.lock().unwrap().book.attach(a)
+    /// Decides an ATTACH (PROTOCOL.md sections 13.5 and 14.1) that arrived on a cluster link
+    /// whose peer presented the leaf certificate with fingerprint `director` (64 hex digits):
+    /// serve it (with the state kept or restored for the call, if any) or answer SUSPENDED.
+    pub(crate) fn attach(&self, a: &Attach, director: Option<&str>) -> AttachDecision {
+        let mut inner = self.inner.lock().unwrap();
+        let via = director
+            .and_then(|f| inner.directors.get(f).copied())
+            .unwrap_or(UNKNOWN_DIRECTOR);
+        inner.book.attach(a, via)
+    }
+
+    /// The book's key of the director whose cluster leaf certificate has fingerprint
+    /// `fingerprint` (64 hex digits), numbered on first use.
+    pub fn director_key(&self, fingerprint: &str) -> DirectorKey {
+        let mut inner = self.inner.lock().unwrap();
+        if let Some(&key) = inner.directors.get(fingerprint) {
+            return key;
+        }
+        inner.last_director += 1;
+        let key = inner.last_director;
+        inner.directors.insert(fingerprint.to_string(), key);
+        key
+    }
+
+    /// The book's key of the director with this fingerprint, [`UNKNOWN_DIRECTOR`] if it has none.
+    pub fn known_director(&self, fingerprint: &str) -> DirectorKey {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .directors
+            .get(fingerprint)
+            .copied()
+            .unwrap_or(UNKNOWN_DIRECTOR)
+    }
+
+    /// Forgets the key of a director that is gone (replaced by a new process): its links are
+    /// unknown from now on, so whatever they still send is answered SUSPENDED.
+    pub fn forget_director_key(&self, fingerprint: &str) {
+        self.inner.lock().unwrap().directors.remove(fingerprint);
     }
 
     /// Registers the writer of a served streaming call; the receiver delivers freeze requests.
@@ -90,7 +138,7 @@ impl Sessions {
         session_id: u64,
         timeout: Duration,
     ) -> Result<SessionSnapshot, RpcError> {
-        let waiters = self.freeze_writers(|s| s == session_id);
+        let waiters = self.freeze_writers(|s, _| s == session_id);
         let (calls, late) = collect(waiters, timeout).await;
         let mut inner = self.inner.lock().unwrap();
         inner.book.keep(session_id, &calls);
@@ -108,32 +156,35 @@ impl Sessions {
         })
     }
 
-    /// The worker's heartbeat lease lapsed: fences the worker (every ATTACH is suspended) and
-    /// freezes every open call, keeping its state for when the lease holds again.
-    pub async fn fence_self(&self, timeout: Duration) {
-        self.inner.lock().unwrap().book.fence_self();
-        let waiters = self.freeze_writers(|_| true);
+    /// Freezes the open calls `calls` (`(session, call)` pairs, as
+    /// [`SessionBook::lease_lapsed`] returns them for director `via`) at an item boundary and keeps
+    /// their state in the book for when `via`'s lease holds again. Waits at most `timeout` for
+    /// the writers; a call that ends on its own meanwhile is not kept.
+    pub async fn freeze_calls(&self, via: DirectorKey, calls: Vec<(u64, u64)>, timeout: Duration) {
+        let calls: std::collections::HashSet<(u64, u64)> = calls.into_iter().collect();
+        let waiters = self.freeze_writers(|session, call| calls.contains(&(session, call)));
         let mut by_session: HashMap<u64, Vec<CallSnapshot>> = HashMap::new();
         let sessions: HashMap<u64, u64> = waiters.iter().map(|(s, c, _)| (*c, *s)).collect();
-        let (calls, _) = collect(waiters, timeout).await;
-        for c in calls {
+        let (frozen, _) = collect(waiters, timeout).await;
+        for c in frozen {
             by_session.entry(sessions[&c.call_id]).or_default().push(c);
         }
         let mut inner = self.inner.lock().unwrap();
         for (session, calls) in by_session {
-            inner.book.keep(session, &calls);
+            inner.book.keep_relayed(session, &calls, via);
         }
     }
 
-    /// Sends a freeze request to every open writer of the sessions `which` selects.
+    /// Sends a freeze request to every open writer of the `(session, call)` pairs `which`
+    /// selects.
     fn freeze_writers(
         &self,
-        which: impl Fn(u64) -> bool,
+        which: impl Fn(u64, u64) -> bool,
     ) -> Vec<(u64, u64, oneshot::Receiver<CallSnapshot>)> {
         let inner = self.inner.lock().unwrap();
         let mut waiters = Vec::new();
         for (&(session, call), tx) in &inner.writers {
-            if which(session) {
+            if which(session, call) {
                 let (ftx, frx) = oneshot::channel();
                 if tx.send(ftx).is_ok() {
                     waiters.push((session, call, frx));

@@ -2,8 +2,9 @@
 //!
 //! It has two ports (RFC-001 "dual port"): the user port, an rpcnet [`Server`] in cluster mode
 //! where the director opens one stream per call (ATTACH + REQUEST), and the management port,
-//! where the director drives migrations (see [`crate::mgmt`]). It registers with the director and
-//! sends heartbeats so the director can tell when it dies.
+//! where the director drives migrations (see [`crate::mgmt`]). It registers with every director
+//! it is given and sends each heartbeats so each can tell when it dies; a lost director is
+//! reconnected with backoff (`membership`).
 //!
 //! The application's policy and state hooks (`onMigrationRequest`, `captureState`,
 //! `restoreState`) live in TypeScript: they reach the embedder as [`WorkerHook`]s and are
@@ -22,11 +23,12 @@ use ring::rand::{SecureRandom, SystemRandom};
 use rpcnet_protocol::migration::{
     ConfirmationDecision, ManagementMessage, MigrationConfirmation, MigrationRequest, TokenKey,
 };
+use rpcnet_session::participant::DirectorKey;
 use rpcnet_session::Participant;
 use tokio::sync::oneshot;
 
+use crate::addr;
 use crate::cancel::Canceller;
-use crate::client::{Client, ClientConfig};
 use crate::cluster::ClusterCredentials;
 use crate::error::RpcError;
 use crate::events::EventQueue;
@@ -42,25 +44,66 @@ pub const DEFAULT_HEARTBEAT_MS: u64 = 100;
 /// Time a management exchange may take, ms.
 pub const MGMT_TIMEOUT_MS: u32 = 5_000;
 
-/// Worker settings.
+/// Default time a worker's start waits for a director to accept its registration, ms.
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 10_000;
+
+/// Worker settings. [`WorkerConfig::new`] fills in the defaults.
 #[derive(Clone)]
 pub struct WorkerConfig {
     /// The worker's id in the cluster (e.g. `worker-a`), at most 255 bytes.
     pub id: String,
-    /// Address of the user port (port 0 = any).
+    /// Address to bind the user port to (port 0 = any); `0.0.0.0` / `[::]` bind every
+    /// interface, and [`advertise_user`](Self::advertise_user) says what the directors connect
+    /// to.
     pub user: SocketAddr,
-    /// Address of the management port (port 0 = any).
+    /// Address to bind the management port to (port 0 = any), as for `user`.
     pub mgmt: SocketAddr,
-    /// The director's management address to register with.
-    pub director: SocketAddr,
+    /// The management addresses of the directors to register with, at least one: each `host:port`
+    /// with an IP address or a DNS name ([`crate::addr::host_port`]). A name is resolved with
+    /// tokio's `lookup_host` and every address it resolves to is a director of its own. The worker
+    /// registers with every director, heartbeats each independently and holds a lease from each
+    /// (PROTOCOL.md section 14.1).
+    pub director: Vec<String>,
     /// Cluster CA, leaf and secret.
     pub cluster: Arc<ClusterCredentials>,
-    /// Heartbeat interval, ms.
+    /// Heartbeat interval, ms (at least 10).
     pub heartbeat_ms: u64,
-    /// The management address the director is told to connect to (Register's `mgmt_addr`);
-    /// `None`: the bound address. For a worker behind NAT or a container port mapping, or a
-    /// proxy in front of its management port.
-    pub advertise_mgmt: Option<SocketAddr>,
+    /// The user address told to the directors (Register's `user_addr`): `host:port` or a host
+    /// alone (the bound port), an IP address or a DNS name that the directors resolve. `None`:
+    /// [`crate::addr::default_advertised`] of the bound address (the bound address, or for a
+    /// wildcard bind the host's first non-loopback interface address).
+    pub advertise_user: Option<String>,
+    /// The management address told to the directors (Register's `mgmt_addr`), as
+    /// [`advertise_user`](Self::advertise_user). For a worker behind NAT or a container port
+    /// mapping, or a proxy in front of its management port.
+    pub advertise_mgmt: Option<String>,
+    /// How long [`Worker::start`] tries to register before it fails, ms: a director that does not
+    /// run yet is retried (with backoff) until then. Default [`DEFAULT_CONNECT_TIMEOUT_MS`].
+    pub connect_timeout_ms: u64,
+}
+
+impl WorkerConfig {
+    /// Settings for worker `id` registering with `director` (see [`WorkerConfig::director`]):
+    /// both ports on loopback, any free port, heartbeats every [`DEFAULT_HEARTBEAT_MS`],
+    /// the bound addresses advertised, [`DEFAULT_CONNECT_TIMEOUT_MS`] to start.
+    pub fn new(
+        id: impl Into<String>,
+        director: Vec<String>,
+        cluster: Arc<ClusterCredentials>,
+    ) -> Self {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        WorkerConfig {
+            id: id.into(),
+            user: loopback,
+            mgmt: loopback,
+            director,
+            cluster,
+            heartbeat_ms: DEFAULT_HEARTBEAT_MS,
+            advertise_user: None,
+            advertise_mgmt: None,
+            connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+        }
+    }
 }
 
 /// A hook the embedder must answer with [`Worker::answer_hook`].
@@ -138,8 +181,12 @@ struct Inner {
     id: String,
     user: Arc<Server>,
     mgmt: Arc<Server>,
-    /// The management address told to the director.
-    mgmt_addr: SocketAddr,
+    /// The user address told to the directors (`host:port`).
+    user_addr: String,
+    /// The management address told to the directors (`host:port`).
+    mgmt_addr: String,
+    /// Cluster CA, leaf and secret (for the connections to the directors).
+    cluster: Arc<ClusterCredentials>,
     /// The worker's migration rules (sans-IO): tokens through the one ledger, prepared and
     /// captured migrations, sealing and opening. Lock order: the sessions' book, then this.
     participant: Mutex<Participant>,
@@ -147,7 +194,6 @@ struct Inner {
     hook_waiters: Mutex<HashMap<u64, oneshot::Sender<HookAnswer>>>,
     next_hook: AtomicU64,
     flags: HookFlags,
-    director: Client,
     membership: membership::Membership,
     stopped: Canceller,
 }
@@ -168,19 +214,25 @@ pub fn token_key(cluster: &ClusterCredentials) -> TokenKey {
 }
 
 impl Worker {
-    /// Binds both ports, registers with the director and starts heartbeats.
+    /// Binds both ports, registers with every director and starts heartbeats. Returns once one
+    /// director accepted the worker; the others (and any director lost later) are retried in
+    /// the background with backoff.
     ///
-    /// Errors: `UNAVAILABLE` if a port cannot be bound or the director is unreachable or refuses
-    /// the worker (no cluster certificate); `INVALID_ARGUMENT` for a bad id, or for an id that a
-    /// live worker at other addresses holds (the message names the id and that worker's address;
-    /// the id is free again once the director declares that worker dead).
+    /// Errors: `INVALID_ARGUMENT` for a bad id, no director, a director address that is not
+    /// `host:port`, an advertised address that is malformed or does not resolve, or a refusal
+    /// by a director: an id that a live worker at other addresses holds (the message names the
+    /// id and that worker's address; the id is free again once the director declares that worker
+    /// dead); `UNAVAILABLE` if a port cannot be bound, or if no director accepted the worker
+    /// within `connect_timeout_ms` (the message names each director address and its last error).
     pub async fn start(config: WorkerConfig) -> Result<Worker, RpcError> {
+        crate::log::init();
         if config.id.is_empty() || config.id.len() > 255 {
             return Err(RpcError::invalid_argument(format!(
                 "worker id must be 1..=255 bytes, got {:?}",
                 config.id
             )));
         }
+        check_directors(&config.director)?;
         let user = Arc::new(
             Server::bind(ServerConfig {
                 bind: config.user,
@@ -198,20 +250,31 @@ impl Worker {
             })
             .await?,
         );
+        let advertised = async {
+            let user_addr = addr::advertised(
+                config.advertise_user.as_deref(),
+                user.local_addr(),
+                "advertiseAddress",
+            )
+            .await?;
+            let mgmt_addr = addr::advertised(
+                config.advertise_mgmt.as_deref(),
+                mgmt.local_addr(),
+                "advertiseMgmtAddress",
+            )
+            .await?;
+            Ok::<_, RpcError>((user_addr, mgmt_addr))
+        };
+        let (user_addr, mgmt_addr) = match advertised.await {
+            Ok(a) => a,
+            Err(e) => {
+                tokio::join!(user.close(), mgmt.close());
+                return Err(e);
+            }
+        };
         for m in mgmt::WORKER_METHODS {
             mgmt.register(m, MethodKind::Unary);
         }
-        let director = Client::connect(
-            config.director,
-            ClientConfig::cluster(config.cluster.clone()),
-        )
-        .await
-        .map_err(|e| {
-            RpcError::unavailable(format!(
-                "cannot reach the director at {}: {}",
-                config.director, e.message
-            ))
-        })?;
         let inner = Arc::new(Inner {
             id: config.id.clone(),
             participant: Mutex::new(Participant::new(
@@ -220,24 +283,34 @@ impl Worker {
                 &config.cluster.secret,
             )),
             user,
-            mgmt_addr: config.advertise_mgmt.unwrap_or(mgmt.local_addr()),
             mgmt,
+            user_addr,
+            mgmt_addr,
+            cluster: config.cluster.clone(),
             hooks: EventQueue::default(),
             hook_waiters: Mutex::new(HashMap::new()),
             next_hook: AtomicU64::new(1),
             flags: HookFlags::default(),
-            director,
             membership: Default::default(),
             stopped: Canceller::new(),
         });
-        membership::register(&inner).await?;
         tokio::spawn(serve_mgmt(inner.clone()));
-        tokio::spawn(membership::heartbeats(
-            inner.clone(),
-            config.heartbeat_ms.max(10),
-        ));
-        tracing::info!(worker = %config.id, user = %inner.user.local_addr(), mgmt = %inner.mgmt.local_addr(), "worker registered");
-        Ok(Worker { inner })
+        let every_ms = config.heartbeat_ms.max(10);
+        tokio::spawn(membership::prune(inner.clone(), every_ms));
+        let started = membership::start(
+            &inner,
+            &config.director,
+            every_ms,
+            config.connect_timeout_ms,
+        )
+        .await;
+        let worker = Worker { inner };
+        if let Err(e) = started {
+            worker.close().await;
+            return Err(e);
+        }
+        tracing::info!(worker = %config.id, user = %worker.inner.user.local_addr(), mgmt = %worker.inner.mgmt.local_addr(), advertised_user = %worker.inner.user_addr, advertised_mgmt = %worker.inner.mgmt_addr, "worker started");
+        Ok(worker)
     }
 
     /// The user-port server: register methods and answer calls on it as on any [`Server`].
@@ -250,9 +323,32 @@ impl Worker {
         &self.inner.id
     }
 
-    /// The management port's address.
+    /// The management port's bound address.
     pub fn mgmt_addr(&self) -> SocketAddr {
         self.inner.mgmt.local_addr()
+    }
+
+    /// The user address told to the directors (Register's `user_addr`, `host:port`): the
+    /// configured `advertise_user`, or the default of [`crate::addr::default_advertised`].
+    pub fn advertised_addr(&self) -> &str {
+        &self.inner.user_addr
+    }
+
+    /// The management address told to the directors (Register's `mgmt_addr`, `host:port`), as
+    /// [`Worker::advertised_addr`].
+    pub fn advertised_mgmt_addr(&self) -> &str {
+        &self.inner.mgmt_addr
+    }
+
+    /// The directors that have accepted this worker's registration and not been lost since, as
+    /// configured (with the address a DNS name resolved to).
+    pub fn directors(&self) -> Vec<String> {
+        self.inner
+            .membership
+            .registered()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect()
     }
 
     /// What the worker keeps for migrations now, in entries (for tests and diagnostics of
@@ -292,24 +388,71 @@ impl Worker {
         }
     }
 
-    /// Graceful drain: asks the director to move every session away, waits until it has, and
-    /// returns. The worker keeps serving until then.
+    /// Graceful drain: asks every director it is registered with to move every session it
+    /// relays to other workers, waits until they have, and returns. The worker keeps serving
+    /// until then. A director it is not registered with now (lost, or not reached yet) is not
+    /// asked: the sessions it relayed are failed over by it if it lives.
     ///
-    /// Errors: `UNAVAILABLE` if the director cannot be reached; `DEADLINE_EXCEEDED` after
-    /// `timeout_ms`.
+    /// Errors: `UNAVAILABLE` if no director is registered, or a director's error (the message
+    /// names the director); `DEADLINE_EXCEEDED` after `timeout_ms`.
     pub async fn drain(&self, timeout_ms: u32) -> Result<(), RpcError> {
+        let directors = self.inner.membership.registered();
+        if directors.is_empty() {
+            return Err(RpcError::unavailable(
+                "no director is registered with this worker: nothing can drain it",
+            ));
+        }
         let msg = membership::register_message(&self.inner);
-        mgmt::call(&self.inner.director, mgmt::DRAIN, &msg, timeout_ms).await?;
-        Ok(())
+        let mut drains = tokio::task::JoinSet::new();
+        for (name, client) in directors {
+            let msg = msg.clone();
+            drains.spawn(async move {
+                mgmt::call(&client, mgmt::DRAIN, &msg, timeout_ms)
+                    .await
+                    .map_err(|e| RpcError::new(e.code, format!("director {name}: {}", e.message)))
+            });
+        }
+        let mut first_error = None;
+        while let Some(done) = drains.join_next().await {
+            let result = done.unwrap_or_else(|e| Err(RpcError::internal(e.to_string())));
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
-    /// Stops heartbeats and closes both ports. Returns once both UDP ports are released, so
-    /// they can be bound again at once (waits at most 5 s, for connections to drain and their
-    /// calls to end). Idempotent.
+    /// Stops heartbeats and closes both ports and the connections to the directors. Returns once
+    /// both UDP ports are released, so they can be bound again at once (waits at most 5 s, for
+    /// connections to drain and their calls to end). Idempotent.
     pub async fn close(&self) {
         self.inner.stopped.cancel();
-        tokio::join!(self.inner.user.close(), self.inner.mgmt.close());
+        tokio::join!(
+            self.inner.user.close(),
+            self.inner.mgmt.close(),
+            self.inner.membership.close()
+        );
     }
+}
+
+/// Checks the director list: at least one, each `host:port`.
+///
+/// Errors: `INVALID_ARGUMENT` naming `director` (or `director[i]` in a list of several).
+fn check_directors(directors: &[String]) -> Result<(), RpcError> {
+    if directors.is_empty() {
+        return Err(RpcError::invalid_argument(
+            "director must name at least one director management address (host:port), got none",
+        ));
+    }
+    for (i, d) in directors.iter().enumerate() {
+        let what = if directors.len() == 1 {
+            "director".to_string()
+        } else {
+            format!("director[{i}]")
+        };
+        addr::host_port(d, &what)?;
+    }
+    Ok(())
 }
 
 async fn serve_mgmt(inner: Arc<Inner>) {
@@ -335,8 +478,10 @@ async fn serve_mgmt(inner: Arc<Inner>) {
                         .unwrap_or_default();
                     // Its handle would keep the management port's socket open (Worker::close).
                     drop(connection);
+                    // The director that asks: a session migrated here is relayed by it.
+                    let via = inner.user.sessions().known_director(&peer);
                     let result = match mgmt::decode(&payload) {
-                        Ok(msg) => handle(&inner, &method, msg).await,
+                        Ok(msg) => handle(&inner, &method, msg, via).await,
                         Err(e) => Err(e),
                     };
                     if let Err(e) = &result {
@@ -406,10 +551,13 @@ fn nonce() -> Result<[u8; 12], RpcError> {
     Ok(n)
 }
 
+/// Answers one management call from director `via` (the book's key of the director whose leaf
+/// the caller presented).
 async fn handle(
     inner: &Arc<Inner>,
     method: &str,
     msg: ManagementMessage,
+    via: DirectorKey,
 ) -> Result<ManagementMessage, RpcError> {
     let sessions = inner.user.sessions();
     match (method, msg) {
@@ -475,7 +623,7 @@ async fn handle(
                     .participant
                     .lock()
                     .unwrap()
-                    .restored(b, st.migration_id, &snap, now_ms())
+                    .restored(b, st.migration_id, &snap, via, now_ms())
             }))
         }
         (mgmt::COMPLETE, ManagementMessage::Complete(c)) => {

@@ -92,17 +92,9 @@ pub async fn cluster(
     let mut workers = Vec::new();
     for id in ids {
         let w = Arc::new(
-            Worker::start(WorkerConfig {
-                id: (*id).into(),
-                user: "127.0.0.1:0".parse().unwrap(),
-                mgmt: "127.0.0.1:0".parse().unwrap(),
-                director: director.mgmt_addr(),
-                cluster: creds(dir, id),
-                heartbeat_ms: 50,
-                advertise_mgmt: None,
-            })
-            .await
-            .unwrap(),
+            Worker::start(worker_config(dir, &director, id))
+                .await
+                .unwrap(),
         );
         tokio::spawn(serve(w.clone(), items, item_bytes, every));
         workers.push(w);
@@ -113,13 +105,8 @@ pub async fn cluster(
 /// A worker `id` of `director` on any free loopback ports, heartbeating every 50 ms.
 pub fn worker_config(dir: &std::path::Path, director: &Director, id: &str) -> WorkerConfig {
     WorkerConfig {
-        id: id.into(),
-        user: "127.0.0.1:0".parse().unwrap(),
-        mgmt: "127.0.0.1:0".parse().unwrap(),
-        director: director.mgmt_addr(),
-        cluster: creds(dir, id),
         heartbeat_ms: 50,
-        advertise_mgmt: None,
+        ..WorkerConfig::new(id, vec![director.mgmt_addr().to_string()], creds(dir, id))
     }
 }
 
