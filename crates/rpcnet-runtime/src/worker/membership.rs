@@ -145,6 +145,26 @@ impl Membership {
             .collect()
     }
 
+    /// Each director (named as [`Slot::name`]) and whether its lease holds now.
+    pub(crate) fn leases(&self) -> Vec<(String, bool)> {
+        let now = now_ms();
+        self.slots
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let holds = s
+                    .state
+                    .lock()
+                    .unwrap()
+                    .lease
+                    .as_ref()
+                    .is_some_and(|l| l.is_valid(now));
+                (s.name(), holds)
+            })
+            .collect()
+    }
+
     /// Closes every management connection (the worker stops).
     pub(crate) async fn close(&self) {
         let clients: Vec<Arc<Client>> = self

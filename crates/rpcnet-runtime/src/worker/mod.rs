@@ -340,6 +340,13 @@ impl Worker {
         &self.inner.mgmt_addr
     }
 
+    /// Each director this worker knows (as configured, with the address a DNS name resolved
+    /// to) and whether its heartbeat lease holds now (PROTOCOL.md section 14.1): false while it
+    /// has lapsed or was not granted yet, and then the calls that director relays are suspended.
+    pub fn leases(&self) -> Vec<(String, bool)> {
+        self.inner.membership.leases()
+    }
+
     /// The directors that have accepted this worker's registration and not been lost since, as
     /// configured (with the address a DNS name resolved to).
     pub fn directors(&self) -> Vec<String> {

@@ -40,6 +40,22 @@ pub async fn serve_observed(
     every: Duration,
     on_push: OnPush,
 ) {
+    serve_with(worker, items, item_bytes, every, on_push, Arc::new(|_| {})).await
+}
+
+/// Called with each call a handler starts: `true` if it resumes (re-attached after a
+/// migration, a failover or a suspension), `false` for a fresh call.
+pub type OnCall = Arc<dyn Fn(bool) + Send + Sync>;
+
+/// [`serve_observed`], also calling `on_call` for every call the worker starts.
+pub async fn serve_with(
+    worker: Arc<Worker>,
+    items: u64,
+    item_bytes: usize,
+    every: Duration,
+    on_push: OnPush,
+    on_call: OnCall,
+) {
     let server = worker.server().clone();
     server.register("count", MethodKind::ServerStreaming);
     loop {
@@ -49,6 +65,7 @@ pub async fn serve_observed(
         }
         for e in events {
             if let ServerEvent::Call { id, resume, .. } = e {
+                on_call(resume.is_some());
                 let (server, on_push) = (server.clone(), on_push.clone());
                 tokio::spawn(async move {
                     let mut seq = resume.map_or(0, |r| r.0);
