@@ -81,7 +81,7 @@ test('Director.start: each bad option names itself, its expected type and what i
     [{ autoConfirm: 'yes' }, 'autoConfirm must be a boolean, got "yes" (string)'],
     [{ host: 1 }, 'host must be a non-empty string, got 1 (number)'],
     [{ tls: { certPath: 'c.pem' } }, 'tls.keyPath must be a non-empty string, got undefined'],
-    [{ failoverAfterMS: 5 }, 'options has no option "failoverAfterMS"; known: clusterDir, host, port, mgmtPort, tls, failoverAfterMs, autoConfirm, phaseTimeoutMs, totalTimeoutMs'],
+    [{ failoverAfterMS: 5 }, 'options has no option "failoverAfterMS"; known: clusterDir, host, port, mgmtPort, advertiseMgmtAddress, tls, failoverAfterMs, autoConfirm, phaseTimeoutMs, totalTimeoutMs'],
     ['fast', 'options must be an object, got "fast" (string)'],
   ];
   for (const [options, message] of cases) {
@@ -97,8 +97,25 @@ test('RpcWorker.start: required fields and types are checked before anything sta
     t,
     // @ts-expect-error director is required
     await t.throwsAsync(RpcWorker.start({ id: 'w' }), { instanceOf: RpcError }),
-    'director must be a non-empty string, got undefined',
+    'director must be a non-empty string or a non-empty array of strings (host:port), got undefined',
   );
+  // The director list and the addressing options; the last case is checked by the runtime (a
+  // director's host:port) and arrives with its code too.
+  const cases: [Record<string, unknown>, string][] = [
+    [{ director: [] }, 'director must be a non-empty string or a non-empty array of strings (host:port), got an empty array'],
+    [{ director: ['127.0.0.1:1', 5] }, 'director[1] must be a non-empty string (host:port), got 5 (number)'],
+    [{ connectTimeoutMs: 0 }, 'connectTimeoutMs must be a positive integer (ms), got 0 (number)'],
+    [{ port: 70_000 }, 'port must be an integer in 0..65535, got 70000 (number)'],
+    [{ advertiseAddress: 5 }, 'advertiseAddress must be a non-empty string, got 5 (number)'],
+    [
+      { director: ['127.0.0.1:1', 'nope'] },
+      'director[1] must be host:port (a DNS name or an IP address, IPv6 in brackets, and a port in 1..=65535), got "nope"',
+    ],
+  ];
+  for (const [options, message] of cases) {
+    const started = RpcWorker.start({ id: 'w', director: '127.0.0.1:1', clusterDir, ...options } as never);
+    invalid(t, await t.throwsAsync(started, { instanceOf: RpcError }), message);
+  }
   invalid(
     t,
     await t.throwsAsync(RpcWorker.start({ id: 'w', director: '127.0.0.1:1', heartbeatMs: 0 }), { instanceOf: RpcError }),

@@ -17,12 +17,21 @@ import { defaultClusterDir } from './worker.js';
 export interface DirectorOptions {
   /** Directory of the cluster CA and secret (see {@link WorkerOptions.clusterDir}). */
   clusterDir?: string;
-  /** IP to bind (IPv4 or IPv6 literal). Default `127.0.0.1`. */
+  /**
+   * Host to bind both ports on: an IP address (`0.0.0.0` or `::` for every interface) or a DNS
+   * name. Default `127.0.0.1`.
+   */
   host?: string;
   /** User port for clients, an integer in 0..65535 (0 = any, the default). */
   port?: number;
   /** Management port for workers, an integer in 0..65535 (0 = any, the default). */
   mgmtPort?: number;
+  /**
+   * The management address to give workers ({@link Director.advertisedMgmtAddress}):
+   * `host:port`, or a host alone for the bound port; an IP address or a DNS name. Default: the
+   * bound address, or, for a wildcard `host`, the host's first non-loopback interface address.
+   */
+  advertiseMgmtAddress?: string;
   /**
    * PEM certificate and key shown to clients (both required); default: self-signed
    * ({@link Director.certFingerprint}).
@@ -300,6 +309,7 @@ export class Director extends EventEmitter {
       'host',
       'port',
       'mgmtPort',
+      'advertiseMgmtAddress',
       'tls',
       'failoverAfterMs',
       'autoConfirm',
@@ -312,6 +322,7 @@ export class Director extends EventEmitter {
       host: optionalString('host', o.host),
       port: optionalPort('port', o.port),
       mgmtPort: optionalPort('mgmtPort', o.mgmtPort),
+      advertiseMgmtAddress: optionalString('advertiseMgmtAddress', o.advertiseMgmtAddress),
       certPath: tls?.certPath,
       keyPath: tls?.keyPath,
       failoverAfterMs: optionalInteger('failoverAfterMs', o.failoverAfterMs, 1, U32_MAX, 'ms'),
@@ -331,9 +342,18 @@ export class Director extends EventEmitter {
     return this.#native.address;
   }
 
-  /** The management port's address, `ip:port`: workers register here. */
+  /** The management port's bound address, `ip:port`: workers register here. */
   get mgmtAddress(): string {
     return this.#native.mgmtAddress;
+  }
+
+  /**
+   * The management address to give workers (their `director` option), `host:port`: the
+   * `advertiseMgmtAddress` option, or the bound address (an interface address for a wildcard
+   * `host`).
+   */
+  get advertisedMgmtAddress(): string {
+    return this.#native.advertisedMgmtAddress;
   }
 
   /** SHA-256 fingerprint of the certificate clients see (for `tls.pin`). */

@@ -104,6 +104,22 @@ export function string(name: string, value: unknown): string {
   throw invalid(name, 'a non-empty string', value);
 }
 
+/**
+ * Checks that `value` is a non-empty string or a non-empty array of non-empty strings, and
+ * returns them as an array. `what` says what each string is (e.g. `host:port`).
+ * @throws {RpcError} `INVALID_ARGUMENT` otherwise, naming `name` (or `name[i]` for a bad element).
+ */
+export function stringList(name: string, value: unknown, what: string): string[] {
+  if (typeof value === 'string' && value.length > 0) return [value];
+  const expected = `a non-empty string or a non-empty array of strings (${what})`;
+  if (!Array.isArray(value)) throw invalid(name, expected, value);
+  if (value.length === 0) throw new RpcError('INVALID_ARGUMENT', `${name} must be ${expected}, got an empty array`);
+  return value.map((v, i) => {
+    if (typeof v === 'string' && v.length > 0) return v;
+    throw invalid(`${name}[${i}]`, `a non-empty string (${what})`, v);
+  });
+}
+
 /** {@link string}, or `undefined` when `value` is `undefined`. */
 export function optionalString(name: string, value: unknown): string | undefined {
   return value === undefined ? undefined : string(name, value);

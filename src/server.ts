@@ -12,7 +12,7 @@ import type { ConnectionStats } from './stats.js';
 
 /** Options of {@link RpcServer.listen}. */
 export interface ServerOptions {
-  /** IP address to bind (IPv4 or IPv6 literal). Default `127.0.0.1`. */
+  /** Host to bind: an IP address (IPv4 or IPv6 literal) or a DNS name. Default `127.0.0.1`. */
   host?: string;
   /** UDP port, an integer in 0..65535; 0 (default) picks a free one. */
   port?: number;

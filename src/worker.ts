@@ -7,27 +7,56 @@
  */
 import { native, type Native } from './binding.js';
 import { fromBinding, reportInternal, RpcError, unknownKind } from './errors.js';
-import { bytes, describe, integer, invalid, optionalFunc, optionalInteger, optionalString, record, string, U32_MAX } from './options.js';
+import { bytes, describe, integer, invalid, optionalFunc, optionalInteger, optionalPort, optionalString, record, string, stringList, U32_MAX } from './options.js';
 import { serverOver, type RpcServer, type ServerStreamingHandler, type UnaryHandler } from './server.js';
 
 /** Options of {@link RpcWorker.start}. */
 export interface WorkerOptions {
   /** The worker's id in the cluster, e.g. `worker-a` (1..253 of `A-Za-z0-9._-`). Required. */
   id: string;
-  /** The director's management address, `ip:port` ({@link Director.mgmtAddress}). Required. */
-  director: string;
+  /**
+   * The management address of the director to register with, `host:port` (an IP address, IPv6
+   * in brackets, or a DNS name; {@link Director.advertisedMgmtAddress}), or an array of them to
+   * register with several directors. A DNS name that resolves to several addresses names
+   * several directors. The worker registers with every director and heartbeats each on its own,
+   * with a lease from each: when one director is lost, only the calls it relays are suspended,
+   * and it is reconnected in the background. Required.
+   */
+  director: string | string[];
   /**
    * Directory of the cluster CA and secret; created on first use and shared by every process of
    * the cluster. Default: `$RPCNET_CLUSTER_DIR` or `.rpcnet/cluster`.
    */
   clusterDir?: string;
-  /** IP to bind both ports on. Default `127.0.0.1`. */
+  /**
+   * Host to bind both ports on: an IP address (`0.0.0.0` or `::` for every interface) or a DNS
+   * name. Default `127.0.0.1`.
+   */
   host?: string;
+  /** User port, an integer in 0..65535 (0 = any, the default). */
+  port?: number;
+  /** Management port, an integer in 0..65535 (0 = any, the default). */
+  mgmtPort?: number;
+  /**
+   * The user address the directors relay calls to (`host:port`, or a host alone for the bound
+   * port; an IP address or a DNS name the directors resolve). Default: the bound address, or,
+   * for a wildcard `host`, the host's first non-loopback interface address.
+   */
+  advertiseAddress?: string;
+  /** The management address the directors drive migrations at, as {@link WorkerOptions.advertiseAddress}. */
+  advertiseMgmtAddress?: string;
   /**
    * Heartbeat interval, ms, a positive integer. Default 100. The director's `failoverAfterMs`
    * must be several times larger.
    */
   heartbeatMs?: number;
+  /**
+   * How long {@link RpcWorker.start} keeps trying to register before it fails with
+   * `UNAVAILABLE`, ms, a positive integer. Default 10000. A director that does not run yet is
+   * retried with backoff (50 ms doubling to 2 s) until then; with several directors, one that
+   * accepts the worker is enough.
+   */
+  connectTimeoutMs?: number;
 }
 
 /** A migration request as the target's policy hook sees it (RFC-001 MigrationRequest). */
@@ -76,7 +105,7 @@ export function defaultClusterDir(): string {
  * A worker process's endpoint.
  *
  * ```ts
- * const worker = await RpcWorker.start({ id: 'worker-a', director: '127.0.0.1:7001' });
+ * const worker = await RpcWorker.start({ id: 'worker-a', director: ['director-1:7001', 'director-2:7001'] });
  * worker.serverStreaming('tokens', async function* (req, ctx) { ... ctx.checkpoint(state) ... });
  * process.on('SIGTERM', () => worker.drain().then(() => process.exit(0)));
  * ```
@@ -94,20 +123,39 @@ export class RpcWorker {
   }
 
   /**
-   * Binds the user and management ports and registers with the director.
+   * Binds the user and management ports and registers with the director(s). Resolves once one
+   * director accepted the worker; the others are retried in the background.
    * @throws {RpcError} `INVALID_ARGUMENT` for bad options (checked before anything starts:
-   * required `id` and `director`, types, ranges, unknown keys), a bad id, address or cluster
-   * directory, or an id that a live worker (one the director has not declared dead) already
-   * holds; `UNAVAILABLE` if the director cannot be reached or refuses the worker.
+   * required `id` and `director`, types, ranges, unknown keys), a bad id, cluster directory or
+   * address (a `director` entry that is not `host:port`, an advertised address that does not
+   * resolve), or an id that a live worker (one the director has not declared dead) already
+   * holds; `UNAVAILABLE` if no director accepted the worker within `connectTimeoutMs` (the
+   * message names each director address and why).
    */
   static async start(options: WorkerOptions): Promise<RpcWorker> {
-    const o = record('options', options, ['id', 'director', 'clusterDir', 'host', 'heartbeatMs']);
+    const o = record('options', options, [
+      'id',
+      'director',
+      'clusterDir',
+      'host',
+      'port',
+      'mgmtPort',
+      'advertiseAddress',
+      'advertiseMgmtAddress',
+      'heartbeatMs',
+      'connectTimeoutMs',
+    ]);
     const checked: Native.NativeWorkerOptions = {
       id: string('id', o.id),
-      director: string('director', o.director),
+      director: stringList('director', o.director, 'host:port'),
       clusterDir: optionalString('clusterDir', o.clusterDir) ?? defaultClusterDir(),
       host: optionalString('host', o.host),
+      userPort: optionalPort('port', o.port),
+      mgmtPort: optionalPort('mgmtPort', o.mgmtPort),
+      advertiseAddress: optionalString('advertiseAddress', o.advertiseAddress),
+      advertiseMgmtAddress: optionalString('advertiseMgmtAddress', o.advertiseMgmtAddress),
       heartbeatMs: optionalInteger('heartbeatMs', o.heartbeatMs, 1, U32_MAX, 'ms'),
+      connectTimeoutMs: optionalInteger('connectTimeoutMs', o.connectTimeoutMs, 1, U32_MAX, 'ms'),
     };
     try {
       return new RpcWorker(await native.startWorker(checked));
@@ -121,14 +169,32 @@ export class RpcWorker {
     return this.#native.id;
   }
 
-  /** The user port's address, `ip:port`: the director relays calls here. */
+  /** The user port's bound address, `ip:port`. */
   get address(): string {
     return this.#server.address;
   }
 
-  /** The management port's address, `ip:port`: the director drives migrations here. */
+  /** The management port's bound address, `ip:port`. */
   get mgmtAddress(): string {
     return this.#native.mgmtAddress;
+  }
+
+  /** The user address told to the directors, `host:port`: they relay calls here. */
+  get advertisedAddress(): string {
+    return this.#native.advertisedAddress;
+  }
+
+  /** The management address told to the directors, `host:port`: they drive migrations here. */
+  get advertisedMgmtAddress(): string {
+    return this.#native.advertisedMgmtAddress;
+  }
+
+  /**
+   * The directors that accepted this worker and were not lost since (`host:port` as given,
+   * followed by the address in parentheses when it was a DNS name).
+   */
+  get directors(): string[] {
+    return this.#native.directors;
   }
 
   /** Registers a unary handler (see {@link RpcServer.unary}). */
@@ -164,8 +230,9 @@ export class RpcWorker {
   }
 
   /**
-   * Graceful drain (rolling update, hot reload): asks the director to migrate every session to
-   * other workers and resolves once none is left here. Then {@link RpcWorker.close} and exit.
+   * Graceful drain (rolling update, hot reload): asks every director the worker is registered
+   * with to migrate the sessions it relays to other workers, and resolves once none is left.
+   * Then {@link RpcWorker.close} and exit.
    * @param timeoutMs - upper bound, ms, a positive integer (default 30000)
    * @throws {RpcError} `INVALID_ARGUMENT` for a bad `timeoutMs`; `DEADLINE_EXCEEDED`,
    * `UNAVAILABLE`, or the migration's failure.

@@ -14,11 +14,15 @@ const { values } = parseArgs({
   options: {
     'cluster-dir': { type: 'string' },
     'failover-after-ms': { type: 'string', default: '400' },
+    port: { type: 'string', default: '0' },
+    'mgmt-port': { type: 'string', default: '0' },
   },
 });
 const director = await Director.start({
   clusterDir: values['cluster-dir'],
   failoverAfterMs: Number(values['failover-after-ms']),
+  port: Number(values.port),
+  mgmtPort: Number(values['mgmt-port']),
 });
 const send = (m: unknown) => process.send?.(m);
 director.on('event', (event) => send({ type: 'event', event }));

@@ -72,23 +72,32 @@ export interface DirectorProc {
   fingerprint: string;
 }
 
-/** Forks a director and waits until it listens. */
-export async function startDirector(clusterDir: string, options: { silent?: boolean; failoverAfterMs?: number } = {}): Promise<DirectorProc> {
+/**
+ * Forks a director and waits until it listens. `port` and `mgmtPort` (default 0: any) bind
+ * given ports, e.g. those of a director that ran before (a restart).
+ */
+export async function startDirector(
+  clusterDir: string,
+  options: { silent?: boolean; failoverAfterMs?: number; port?: number; mgmtPort?: number } = {},
+): Promise<DirectorProc> {
   const args = ['--cluster-dir', clusterDir];
   if (options.failoverAfterMs) args.push('--failover-after-ms', String(options.failoverAfterMs));
+  if (options.port) args.push('--port', String(options.port));
+  if (options.mgmtPort) args.push('--mgmt-port', String(options.mgmtPort));
   const proc = new Proc('director', args, options);
   const ready = await proc.waitFor((m) => m.type === 'ready');
   return { proc, address: ready.address as string, mgmtAddress: ready.mgmtAddress as string, fingerprint: ready.fingerprint as string };
 }
 
-/** Forks a worker, waits until it registered with the director. */
+/** Forks a worker, waits until it registered with the director (with one of `director`, if several). */
 export async function startWorker(
   id: string,
-  director: DirectorProc,
+  director: DirectorProc | DirectorProc[],
   clusterDir: string,
   options: { silent?: boolean; stateBytes?: number; confirmDelayMs?: number; restoreDelayMs?: number } = {},
 ): Promise<Proc> {
-  const args = ['--id', id, '--director', director.mgmtAddress, '--cluster-dir', clusterDir];
+  const directors = (Array.isArray(director) ? director : [director]).map((d) => d.mgmtAddress).join(',');
+  const args = ['--id', id, '--director', directors, '--cluster-dir', clusterDir];
   if (options.stateBytes !== undefined) args.push('--state-bytes', String(options.stateBytes));
   if (options.confirmDelayMs) args.push('--confirm-delay-ms', String(options.confirmDelayMs));
   if (options.restoreDelayMs) args.push('--restore-delay-ms', String(options.restoreDelayMs));

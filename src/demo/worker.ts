@@ -31,7 +31,8 @@ const confirmDelayMs = Number(values['confirm-delay-ms']);
 const restoreDelayMs = Number(values['restore-delay-ms']);
 const sessions = new Map<string, Buffer>();
 
-const worker = await RpcWorker.start({ id, director: values.director!, clusterDir: values['cluster-dir'] });
+// `--director` may list several directors, separated by commas.
+const worker = await RpcWorker.start({ id, director: values.director!.split(','), clusterDir: values['cluster-dir'] });
 worker.serverStreaming('tokens', tokensHandler(id));
 worker.unary('who', () => Buffer.from(id));
 worker.setHooks({

@@ -474,7 +474,9 @@ async fn run_slot(
             }
             Err(e) => {
                 let refused = matches!(e.code, ErrorCode::InvalidArgument | ErrorCode::Protocol);
-                if refused && outcomes.is_some() {
+                // A refusal fails a start still waiting; after the start it is retried.
+                let waiting = outcomes.as_ref().is_some_and(|tx| !tx.is_closed());
+                if refused && waiting {
                     let e =
                         RpcError::new(e.code, format!("{} (director {})", e.message, slot.name()));
                     let _ = outcomes.take().map(|tx| tx.send(Err(e)));
@@ -534,8 +536,13 @@ async fn adopt(inner: &Inner, slot: &Slot, client: Arc<Client>, fingerprint: Str
         let old_key = std::mem::replace(&mut st.key, key);
         st.client = Some(client);
         st.registered = false;
-        st.lease = None;
-        old.filter(|f| *f != fingerprint).map(|f| (f, old_key))
+        let replaced = old.filter(|f| *f != fingerprint).map(|f| (f, old_key));
+        if replaced.is_some() {
+            // The new director granted nothing yet. (The same director's lease runs on: it
+            // still fences the calls it relays if the registration fails.)
+            st.lease = None;
+        }
+        replaced
     };
     if let Some((old, old_key)) = replaced {
         tracing::info!(worker = %inner.id, director = %slot.name(), "the director is a new process; forgetting the sessions the old one relayed");
