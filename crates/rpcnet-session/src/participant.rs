@@ -1171,6 +1171,27 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_resumable_session_of_a_forgotten_director_waits_for_a_resume() {
+        let mut b = leased_book();
+        let resumable = Attach {
+            resumable: true,
+            ..attach(1, 1)
+        };
+        assert_eq!(b.attach(&resumable, D), AttachDecision::Serve(None));
+        for (session, call) in b.lease_lapsed(D) {
+            b.call_ended(session, call, 5);
+            b.keep_relayed(session, &[kept(call)], D);
+        }
+        // The director is gone (a new process at its address): its client may resume the
+        // session through another director, so it stays for the resume window.
+        b.forget_director(D, 10);
+        assert_eq!(b.ids(), vec![9]);
+        assert_eq!(b.claim(9, 0), Ok((ClaimStatus::Serving, 1)));
+        b.prune(10 + RESUME_WINDOW_MS);
+        assert!(b.ids().is_empty(), "forgotten after the window");
+    }
+
     fn key() -> TokenKey {
         TokenKey::from_bytes(&[7u8; 32])
     }
