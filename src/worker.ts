@@ -129,8 +129,9 @@ export class RpcWorker {
    * required `id` and `director`, types, ranges, unknown keys), a bad id, cluster directory or
    * address (a `director` entry that is not `host:port`, an advertised address that does not
    * resolve), or an id that a live worker (one the director has not declared dead) already
-   * holds; `UNAVAILABLE` if no director accepted the worker within `connectTimeoutMs` (the
-   * message names each director address and why).
+   * holds; `UNAVAILABLE` if a director's TLS handshake fails (a certificate of another cluster:
+   * at once) or no director accepted the worker within `connectTimeoutMs` (the message names
+   * each director address and why).
    */
   static async start(options: WorkerOptions): Promise<RpcWorker> {
     const o = record('options', options, [

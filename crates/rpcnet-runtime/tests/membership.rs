@@ -10,7 +10,7 @@
 //!   serves a call;
 //! - a director that does not run yet is retried until `connect_timeout_ms`, then UNAVAILABLE
 //!   names it; with several directors, one that accepts is enough and the others are retried in
-//!   the background.
+//!   the background; a director of another cluster refuses the worker at once.
 
 mod common;
 
@@ -385,4 +385,30 @@ async fn bad_director_addresses_are_invalid_arguments() {
         "{e}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_director_of_another_cluster_refuses_the_worker_at_once() {
+    let dir = cluster_dir("other-cluster");
+    let foreign = cluster_dir("other-cluster-foreign");
+    let director = director_on(&dir, free_port(), free_port()).await;
+    let started = Instant::now();
+    let e = Worker::start(WorkerConfig::new(
+        "intruder",
+        vec![director.mgmt_addr().to_string()],
+        common::creds(&foreign, "intruder"),
+    ))
+    .await
+    .err()
+    .expect("a certificate of another cluster is refused");
+    assert_eq!(e.code, ErrorCode::Unavailable, "{e}");
+    assert!(e.message.contains("cryptographic handshake failed"), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "refused at once, not retried until the connect timeout: {:?}",
+        started.elapsed()
+    );
+    assert!(director.workers().is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&foreign);
 }

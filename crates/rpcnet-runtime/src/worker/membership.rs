@@ -334,9 +334,10 @@ pub(crate) fn register_message(inner: &Inner) -> ManagementMessage {
 /// worker; the others are retried in the background.
 ///
 /// Errors: the first refusal of a director (`INVALID_ARGUMENT` for an id that a live worker
-/// holds or an address it cannot use, `PROTOCOL` for a reply without a lease); `UNAVAILABLE`
-/// when no director accepted the worker within `connect_timeout_ms`, naming each director and
-/// its last error. The caller stops the worker then.
+/// holds or an address it cannot use, `PROTOCOL` for a reply without a lease, `UNAVAILABLE` for
+/// a TLS handshake that failed: a certificate of another cluster); `UNAVAILABLE` when no
+/// director accepted the worker within `connect_timeout_ms`, naming each director and its last
+/// error. The caller stops the worker then.
 pub(crate) async fn start(
     inner: &Arc<Inner>,
     targets: &[String],
@@ -473,7 +474,8 @@ async fn run_slot(
                 return;
             }
             Err(e) => {
-                let refused = matches!(e.code, ErrorCode::InvalidArgument | ErrorCode::Protocol);
+                let refused = matches!(e.code, ErrorCode::InvalidArgument | ErrorCode::Protocol)
+                    || handshake_refused(&e);
                 // A refusal fails a start still waiting; after the start it is retried.
                 let waiting = outcomes.as_ref().is_some_and(|tx| !tx.is_closed());
                 if refused && waiting {
@@ -491,6 +493,13 @@ async fn run_slot(
             _ = inner.stopped.cancelled() => return,
         }
     }
+}
+
+/// True for a connection that failed in the TLS handshake: a certificate of another cluster on
+/// either side (quinn reports TLS alerts as "the cryptographic handshake failed"). Something
+/// answered and refused the worker: trying again does not help, so a start fails at once.
+fn handshake_refused(e: &RpcError) -> bool {
+    e.message.contains("cryptographic handshake failed")
 }
 
 /// Connects (unless the connection is still open) and registers with the slot's director.

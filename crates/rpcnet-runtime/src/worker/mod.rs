@@ -222,8 +222,10 @@ impl Worker {
     /// `host:port`, an advertised address that is malformed or does not resolve, or a refusal
     /// by a director: an id that a live worker at other addresses holds (the message names the
     /// id and that worker's address; the id is free again once the director declares that worker
-    /// dead); `UNAVAILABLE` if a port cannot be bound, or if no director accepted the worker
-    /// within `connect_timeout_ms` (the message names each director address and its last error).
+    /// dead); `UNAVAILABLE` if a port cannot be bound, if the TLS handshake with a director fails
+    /// (a certificate of another cluster, on either side: at once, not retried), or if no
+    /// director accepted the worker within `connect_timeout_ms` (the message names each director
+    /// address and its last error).
     pub async fn start(config: WorkerConfig) -> Result<Worker, RpcError> {
         crate::log::init();
         if config.id.is_empty() || config.id.len() > 255 {
