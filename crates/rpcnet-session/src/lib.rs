@@ -19,6 +19,8 @@
 //! - [`route`]: where a session's calls go (owner, epoch, freeze).
 //! - [`coordinator`]: the director side of a session: its route, RFC-001's migration phases and
 //!   failover; every ending leaves exactly one owner and no frozen route.
+//! - [`session_book`]: what a worker holds per session: the epoch fence, kept calls, leases per
+//!   director, resume claims.
 //! - [`participant`]: the worker side of migrations: one token verification path (the ledger),
 //!   the epoch fence, capture, restore, and the heartbeat lease, one per director, that fences
 //!   the calls of a director that may have declared the worker dead.
@@ -32,6 +34,7 @@ pub mod participant;
 pub mod relay_call;
 pub mod route;
 pub mod server_call;
+pub mod session_book;
 
 pub use client_call::{ClientCall, Delivery};
 pub use client_stream::{ClientStream, Failure, Received};
