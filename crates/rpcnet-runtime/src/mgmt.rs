@@ -34,8 +34,12 @@ pub const ABORT: &str = "rpcnet.mgmt/abort";
 /// Worker (owner): the client connection ended; drop the session (`SessionClosed` -> `SessionClosed`).
 pub const SESSION_CLOSED: &str = "rpcnet.mgmt/session-closed";
 
+/// Worker (any holder): a director claims a session for a resume (`Claim` -> `Claimed`,
+/// PROTOCOL.md section 15.6).
+pub const CLAIM: &str = "rpcnet.mgmt/claim";
+
 /// Every worker management method (registered on a worker's management port).
-pub const WORKER_METHODS: [&str; 7] = [
+pub const WORKER_METHODS: [&str; 8] = [
     REQUEST,
     PREPARE,
     CAPTURE,
@@ -43,6 +47,7 @@ pub const WORKER_METHODS: [&str; 7] = [
     COMPLETE,
     ABORT,
     SESSION_CLOSED,
+    CLAIM,
 ];
 /// Every director management method.
 pub const DIRECTOR_METHODS: [&str; 3] = [REGISTER, HEARTBEAT, DRAIN];

@@ -82,6 +82,8 @@ struct Resumable {
     idempotent: bool,
     /// The highest ACK sent (or implied by a CALL frame's `next_seq`).
     acked: u64,
+    /// Payload bytes of the items accepted since that ACK.
+    unacked_bytes: u64,
 }
 
 impl ClientStream {
@@ -130,6 +132,7 @@ impl ClientStream {
             request,
             idempotent,
             acked: 0,
+            unacked_bytes: 0,
         });
         Ok((
             stream,
@@ -143,15 +146,20 @@ impl ClientStream {
         ))
     }
 
-    /// The ACK to send now, if the client has accepted at least `every` items (at least 1)
-    /// since its last one; `None` for a call that is not resumable or has its outcome.
-    pub fn ack_due(&mut self, every: u64) -> Option<Frame> {
+    /// The ACK to send now, if the client has accepted at least `every_items` items (at least
+    /// 1) or `every_bytes` payload bytes since its last one; `None` for a call that is not
+    /// resumable or has its outcome. (The owner keeps what is not acknowledged and pauses the
+    /// handler at its own bound, so both thresholds must stay well below that bound.)
+    pub fn ack_due(&mut self, every_items: u64, every_bytes: u64) -> Option<Frame> {
         let next_seq = self.call.next_seq();
         let r = self.resumable.as_mut().filter(|_| self.outcome.is_none())?;
-        if next_seq < r.acked.saturating_add(every.max(1)) {
+        let items_due = next_seq >= r.acked.saturating_add(every_items.max(1));
+        let bytes_due = next_seq > r.acked && r.unacked_bytes >= every_bytes;
+        if !(items_due || bytes_due) {
             return None;
         }
         r.acked = next_seq;
+        r.unacked_bytes = 0;
         Some(Frame::Ack { next_seq })
     }
 
@@ -180,6 +188,7 @@ impl ClientStream {
         let next_seq = self.call.next_seq();
         let r = self.resumable.as_mut().expect("checked above");
         r.acked = next_seq;
+        r.unacked_bytes = 0;
         let mut request = r.request.clone();
         request.deadline_ms = deadline_left_ms;
         self.buf.clear();
@@ -306,7 +315,12 @@ impl ClientStream {
 
     fn on_frame(&mut self, frame: Frame) {
         let outcome = match self.call.on_frame(frame) {
-            Ok(Delivery::Item { payload, .. }) => return self.items.push_back(payload),
+            Ok(Delivery::Item { payload, .. }) => {
+                if let Some(r) = self.resumable.as_mut() {
+                    r.unacked_bytes += payload.len() as u64;
+                }
+                return self.items.push_back(payload);
+            }
             Ok(Delivery::Response(payload)) => Received::Response(payload),
             Ok(Delivery::End { .. }) => Received::End,
             Ok(Delivery::Failed(e)) => failed(e),
@@ -571,10 +585,15 @@ mod tests {
         );
         assert!(matches!(&head[1], Frame::Request(r) if r.deadline_ms == 500));
         s.on_data(&[item(0), item(1)].concat());
-        assert_eq!(s.ack_due(4), None);
+        assert_eq!(s.ack_due(4, 1024), None);
+        assert_eq!(
+            s.ack_due(4, 2),
+            Some(Frame::Ack { next_seq: 2 }),
+            "2 payload bytes"
+        );
         s.on_data(&[item(2), item(3)].concat());
-        assert_eq!(s.ack_due(4), Some(Frame::Ack { next_seq: 4 }));
-        assert_eq!(s.ack_due(4), None, "nothing new");
+        assert_eq!(s.ack_due(2, 1024), Some(Frame::Ack { next_seq: 4 }));
+        assert_eq!(s.ack_due(1, 0), None, "nothing new");
         // Half of item 4 arrives, then the connection is lost.
         s.on_data(&item(4)[..5]);
         let [call, req] = s.reattach(120).unwrap();
@@ -590,7 +609,7 @@ mod tests {
         s.on_data(&bytes(Frame::End { items: 5 }));
         assert_eq!(s.poll(8), Some(items(5)));
         assert_eq!(s.poll(8), Some(Received::End));
-        assert_eq!(s.ack_due(1), None, "the call has its outcome");
+        assert_eq!(s.ack_due(1, 0), None, "the call has its outcome");
     }
 
     #[test]
@@ -604,6 +623,6 @@ mod tests {
         assert_eq!(failure(s.poll(1)).error, e);
         let (mut plain, _) = ClientStream::start(request("m", 0, true, 0), 1024).unwrap();
         assert_eq!(plain.reattach(0).unwrap_err().code, ErrorCode::Unavailable);
-        assert_eq!(plain.ack_due(1), None);
+        assert_eq!(plain.ack_due(1, 0), None);
     }
 }

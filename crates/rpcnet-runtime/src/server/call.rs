@@ -23,12 +23,20 @@ use rpcnet_session::ServerCall;
 /// Most items written to the stream in one batch.
 const WRITE_BATCH: usize = 256;
 
+/// Most items a resumable call keeps unacknowledged before its writer pauses (PROTOCOL.md
+/// section 15.4); the client ACKs far more often (every 64 items or 256 KiB).
+const RETAIN_MAX_ITEMS: usize = 8_192;
+/// Most payload bytes a resumable call keeps unacknowledged before its writer pauses.
+const RETAIN_MAX_BYTES: usize = 16 * 1024 * 1024;
+
 /// Reads the first frames of a call: the REQUEST, preceded by an ATTACH on a cluster link.
+/// Returns the bytes read after the REQUEST too: on a resumable call's link stream (ATTACH flag
+/// RESUMABLE) ACK frames follow it (PROTOCOL.md section 15.4); anywhere else nothing may.
 async fn read_head(
     recv: &mut quinn::RecvStream,
     max_frame_size: u32,
     link: bool,
-) -> Result<(Option<Attach>, Request), RpcError> {
+) -> Result<(Option<Attach>, Request, BytesMut), RpcError> {
     let mut decoder = Decoder::new(max_frame_size);
     let mut buf = BytesMut::new();
     let mut attach = None;
@@ -42,13 +50,14 @@ async fn read_head(
         match frame {
             Some(Frame::Request(r)) => {
                 // PROTOCOL.md 3.3: the REQUEST is the client's last frame on the stream.
-                if !buf.is_empty() {
+                let resumable = attach.as_ref().is_some_and(|a: &Attach| a.resumable);
+                if !buf.is_empty() && !resumable {
                     return Err(RpcError::protocol(format!(
                         "{} bytes follow the REQUEST frame",
                         buf.len()
                     )));
                 }
-                return Ok((attach, r));
+                return Ok((attach, r, buf));
             }
             Some(Frame::Attach(a)) if link && attach.is_none() => attach = Some(a),
             Some(other) => {
@@ -96,13 +105,14 @@ pub(crate) async fn serve_call(
 ) {
     let mut recv = crate::recv::ReadToFin::new(recv);
     let link = shared.config.cluster.is_some();
-    let (attach, request) = match read_head(&mut recv, shared.config.max_frame_size, link).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::debug!(connection_id = %connection.id, error = %e, "bad request");
-            return fail(&mut send, &mut recv, e).await;
-        }
-    };
+    let (attach, request, after_request) =
+        match read_head(&mut recv, shared.config.max_frame_size, link).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(connection_id = %connection.id, error = %e, "bad request");
+                return fail(&mut send, &mut recv, e).await;
+            }
+        };
     let kind = shared.methods.read().unwrap().get(&request.method).copied();
     let kind = match kind {
         None => {
@@ -246,9 +256,22 @@ pub(crate) async fn serve_call(
                 Early(ErrorCode, bool),
                 Frozen,
             }
+            let resumable = attach.as_ref().is_some_and(|a| a.resumable);
+            let mut acks = AckReader::new(after_request, resumable);
             let result: Stop = 'call: loop {
+                let (unacked_items, unacked_bytes) = call.unacked();
+                let retention_full =
+                    unacked_items >= RETAIN_MAX_ITEMS || unacked_bytes >= RETAIN_MAX_BYTES;
                 let taken = tokio::select! {
-                    t = queue.take(WRITE_BATCH) => t,
+                    t = queue.take(WRITE_BATCH), if !retention_full => t,
+                    a = acks.next(&mut recv), if acks.live() => match a {
+                        Ok(Some(next_seq)) => {
+                            call.on_ack(next_seq);
+                            continue 'call;
+                        }
+                        Ok(None) => continue 'call,
+                        Err(e) => break Stop::Early(e.code, false),
+                    },
                     _ = &mut sleep => break Stop::Early(ErrorCode::DeadlineExceeded, true),
                     r = &mut stopped => break Stop::Early(stop_code(r), false),
                     f = next_freeze(&mut freeze) => {
@@ -332,6 +355,15 @@ pub(crate) async fn serve_call(
                     }
                 }
             };
+            let link_lost = matches!(result, Stop::Early(code, false)
+                if resumable && !matches!(code, ErrorCode::Cancelled | ErrorCode::DeadlineExceeded));
+            if let (true, Some(a)) = (link_lost, &attach) {
+                // PROTOCOL.md 15.6: the director is gone (or lost its client); the call waits,
+                // frozen with its unacknowledged items, for the client to resume.
+                let (rest, _ending) = queue.close_and_drain();
+                let (_, snapshot) = call.freeze(Vec::new(), rest);
+                shared.sessions.detach(a.session_id, snapshot);
+            }
             queue.close();
             shared.calls.lock().unwrap().remove(&id);
             if let Some(a) = &attach {
@@ -339,6 +371,14 @@ pub(crate) async fn serve_call(
             }
             match result {
                 Stop::Done => {}
+                Stop::Early(..) if link_lost => {
+                    tracing::debug!(id, "resumable call detached: its director link was lost");
+                    shared.emit(ServerEvent::Cancelled {
+                        id,
+                        code: ErrorCode::Unavailable,
+                        message: "the director link was lost; the call is kept for a resume".into(),
+                    });
+                }
                 Stop::Frozen => {
                     tracing::debug!(id, "streaming call frozen for migration");
                     shared.emit(ServerEvent::Cancelled {
@@ -365,6 +405,56 @@ pub(crate) async fn serve_call(
                     } else {
                         let _ = send.reset(app_code(code));
                     }
+                }
+            }
+        }
+    }
+}
+
+/// The ACK frames a director sends after the REQUEST on a resumable call's link stream
+/// (PROTOCOL.md section 15.4).
+struct AckReader {
+    decoder: Decoder,
+    buf: BytesMut,
+    live: bool,
+}
+
+impl AckReader {
+    /// Reads ACKs after `after_request` (bytes already read) when the call is `resumable`.
+    fn new(after_request: BytesMut, resumable: bool) -> Self {
+        AckReader {
+            decoder: Decoder::default(),
+            buf: after_request,
+            live: resumable,
+        }
+    }
+
+    /// True until the director finished its side of the stream.
+    fn live(&self) -> bool {
+        self.live
+    }
+
+    /// The next ACK's `next_seq`; `None` once the director finished its side (FIN). Cancel-safe.
+    ///
+    /// Errors: `PROTOCOL` for anything but an ACK; the stream's error when it was reset or its
+    /// connection was lost.
+    async fn next(&mut self, recv: &mut quinn::RecvStream) -> Result<Option<u64>, RpcError> {
+        loop {
+            match self.decoder.decode(&mut self.buf)? {
+                Some(Frame::Ack { next_seq }) => return Ok(Some(next_seq)),
+                Some(other) => {
+                    return Err(RpcError::protocol(format!(
+                        "expected ACK after the REQUEST, got {}",
+                        other.frame_type().name()
+                    )))
+                }
+                None => {}
+            }
+            match recv.read_chunk(64 * 1024, true).await? {
+                Some(chunk) => self.buf.extend_from_slice(&chunk.bytes),
+                None => {
+                    self.live = false;
+                    return Ok(None);
                 }
             }
         }

@@ -23,8 +23,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::RpcError;
 use crate::mgmt::now_ms;
 use rpcnet_protocol::migration::{CallSnapshot, SessionSnapshot};
+use rpcnet_protocol::resume::ResumeError;
 use rpcnet_protocol::Attach;
 use rpcnet_session::participant::{AttachDecision, DirectorKey, SessionBook, UNKNOWN_DIRECTOR};
+use rpcnet_session::session_book::ClaimStatus;
 
 /// A request to a call's writer task to stop at the next item boundary and report its state.
 pub(crate) type FreezeRequest = oneshot::Sender<CallSnapshot>;
@@ -154,6 +156,49 @@ impl Sessions {
             app_state: Default::default(),
             calls: inner.book.kept_calls(session_id),
         })
+    }
+
+    /// A director claims the session for a resume with the credential's `generation`
+    /// (PROTOCOL.md section 15.6): the book moves it to the next generation, then every open
+    /// call of it is frozen at an item boundary and kept, with its unacknowledged items, for the
+    /// claiming director to re-attach. Returns what this worker holds and the highest route
+    /// epoch it served the session under.
+    ///
+    /// Errors: `RESUME_UNKNOWN` (nothing held here), `RESUME_REPLAYED` (a later generation).
+    pub async fn claim(
+        &self,
+        session_id: u64,
+        generation: u32,
+        timeout: Duration,
+    ) -> Result<(ClaimStatus, u64), ResumeError> {
+        let claimed = self.with_book(|b| b.claim(session_id, generation))?;
+        self.detach_writers(|s, _| s == session_id, timeout).await;
+        Ok(claimed)
+    }
+
+    /// Freezes the writers `which` selects and keeps their calls detached (waiting
+    /// [`rpcnet_session::session_book::RESUME_WINDOW_MS`] for a resume).
+    async fn detach_writers(&self, which: impl Fn(u64, u64) -> bool, timeout: Duration) {
+        let waiters = self.freeze_writers(which);
+        let sessions: HashMap<u64, u64> = waiters.iter().map(|(s, c, _)| (*c, *s)).collect();
+        let (frozen, _) = collect(waiters, timeout).await;
+        let now = now_ms();
+        let mut inner = self.inner.lock().unwrap();
+        for c in frozen {
+            let session = sessions[&c.call_id];
+            inner.book.detach(session, &[c], now);
+        }
+    }
+
+    /// A resumable call's director link was lost (its stream or connection): keeps the frozen
+    /// call for a resume.
+    pub(crate) fn detach(&self, session_id: u64, call: CallSnapshot) {
+        let now = now_ms();
+        self.inner
+            .lock()
+            .unwrap()
+            .book
+            .detach(session_id, &[call], now);
     }
 
     /// Freezes the open calls `calls` (`(session, call)` pairs, as

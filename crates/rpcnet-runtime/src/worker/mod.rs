@@ -21,7 +21,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use ring::rand::{SecureRandom, SystemRandom};
 use rpcnet_protocol::migration::{
-    ConfirmationDecision, ManagementMessage, MigrationConfirmation, MigrationRequest, TokenKey,
+    Claimed, ConfirmationDecision, ManagementMessage, MigrationConfirmation, MigrationRequest,
+    TokenKey,
 };
 use rpcnet_session::participant::DirectorKey;
 use rpcnet_session::Participant;
@@ -35,6 +36,7 @@ use crate::events::EventQueue;
 use crate::mgmt::{self, now_ms, rejected};
 use crate::server::{MethodKind, Server, ServerConfig, ServerEvent};
 use crate::transport::MAX_CONCURRENT_LINK_CALLS;
+use rpcnet_protocol::resume::ResumeError;
 use rpcnet_protocol::ErrorCode;
 
 /// Largest snapshot a worker accepts after decompression, bytes (64 MiB).
@@ -655,6 +657,23 @@ async fn handle(
         (mgmt::SESSION_CLOSED, ManagementMessage::SessionClosed(c)) => {
             sessions.with_book(|b| b.drop_session(c.session_id, now_ms()));
             Ok(ManagementMessage::SessionClosed(c))
+        }
+        (mgmt::CLAIM, ManagementMessage::Claim(c)) => {
+            let (status, epoch) = match sessions
+                .claim(c.session_id, c.generation, Duration::from_millis(1_000))
+                .await
+            {
+                Ok((status, epoch)) => (status.as_u8(), epoch),
+                Err(ResumeError::Unknown { .. }) => (0, 0),
+                Err(e) => {
+                    return Err(RpcError::invalid_argument(format!("{}: {e}", e.code())));
+                }
+            };
+            Ok(ManagementMessage::Claimed(Claimed {
+                session_id: c.session_id,
+                status,
+                epoch,
+            }))
         }
         (m, msg) => Err(RpcError::invalid_argument(format!(
             "MESSAGE_MALFORMED: {} is not accepted by {m}",
