@@ -22,6 +22,7 @@
 
 #![warn(missing_docs)]
 
+mod ack_reader;
 pub mod addr;
 pub mod cancel;
 pub mod client;

@@ -146,10 +146,10 @@ impl ClientStream {
         ))
     }
 
-    /// The ACK to send now, if the client has accepted at least `every_items` items (at least
-    /// 1) or `every_bytes` payload bytes since its last one; `None` for a call that is not
-    /// resumable or has its outcome. (The owner keeps what is not acknowledged and pauses the
-    /// handler at its own bound, so both thresholds must stay well below that bound.)
+    /// The ACK to send now, if the client has accepted at least `every_items` items (one at
+    /// least) or `every_bytes` payload bytes since its last one; `None` for a call that is not
+    /// resumable or has its outcome. The owner keeps what is not acknowledged and pauses the
+    /// handler at its own bound, so both thresholds must stay well below that bound.
     pub fn ack_due(&mut self, every_items: u64, every_bytes: u64) -> Option<Frame> {
         let next_seq = self.call.next_seq();
         let r = self.resumable.as_mut().filter(|_| self.outcome.is_none())?;

@@ -7,6 +7,9 @@ use std::sync::Arc;
 use rpcnet_protocol::migration::{ManagementMessage, SessionClosed};
 use rpcnet_protocol::ErrorCode;
 
+use bytes::BytesMut;
+
+use super::resume::{self, FirstFrame};
 use super::session::Session;
 use super::{relay, DirectorEvent, Inner};
 use crate::connection::ConnectionInfo;
@@ -42,6 +45,108 @@ pub(crate) async fn accept_clients(inner: Arc<Inner>) {
 
 async fn serve_client(inner: Arc<Inner>, connection: quinn::Connection) {
     let info = ConnectionInfo::new(connection.clone());
+    // The first stream says what kind of client this is (PROTOCOL.md section 15.2): HELLO opens
+    // or resumes a resumable session on a session stream; anything else is a call of a client
+    // of sections 2 to 13.
+    let Ok((mut first_send, mut first_recv)) = connection.accept_bi().await else {
+        return;
+    };
+    let first = match resume::first_frame(&mut first_recv, inner.config.max_frame_size).await {
+        Ok(f) => f,
+        Err(e) => return relay::send_error(&mut first_send, e).await,
+    };
+    let (session, first_call) = match first {
+        FirstFrame::Call(read) => {
+            let Some(s) = place_new(&inner, &connection, &info, false).await else {
+                return;
+            };
+            (s, Some((first_send, first_recv, read)))
+        }
+        FirstFrame::Hello(credential) => {
+            let opened = if credential.is_empty() {
+                place_new(&inner, &connection, &info, true).await
+            } else {
+                match resume::resume(&inner, &credential).await {
+                    Ok(s) => Some(install(&inner, s)),
+                    Err(e) => return relay::send_error(&mut first_send, e).await,
+                }
+            };
+            let Some(session) = opened else {
+                return;
+            };
+            match resume::welcome(&inner, &session) {
+                Ok(w) => {
+                    let _ = first_send.write_all(&w.to_bytes()).await;
+                }
+                Err(e) => return relay::send_error(&mut first_send, e).await,
+            }
+            // The session stream stays open for the connection's life (MOVE goes out on it).
+            tokio::spawn(hold_session_stream(first_send, first_recv));
+            (session, None)
+        }
+    };
+    let window = CallWindow::new(connection.clone(), MAX_CONCURRENT_CALLS);
+    if let Some((send, recv, read)) = first_call {
+        spawn_call(&inner, &session, &window, send, recv, read);
+    }
+    while let Ok((send, recv)) = connection.accept_bi().await {
+        spawn_call(&inner, &session, &window, send, recv, BytesMut::new());
+    }
+    let closed_by_client = matches!(
+        connection.close_reason(),
+        Some(quinn::ConnectionError::ApplicationClosed(_))
+    );
+    // The connection's handles keep the user port's socket open (Director::close).
+    drop((connection, info, window));
+    let current = {
+        let mut sessions = inner.sessions.lock().unwrap();
+        let current = sessions
+            .get(&session.id)
+            .is_some_and(|s| Arc::ptr_eq(s, &session));
+        if current {
+            sessions.remove(&session.id);
+        }
+        current
+    };
+    session.close(&inner);
+    // A resumable session outlives its connection unless the client closed it: its owner keeps
+    // it for the resume window (PROTOCOL.md section 15.6).
+    if current && (!session.resumable || closed_by_client) {
+        session_closed(&inner, &session).await;
+    }
+    if current {
+        inner.emit(DirectorEvent::SessionClosed {
+            session_id: session.id,
+        });
+    }
+}
+
+/// Relays one call of `session`, `read` being bytes of its stream already read.
+fn spawn_call(
+    inner: &Arc<Inner>,
+    session: &Arc<Session>,
+    window: &Arc<CallWindow>,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    read: BytesMut,
+) {
+    let open = window.opened();
+    let call = relay::relay(inner.clone(), session.clone(), send, recv, read);
+    tokio::spawn(async move {
+        call.await;
+        drop(open);
+    });
+}
+
+/// Places a new session (its id from the connection, PROTOCOL.md section 2.1) on the worker the
+/// placement policy chooses. `None` (the connection closed with UNAVAILABLE) when no worker is
+/// available.
+async fn place_new(
+    inner: &Arc<Inner>,
+    connection: &quinn::Connection,
+    info: &ConnectionInfo,
+    resumable: bool,
+) -> Option<Arc<Session>> {
     let session_id = session_id_of(&info.id);
     let Some(owner) = inner.select_worker(session_id, None).await else {
         tracing::warn!("no worker available for a new session");
@@ -49,35 +154,38 @@ async fn serve_client(inner: Arc<Inner>, connection: quinn::Connection) {
             crate::error::app_code(ErrorCode::Unavailable),
             b"no worker available",
         );
-        return;
+        return None;
     };
-    let session = Arc::new(Session::new(session_id, info.id.clone(), owner.clone()));
-    inner.placement.moved("", &owner);
-    inner
-        .sessions
-        .lock()
-        .unwrap()
-        .insert(session_id, session.clone());
+    let session = Session::new(session_id, info.id.clone(), owner.clone(), resumable);
+    let session = install(inner, session);
     inner.emit(DirectorEvent::SessionOpened {
         session_id,
         connection_id: info.id.clone(),
         worker: owner,
     });
-    let window = CallWindow::new(connection.clone(), MAX_CONCURRENT_CALLS);
-    while let Ok((send, recv)) = connection.accept_bi().await {
-        let open = window.opened();
-        let call = relay::relay(inner.clone(), session.clone(), send, recv);
-        tokio::spawn(async move {
-            call.await;
-            drop(open);
-        });
+    Some(session)
+}
+
+/// Makes `session` the director's session of its id (replacing the one of an earlier connection
+/// of the same client, which stops counting in the workers' load).
+fn install(inner: &Inner, session: Session) -> Arc<Session> {
+    let session = Arc::new(session);
+    inner.placement.moved("", &session.owner());
+    let old = inner
+        .sessions
+        .lock()
+        .unwrap()
+        .insert(session.id, session.clone());
+    if let Some(old) = old {
+        old.close(inner);
     }
-    // The connection's handles keep the user port's socket open (Director::close).
-    drop((connection, info, window));
-    inner.sessions.lock().unwrap().remove(&session_id);
-    session.close(&inner);
-    session_closed(&inner, &session).await;
-    inner.emit(DirectorEvent::SessionClosed { session_id });
+    session
+}
+
+/// Keeps a session stream open until the client closes it or the connection ends.
+async fn hold_session_stream(send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    let _keep = send;
+    while let Ok(Some(_)) = recv.read_chunk(1024, true).await {}
 }
 
 /// Tells the owner, so it frees whatever it still holds for the session (captured or restored

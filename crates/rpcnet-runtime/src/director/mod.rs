@@ -14,6 +14,7 @@
 //! - `registry`: registered workers, their links, heartbeats and leases;
 //! - `placement`: the default policy and the `selectTarget` hook;
 //! - `clients` and `management`: the user and management ports;
+//! - `resume`: resumable sessions: HELLO and WELCOME, credentials, claims at the workers;
 //! - `config` and `events`: settings and what the embedder observes;
 //! - this module: [`Director`], the handle the embedder holds.
 
@@ -26,6 +27,7 @@ mod migrate;
 mod placement;
 mod registry;
 mod relay;
+mod resume;
 mod session;
 
 use std::collections::HashMap;
@@ -72,6 +74,8 @@ pub(crate) struct Inner {
     /// One permit per migration allowed to run at once.
     migration_slots: Semaphore,
     pub(crate) token_key: TokenKey,
+    /// Seals and opens resume credentials (PROTOCOL.md section 15.1).
+    pub(crate) resume_key: rpcnet_protocol::resume::ResumeKey,
     closed: Canceller,
     select_hook: AtomicBool,
     select_questions: EventQueue<SelectTarget>,
@@ -155,6 +159,7 @@ impl Director {
         let inner = Arc::new(Inner {
             mgmt_advertised,
             token_key: crate::worker::token_key(&config.cluster),
+            resume_key: resume::resume_key(&config.cluster),
             migration_slots: Semaphore::new(config.max_concurrent_migrations.max(1)),
             config,
             user,

@@ -13,6 +13,7 @@ use bytes::{Bytes, BytesMut};
 use rpcnet_session::{OwnerFrame, RelayCall, Route};
 
 use super::{Inner, Session, WorkerLink};
+use crate::ack_reader::AckReader;
 use crate::error::{app_code, RpcError};
 use crate::mgmt::now_ms;
 use rpcnet_protocol::{Decoder, ErrorCode, Frame};
@@ -20,13 +21,19 @@ use rpcnet_protocol::{Decoder, ErrorCode, Frame};
 /// How long a call waits for a usable route (a live owner, not frozen) before failing, ms.
 const ROUTE_WAIT_MS: u64 = 10_000;
 
-async fn read_request(
+/// The first frames of a client call: the REQUEST, preceded on a resumable session by CALL
+/// (PROTOCOL.md section 15.3), whose `(call_id, next_seq)` is returned too, and the bytes after
+/// the REQUEST (ACK frames follow it on a resumable session; nothing may anywhere else). `buf`
+/// holds bytes of the stream already read.
+async fn read_head(
     recv: &mut quinn::RecvStream,
     max: u32,
-) -> Result<rpcnet_protocol::Request, RpcError> {
+    resumable: bool,
+    mut buf: BytesMut,
+) -> Result<(Option<(u64, u64)>, rpcnet_protocol::Request, BytesMut), RpcError> {
     let mut decoder = Decoder::new(max);
-    let mut buf = BytesMut::new();
     let mut eof = false;
+    let mut named = None;
     loop {
         let f = if eof {
             decoder.decode_eof(&mut buf)?
@@ -34,7 +41,16 @@ async fn read_request(
             decoder.decode(&mut buf)?
         };
         match f {
-            Some(Frame::Request(r)) if buf.is_empty() => return Ok(r),
+            Some(Frame::Call { call_id, next_seq }) if resumable && named.is_none() => {
+                named = Some((call_id, next_seq));
+            }
+            Some(Frame::Request(r)) if resumable && named.is_none() => {
+                return Err(RpcError::protocol(format!(
+                    "a call of a resumable session starts with CALL, got REQUEST (method {})",
+                    r.method
+                )))
+            }
+            Some(Frame::Request(r)) if resumable || buf.is_empty() => return Ok((named, r, buf)),
             Some(Frame::Request(_)) => {
                 return Err(RpcError::protocol(format!(
                     "{} bytes follow the REQUEST frame",
@@ -43,7 +59,12 @@ async fn read_request(
             }
             Some(other) => {
                 return Err(RpcError::protocol(format!(
-                    "expected REQUEST as the first frame of a call, got {}",
+                    "expected {} as the first frame of a call, got {}",
+                    if resumable && named.is_none() {
+                        "CALL"
+                    } else {
+                        "REQUEST"
+                    },
                     other.frame_type().name()
                 )))
             }
@@ -101,7 +122,8 @@ async fn next_route(
     }
 }
 
-async fn send_error(client_send: &mut quinn::SendStream, e: RpcError) {
+/// Answers a client stream with ERROR `e` and finishes it.
+pub(crate) async fn send_error(client_send: &mut quinn::SendStream, e: RpcError) {
     let frame = Frame::Error {
         code: e.code,
         message: e.message,
@@ -110,15 +132,20 @@ async fn send_error(client_send: &mut quinn::SendStream, e: RpcError) {
     let _ = client_send.finish();
 }
 
+/// Relays one client call of `session` (`read`: bytes of its stream already read) until it
+/// ends, re-attaching it after migrations and failovers.
 pub(crate) async fn relay(
     inner: Arc<Inner>,
     session: Arc<Session>,
     mut client_send: quinn::SendStream,
     client_recv: quinn::RecvStream,
+    read: BytesMut,
 ) {
     let mut client_recv = crate::recv::ReadToFin::new(client_recv);
-    let request = match read_request(&mut client_recv, inner.config.max_frame_size).await {
-        Ok(r) => r,
+    let max = inner.config.max_frame_size;
+    let head = read_head(&mut client_recv, max, session.resumable, read).await;
+    let (named, request, after) = match head {
+        Ok(h) => h,
         Err(e) => {
             let code = e.code;
             send_error(&mut client_send, e).await;
@@ -126,9 +153,12 @@ pub(crate) async fn relay(
             return;
         }
     };
-    let call_id = inner
-        .next_call
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let call_id = match named {
+        Some((id, _)) => id,
+        None => inner
+            .next_call
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+    };
     let mut call = RelayCall::new(
         session.id,
         call_id,
@@ -136,6 +166,10 @@ pub(crate) async fn relay(
         request,
         now_ms(),
     );
+    if let Some((_, next_seq)) = named {
+        call = call.resumable(next_seq);
+    }
+    let mut acks = AckReader::new(after, session.resumable);
     let client_stopped = client_send.stopped();
     tokio::pin!(client_stopped);
     loop {
@@ -155,6 +189,8 @@ pub(crate) async fn relay(
             call: &mut call,
             client_send: &mut client_send,
             client_stopped: &mut client_stopped,
+            client_recv: &mut client_recv,
+            acks: &mut acks,
         };
         match link.pump(&owner, head).await {
             Pumped::Finished => break,
@@ -177,6 +213,9 @@ struct Link<'a, 'b, S> {
     call: &'a mut RelayCall,
     client_send: &'a mut quinn::SendStream,
     client_stopped: &'a mut std::pin::Pin<&'b mut S>,
+    client_recv: &'a mut quinn::RecvStream,
+    /// The client's ACKs (a resumable session's call), forwarded to the owner.
+    acks: &'a mut AckReader,
 }
 
 impl<S> Link<'_, '_, S>
@@ -195,7 +234,10 @@ where
         if let Err(e) = ws.write_all_chunks(&mut head).await {
             return self.lost(format!("cannot send the request: {e}"));
         }
-        let _ = ws.finish();
+        let resumable = self.acks.live();
+        if !resumable {
+            let _ = ws.finish();
+        }
         let mut decoder = Decoder::default();
         let mut buf = BytesMut::new();
         let mut eof = false;
@@ -236,8 +278,29 @@ where
                     Err(e) => return self.lost(format!("owner stream failed: {e}")),
                 },
                 _ = owner.dead.cancelled() => return self.lost("owner declared dead".into()),
+                a = self.acks.next_or_pend(self.client_recv) => match a {
+                    Ok(Some(n)) => {
+                        if let Some(ack) = self.call.on_client_ack(n) {
+                            let _ = ws.write_all(&ack.to_bytes()).await;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(_) => {
+                        // The client's connection is gone: the owner keeps the call for a resume.
+                        let code = app_code(ErrorCode::Unavailable);
+                        let _ = wr.stop(code);
+                        let _ = ws.reset(code);
+                        self.call.cancel();
+                        return Pumped::Finished;
+                    }
+                },
                 r = self.client_stopped.as_mut() => {
-                    let code = match r { Ok(Some(c)) => c, _ => app_code(ErrorCode::Cancelled) };
+                    let code = match r {
+                        Ok(Some(c)) => c,
+                        // Lost rather than cancelled: a resumable call is kept by its owner.
+                        Err(_) if resumable => app_code(ErrorCode::Unavailable),
+                        _ => app_code(ErrorCode::Cancelled),
+                    };
                     let _ = wr.stop(code);
                     let _ = ws.reset(code);
                     let _ = self.client_send.reset(code);

@@ -32,6 +32,11 @@ const EXCHANGE_TIMEOUT_MS: u64 = 5_000;
 pub(crate) struct Session {
     pub(crate) id: u64,
     pub(crate) connection_id: String,
+    /// Opened with HELLO (PROTOCOL.md section 15): its calls carry CALL frames and ACKs, and
+    /// it outlives its connection unless the client closes it.
+    pub(crate) resumable: bool,
+    /// Its resume generation here (0 for a new session; the credential's + 1 after a resume).
+    pub(crate) generation: u32,
     /// The coordinator's route as of its last input, for relays and placement.
     pub(crate) route: watch::Sender<Route>,
     /// Woken whenever a migration of this session ends.
@@ -97,13 +102,33 @@ struct Output {
 }
 
 impl Session {
-    /// A session placed on `owner`.
-    pub(crate) fn new(id: u64, connection_id: String, owner: String) -> Self {
-        let coordinator = Coordinator::new(id, owner);
+    /// A session placed on `owner`; `resumable` when the client opened it with HELLO.
+    pub(crate) fn new(id: u64, connection_id: String, owner: String, resumable: bool) -> Self {
+        Self::with_coordinator(id, connection_id, Coordinator::new(id, owner), resumable, 0)
+    }
+
+    /// A session resumed at `generation` on `owner` (PROTOCOL.md section 15.6): its route
+    /// starts above every epoch of the directors before. Its `connection_id`, as handlers see
+    /// it, stays the session id's hex (PROTOCOL.md section 2.1).
+    pub(crate) fn resumed(id: u64, owner: String, generation: u32) -> Self {
+        let route = Route::resumed(owner, generation);
+        let coordinator = Coordinator::with_route(id, route);
+        Self::with_coordinator(id, format!("{id:016x}"), coordinator, true, generation)
+    }
+
+    fn with_coordinator(
+        id: u64,
+        connection_id: String,
+        coordinator: Coordinator,
+        resumable: bool,
+        generation: u32,
+    ) -> Self {
         let (route, _) = watch::channel(coordinator.route().clone());
         Session {
             id,
             connection_id,
+            resumable,
+            generation,
             route,
             idle: Notify::new(),
             state: Mutex::new(State {

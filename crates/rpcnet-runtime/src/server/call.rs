@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::{CallSlot, ItemQueue, MethodKind, ServerEvent, Shared, Taken};
+use crate::ack_reader::AckReader;
 use crate::connection::ConnectionInfo;
 use crate::error::{app_code, RpcError};
 use crate::server::item_queue::Ending;
@@ -405,56 +406,6 @@ pub(crate) async fn serve_call(
                     } else {
                         let _ = send.reset(app_code(code));
                     }
-                }
-            }
-        }
-    }
-}
-
-/// The ACK frames a director sends after the REQUEST on a resumable call's link stream
-/// (PROTOCOL.md section 15.4).
-struct AckReader {
-    decoder: Decoder,
-    buf: BytesMut,
-    live: bool,
-}
-
-impl AckReader {
-    /// Reads ACKs after `after_request` (bytes already read) when the call is `resumable`.
-    fn new(after_request: BytesMut, resumable: bool) -> Self {
-        AckReader {
-            decoder: Decoder::default(),
-            buf: after_request,
-            live: resumable,
-        }
-    }
-
-    /// True until the director finished its side of the stream.
-    fn live(&self) -> bool {
-        self.live
-    }
-
-    /// The next ACK's `next_seq`; `None` once the director finished its side (FIN). Cancel-safe.
-    ///
-    /// Errors: `PROTOCOL` for anything but an ACK; the stream's error when it was reset or its
-    /// connection was lost.
-    async fn next(&mut self, recv: &mut quinn::RecvStream) -> Result<Option<u64>, RpcError> {
-        loop {
-            match self.decoder.decode(&mut self.buf)? {
-                Some(Frame::Ack { next_seq }) => return Ok(Some(next_seq)),
-                Some(other) => {
-                    return Err(RpcError::protocol(format!(
-                        "expected ACK after the REQUEST, got {}",
-                        other.frame_type().name()
-                    )))
-                }
-                None => {}
-            }
-            match recv.read_chunk(64 * 1024, true).await? {
-                Some(chunk) => self.buf.extend_from_slice(&chunk.bytes),
-                None => {
-                    self.live = false;
-                    return Ok(None);
                 }
             }
         }
