@@ -7,8 +7,8 @@ use rpcnet_protocol::DEFAULT_MAX_FRAME_SIZE;
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 10_000;
 
 /// Default [`ClientConfig::loss_detection_ms`] of a client connection, ms: a server (a
-/// director) that died without closing the connection is noticed within ~0.75 s, with a
-/// keep-alive PING every 250 ms.
+/// director) that died without closing the connection is noticed 0.75 to 1 s after its last
+/// packet, with a keep-alive PING every 250 ms.
 pub const DEFAULT_LOSS_DETECTION_MS: u64 = 750;
 
 /// Client settings.
@@ -22,10 +22,12 @@ pub struct ClientConfig {
     pub max_frame_size: u32,
     /// Time allowed for the QUIC + TLS handshake, ms.
     pub connect_timeout_ms: u64,
-    /// Longest time without a packet from the server before the connection is declared lost
-    /// and its calls fail with `UNAVAILABLE`, ms, at least 1: the QUIC idle timeout the client
+    /// Time without a packet from the server after which the connection is declared lost and
+    /// its calls fail with `UNAVAILABLE`, ms, at least 1: the QUIC idle timeout the client
     /// offers (RFC 9000 section 10.1), with a keep-alive PING every third of it
-    /// ([`crate::transport::client_transport_config`]). A connection uses the smaller of its two
+    /// ([`crate::transport::client_transport_config`]). The idle timer restarts when the client
+    /// sends its first PING after the last packet it received, so a dead server is noticed
+    /// between this and 4/3 of it after its last packet. A connection uses the smaller of its two
     /// ends' offers and rpcnet servers offer 30 s ([`crate::transport::IDLE_TIMEOUT_MS`]), so
     /// this value decides, for both ends: the server also drops the connection after that long
     /// without a packet from the client. Default [`DEFAULT_LOSS_DETECTION_MS`] (750) for a
