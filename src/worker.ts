@@ -141,6 +141,7 @@ function onSigterm(): void {
   ).then(
     () => {
       sigtermDraining = false;
+      if (sigtermWorkers.size === 0) process.off('SIGTERM', onSigterm);
       if (openWorkers.size === 0) process.exit(failed ? 1 : 0);
     },
     (e: unknown) => {
@@ -312,7 +313,8 @@ export class RpcWorker {
    */
   async close(): Promise<void> {
     openWorkers.delete(this);
-    if (sigtermWorkers.delete(this) && sigtermWorkers.size === 0) process.off('SIGTERM', onSigterm);
+    // While the handler runs it stays installed (further SIGTERMs are ignored); it removes itself.
+    if (sigtermWorkers.delete(this) && sigtermWorkers.size === 0 && !sigtermDraining) process.off('SIGTERM', onSigterm);
     await Promise.all([this.#native.close(), this.#server.close()]);
     await this.#loop;
   }
