@@ -81,7 +81,9 @@ test('Director.start: each bad option names itself, its expected type and what i
     [{ autoConfirm: 'yes' }, 'autoConfirm must be a boolean, got "yes" (string)'],
     [{ host: 1 }, 'host must be a non-empty string, got 1 (number)'],
     [{ tls: { certPath: 'c.pem' } }, 'tls.keyPath must be a non-empty string, got undefined'],
-    [{ failoverAfterMS: 5 }, 'options has no option "failoverAfterMS"; known: clusterDir, host, port, mgmtPort, advertiseMgmtAddress, tls, failoverAfterMs, autoConfirm, phaseTimeoutMs, totalTimeoutMs'],
+    [{ serverNames: 'rpc.example.com' }, 'serverNames must be an array of non-empty strings, got "rpc.example.com" (string)'],
+    [{ serverNames: ['rpc.example.com', 3] }, 'serverNames[1] must be a non-empty string, got 3 (number)'],
+    [{ failoverAfterMS: 5 }, 'options has no option "failoverAfterMS"; known: clusterDir, host, port, mgmtPort, advertiseMgmtAddress, tls, serverNames, failoverAfterMs, autoConfirm, phaseTimeoutMs, totalTimeoutMs'],
     ['fast', 'options must be an object, got "fast" (string)'],
   ];
   for (const [options, message] of cases) {
@@ -126,6 +128,12 @@ test('RpcWorker.start: required fields and types are checked before anything sta
     // @ts-expect-error clusterDir is a string
     await t.throwsAsync(RpcWorker.start({ id: 'w', director: '127.0.0.1:1', clusterDir: 5 }), { instanceOf: RpcError }),
     'clusterDir must be a non-empty string, got 5 (number)',
+  );
+  invalid(
+    t,
+    // @ts-expect-error drainOnSigterm is a boolean
+    await t.throwsAsync(RpcWorker.start({ id: 'w', director: '127.0.0.1:1', drainOnSigterm: 'no' }), { instanceOf: RpcError }),
+    'drainOnSigterm must be a boolean, got "no" (string)',
   );
   // What the runtime checks (the id's characters) arrives with its code too.
   const e = await t.throwsAsync(RpcWorker.start({ id: 'no spaces', director: '127.0.0.1:1', clusterDir }), { instanceOf: RpcError });
@@ -192,6 +200,17 @@ test('RpcClient: connect options, call arguments and call options are checked', 
     await t.throwsAsync(RpcClient.connect(server.address, { tls: { pin }, connectTimeoutMs: 0 }), { instanceOf: RpcError }),
     'connectTimeoutMs must be a positive integer (ms), got 0 (number)',
   );
+  for (const [lossDetectionMs, got] of [
+    [0, '0 (number)'],
+    [1.5, '1.5 (number)'],
+    ['750', '"750" (string)'],
+  ] as const) {
+    invalid(
+      t,
+      await t.throwsAsync(RpcClient.connect(server.address, { tls: { pin }, lossDetectionMs: lossDetectionMs as number }), { instanceOf: RpcError }),
+      `lossDetectionMs must be a positive integer (ms), got ${got}`,
+    );
+  }
   invalid(
     t,
     // @ts-expect-error no such option

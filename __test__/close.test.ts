@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import test from 'ava';
-import { Director, RpcClient, RpcServer, RpcWorker } from '../dist/index.js';
+import { Director, RpcClient, RpcError, RpcServer, RpcWorker } from '../dist/index.js';
 
 const clusterDir = mkdtempSync(join(tmpdir(), 'rpcnet-close-'));
 test.after.always(() => rmSync(clusterDir, { recursive: true, force: true }));
@@ -63,4 +63,29 @@ test.serial('worker.close() and director.close() free their ports at once', asyn
   t.is(again.mgmtAddress, mgmtAddress);
   await again.close();
   await client.close();
+});
+
+test.serial('directors of one cluster, one after another on the same port, present identities the cluster CA vouches for', async (t) => {
+  const first = await Director.start({ clusterDir });
+  t.is(first.caFile, join(clusterDir, 'ca.pem'));
+  const viaCa = await RpcClient.connect(first.address, { tls: { caFile: first.caFile } });
+  await viaCa.close();
+  const pinned = first.certFingerprint;
+  await first.close();
+
+  const second = await Director.start({ clusterDir, port: split(first.address).port, serverNames: ['rpc.example.test'] });
+  t.is(second.address, first.address);
+  t.not(second.certFingerprint, pinned, 'each start issues a fresh certificate');
+  for (const serverName of ['localhost', '127.0.0.1', 'rpc.example.test']) {
+    const client = await RpcClient.connect(second.address, { tls: { caFile: second.caFile, serverName } });
+    await client.close();
+  }
+  const unknownName = await t.throwsAsync(RpcClient.connect(second.address, { tls: { caFile: second.caFile, serverName: 'other.example.test' } }));
+  t.is((unknownName as RpcError).code, 'UNAVAILABLE');
+  const stalePin = await t.throwsAsync(RpcClient.connect(second.address, { tls: { pin: pinned } }));
+  t.is((stalePin as RpcError).code, 'UNAVAILABLE', 'a pin does not survive a restart; the CA does');
+  const badName = await t.throwsAsync(Director.start({ clusterDir, serverNames: ['not a name!'] }));
+  t.is((badName as RpcError).code, 'INVALID_ARGUMENT');
+  t.regex(badName!.message, /"not a name!"/);
+  await second.close();
 });

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import test from 'ava';
-import { RpcError, RpcWorker } from '../dist/index.js';
+import { RpcClient, RpcError, RpcWorker } from '../dist/index.js';
 import type { MigrationReport } from '../dist/index.js';
 import { streamTokens } from '../dist/demo/client.js';
 import { startDirector, startWorker, type DirectorProc, type Proc } from '../dist/demo/harness.js';
@@ -18,7 +18,7 @@ test.after.always(() => rmSync(clusterDir, { recursive: true, force: true }));
 
 async function cluster(
   ids: string[],
-  options: { confirmDelayMs?: Record<string, number>; restoreDelayMs?: Record<string, number> } = {},
+  options: { confirmDelayMs?: Record<string, number>; restoreDelayMs?: Record<string, number>; defaultSigterm?: string[] } = {},
 ) {
   const director = await startDirector(clusterDir, { silent: true, failoverAfterMs: 400 });
   const workers: Record<string, Proc> = {};
@@ -27,6 +27,7 @@ async function cluster(
       silent: true,
       confirmDelayMs: options.confirmDelayMs?.[id],
       restoreDelayMs: options.restoreDelayMs?.[id],
+      defaultSigterm: options.defaultSigterm?.includes(id),
     });
   }
   const stop = async () => {
@@ -68,6 +69,62 @@ test.serial('graceful drain: SIGTERM moves the session, the worker exits 0, noth
     t.is(((done[0]!.event as { report: MigrationReport }).report).reason, 'drain');
     const opened = director.proc.messages.filter((m) => m.type === 'event' && (m.event as { kind: string }).kind === 'session-opened');
     t.is(opened.length, 1, 'one client handshake: the connection survived the migration');
+  } finally {
+    await stop();
+  }
+});
+
+test.serial('a worker without a SIGTERM handler of its own drains by default: exactly once, a drain migration, no failover', async (t) => {
+  const { director, workers, stop } = await cluster(['worker-a', 'worker-b'], { defaultSigterm: ['worker-a'] });
+  try {
+    const record = stream(director, 80, 20);
+    await sessionOf(director);
+    await sleep(500);
+    workers['worker-a']!.kill('SIGTERM');
+    const exit = await workers['worker-a']!.exited;
+    t.deepEqual(exit, { code: 0, signal: null }, 'RpcWorker drained, closed and exited 0');
+    t.false(workers['worker-a']!.messages.some((m) => m.type === 'drained'), 'the demo worker installed no handler of its own');
+    const r = await record;
+    t.is(r.items, 80);
+    t.is(r.gaps, 0, 'no item lost');
+    t.is(r.duplicates, 0, 'no item repeated');
+    t.is(r.foreignConnection, 0);
+    t.deepEqual(r.workers, ['worker-a', 'worker-b']);
+    const kinds = director.proc.messages.filter((m) => m.type === 'event').map((m) => (m.event as { kind: string }).kind);
+    const done = director.proc.messages.filter((m) => m.type === 'event' && (m.event as { kind: string }).kind === 'migration-completed');
+    t.is(done.length, 1, kinds.join(', '));
+    t.is((done[0]!.event as { report: MigrationReport }).report.reason, 'drain');
+    t.false(kinds.includes('failover'), `no failover: ${kinds.join(', ')}`);
+    t.false(kinds.includes('migration-aborted'), kinds.join(', '));
+  } finally {
+    await stop();
+  }
+});
+
+test.serial('a client of a SIGKILLed director fails with UNAVAILABLE within 1.5 s (lossDetectionMs 750 by default), not 30 s', async (t) => {
+  const { director, stop } = await cluster(['worker-a']);
+  try {
+    // Trusting only the cluster CA: the director presents a certificate the CA issued.
+    const client = await RpcClient.connect(director.address, { tls: { caFile: join(clusterDir, 'ca.pem') } });
+    const request = Buffer.from(JSON.stringify({ count: 100_000, intervalMs: 10 }));
+    let items = 0;
+    let killedAt = 0;
+    const failed = (async () => {
+      for await (const _ of client.callStreaming('tokens', request)) {
+        if (++items === 10) {
+          director.proc.kill('SIGKILL');
+          killedAt = performance.now();
+        }
+      }
+    })();
+    const e = await t.throwsAsync(failed, { instanceOf: RpcError });
+    const detectedMs = performance.now() - killedAt;
+    t.log(`the stream failed ${detectedMs.toFixed(0)} ms after the SIGKILL: ${e?.message}`);
+    t.is(e?.code, 'UNAVAILABLE');
+    t.true(detectedMs < 1500, `detected after ${detectedMs.toFixed(0)} ms`);
+    const call = await t.throwsAsync(client.call('who', Buffer.alloc(0)), { instanceOf: RpcError });
+    t.is(call?.code, 'UNAVAILABLE', 'later calls fail at once');
+    await client.close();
   } finally {
     await stop();
   }

@@ -35,6 +35,22 @@ export interface ClientOptions {
   maxFrameSize?: number;
   /** Handshake time limit, ms, a positive integer. Default 10000. */
   connectTimeoutMs?: number;
+  /**
+   * How long the server may stay silent before the connection is declared lost, ms, a positive
+   * integer. Default 750. Then every pending call fails with `UNAVAILABLE`: this bounds how long
+   * a client waits on a director that died without closing its connection (SIGKILL, a lost
+   * host). It is the QUIC idle timeout the client offers (RFC 9000 section 10.1), with a
+   * keep-alive PING every third of it (250 ms by default); the idle timer restarts at the first
+   * PING after the server's last packet, so the calls fail between this and 4/3 of it after
+   * that packet (1 s by default). A connection uses the smaller of its
+   * two ends' idle timeouts and rpcnet servers offer 30000, so this value decides, for both
+   * ends: the server also drops the connection after that long without a packet from the
+   * client. Raise it on lossy or congested links, or where either process can stall for that
+   * long: three PINGs in a row without an answer end a healthy connection. A director of the
+   * same cluster restarted on the same address ends the connection sooner, with a stateless
+   * reset (README "Directors: restarts, identity and loss detection").
+   */
+  lossDetectionMs?: number;
 }
 
 /** Per-call options. */
@@ -101,7 +117,7 @@ export class RpcClient {
    */
   static async connect(address: string, options: ClientOptions): Promise<RpcClient> {
     const addr = string('address', address);
-    const o = record('options', options, ['tls', 'maxFrameSize', 'connectTimeoutMs']);
+    const o = record('options', options, ['tls', 'maxFrameSize', 'connectTimeoutMs', 'lossDetectionMs']);
     if (o.tls === undefined) {
       throw invalid('tls', 'an object giving tls.pin, tls.caFile or tls.systemRoots (there is no insecure mode)', o.tls);
     }
@@ -113,6 +129,7 @@ export class RpcClient {
       serverName: optionalString('tls.serverName', tls.serverName),
       maxFrameSize: optionalInteger('maxFrameSize', o.maxFrameSize, 1, U32_MAX, 'bytes'),
       connectTimeoutMs: optionalInteger('connectTimeoutMs', o.connectTimeoutMs, 1, U32_MAX, 'ms'),
+      lossDetectionMs: optionalInteger('lossDetectionMs', o.lossDetectionMs, 1, U32_MAX, 'ms'),
     };
     try {
       return new RpcClient(await native.connect(addr, checked));

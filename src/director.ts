@@ -6,11 +6,12 @@
  * @module
  */
 import { EventEmitter, on } from 'node:events';
+import { join } from 'node:path';
 
 import { native, type Native } from './binding.js';
 import { directorEvent, migrationReport } from './director-events.js';
 import { fromBinding, reportInternal, RpcError } from './errors.js';
-import { integer, invalid, optionalBoolean, optionalFunc, optionalInteger, optionalPemFiles, optionalPort, optionalString, record, string, U32_MAX } from './options.js';
+import { integer, invalid, optionalBoolean, optionalFunc, optionalInteger, optionalPemFiles, optionalPort, optionalString, optionalStringArray, record, string, U32_MAX } from './options.js';
 import { defaultClusterDir } from './worker.js';
 
 /** Options of {@link Director.start}. */
@@ -33,10 +34,21 @@ export interface DirectorOptions {
    */
   advertiseMgmtAddress?: string;
   /**
-   * PEM certificate and key shown to clients (both required); default: self-signed
-   * ({@link Director.certFingerprint}).
+   * PEM certificate and key shown to clients (both required). Default: a certificate issued at
+   * start by the cluster CA for `localhost`, `127.0.0.1`, `::1`, the bound IP (for a wildcard
+   * `host`, the host's first non-loopback interface address) and
+   * {@link DirectorOptions.serverNames}, so that clients trusting the cluster CA
+   * (`tls: { caFile: '<clusterDir>/ca.pem' }`) accept every director of the cluster, restart
+   * after restart. Its {@link Director.certFingerprint} changes at every start: a client that
+   * pins needs these files.
    */
   tls?: { certPath: string; keyPath: string };
+  /**
+   * More names the cluster-issued certificate is valid for: DNS names (`rpc.example.com`) or IP
+   * address literals, as clients give them in `tls.serverName`. Default none; a `host` given as
+   * a DNS name is added. Ignored with `tls`.
+   */
+  serverNames?: string[];
   /**
    * A worker silent for this long is declared dead and its sessions fail over; ms, a positive
    * integer. Default 500.
@@ -257,9 +269,12 @@ export class Director extends EventEmitter {
   #policy: DirectorPolicy = {};
   #policyLoop: Promise<void> | undefined;
 
-  private constructor(n: Native.NativeDirector) {
+  readonly #caFile: string;
+
+  private constructor(n: Native.NativeDirector, caFile: string) {
     super();
     this.#native = n;
+    this.#caFile = caFile;
     this.#loop = this.#run();
   }
 
@@ -300,8 +315,8 @@ export class Director extends EventEmitter {
   /**
    * Binds the user and management ports.
    * @throws {RpcError} `INVALID_ARGUMENT` for bad options (checked before binding: types,
-   * ranges, unknown keys), PEM files or cluster directory; `UNAVAILABLE` if a port cannot be
-   * bound.
+   * ranges, unknown keys), PEM files, cluster directory, or a server name that is neither a DNS
+   * name nor an IP address; `UNAVAILABLE` if a port cannot be bound.
    */
   static async start(options: DirectorOptions = {}): Promise<Director> {
     const o = record('options', options, [
@@ -311,6 +326,7 @@ export class Director extends EventEmitter {
       'mgmtPort',
       'advertiseMgmtAddress',
       'tls',
+      'serverNames',
       'failoverAfterMs',
       'autoConfirm',
       'phaseTimeoutMs',
@@ -325,13 +341,14 @@ export class Director extends EventEmitter {
       advertiseMgmtAddress: optionalString('advertiseMgmtAddress', o.advertiseMgmtAddress),
       certPath: tls?.certPath,
       keyPath: tls?.keyPath,
+      serverNames: optionalStringArray('serverNames', o.serverNames),
       failoverAfterMs: optionalInteger('failoverAfterMs', o.failoverAfterMs, 1, U32_MAX, 'ms'),
       autoConfirm: optionalBoolean('autoConfirm', o.autoConfirm),
       phaseTimeoutMs: optionalInteger('phaseTimeoutMs', o.phaseTimeoutMs, 1, U32_MAX, 'ms'),
       totalTimeoutMs: optionalInteger('totalTimeoutMs', o.totalTimeoutMs, 1, U32_MAX, 'ms'),
     };
     try {
-      return new Director(await native.startDirector(checked));
+      return new Director(await native.startDirector(checked), join(checked.clusterDir, 'ca.pem'));
     } catch (e) {
       throw fromBinding(e);
     }
@@ -356,7 +373,19 @@ export class Director extends EventEmitter {
     return this.#native.advertisedMgmtAddress;
   }
 
-  /** SHA-256 fingerprint of the certificate clients see (for `tls.pin`). */
+  /**
+   * Path of the cluster CA certificate, `ca.pem` in the cluster directory: what clients give as
+   * `tls.caFile` to accept every director of the cluster (each presents a certificate this CA
+   * issued, unless {@link DirectorOptions.tls} gave it its own).
+   */
+  get caFile(): string {
+    return this.#caFile;
+  }
+
+  /**
+   * SHA-256 fingerprint of the certificate clients see (for `tls.pin`). With the default,
+   * cluster-issued certificate it changes at every start; trust {@link Director.caFile} instead.
+   */
   get certFingerprint(): string {
     return this.#native.certFingerprint;
   }

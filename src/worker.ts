@@ -7,7 +7,7 @@
  */
 import { native, type Native } from './binding.js';
 import { fromBinding, reportInternal, RpcError, unknownKind } from './errors.js';
-import { bytes, describe, integer, invalid, optionalFunc, optionalInteger, optionalPort, optionalString, record, string, stringList, U32_MAX } from './options.js';
+import { bytes, describe, integer, invalid, optionalBoolean, optionalFunc, optionalInteger, optionalPort, optionalString, record, string, stringList, U32_MAX } from './options.js';
 import { serverOver, type RpcServer, type ServerStreamingHandler, type UnaryHandler } from './server.js';
 
 /** Options of {@link RpcWorker.start}. */
@@ -57,6 +57,17 @@ export interface WorkerOptions {
    * accepts the worker is enough.
    */
   connectTimeoutMs?: number;
+  /**
+   * Drain on SIGTERM, a boolean. Default true: while the worker is open, a SIGTERM to the
+   * process runs {@link RpcWorker.drain} (its sessions migrate to other workers, nothing lost)
+   * and then {@link RpcWorker.close}; once no worker of the process is left open, the process
+   * exits 0, or 1 when a drain failed (the error is printed on stderr; sessions a failed drain
+   * did not move fail over when the worker is gone). The first worker started with it
+   * installs one `process.on('SIGTERM')` handler for all of them; closing the last of them
+   * removes it, and SIGTERMs while it runs are ignored. Give false to handle SIGTERM yourself,
+   * since both handlers would run.
+   */
+  drainOnSigterm?: boolean;
 }
 
 /** A migration request as the target's policy hook sees it (RFC-001 MigrationRequest). */
@@ -101,13 +112,52 @@ export function defaultClusterDir(): string {
   return process.env.RPCNET_CLUSTER_DIR || '.rpcnet/cluster';
 }
 
+/** Workers of this process not closed yet. */
+const openWorkers = new Set<RpcWorker>();
+/** The open workers started with `drainOnSigterm` (the default). */
+const sigtermWorkers = new Set<RpcWorker>();
+/** Whether the SIGTERM handler is draining. */
+let sigtermDraining = false;
+
 /**
- * A worker process's endpoint.
+ * The process's SIGTERM handler while a worker drains on SIGTERM: drains and closes each such
+ * worker, then exits (0, or 1 if a drain failed) when no worker of the process is open.
+ */
+function onSigterm(): void {
+  if (sigtermDraining) return;
+  sigtermDraining = true;
+  let failed = false;
+  const workers = [...sigtermWorkers];
+  void Promise.all(
+    workers.map(async (w) => {
+      try {
+        await w.drain();
+      } catch (e) {
+        failed = true;
+        console.error(`rpcnet: worker ${w.id}: drain on SIGTERM failed: ${(e as Error).message}`);
+      }
+      await w.close();
+    }),
+  ).then(
+    () => {
+      sigtermDraining = false;
+      if (sigtermWorkers.size === 0) process.off('SIGTERM', onSigterm);
+      if (openWorkers.size === 0) process.exit(failed ? 1 : 0);
+    },
+    (e: unknown) => {
+      console.error(`rpcnet: closing workers on SIGTERM failed: ${(e as Error).message}`);
+      process.exit(1);
+    },
+  );
+}
+
+/**
+ * A worker process's endpoint. By default a SIGTERM drains and closes it and exits the process
+ * ({@link WorkerOptions.drainOnSigterm}).
  *
  * ```ts
  * const worker = await RpcWorker.start({ id: 'worker-a', director: ['director-1:7001', 'director-2:7001'] });
  * worker.serverStreaming('tokens', async function* (req, ctx) { ... ctx.checkpoint(state) ... });
- * process.on('SIGTERM', () => worker.drain().then(() => process.exit(0)));
  * ```
  */
 export class RpcWorker {
@@ -145,7 +195,9 @@ export class RpcWorker {
       'advertiseMgmtAddress',
       'heartbeatMs',
       'connectTimeoutMs',
+      'drainOnSigterm',
     ]);
+    const drainOnSigterm = optionalBoolean('drainOnSigterm', o.drainOnSigterm) ?? true;
     const checked: Native.NativeWorkerOptions = {
       id: string('id', o.id),
       director: stringList('director', o.director, 'host:port'),
@@ -158,11 +210,18 @@ export class RpcWorker {
       heartbeatMs: optionalInteger('heartbeatMs', o.heartbeatMs, 1, U32_MAX, 'ms'),
       connectTimeoutMs: optionalInteger('connectTimeoutMs', o.connectTimeoutMs, 1, U32_MAX, 'ms'),
     };
+    let worker: RpcWorker;
     try {
-      return new RpcWorker(await native.startWorker(checked));
+      worker = new RpcWorker(await native.startWorker(checked));
     } catch (e) {
       throw fromBinding(e);
     }
+    openWorkers.add(worker);
+    if (drainOnSigterm) {
+      if (sigtermWorkers.size === 0) process.on('SIGTERM', onSigterm);
+      sigtermWorkers.add(worker);
+    }
+    return worker;
   }
 
   /** The worker's id. */
@@ -249,9 +308,13 @@ export class RpcWorker {
 
   /**
    * Closes both ports; running handlers are aborted. Resolves once both UDP ports are released,
-   * so they can be bound again at once.
+   * so they can be bound again at once. Removes the SIGTERM handler when this was the last
+   * worker of the process that drains on SIGTERM.
    */
   async close(): Promise<void> {
+    openWorkers.delete(this);
+    // While the handler runs it stays installed (further SIGTERMs are ignored); it removes itself.
+    if (sigtermWorkers.delete(this) && sigtermWorkers.size === 0 && !sigtermDraining) process.off('SIGTERM', onSigterm);
     await Promise.all([this.#native.close(), this.#server.close()]);
     await this.#loop;
   }

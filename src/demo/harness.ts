@@ -94,13 +94,14 @@ export async function startWorker(
   id: string,
   director: DirectorProc | DirectorProc[],
   clusterDir: string,
-  options: { silent?: boolean; stateBytes?: number; confirmDelayMs?: number; restoreDelayMs?: number } = {},
+  options: { silent?: boolean; stateBytes?: number; confirmDelayMs?: number; restoreDelayMs?: number; defaultSigterm?: boolean } = {},
 ): Promise<Proc> {
   const directors = (Array.isArray(director) ? director : [director]).map((d) => d.mgmtAddress).join(',');
   const args = ['--id', id, '--director', directors, '--cluster-dir', clusterDir];
   if (options.stateBytes !== undefined) args.push('--state-bytes', String(options.stateBytes));
   if (options.confirmDelayMs) args.push('--confirm-delay-ms', String(options.confirmDelayMs));
   if (options.restoreDelayMs) args.push('--restore-delay-ms', String(options.restoreDelayMs));
+  if (options.defaultSigterm) args.push('--default-sigterm');
   const proc = new Proc('worker', args, options);
   await Promise.race([
     proc.waitFor((m) => m.type === 'ready'),

@@ -1,7 +1,9 @@
 /**
  * Demo and test process: a worker serving the resumable `tokens` method and a unary `who`.
  * SIGTERM drains it (its sessions migrate to other workers), it tells its parent `drained` over
- * IPC once the director has moved them all, closes and exits 0. Its application
+ * IPC once the director has moved them all, closes and exits 0. With `--default-sigterm` it
+ * installs no SIGTERM handler of its own and relies on `RpcWorker`'s (`drainOnSigterm`), which
+ * does the same without the `drained` message. Its application
  * state per session is `--state-bytes` bytes, carried by `captureState` / `restoreState`.
  * `--confirm-delay-ms` makes its migration policy hook slow (for abort tests);
  * `--restore-delay-ms` makes `restoreState` wait after reporting `restored` (for tests that kill
@@ -23,8 +25,10 @@ const { values } = parseArgs({
     'state-bytes': { type: 'string', default: '1024' },
     'confirm-delay-ms': { type: 'string', default: '0' },
     'restore-delay-ms': { type: 'string', default: '0' },
+    'default-sigterm': { type: 'boolean', default: false },
   },
 });
+const defaultSigterm = values['default-sigterm'];
 const id = values.id!;
 const stateBytes = Number(values['state-bytes']);
 const confirmDelayMs = Number(values['confirm-delay-ms']);
@@ -32,7 +36,7 @@ const restoreDelayMs = Number(values['restore-delay-ms']);
 const sessions = new Map<string, Buffer>();
 
 // `--director` may list several directors, separated by commas.
-const worker = await RpcWorker.start({ id, director: values.director!.split(','), clusterDir: values['cluster-dir'] });
+const worker = await RpcWorker.start({ id, director: values.director!.split(','), clusterDir: values['cluster-dir'], drainOnSigterm: defaultSigterm });
 worker.serverStreaming('tokens', tokensHandler(id));
 worker.unary('who', () => Buffer.from(id));
 worker.setHooks({
@@ -70,7 +74,7 @@ process.on('message', (m: { id: number; cmd: string; gc?: boolean }) => {
 });
 
 let draining = false;
-process.on('SIGTERM', async () => {
+if (!defaultSigterm) process.on('SIGTERM', async () => {
   if (draining) return;
   draining = true;
   try {

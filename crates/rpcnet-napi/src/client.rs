@@ -26,6 +26,9 @@ pub struct NativeClientOptions {
     pub max_frame_size: Option<u32>,
     /// Handshake time limit, ms.
     pub connect_timeout_ms: Option<u32>,
+    /// Silence from the server after which the connection is declared lost, ms (QUIC idle
+    /// timeout; keep-alive every third of it).
+    pub loss_detection_ms: Option<u32>,
 }
 
 /// One client connection.
@@ -60,6 +63,9 @@ async fn open(
     }
     if let Some(t) = options.connect_timeout_ms {
         config.connect_timeout_ms = t.into();
+    }
+    if let Some(t) = options.loss_detection_ms {
+        config.loss_detection_ms = t.into();
     }
     let client = Client::connect(addr, config).await?;
     Ok(NativeClient {

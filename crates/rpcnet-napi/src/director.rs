@@ -25,10 +25,14 @@ pub struct NativeDirectorOptions {
     /// The management address to give workers, `host:port` or a host (the bound port);
     /// default: the bound address, or an interface address for a wildcard bind.
     pub advertise_mgmt_address: Option<String>,
-    /// PEM certificate chain shown to clients (with `key_path`); default: self-signed.
+    /// PEM certificate chain shown to clients (with `key_path`); default: issued by the
+    /// cluster CA.
     pub cert_path: Option<String>,
     /// PEM private key (with `cert_path`).
     pub key_path: Option<String>,
+    /// Extra names (DNS names or IP literals) of the cluster-issued certificate; `host`, when it
+    /// is a DNS name, is added.
+    pub server_names: Option<Vec<String>>,
     /// Silence after which a worker is declared dead.
     pub failover_after_ms: Option<u32>,
     /// Skip the Confirmation phase.
@@ -270,10 +274,18 @@ async fn bind(options: NativeDirectorOptions) -> std::result::Result<NativeDirec
     config.bind = bind_address(options.host.as_deref(), options.port).await?;
     config.mgmt_bind = bind_address(options.host.as_deref(), options.mgmt_port).await?;
     config.advertise_mgmt = options.advertise_mgmt_address;
-    config.identity = ServerIdentity::from_pem_paths(
-        options.cert_path.map(Into::into),
-        options.key_path.map(Into::into),
-    )?;
+    config.identity = match (options.cert_path, options.key_path) {
+        (None, None) => ServerIdentity::ClusterIssued,
+        (cert, key) => ServerIdentity::from_pem_paths(cert.map(Into::into), key.map(Into::into))?,
+    };
+    config.server_names = options.server_names.unwrap_or_default();
+    // A host given by name is a name clients use too.
+    if let Some(host) = options
+        .host
+        .filter(|h| h.parse::<std::net::IpAddr>().is_err())
+    {
+        config.server_names.insert(0, host);
+    }
     if let Some(ms) = options.failover_after_ms {
         config.failover_after_ms = ms.into();
     }

@@ -47,7 +47,7 @@ use rustls::server::WebPkiClientVerifier;
 
 use crate::error::RpcError;
 use crate::tls::{fingerprint, provider};
-use crate::transport::{client_transport_config, cluster_transport_config};
+use crate::transport::{client_transport_config, cluster_transport_config, IDLE_TIMEOUT_MS};
 
 /// Server name cluster peers use for each other: every cluster leaf carries it as a DNS SAN, and
 /// clients built by [`ClusterCredentials::client_crypto`] check it. Pass it as the server name to
@@ -66,6 +66,13 @@ pub const SECRET_FILE: &str = "secret.bin";
 
 /// Length in bytes of the cluster secret.
 pub const SECRET_LEN: usize = 32;
+
+/// Label of the stateless reset key, HMAC-SHA256(cluster secret, label) (see
+/// [`ClusterCredentials::endpoint_config`]).
+pub const RESET_KEY_LABEL: &[u8] = b"rpcnet/1 stateless reset key";
+/// Label of the connection ID key, HMAC-SHA256(cluster secret, label), of which the first 8
+/// bytes key quinn's connection ID generator (see [`ClusterCredentials::endpoint_config`]).
+pub const CONNECTION_ID_KEY_LABEL: &[u8] = b"rpcnet/1 connection id key";
 
 /// Validity of an issued leaf certificate: 365 days from issue (backdated by [`CLOCK_SKEW`]).
 const LEAF_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -102,6 +109,38 @@ pub struct ClusterCredentials {
     pub secret: [u8; SECRET_LEN],
     /// Name the leaf was issued for (also its DNS SAN and CN), e.g. `"worker-a"`.
     pub name: String,
+    /// The cluster CA as an issuer (its key from `ca.key`), for
+    /// [`issue_server_identity`](Self::issue_server_identity).
+    issuer: Arc<Issuer>,
+}
+
+/// The cluster CA rebuilt as an rcgen issuer: same subject DN and key as the stored certificate,
+/// so what it signs chains to the stored DER (which stays the trust anchor; the rebuilt DER is
+/// never used).
+struct Issuer {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl Issuer {
+    /// Signs a fresh ECDSA P-256 key under `params`: the certificate DER and its key.
+    ///
+    /// Errors: `INTERNAL` if key generation or signing fails (`what` names the certificate).
+    fn issue(
+        &self,
+        params: CertificateParams,
+        what: &str,
+    ) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), RpcError> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(|e| RpcError::internal(format!("key generation for {what} failed: {e}")))?;
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .map_err(|e| RpcError::internal(format!("{what} failed: {e}")))?;
+        Ok((
+            cert.der().clone(),
+            PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        ))
+    }
 }
 
 impl Clone for ClusterCredentials {
@@ -112,6 +151,7 @@ impl Clone for ClusterCredentials {
             key: self.key.clone_key(),
             secret: self.secret,
             name: self.name.clone(),
+            issuer: self.issuer.clone(),
         }
     }
 }
@@ -233,26 +273,27 @@ impl ClusterCredentials {
                 key_path.display()
             )));
         }
-        let issuer = issuer_params.self_signed(&ca_key).map_err(|e| {
-            RpcError::internal(format!(
-                "cannot rebuild the cluster CA from {}: {e}",
-                key_path.display()
-            ))
-        })?;
-
-        let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-            .map_err(|e| RpcError::internal(format!("cluster leaf key generation failed: {e}")))?;
-        let leaf = leaf_params(name)?
-            .signed_by(&leaf_key, &issuer, &ca_key)
-            .map_err(|e| {
-                RpcError::internal(format!("cluster leaf certificate for {name:?} failed: {e}"))
-            })?;
+        let issuer = Issuer {
+            cert: issuer_params.self_signed(&ca_key).map_err(|e| {
+                RpcError::internal(format!(
+                    "cannot rebuild the cluster CA from {}: {e}",
+                    key_path.display()
+                ))
+            })?,
+            key: ca_key,
+        };
+        let names = peer_names(name);
+        let (leaf, key) = issuer.issue(
+            leaf_params(name, &names, true)?,
+            &format!("cluster leaf certificate for {name:?}"),
+        )?;
         let creds = Self {
-            chain: vec![leaf.der().clone(), ca_cert.clone()],
-            key: PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+            chain: vec![leaf, ca_cert.clone()],
+            key,
             ca_cert,
             secret,
             name: name.to_string(),
+            issuer: Arc::new(issuer),
         };
         creds.check_chain().map_err(|e| {
             RpcError::invalid_argument(format!(
@@ -262,6 +303,79 @@ impl ClusterCredentials {
             ))
         })?;
         Ok(creds)
+    }
+
+    /// A 32-byte key for one purpose, derived from the cluster secret: HMAC-SHA256(secret,
+    /// `label`). Every process of the cluster derives the same key for a label, and distinct
+    /// labels give independent keys (the migration token key, [`RESET_KEY_LABEL`],
+    /// [`CONNECTION_ID_KEY_LABEL`]), so no key is the secret itself.
+    pub fn derive_key(&self, label: &[u8]) -> [u8; 32] {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.secret);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ring::hmac::sign(&key, label).as_ref());
+        out
+    }
+
+    /// The quinn endpoint configuration of the cluster's serving endpoints (the director's user
+    /// and management ports, a worker's user and management ports), identical in every process
+    /// of the cluster:
+    ///
+    /// - the stateless reset key (RFC 9000 section 10.3) is [`derive_key`](Self::derive_key)
+    ///   ([`RESET_KEY_LABEL`]). A reset token is HMAC(reset key, connection ID), so a process
+    ///   that gets a packet of a connection it does not hold, such as a director restarted on the
+    ///   same address after a crash, answers with the stateless reset the peer was promised,
+    ///   and the peer's connection ends at once (its calls fail with `UNAVAILABLE`) instead of
+    ///   at its idle timeout. With quinn's default (a random key per process) the peer would
+    ///   not recognise the reset.
+    /// - connection IDs come from quinn's `HashedConnectionIdGenerator` keyed with the first 8
+    ///   bytes of [`derive_key`](Self::derive_key) ([`CONNECTION_ID_KEY_LABEL`]). quinn drops
+    ///   a short-header packet whose connection ID its generator does not recognise without
+    ///   answering, so with a random generator key per process the new process would not even
+    ///   send the reset.
+    ///
+    /// The other side of sharing the key (RFC 9000 section 10.3.2): any process of the cluster
+    /// resets a connection whose packets reach it, so packets of a connection must keep
+    /// reaching the process that holds it (route by address or connection ID, not at random).
+    pub fn endpoint_config(&self) -> quinn::EndpointConfig {
+        let reset =
+            ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.derive_key(RESET_KEY_LABEL));
+        let mut config = quinn::EndpointConfig::new(Arc::new(reset));
+        let cid = self.derive_key(CONNECTION_ID_KEY_LABEL);
+        let cid_key = u64::from_be_bytes(cid[..8].try_into().expect("8 of 32 bytes"));
+        config.cid_generator(move || {
+            Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+        });
+        config
+    }
+
+    /// A server identity issued now by the cluster CA, for the director's user port: chain
+    /// `[leaf, ca]`, the leaf an ECDSA P-256 certificate for `server_names` (each an IP address
+    /// literal, which becomes an IP SAN, or a DNS name, a DNS SAN; the first is also its CN),
+    /// extended key usage server auth only, valid for 1 year, with a fresh key. Clients that
+    /// trust the cluster CA (`ca.pem` in the cluster directory, [`crate::ClientTrust::CaFile`])
+    /// accept it under any of those names, so every director of the cluster presents an
+    /// identity they already trust, restart after restart. Its fingerprint changes with every
+    /// issue: a client that pins needs an identity from files.
+    ///
+    /// Errors: `INVALID_ARGUMENT` when `server_names` is empty or one is neither an IP address
+    /// nor a DNS name (the message names it); `INTERNAL` if generation fails.
+    pub fn issue_server_identity(
+        &self,
+        server_names: &[String],
+    ) -> Result<crate::tls::LoadedIdentity, RpcError> {
+        let first = server_names.first().ok_or_else(|| {
+            RpcError::invalid_argument("a cluster-issued identity needs at least one server name")
+        })?;
+        let names: Vec<&str> = server_names.iter().map(String::as_str).collect();
+        let (leaf, key) = self.issuer.issue(
+            leaf_params(first, &names, false)?,
+            &format!("cluster-issued server certificate for {names:?}"),
+        )?;
+        Ok(crate::tls::LoadedIdentity {
+            fingerprint: fingerprint(&leaf),
+            chain: vec![leaf, self.ca_cert.clone()],
+            key,
+        })
     }
 
     /// SHA-256 of this process's leaf certificate DER, lowercase hex (64 characters): what the
@@ -333,8 +447,9 @@ impl ClusterCredentials {
     }
 
     /// quinn client configuration from [`client_crypto`](Self::client_crypto) with
-    /// [`crate::transport::client_transport_config`] (no stream credit for the server). Connect
-    /// with server name [`CLUSTER_SERVER_NAME`].
+    /// [`crate::transport::client_transport_config`] (no stream credit for the server) and the
+    /// cluster's idle timeout, [`crate::transport::IDLE_TIMEOUT_MS`]. Connect with server name
+    /// [`CLUSTER_SERVER_NAME`].
     ///
     /// Errors: those of `client_crypto`; `INTERNAL` if quinn rejects the rustls configuration.
     pub fn quinn_client_config(&self, alpn: &[u8]) -> Result<quinn::ClientConfig, RpcError> {
@@ -345,7 +460,7 @@ impl ClusterCredentials {
                 ))
             })?;
         let mut config = quinn::ClientConfig::new(Arc::new(quic));
-        config.transport_config(client_transport_config());
+        config.transport_config(client_transport_config(IDLE_TIMEOUT_MS)?);
         Ok(config)
     }
 
@@ -445,38 +560,57 @@ fn ca_params(ca_key: &KeyPair) -> Result<CertificateParams, RpcError> {
     Ok(params)
 }
 
-/// Parameters of a leaf for `name`.
-fn leaf_params(name: &str) -> Result<CertificateParams, RpcError> {
-    let mut params = CertificateParams::default();
+/// The DNS SANs of a cluster peer's leaf: `name` and [`CLUSTER_SERVER_NAME`].
+fn peer_names(name: &str) -> Vec<&str> {
     let mut names = vec![name];
     if name != CLUSTER_SERVER_NAME {
         names.push(CLUSTER_SERVER_NAME);
     }
+    names
+}
+
+/// Parameters of a leaf with subject CN `cn` for `names` (IP literals become IP SANs, anything
+/// else a DNS SAN), extended key usage server auth, plus client auth for a cluster `peer`.
+///
+/// Errors: `INVALID_ARGUMENT` for a name that is neither an IP address nor a DNS name.
+fn leaf_params(cn: &str, names: &[&str], peer: bool) -> Result<CertificateParams, RpcError> {
+    let mut params = CertificateParams::default();
     params.subject_alt_names = names
-        .into_iter()
-        .map(|n| {
-            n.try_into().map(SanType::DnsName).map_err(|e| {
-                RpcError::invalid_argument(format!(
-                    "cluster peer name {n:?} is not a DNS name: {e}"
-                ))
-            })
-        })
+        .iter()
+        .map(|&n| san(n, peer))
         .collect::<Result<_, _>>()?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, "rpcnet");
-    dn.push(DnType::CommonName, name);
+    dn.push(DnType::CommonName, cn);
     params.distinguished_name = dn;
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    if peer {
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ClientAuth);
+    }
     params.use_authority_key_identifier_extension = true;
     let now = since_epoch()?;
     params.not_before = rcgen::date_time_ymd(1970, 1, 1) + now.saturating_sub(CLOCK_SKEW);
     params.not_after = rcgen::date_time_ymd(1970, 1, 1) + (now + LEAF_VALIDITY);
     Ok(params)
+}
+
+/// The SAN for `name`: an IP SAN for an IP literal (server names only), else a DNS SAN,
+/// checked as a DNS name the way clients check it (rustls `ServerName`).
+fn san(name: &str, peer: bool) -> Result<SanType, RpcError> {
+    let (what, expected) = match name.parse::<std::net::IpAddr>() {
+        Ok(ip) if !peer => return Ok(SanType::IpAddress(ip)),
+        _ if peer => ("cluster peer name", "a DNS name"),
+        _ => ("server name", "an IP address or a DNS name"),
+    };
+    let dns = ServerName::try_from(name)
+        .map_err(|e| e.to_string())
+        .and_then(|_| name.try_into().map_err(|e: rcgen::Error| e.to_string()));
+    dns.map(SanType::DnsName)
+        .map_err(|e| RpcError::invalid_argument(format!("{what} {name:?} is not {expected}: {e}")))
 }
 
 fn create_dir(dir: &Path) -> Result<(), RpcError> {

@@ -35,10 +35,17 @@ pub(crate) struct BoundEndpoint {
 
 impl BoundEndpoint {
     /// Binds `addr` (port 0 = any free port) and accepts connections with `config`, as
-    /// `quinn::Endpoint::server` does. Must run inside tokio.
+    /// `quinn::Endpoint::server` does, with `endpoint` as the endpoint configuration (stateless
+    /// reset key and connection IDs: a cluster's shared one,
+    /// [`crate::cluster::ClusterCredentials::endpoint_config`], or quinn's default with a
+    /// random key). Must run inside tokio.
     ///
     /// Errors: the bind error (address in use, not local).
-    pub(crate) fn server(config: quinn::ServerConfig, addr: SocketAddr) -> io::Result<Self> {
+    pub(crate) fn server(
+        config: quinn::ServerConfig,
+        endpoint: quinn::EndpointConfig,
+        addr: SocketAddr,
+    ) -> io::Result<Self> {
         let runtime =
             quinn::default_runtime().ok_or_else(|| io::Error::other("no tokio runtime"))?;
         let socket = runtime.wrap_udp_socket(std::net::UdpSocket::bind(addr)?)?;
@@ -48,12 +55,8 @@ impl BoundEndpoint {
             inner: socket,
             _released: tx,
         });
-        let endpoint = quinn::Endpoint::new_with_abstract_socket(
-            quinn::EndpointConfig::default(),
-            Some(config),
-            socket,
-            runtime,
-        )?;
+        let endpoint =
+            quinn::Endpoint::new_with_abstract_socket(endpoint, Some(config), socket, runtime)?;
         Ok(Self {
             endpoint: Mutex::new(Some(endpoint)),
             local_addr,

@@ -28,6 +28,13 @@ pub enum ServerIdentity {
     /// and `::1`. Clients pin it by [`fingerprint`].
     #[default]
     SelfSigned,
+    /// A certificate issued at start by the cluster CA
+    /// ([`crate::cluster::ClusterCredentials::issue_server_identity`]) for `localhost`, the
+    /// loopback and bound IPs and the configured server names: the default of a director's user
+    /// port ([`crate::director::DirectorConfig::server_names`]). Clients trust the cluster CA
+    /// (`ca.pem` in the cluster directory) by [`ClientTrust::CaFile`]. Only a director, which
+    /// holds the cluster credentials, can present it: [`ServerIdentity::load`] refuses it.
+    ClusterIssued,
     /// A PEM certificate chain file (end-entity first) and a PEM private key file (PKCS#8, SEC1
     /// or PKCS#1).
     PemFiles {
@@ -128,10 +135,14 @@ impl ServerIdentity {
 
     /// Loads or generates the identity.
     ///
-    /// Errors: `INVALID_ARGUMENT` when a PEM file cannot be read or holds no certificate or key;
+    /// Errors: `INVALID_ARGUMENT` when a PEM file cannot be read or holds no certificate or key,
+    /// or for [`ServerIdentity::ClusterIssued`] (the director issues that one itself);
     /// `INTERNAL` if certificate generation fails.
     pub fn load(&self) -> Result<LoadedIdentity, RpcError> {
         match self {
+            ServerIdentity::ClusterIssued => Err(RpcError::invalid_argument(
+                "a cluster-issued identity is for a director's user port only; give a server tls.certPath and tls.keyPath or none (self-signed)",
+            )),
             ServerIdentity::SelfSigned => {
                 let names = vec![
                     DEFAULT_SERVER_NAME.to_string(),

@@ -21,9 +21,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Idle timeout in ms after which a silent connection is closed (RFC 9000 section 10.1).
+use crate::error::RpcError;
+
+/// Idle timeout in ms after which a silent connection is closed (RFC 9000 section 10.1), as
+/// offered by servers and cluster peers. A connection uses the smaller of its two ends' offers,
+/// so a client that offers less (its `loss_detection_ms`, see [`client_transport_config`])
+/// decides for its own connections.
 pub const IDLE_TIMEOUT_MS: u64 = 30_000;
-/// Interval in ms between keep-alive PINGs, well under [`IDLE_TIMEOUT_MS`].
+/// Interval in ms between keep-alive PINGs of servers and cluster peers, well under
+/// [`IDLE_TIMEOUT_MS`].
 pub const KEEP_ALIVE_MS: u64 = 5_000;
 /// Most concurrent calls (bidirectional streams) a peer may open on one connection to a
 /// client-facing server, the director's user port or a management port.
@@ -40,15 +46,34 @@ pub const MAX_CONCURRENT_LINK_CALLS: u32 = 1 << 16;
 pub const INITIAL_CALL_WINDOW: u32 = 256;
 
 /// The transport configuration of a serving endpoint (server, director user port, worker ports):
-/// [`INITIAL_CALL_WINDOW`] concurrent calls at first; [`CallWindow`] raises it per connection.
+/// [`INITIAL_CALL_WINDOW`] concurrent calls at first; [`CallWindow`] raises it per connection;
+/// idle timeout [`IDLE_TIMEOUT_MS`], keep-alive [`KEEP_ALIVE_MS`].
 pub fn transport_config() -> Arc<quinn::TransportConfig> {
-    Arc::new(base(INITIAL_CALL_WINDOW))
+    Arc::new(base(INITIAL_CALL_WINDOW, IDLE_TIMEOUT_MS, KEEP_ALIVE_MS))
 }
 
 /// The transport configuration of a client endpoint: no stream credit for the server (PROTOCOL.md
-/// section 2: servers never open streams), so quinn keeps no stream slots for it.
-pub fn client_transport_config() -> Arc<quinn::TransportConfig> {
-    Arc::new(base(0))
+/// section 2: servers never open streams), so quinn keeps no stream slots for it; idle timeout
+/// `idle_timeout_ms` (RFC 9000 section 10.1: the connection is declared lost after that long
+/// without a packet from the server) and a keep-alive PING every third of it (at least 1 ms), so
+/// a live server, which acknowledges each PING, keeps the connection open, and the idle timeout
+/// passes only when three PINGs in a row got no answer. The connection uses the smaller of the
+/// two ends' idle timeouts; servers offer [`IDLE_TIMEOUT_MS`].
+///
+/// Errors: `INVALID_ARGUMENT` for 0 or a value above QUIC's limit (2^62 - 1 ms).
+pub fn client_transport_config(
+    idle_timeout_ms: u64,
+) -> Result<Arc<quinn::TransportConfig>, RpcError> {
+    if idle_timeout_ms == 0 || quinn::VarInt::from_u64(idle_timeout_ms).is_err() {
+        return Err(RpcError::invalid_argument(format!(
+            "loss_detection_ms must be a positive integer (ms) below 2^62, got {idle_timeout_ms}"
+        )));
+    }
+    Ok(Arc::new(base(
+        0,
+        idle_timeout_ms,
+        (idle_timeout_ms / 3).max(1),
+    )))
 }
 
 /// The transport configuration of cluster connections, serving side (a worker's user and
@@ -59,14 +84,14 @@ pub fn cluster_transport_config() -> Arc<quinn::TransportConfig> {
     transport_config()
 }
 
-fn base(calls: u32) -> quinn::TransportConfig {
+/// `calls` concurrent calls for the peer, idle timeout and keep-alive interval in ms (the
+/// idle timeout must fit a VarInt: callers check it).
+fn base(calls: u32, idle_timeout_ms: u64, keep_alive_ms: u64) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
-    t.max_idle_timeout(Some(
-        Duration::from_millis(IDLE_TIMEOUT_MS)
-            .try_into()
-            .expect("idle timeout fits a VarInt"),
-    ));
-    t.keep_alive_interval(Some(Duration::from_millis(KEEP_ALIVE_MS)));
+    t.max_idle_timeout(Some(quinn::IdleTimeout::from(
+        quinn::VarInt::from_u64(idle_timeout_ms).expect("idle timeout fits a VarInt"),
+    )));
+    t.keep_alive_interval(Some(Duration::from_millis(keep_alive_ms)));
     t.max_concurrent_bidi_streams(calls.into());
     t.max_concurrent_uni_streams(0u32.into());
     t

@@ -159,9 +159,13 @@ async fn unknown_method_and_kind_mismatch() {
 #[tokio::test]
 async fn rust_stream_arrives_in_order() {
     let server = echo_server(ServerConfig::default()).await;
-    let client = Client::connect(server.local_addr(), pinned(&server))
-        .await
-        .unwrap();
+    // Server and client share this test's one thread: the server's bursts overflow the client's
+    // socket buffer, and recovery waits for a probe timeout inflated by the queueing (both
+    // directions silent for up to ~0.6 s in release, longer in debug). The default loss
+    // detection (750 ms) would end the connection there; this test is about order.
+    let mut config = pinned(&server);
+    config.loss_detection_ms = rpcnet_runtime::transport::IDLE_TIMEOUT_MS;
+    let client = Client::connect(server.local_addr(), config).await.unwrap();
     let mut stream = client
         .streaming("count", Bytes::copy_from_slice(&50_000u32.to_be_bytes()), 0)
         .await

@@ -6,6 +6,11 @@ use rpcnet_protocol::DEFAULT_MAX_FRAME_SIZE;
 /// Default connect timeout, ms.
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 10_000;
 
+/// Default [`ClientConfig::loss_detection_ms`] of a client connection, ms: a server (a
+/// director) that died without closing the connection is noticed 0.75 to 1 s after its last
+/// packet, with a keep-alive PING every 250 ms.
+pub const DEFAULT_LOSS_DETECTION_MS: u64 = 750;
+
 /// Client settings.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -17,6 +22,23 @@ pub struct ClientConfig {
     pub max_frame_size: u32,
     /// Time allowed for the QUIC + TLS handshake, ms.
     pub connect_timeout_ms: u64,
+    /// Time without a packet from the server after which the connection is declared lost and
+    /// its calls fail with `UNAVAILABLE`, ms, at least 1: the QUIC idle timeout the client
+    /// offers (RFC 9000 section 10.1), with a keep-alive PING every third of it
+    /// ([`crate::transport::client_transport_config`]). The idle timer restarts when the client
+    /// sends its first PING after the last packet it received, so a dead server is noticed
+    /// between this and 4/3 of it after its last packet. A connection uses the smaller of its two
+    /// ends' offers and rpcnet servers offer 30 s ([`crate::transport::IDLE_TIMEOUT_MS`]), so
+    /// this value decides, for both ends: the server also drops the connection after that long
+    /// without a packet from the client. Default [`DEFAULT_LOSS_DETECTION_MS`] (750) for a
+    /// client, [`crate::transport::IDLE_TIMEOUT_MS`] for a cluster peer
+    /// ([`ClientConfig::cluster`]). Lower notices a dead server sooner; on a lossy or congested
+    /// link, or with a process that can stall, raise it, since three PINGs in a row without an
+    /// answer (or that long without CPU for either end's QUIC thread) end a healthy connection.
+    /// A server that restarted on the same address with the cluster's reset key ends the
+    /// connection sooner still, with a stateless reset
+    /// ([`crate::cluster::ClusterCredentials::endpoint_config`]).
+    pub loss_detection_ms: u64,
     /// Cluster mode: present the cluster certificate and verify the peer against the cluster
     /// CA (mutual TLS, [`crate::cluster`]); `trust` and `server_name` are then ignored.
     pub cluster: Option<std::sync::Arc<crate::cluster::ClusterCredentials>>,
@@ -30,14 +52,17 @@ impl ClientConfig {
             server_name: DEFAULT_SERVER_NAME.to_string(),
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+            loss_detection_ms: DEFAULT_LOSS_DETECTION_MS,
             cluster: None,
         }
     }
 
-    /// Settings for a cluster peer (mutual TLS under the cluster CA).
+    /// Settings for a cluster peer (mutual TLS under the cluster CA; loss detection after the
+    /// cluster's idle timeout, [`crate::transport::IDLE_TIMEOUT_MS`]).
     pub fn cluster(creds: std::sync::Arc<crate::cluster::ClusterCredentials>) -> Self {
         let mut c = Self::new(ClientTrust::SystemRoots);
         c.server_name = crate::cluster::CLUSTER_SERVER_NAME.to_string();
+        c.loss_detection_ms = crate::transport::IDLE_TIMEOUT_MS;
         c.cluster = Some(creds);
         c
     }

@@ -33,7 +33,7 @@ use crate::error::RpcError;
 use crate::tls::client_crypto;
 use crate::transport::client_transport_config;
 use bytes::Bytes;
-pub use config::{ClientConfig, DEFAULT_CONNECT_TIMEOUT_MS};
+pub use config::{ClientConfig, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_LOSS_DETECTION_MS};
 pub use handle::StreamHandle;
 use rpcnet_protocol::{ErrorCode, Frame, Request};
 use rpcnet_session::ClientStream;
@@ -49,12 +49,13 @@ pub struct Client {
 impl Client {
     /// Connects to `addr`. Must run inside a tokio runtime.
     ///
-    /// Errors: `INVALID_ARGUMENT` for unusable trust settings or server name; `UNAVAILABLE` when
+    /// Errors: `INVALID_ARGUMENT` for unusable trust settings, server name or
+    /// `loss_detection_ms` (0 or at least 2^62); `UNAVAILABLE` when
     /// the server cannot be reached or its certificate is refused (the message says which);
     /// `DEADLINE_EXCEEDED` after `connect_timeout_ms`.
     pub async fn connect(addr: SocketAddr, config: ClientConfig) -> Result<Client, RpcError> {
         crate::log::init();
-        let client_config = match &config.cluster {
+        let mut client_config = match &config.cluster {
             Some(creds) => creds.quinn_client_config(rpcnet_protocol::ALPN)?,
             None => {
                 let crypto = client_crypto(&config.trust)?;
@@ -62,11 +63,10 @@ impl Client {
                     quinn::crypto::rustls::QuicClientConfig::try_from(crypto).map_err(|e| {
                         RpcError::internal(format!("TLS config unusable for QUIC: {e}"))
                     })?;
-                let mut client_config = quinn::ClientConfig::new(Arc::new(quic));
-                client_config.transport_config(client_transport_config());
-                client_config
+                quinn::ClientConfig::new(Arc::new(quic))
             }
         };
+        client_config.transport_config(client_transport_config(config.loss_detection_ms)?);
         let bind: SocketAddr = if addr.is_ipv6() {
             "[::]:0".parse().unwrap()
         } else {

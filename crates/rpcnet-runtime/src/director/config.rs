@@ -8,7 +8,7 @@ use rpcnet_protocol::migration::MigrationConfig;
 use rpcnet_protocol::DEFAULT_MAX_FRAME_SIZE;
 
 use crate::cluster::ClusterCredentials;
-use crate::tls::ServerIdentity;
+use crate::tls::{ServerIdentity, DEFAULT_SERVER_NAME};
 
 /// Default time without a heartbeat after which a worker is declared dead, ms.
 pub const DEFAULT_FAILOVER_AFTER_MS: u64 = 500;
@@ -22,8 +22,15 @@ pub const DEFAULT_MAX_CONCURRENT_MIGRATIONS: usize = 100;
 pub struct DirectorConfig {
     /// User port: where clients connect.
     pub bind: SocketAddr,
-    /// Certificate shown to clients (default: self-signed; clients pin its fingerprint).
+    /// Certificate shown to clients. Default [`ServerIdentity::ClusterIssued`]: issued at start
+    /// by the cluster CA for [`DirectorConfig::certificate_names`], so a client that trusts the
+    /// cluster CA (`ca.pem`) accepts every director of the cluster. [`ServerIdentity::PemFiles`]
+    /// for an identity of one's own (one that a client can pin across restarts).
     pub identity: ServerIdentity,
+    /// Names, besides `localhost`, `127.0.0.1`, `::1` and the bound (or, for a wildcard bind,
+    /// the host's advertised) IP, that a cluster-issued identity is valid for: DNS names or IP address literals (what clients use as their TLS
+    /// server name). Default none. Ignored for other identities.
+    pub server_names: Vec<String>,
     /// Management port: where workers register and heartbeat (mutual TLS under the cluster CA).
     /// `0.0.0.0` / `[::]` bind every interface; see [`advertise_mgmt`](Self::advertise_mgmt).
     pub mgmt_bind: SocketAddr,
@@ -48,11 +55,26 @@ pub struct DirectorConfig {
 }
 
 impl DirectorConfig {
+    /// The names a cluster-issued identity is valid for, in order and without repeats:
+    /// `localhost`, `127.0.0.1`, `::1`, the bound IP (for a wildcard bind, `0.0.0.0` or `::`,
+    /// the host's address that [`crate::addr::default_advertised`] picks), then
+    /// [`server_names`](Self::server_names).
+    pub fn certificate_names(&self) -> Vec<String> {
+        let mut names: Vec<String> =
+            vec![DEFAULT_SERVER_NAME.into(), "127.0.0.1".into(), "::1".into()];
+        names.push(crate::addr::default_advertised(self.bind).ip().to_string());
+        names.extend(self.server_names.iter().cloned());
+        let mut seen = std::collections::HashSet::new();
+        names.retain(|n| seen.insert(n.clone()));
+        names
+    }
+
     /// Loopback defaults with any free ports.
     pub fn new(cluster: Arc<ClusterCredentials>) -> Self {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
-            identity: ServerIdentity::SelfSigned,
+            identity: ServerIdentity::ClusterIssued,
+            server_names: Vec::new(),
             mgmt_bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             advertise_mgmt: None,
             cluster,

@@ -46,7 +46,7 @@ use crate::error::RpcError;
 use crate::events::EventQueue;
 use crate::mgmt;
 use crate::server::{MethodKind, Server, ServerConfig};
-use crate::tls::server_crypto;
+use crate::tls::{server_crypto, ServerIdentity};
 use crate::transport::transport_config;
 
 pub use config::{DirectorConfig, DEFAULT_FAILOVER_AFTER_MS, DEFAULT_MAX_CONCURRENT_MIGRATIONS};
@@ -121,17 +121,28 @@ impl Director {
     /// Binds the user and management ports and starts serving. Must run inside tokio.
     ///
     /// Errors: `UNAVAILABLE` when a port cannot be bound; `INVALID_ARGUMENT` for a bad identity
-    /// or an `advertise_mgmt` that is malformed or does not resolve.
+    /// or a server name that is neither an IP address nor a DNS name, or an `advertise_mgmt`
+    /// that is malformed or does not resolve.
     pub async fn bind(config: DirectorConfig) -> Result<Director, RpcError> {
         crate::log::init();
-        let identity = config.identity.load()?;
+        let identity = match &config.identity {
+            ServerIdentity::ClusterIssued => config
+                .cluster
+                .issue_server_identity(&config.certificate_names())?,
+            other => other.load()?,
+        };
         let fingerprint = identity.fingerprint.clone();
         let quic = quinn::crypto::rustls::QuicServerConfig::try_from(server_crypto(identity)?)
             .map_err(|e| RpcError::internal(format!("TLS config unusable for QUIC: {e}")))?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic));
         server_config.transport_config(transport_config());
-        let user = BoundEndpoint::server(server_config, config.bind)
-            .map_err(|e| RpcError::unavailable(format!("cannot bind UDP {}: {e}", config.bind)))?;
+        // The cluster's stateless reset key: a director restarted on this address resets the
+        // connections of its predecessor (ClusterCredentials::endpoint_config).
+        let user =
+            BoundEndpoint::server(server_config, config.cluster.endpoint_config(), config.bind)
+                .map_err(|e| {
+                    RpcError::unavailable(format!("cannot bind UDP {}: {e}", config.bind))
+                })?;
         let mgmt = Arc::new(
             Server::bind(ServerConfig {
                 bind: config.mgmt_bind,

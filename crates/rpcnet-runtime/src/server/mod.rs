@@ -173,7 +173,13 @@ impl Server {
                 (server_config, fingerprint)
             }
         };
-        let endpoint = BoundEndpoint::server(server_config, config.bind)
+        // A cluster port shares the cluster's stateless reset key; a plain server keeps a
+        // random one.
+        let endpoint_config = config
+            .cluster
+            .as_ref()
+            .map_or_else(quinn::EndpointConfig::default, |c| c.endpoint_config());
+        let endpoint = BoundEndpoint::server(server_config, endpoint_config, config.bind)
             .map_err(|e| RpcError::unavailable(format!("cannot bind UDP {}: {e}", config.bind)))?;
         let shared = Arc::new(Shared {
             methods: RwLock::new(HashMap::new()),

@@ -208,11 +208,7 @@ pub struct Worker {
 /// The token key every cluster member derives from the cluster secret: HMAC-SHA256(secret,
 /// "rpcnet/1 migration token key"), so the token MAC key differs from the snapshot sealing key.
 pub fn token_key(cluster: &ClusterCredentials) -> TokenKey {
-    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &cluster.secret);
-    let tag = ring::hmac::sign(&k, b"rpcnet/1 migration token key");
-    let mut out = [0u8; 32];
-    out.copy_from_slice(tag.as_ref());
-    TokenKey::from_bytes(&out)
+    TokenKey::from_bytes(&cluster.derive_key(b"rpcnet/1 migration token key"))
 }
 
 impl Worker {
