@@ -31,11 +31,7 @@ const RELEASE_TIMEOUT_MS: u32 = 2_000;
 /// The key that seals resume credentials: HMAC-SHA256(cluster secret, "rpcnet/1 resume
 /// credential key"), the same on every director of the cluster.
 pub(crate) fn resume_key(cluster: &ClusterCredentials) -> ResumeKey {
-    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &cluster.secret);
-    let tag = ring::hmac::sign(&k, b"rpcnet/1 resume credential key");
-    let mut out = [0u8; 32];
-    out.copy_from_slice(tag.as_ref());
-    ResumeKey::from_bytes(&out)
+    ResumeKey::from_bytes(&cluster.derive_key(b"rpcnet/1 resume credential key"))
 }
 
 /// The WELCOME for `session` (PROTOCOL.md section 15.2): its id and a fresh credential of its
