@@ -192,7 +192,7 @@ async fn a_worker_of_two_directors_keeps_serving_one_when_the_other_goes() {
     let (r, c) = (resumed.clone(), calls.clone());
     let on_call: common::OnCall = Arc::new(move |resume| {
         c.fetch_add(1, Ordering::SeqCst);
-        if resume {
+        if resume.is_some() {
             r.fetch_add(1, Ordering::SeqCst);
         }
     });

@@ -4,11 +4,15 @@
 //! canceller) and carries out the failures the machine reports, with STOP_SENDING and
 //! RESET_STREAM when it says so. Nothing here decides what the caller receives.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use rpcnet_protocol::Frame;
 use tokio::time::Instant;
 
+use super::resume::{Resumable, ACK_EVERY_BYTES, ACK_EVERY_ITEMS};
 use super::Canceller;
+use crate::connection::ConnectionInfo;
 use crate::error::{app_code, RpcError};
 use rpcnet_session::{ClientStream, Failure, Received};
 
@@ -62,6 +66,62 @@ impl<'a> Alarms<'a> {
     }
 }
 
+impl Alarms<'_> {
+    /// The deadline left now, ms (0 = the call has none).
+    pub(super) fn left_ms(&self) -> u32 {
+        self.deadline.map_or(0, |d| {
+            let left = d.saturating_duration_since(Instant::now()).as_millis();
+            u32::try_from(left).unwrap_or(u32::MAX).max(1)
+        })
+    }
+}
+
+/// Opens a stream on `connection` and writes `frames`, then FIN when `finish`.
+pub(super) async fn open_on(
+    connection: &ConnectionInfo,
+    frames: &[Frame],
+    finish: bool,
+) -> Result<(quinn::SendStream, quinn::RecvStream), RpcError> {
+    let (mut send, recv) = connection.quinn().open_bi().await?;
+    let mut chunks: Vec<bytes::Bytes> = frames.iter().map(Frame::to_bytes).collect();
+    send.write_all_chunks(&mut chunks).await?;
+    if finish {
+        send.finish()?;
+    }
+    Ok((send, recv))
+}
+
+/// A call's stream just opened, and its resumable session if it has one (with the epoch of the
+/// connection it was opened on).
+pub(super) struct Opened {
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    session: Option<(Arc<Resumable>, u64)>,
+}
+
+impl Opened {
+    pub(super) fn plain(send: quinn::SendStream, recv: quinn::RecvStream) -> Self {
+        Opened {
+            send,
+            recv,
+            session: None,
+        }
+    }
+
+    pub(super) fn resumable(
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+        session: Arc<Resumable>,
+        epoch: u64,
+    ) -> Self {
+        Opened {
+            send,
+            recv,
+            session: Some((session, epoch)),
+        }
+    }
+}
+
 impl Alarm {
     /// Tells `machine` that this alarm ended its call; returns the failure it decides.
     pub(super) fn end(self, machine: &mut ClientStream) -> Failure {
@@ -77,18 +137,21 @@ pub(super) struct CallStream {
     send: quinn::SendStream,
     recv: quinn::RecvStream,
     machine: ClientStream,
+    /// A resumable session's call: the session and the epoch of the connection the stream is on.
+    session: Option<(Arc<Resumable>, u64)>,
+    /// The stream's connection was lost: re-attach on the session's next connection.
+    lost: bool,
 }
 
 impl CallStream {
     /// Drives `machine` over the stream its REQUEST was sent on.
-    pub(super) fn new(
-        (send, recv): (quinn::SendStream, quinn::RecvStream),
-        machine: ClientStream,
-    ) -> Self {
+    pub(super) fn new(opened: Opened, machine: ClientStream) -> Self {
         CallStream {
-            send,
-            recv,
+            send: opened.send,
+            recv: opened.recv,
             machine,
+            session: opened.session,
+            lost: false,
         }
     }
 
@@ -106,12 +169,19 @@ impl CallStream {
         alarms: &Alarms<'_>,
     ) -> Result<Received, RpcError> {
         loop {
+            if self.lost {
+                self.reattach(alarms).await?;
+            }
             self.read_ready(max_items).await;
             if let Some(received) = self.machine.poll(max_items) {
+                self.send_ack().await;
                 return match received {
                     Received::Failed(failure) => Err(self.fail(failure)),
                     other => Ok(other),
                 };
+            }
+            if self.lost {
+                continue;
             }
             tokio::select! {
                 chunk = self.recv.read_chunk(READ_CHUNK, true) => self.feed(chunk),
@@ -133,7 +203,7 @@ impl CallStream {
     /// machine wants more for a pull of `max_items`: one crossing into JavaScript then carries
     /// many items. A zero timeout still polls the read once, and quinn reads are cancel-safe.
     async fn read_ready(&mut self, max_items: usize) {
-        while self.machine.wants_data(max_items) {
+        while self.machine.wants_data(max_items) && !self.lost {
             let read = self.recv.read_chunk(READ_CHUNK, true);
             match tokio::time::timeout(Duration::ZERO, read).await {
                 Ok(chunk) => self.feed(chunk),
@@ -146,7 +216,57 @@ impl CallStream {
         match chunk {
             Ok(Some(chunk)) => self.machine.on_data(&chunk.bytes),
             Ok(None) => self.machine.on_fin(),
+            // A resumable session's connection is gone: the call continues on the next one.
+            Err(quinn::ReadError::ConnectionLost(_)) if self.session.is_some() => self.lost = true,
             Err(e) => self.machine.on_read_error(RpcError::from(e).into()),
+        }
+    }
+
+    /// Sends the ACK the machine says is due (resumable sessions, PROTOCOL.md section 15.4). A
+    /// failed write is the connection's loss, which the next read reports.
+    async fn send_ack(&mut self) {
+        if let Some(ack) = self.machine.ack_due(ACK_EVERY_ITEMS, ACK_EVERY_BYTES) {
+            let _ = self.send.write_all(&ack.to_bytes()).await;
+        }
+    }
+
+    /// Re-attaches the call on the session's next connection (CALL with its next seq, then the
+    /// REQUEST with the deadline left), waiting for the session to resume.
+    ///
+    /// Errors: the session's loss; `UNAVAILABLE` for a unary call in flight that is not
+    /// idempotent; the alarms' failures while waiting.
+    async fn reattach(&mut self, alarms: &Alarms<'_>) -> Result<(), RpcError> {
+        let (session, mut epoch) = self.session.clone().expect("only resumable calls get lost");
+        loop {
+            let next = tokio::select! {
+                n = session.next_connection(epoch) => n,
+                alarm = alarms.rung() => {
+                    let failure = alarm.end(&mut self.machine);
+                    return Err(self.fail(failure));
+                }
+            };
+            let (connection, at) = match next {
+                Ok(n) => n,
+                Err(e) => {
+                    self.machine.on_read_error(e.clone().into());
+                    self.lost = false;
+                    return Err(e);
+                }
+            };
+            epoch = at;
+            let frames = self.machine.reattach(alarms.left_ms())?;
+            match open_on(&connection, &frames, false).await {
+                Ok((send, recv)) => {
+                    self.send = send;
+                    self.recv = recv;
+                    self.session = Some((session, epoch));
+                    self.lost = false;
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "re-attaching a call failed; waiting for the next connection")
+                }
+            }
         }
     }
 

@@ -42,6 +42,11 @@ pub struct ClientConfig {
     /// Cluster mode: present the cluster certificate and verify the peer against the cluster
     /// CA (mutual TLS, [`crate::cluster`]); `trust` and `server_name` are then ignored.
     pub cluster: Option<std::sync::Arc<crate::cluster::ClusterCredentials>>,
+    /// Open a resumable session (PROTOCOL.md section 15) when connecting to a director: the
+    /// session survives the loss of its connection and the director's MOVE, resumed on any
+    /// address given to [`crate::client::Client::connect_any`]. A server that does not resume
+    /// sessions fails the connect with `UNAVAILABLE`. Default false.
+    pub resume: bool,
 }
 
 impl ClientConfig {
@@ -53,6 +58,7 @@ impl ClientConfig {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
             loss_detection_ms: DEFAULT_LOSS_DETECTION_MS,
+            resume: false,
             cluster: None,
         }
     }

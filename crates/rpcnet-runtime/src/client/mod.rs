@@ -20,6 +20,7 @@
 mod call;
 mod config;
 mod handle;
+mod resume;
 mod stream;
 mod unary;
 
@@ -35,6 +36,11 @@ use crate::transport::client_transport_config;
 use bytes::Bytes;
 pub use config::{ClientConfig, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_LOSS_DETECTION_MS};
 pub use handle::StreamHandle;
+use resume::{Directors, Resumable};
+pub use resume::{
+    SessionEvent, ACK_EVERY_BYTES, ACK_EVERY_ITEMS, FIRST_BACKOFF_MS, MAX_BACKOFF_MS, MOVED_CODE,
+    RESUME_TIMEOUT_MS,
+};
 use rpcnet_protocol::{ErrorCode, Frame, Request};
 use rpcnet_session::ClientStream;
 pub use stream::ItemStream;
@@ -44,6 +50,31 @@ pub struct Client {
     endpoint: quinn::Endpoint,
     info: ConnectionInfo,
     max_frame_size: u32,
+    /// The resumable session, when [`ClientConfig::resume`] is set.
+    session: Option<Arc<Resumable>>,
+}
+
+/// Connects `endpoint` to `addr` within `timeout_ms`.
+///
+/// Errors: `UNAVAILABLE` when the server cannot be reached or refuses the handshake;
+/// `DEADLINE_EXCEEDED` after `timeout_ms`.
+pub(crate) async fn dial(
+    endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
+    server_name: &str,
+    timeout_ms: u64,
+) -> Result<quinn::Connection, RpcError> {
+    let connecting = endpoint.connect(addr, server_name)?;
+    match tokio::time::timeout(Duration::from_millis(timeout_ms), connecting).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(RpcError::unavailable(format!(
+            "cannot connect to {addr}: {e}"
+        ))),
+        Err(_) => Err(RpcError::new(
+            ErrorCode::DeadlineExceeded,
+            format!("connecting to {addr} took longer than {timeout_ms} ms"),
+        )),
+    }
 }
 
 impl Client {
@@ -54,7 +85,25 @@ impl Client {
     /// the server cannot be reached or its certificate is refused (the message says which);
     /// `DEADLINE_EXCEEDED` after `connect_timeout_ms`.
     pub async fn connect(addr: SocketAddr, config: ClientConfig) -> Result<Client, RpcError> {
+        Self::connect_any(&[addr], config).await
+    }
+
+    /// Connects to the first of `addrs` that answers (directors of one cluster, or one server).
+    /// With [`ClientConfig::resume`], opens a resumable session, which later reconnects to any
+    /// of `addrs` (PROTOCOL.md section 15). Must run inside a tokio runtime.
+    ///
+    /// Errors: as [`Client::connect`], for the last address tried; `INVALID_ARGUMENT` for an
+    /// empty `addrs`; with `resume`, `UNAVAILABLE` when the server does not resume sessions.
+    pub async fn connect_any(
+        addrs: &[SocketAddr],
+        config: ClientConfig,
+    ) -> Result<Client, RpcError> {
         crate::log::init();
+        let Some(first) = addrs.first() else {
+            return Err(RpcError::invalid_argument(
+                "no server address to connect to",
+            ));
+        };
         let mut client_config = match &config.cluster {
             Some(creds) => creds.quinn_client_config(rpcnet_protocol::ALPN)?,
             None => {
@@ -67,7 +116,7 @@ impl Client {
             }
         };
         client_config.transport_config(client_transport_config(config.loss_detection_ms)?);
-        let bind: SocketAddr = if addr.is_ipv6() {
+        let bind: SocketAddr = if first.is_ipv6() {
             "[::]:0".parse().unwrap()
         } else {
             "0.0.0.0:0".parse().unwrap()
@@ -75,89 +124,134 @@ impl Client {
         let mut endpoint = quinn::Endpoint::client(bind)
             .map_err(|e| RpcError::unavailable(format!("cannot bind a client UDP socket: {e}")))?;
         endpoint.set_default_client_config(client_config);
-        let connecting = endpoint.connect(addr, &config.server_name)?;
-        let connection = match tokio::time::timeout(
-            Duration::from_millis(config.connect_timeout_ms),
-            connecting,
-        )
-        .await
-        {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                return Err(RpcError::unavailable(format!(
-                    "cannot connect to {addr}: {e}"
-                )))
+        let mut last = None;
+        for (at, &addr) in addrs.iter().enumerate() {
+            let timeout = config.connect_timeout_ms;
+            match dial(&endpoint, addr, &config.server_name, timeout).await {
+                Ok(connection) => {
+                    let info = ConnectionInfo::new(connection);
+                    tracing::debug!(connection_id = %info.id, %addr, "connected");
+                    let session = match config.resume {
+                        false => None,
+                        true => {
+                            let directors = Directors {
+                                endpoint: endpoint.clone(),
+                                addrs: addrs.to_vec(),
+                                server_name: config.server_name.clone(),
+                                connect_timeout_ms: config.connect_timeout_ms,
+                                max_frame_size: config.max_frame_size,
+                            };
+                            Some(Resumable::open(directors, info.clone(), at).await?)
+                        }
+                    };
+                    return Ok(Client {
+                        endpoint,
+                        info,
+                        max_frame_size: config.max_frame_size,
+                        session,
+                    });
+                }
+                Err(e) => last = Some(e),
             }
-            Err(_) => {
-                return Err(RpcError::new(
-                    ErrorCode::DeadlineExceeded,
-                    format!(
-                        "connecting to {addr} took longer than {} ms",
-                        config.connect_timeout_ms
-                    ),
-                ))
-            }
-        };
-        let info = ConnectionInfo::new(connection);
-        tracing::debug!(connection_id = %info.id, %addr, "connected");
-        Ok(Client {
-            endpoint,
-            info,
-            max_frame_size: config.max_frame_size,
-        })
+        }
+        Err(last.expect("at least one address was tried"))
     }
 
-    /// The connection's `connectionId` (same value the server sees).
-    pub fn connection_id(&self) -> &str {
-        &self.info.id
+    /// The connection's `connectionId` (same value the server sees). It changes when a
+    /// resumable session moves to a new connection.
+    pub fn connection_id(&self) -> String {
+        self.connection().id
     }
 
-    /// The server's address.
+    /// The server's address (of the connection now).
     pub fn remote_address(&self) -> SocketAddr {
-        self.info.remote_address()
+        self.connection().remote_address()
     }
 
-    /// quinn's statistics for the connection.
+    /// quinn's statistics for the connection now.
     pub fn stats(&self) -> ConnectionStats {
-        self.info.stats()
+        self.connection().stats()
     }
 
-    /// Connection identity and handle.
-    pub fn connection(&self) -> &ConnectionInfo {
-        &self.info
+    /// Connection identity and handle: the connection now (a resumable session moves to new
+    /// ones).
+    pub fn connection(&self) -> ConnectionInfo {
+        match &self.session {
+            Some(s) => s.connection(),
+            None => self.info.clone(),
+        }
     }
 
-    /// The machine of a new call and its checked REQUEST (see [`ClientStream::start`]).
+    /// The resumable session's id (16 hex digits, PROTOCOL.md section 2.1), the same across
+    /// resumes; `None` without [`ClientConfig::resume`].
+    pub fn session_id(&self) -> Option<String> {
+        self.session
+            .as_ref()
+            .map(|s| format!("{:016x}", s.session_id()))
+    }
+
+    /// Waits for up to `max` events of the resumable session (reconnecting, resumed, lost);
+    /// empty without [`ClientConfig::resume`] or once the client is closed.
+    pub async fn next_session_events(&self, max: usize) -> Vec<SessionEvent> {
+        match &self.session {
+            Some(s) => s.next_events(max).await,
+            None => Vec::new(),
+        }
+    }
+
+    /// The machine of a new call and the frames that open it (see [`ClientStream::start`];
+    /// CALL + REQUEST in a resumable session, [`ClientStream::start_resumable`]).
     fn start_call(
         &self,
         method: &str,
         payload: Bytes,
         deadline_ms: u32,
         streaming: bool,
-    ) -> Result<(ClientStream, Frame), RpcError> {
+        idempotent: bool,
+    ) -> Result<(ClientStream, Vec<Frame>), RpcError> {
         let request = Request {
             method: method.to_string(),
             deadline_ms,
             streaming,
             payload,
         };
-        Ok(ClientStream::start(request, self.max_frame_size)?)
+        Ok(match &self.session {
+            None => {
+                let (machine, frame) = ClientStream::start(request, self.max_frame_size)?;
+                (machine, vec![frame])
+            }
+            Some(s) => {
+                let id = s.call_id();
+                let (machine, frames) =
+                    ClientStream::start_resumable(request, self.max_frame_size, id, idempotent)?;
+                (machine, frames.to_vec())
+            }
+        })
     }
 
-    /// Opens a bidirectional stream and sends `request` and FIN on it (PROTOCOL.md 3.1, 3.2).
-    async fn open_stream(
-        &self,
-        request: Frame,
-    ) -> Result<(quinn::SendStream, quinn::RecvStream), RpcError> {
-        let (mut send, recv) = self.info.quinn().open_bi().await?;
-        send.write_all(&request.to_bytes()).await?;
-        send.finish()?;
-        Ok((send, recv))
+    /// Opens a call's stream and sends `frames` on it; outside a resumable session also FIN
+    /// (PROTOCOL.md 3.1, 3.2), in one the send side stays open for ACKs (section 15.3).
+    async fn open_stream(&self, frames: Vec<Frame>) -> Result<call::Opened, RpcError> {
+        match &self.session {
+            None => {
+                let (send, recv) = call::open_on(&self.info, &frames, true).await?;
+                Ok(call::Opened::plain(send, recv))
+            }
+            Some(s) => {
+                let (connection, epoch) = s.current()?;
+                let (send, recv) = call::open_on(&connection, &frames, false).await?;
+                Ok(call::Opened::resumable(send, recv, s.clone(), epoch))
+            }
+        }
     }
 
-    /// Closes the connection (application code 0) and waits briefly for the close to be sent.
+    /// Closes the connection (application code 0; a resumable session ends) and waits briefly
+    /// for the close to be sent.
     pub async fn close(&self) {
-        self.info.quinn().close(0u32.into(), b"client closed");
+        match &self.session {
+            Some(s) => s.close(),
+            None => self.info.quinn().close(0u32.into(), b"client closed"),
+        }
         let _ = tokio::time::timeout(Duration::from_millis(500), self.endpoint.wait_idle()).await;
     }
 }

@@ -19,7 +19,7 @@ impl Client {
         payload: Bytes,
         deadline_ms: u32,
     ) -> Result<ItemStream, RpcError> {
-        let (machine, request) = self.start_call(method, payload, deadline_ms, true)?;
+        let (machine, request) = self.start_call(method, payload, deadline_ms, true, false)?;
         let alarms = Alarms::new(&machine, None);
         let streams = self.open_stream(request).await?;
         Ok(ItemStream {

@@ -34,7 +34,24 @@ impl Client {
         deadline_ms: u32,
         canceller: Option<&Canceller>,
     ) -> Result<Bytes, RpcError> {
-        let (mut machine, request) = self.start_call(method, payload, deadline_ms, false)?;
+        self.unary_call(method, payload, deadline_ms, canceller, false)
+            .await
+    }
+
+    /// As [`Client::unary_cancellable`]; `idempotent` says the request may run twice, so that
+    /// in a resumable session (PROTOCOL.md section 15) a call in flight when the connection is
+    /// lost is sent again on the next one. Without it such a call fails with `UNAVAILABLE`
+    /// (its message says why).
+    pub async fn unary_call(
+        &self,
+        method: &str,
+        payload: Bytes,
+        deadline_ms: u32,
+        canceller: Option<&Canceller>,
+        idempotent: bool,
+    ) -> Result<Bytes, RpcError> {
+        let (mut machine, request) =
+            self.start_call(method, payload, deadline_ms, false, idempotent)?;
         let alarms = Alarms::new(&machine, canceller);
         let streams = tokio::select! {
             r = self.open_stream(request) => r?,

@@ -3,6 +3,7 @@
 //! connection ends.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rpcnet_protocol::migration::{ManagementMessage, SessionClosed};
 use rpcnet_protocol::ErrorCode;
@@ -13,9 +14,12 @@ use super::resume::{self, FirstFrame};
 use super::session::Session;
 use super::{relay, DirectorEvent, Inner};
 use crate::connection::ConnectionInfo;
+use crate::error::RpcError;
 use crate::mgmt;
 use crate::transport::{CallWindow, MAX_CONCURRENT_CALLS};
 
+/// How long a refused connection waits for its client to read the ERROR, ms.
+const REFUSAL_LINGER_MS: u64 = 2_000;
 /// How long SessionClosed to the owner may take, ms.
 const SESSION_CLOSED_TIMEOUT_MS: u32 = 2_000;
 
@@ -53,7 +57,7 @@ async fn serve_client(inner: Arc<Inner>, connection: quinn::Connection) {
     };
     let first = match resume::first_frame(&mut first_recv, inner.config.max_frame_size).await {
         Ok(f) => f,
-        Err(e) => return relay::send_error(&mut first_send, e).await,
+        Err(e) => return refuse(first_send, e).await,
     };
     let (session, first_call) = match first {
         FirstFrame::Call(read) => {
@@ -68,7 +72,7 @@ async fn serve_client(inner: Arc<Inner>, connection: quinn::Connection) {
             } else {
                 match resume::resume(&inner, &credential).await {
                     Ok(s) => Some(install(&inner, s)),
-                    Err(e) => return relay::send_error(&mut first_send, e).await,
+                    Err(e) => return refuse(first_send, e).await,
                 }
             };
             let Some(session) = opened else {
@@ -78,7 +82,7 @@ async fn serve_client(inner: Arc<Inner>, connection: quinn::Connection) {
                 Ok(w) => {
                     let _ = first_send.write_all(&w.to_bytes()).await;
                 }
-                Err(e) => return relay::send_error(&mut first_send, e).await,
+                Err(e) => return refuse(first_send, e).await,
             }
             // The session stream stays open for the connection's life (MOVE goes out on it).
             tokio::spawn(hold_session_stream(first_send, first_recv));
@@ -92,9 +96,11 @@ async fn serve_client(inner: Arc<Inner>, connection: quinn::Connection) {
     while let Ok((send, recv)) = connection.accept_bi().await {
         spawn_call(&inner, &session, &window, send, recv, BytesMut::new());
     }
+    // Code 0 ends the session; a client that moves to another connection closes with
+    // `client::MOVED_CODE` (PROTOCOL.md section 15.5).
     let closed_by_client = matches!(
         connection.close_reason(),
-        Some(quinn::ConnectionError::ApplicationClosed(_))
+        Some(quinn::ConnectionError::ApplicationClosed(c)) if c.error_code.into_inner() == 0
     );
     // The connection's handles keep the user port's socket open (Director::close).
     drop((connection, info, window));
@@ -119,6 +125,13 @@ async fn serve_client(inner: Arc<Inner>, connection: quinn::Connection) {
             session_id: session.id,
         });
     }
+}
+
+/// Answers the first stream with ERROR `e` and keeps the connection until the client has read
+/// it (or 2 s passed): closing at once would discard the ERROR with the connection.
+async fn refuse(mut send: quinn::SendStream, e: RpcError) {
+    relay::send_error(&mut send, e).await;
+    let _ = tokio::time::timeout(Duration::from_millis(REFUSAL_LINGER_MS), send.stopped()).await;
 }
 
 /// Relays one call of `session`, `read` being bytes of its stream already read.

@@ -43,9 +43,9 @@ pub async fn serve_observed(
     serve_with(worker, items, item_bytes, every, on_push, Arc::new(|_| {})).await
 }
 
-/// Called with each call a handler starts: `true` if it resumes (re-attached after a
-/// migration, a failover or a suspension), `false` for a fresh call.
-pub type OnCall = Arc<dyn Fn(bool) + Send + Sync>;
+/// Called with each call a handler starts: the seq it resumes at (re-attached after a
+/// migration, a failover, a suspension or a resume), `None` for a fresh call.
+pub type OnCall = Arc<dyn Fn(Option<u64>) + Send + Sync>;
 
 /// [`serve_observed`], also calling `on_call` for every call the worker starts.
 pub async fn serve_with(
@@ -65,7 +65,7 @@ pub async fn serve_with(
         }
         for e in events {
             if let ServerEvent::Call { id, resume, .. } = e {
-                on_call(resume.is_some());
+                on_call(resume.as_ref().map(|r| r.0));
                 let (server, on_push) = (server.clone(), on_push.clone());
                 tokio::spawn(async move {
                     let mut seq = resume.map_or(0, |r| r.0);

@@ -1,0 +1,358 @@
+//! Resumable sessions (issue 7, PROTOCOL.md section 15) over real QUIC on 127.0.0.1: a client
+//! of two directors streams from a worker registered with both; its director is SIGKILLed (a
+//! child process) and the stream continues on the other director exactly once, in order. Forged
+//! and replayed credentials are refused with their codes and leave the real session untouched.
+//!
+//! The killed director runs in a child process: this test binary, re-run with [`CHILD_ENV`] set,
+//! runs only the ignored test `child_director`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use rpcnet_protocol::{Decoder, ErrorCode, Frame};
+use rpcnet_runtime::client::SessionEvent;
+use rpcnet_runtime::cluster::CA_CERT_FILE;
+use rpcnet_runtime::director::{Director, DirectorConfig};
+use rpcnet_runtime::worker::{Worker, WorkerConfig};
+use rpcnet_runtime::{Client, ClientConfig, ClientTrust};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// Set in the child process: the cluster directory of its director.
+const CHILD_ENV: &str = "RPCNET_TEST_RESUME_CHILD_DIR";
+/// Items of the streamed call.
+const ITEMS: u64 = 300;
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("rpcnet-resume-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Not a test on its own: the child process. Runs a director of the cluster named by
+/// [`CHILD_ENV`], prints `READY <user address> <management address>` and serves until killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "child process of the resume tests"]
+async fn child_director() {
+    let Some(dir) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    let director = Director::bind(DirectorConfig::new(common::creds(
+        Path::new(&dir),
+        "director",
+    )))
+    .await
+    .unwrap();
+    println!("READY {} {}", director.local_addr(), director.mgmt_addr());
+    std::future::pending::<()>().await;
+}
+
+/// A director in a child process, killed with SIGKILL on drop.
+struct ChildDirector {
+    child: tokio::process::Child,
+    user: SocketAddr,
+    mgmt: SocketAddr,
+}
+
+impl ChildDirector {
+    async fn start(dir: &Path) -> Self {
+        let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "child_director",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (user, mgmt) = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some((_, addrs)) = line.split_once("READY ") {
+                    let mut it = addrs.split_whitespace().map(|a| a.parse().unwrap());
+                    return (it.next().unwrap(), it.next().unwrap());
+                }
+            }
+            panic!("the child director exited before it was ready");
+        })
+        .await
+        .expect("the child director did not start within 30 s");
+        ChildDirector { child, user, mgmt }
+    }
+}
+
+/// A resumable client of `addrs` trusting the cluster CA of `dir`, noticing a dead director
+/// after 300 ms of silence.
+async fn resumable_client(dir: &Path, addrs: &[SocketAddr]) -> Client {
+    let mut config = ClientConfig::new(ClientTrust::CaFile(dir.join(CA_CERT_FILE)));
+    config.resume = true;
+    config.loss_detection_ms = 300;
+    Client::connect_any(addrs, config).await.unwrap()
+}
+
+/// Where each call of the handler started: `None` fresh, `Some(seq)` resumed at `seq`.
+type Starts = Arc<std::sync::Mutex<Vec<Option<u64>>>>;
+
+/// worker-a, registered with every director of `mgmt`, serving `count` (an item every 5 ms,
+/// checkpointing after each, recording where each call starts in `starts`); returns once every
+/// director accepted it.
+async fn worker(dir: &Path, mgmt: &[SocketAddr], starts: Starts) -> Arc<Worker> {
+    let directors = mgmt.iter().map(ToString::to_string).collect();
+    let config = WorkerConfig {
+        heartbeat_ms: 50,
+        ..WorkerConfig::new("worker-a", directors, common::creds(dir, "worker-a"))
+    };
+    let w = Arc::new(Worker::start(config).await.unwrap());
+    let on_call: common::OnCall = Arc::new(move |resume| starts.lock().unwrap().push(resume));
+    let every = Duration::from_millis(5);
+    let on_push: common::OnPush = Arc::new(|_| {});
+    tokio::spawn(common::serve_with(
+        w.clone(),
+        ITEMS,
+        16,
+        every,
+        on_push,
+        on_call,
+    ));
+    let until = Instant::now() + Duration::from_secs(10);
+    while w.leases().iter().filter(|(_, held)| *held).count() < mgmt.len() {
+        assert!(
+            Instant::now() < until,
+            "worker-a did not register with every director"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    w
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_continues_exactly_once_on_another_director_when_its_director_is_killed() {
+    let tmp = TempDir::new("kill");
+    let mut d1 = ChildDirector::start(&tmp.0).await;
+    let d2 = Director::bind(DirectorConfig::new(common::creds(&tmp.0, "director")))
+        .await
+        .unwrap();
+    let starts = Starts::default();
+    let _w = worker(&tmp.0, &[d1.mgmt, d2.mgmt_addr()], starts.clone()).await;
+    let client = resumable_client(&tmp.0, &[d1.user, d2.local_addr()]).await;
+    let session = client.session_id().expect("a resumable session");
+    let first_connection = client.connection_id();
+    let mut stream = client.streaming("count", Bytes::new(), 0).await.unwrap();
+    let mut seqs = Vec::new();
+    while seqs.len() < 40 {
+        for item in stream.next_batch(64).await.unwrap().unwrap() {
+            seqs.push(common::seq_of(&item));
+        }
+    }
+    // The client stops reading: what the worker produces meanwhile piles up in flight (in the
+    // director's buffers and the client's stream window), where the kill loses it. Only the
+    // worker's unacknowledged items can bring it back.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    d1.child.kill().await.unwrap();
+    let killed_at = Instant::now();
+    let mut longest_wait = Duration::ZERO;
+    loop {
+        let before = Instant::now();
+        let batch = tokio::time::timeout(Duration::from_secs(20), stream.next_batch(64))
+            .await
+            .expect("the stream stalled")
+            .unwrap_or_else(|e| panic!("the stream failed after {} items: {e}", seqs.len()));
+        longest_wait = longest_wait.max(before.elapsed());
+        match batch {
+            Some(items) => seqs.extend(items.iter().map(common::seq_of)),
+            None => break,
+        }
+    }
+    eprintln!(
+        "{} items; longest wait {longest_wait:?} (director killed {:?} before the end)",
+        seqs.len(),
+        killed_at.elapsed()
+    );
+    assert_eq!(
+        seqs,
+        (0..ITEMS).collect::<Vec<_>>(),
+        "every item exactly once, in order"
+    );
+    // The owner kept what the client had not acknowledged: the handler continued from its
+    // latest checkpoint, never again from the start.
+    let starts = starts.lock().unwrap().clone();
+    eprintln!("handler starts: {starts:?}");
+    assert_eq!(starts.first(), Some(&None));
+    assert!(
+        starts[1..].iter().all(|s| s.is_some_and(|seq| seq > 0)),
+        "a resumed handler restarted from the beginning: {starts:?}"
+    );
+    assert!(
+        starts.len() >= 2,
+        "the handler resumed after the kill: {starts:?}"
+    );
+    let events = tokio::time::timeout(Duration::from_secs(1), client.next_session_events(8))
+        .await
+        .unwrap();
+    assert!(
+        matches!(events.first(), Some(SessionEvent::Reconnecting { .. })),
+        "{events:?}"
+    );
+    let resumed = events
+        .iter()
+        .find_map(|e| match e {
+            SessionEvent::Resumed {
+                pause_ms, address, ..
+            } => Some((*pause_ms, *address)),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no resumed event: {events:?}"));
+    eprintln!("resumed on {} after {:.1} ms", resumed.1, resumed.0);
+    assert_eq!(resumed.1, d2.local_addr(), "resumed on the other director");
+    assert_eq!(
+        client.session_id().unwrap(),
+        session,
+        "the session id stays"
+    );
+    assert_ne!(
+        client.connection_id(),
+        first_connection,
+        "the connection is new"
+    );
+    client.close().await;
+    d2.close().await;
+}
+
+/// A raw connection to `addr` and its session stream after HELLO with `credential`: the frame
+/// the director answered.
+async fn hello(d: &Director, credential: Bytes) -> (quinn::Connection, Frame) {
+    let connection = common::raw_connection(d.local_addr(), d.cert_fingerprint(), None).await;
+    let (mut send, mut recv) = connection.open_bi().await.unwrap();
+    send.write_all(&Frame::Hello { credential }.to_bytes())
+        .await
+        .unwrap();
+    let answer = read_frames(&mut recv, 1).await.remove(0);
+    tokio::spawn(async move {
+        let _keep = send; // the session stream stays open
+        let _ = recv.read_to_end(1 << 20).await;
+    });
+    (connection, answer)
+}
+
+/// Reads `n` frames from `recv`.
+async fn read_frames(recv: &mut quinn::RecvStream, n: usize) -> Vec<Frame> {
+    let mut decoder = Decoder::default();
+    let mut buf = BytesMut::new();
+    let mut frames = Vec::new();
+    while frames.len() < n {
+        if let Some(f) = decoder.decode(&mut buf).unwrap() {
+            frames.push(f);
+            continue;
+        }
+        let chunk = recv
+            .read_chunk(1 << 16, true)
+            .await
+            .unwrap()
+            .expect("more frames");
+        buf.extend_from_slice(&chunk.bytes);
+    }
+    frames
+}
+
+/// Opens call 0 of a resumable session on `connection` at `next_seq` and reads `n` items.
+async fn call_count(connection: &quinn::Connection, next_seq: u64, n: usize) -> Vec<u64> {
+    let (mut send, mut recv) = connection.open_bi().await.unwrap();
+    let request = Frame::Request(rpcnet_protocol::Request {
+        method: "count".into(),
+        deadline_ms: 0,
+        streaming: true,
+        payload: Bytes::new(),
+    });
+    let call = Frame::Call {
+        call_id: 0,
+        next_seq,
+    };
+    send.write_all(&[call.to_bytes(), request.to_bytes()].concat())
+        .await
+        .unwrap();
+    let frames = read_frames(&mut recv, n).await;
+    std::mem::forget(send); // keep the call open
+    frames
+        .into_iter()
+        .map(|f| match f {
+            Frame::Item { seq, .. } => seq,
+            other => panic!("expected an ITEM, got {other:?}"),
+        })
+        .collect()
+}
+
+fn refused(frame: Frame, code: &str) {
+    match frame {
+        Frame::Error { code: c, message } => {
+            assert_eq!(c, ErrorCode::InvalidArgument, "{message}");
+            assert!(message.starts_with(code), "expected {code}: {message}");
+        }
+        other => panic!("expected ERROR {code}, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_replayed_credentials_are_refused_and_the_session_goes_on() {
+    let tmp = TempDir::new("forged");
+    let d = Director::bind(DirectorConfig::new(common::creds(&tmp.0, "director")))
+        .await
+        .unwrap();
+    let _w = worker(&tmp.0, &[d.mgmt_addr()], Starts::default()).await;
+    let (c1, welcome) = hello(&d, Bytes::new()).await;
+    let Frame::Welcome {
+        credential: cred0,
+        session_id,
+    } = welcome
+    else {
+        panic!("expected WELCOME, got {welcome:?}");
+    };
+    assert_eq!(call_count(&c1, 0, 5).await, [0, 1, 2, 3, 4]);
+
+    // Forged: one bit changed, or not a credential at all.
+    let mut forged = cred0.to_vec();
+    *forged.last_mut().unwrap() ^= 1;
+    refused(hello(&d, Bytes::from(forged)).await.1, "RESUME_INVALID");
+    refused(
+        hello(&d, Bytes::from_static(b"not a credential")).await.1,
+        "RESUME_INVALID",
+    );
+
+    // The real client resumes on a second connection (the first one is lost): generation 1.
+    c1.close(rpcnet_runtime::client::MOVED_CODE.into(), b"moved");
+    let (c2, welcome) = hello(&d, cred0.clone()).await;
+    let Frame::Welcome {
+        session_id: same, ..
+    } = welcome
+    else {
+        panic!("the resume was refused: {welcome:?}");
+    };
+    assert_eq!(same, session_id, "the session keeps its id");
+
+    // Someone replays the credential the client has just used: refused, nothing moves.
+    refused(hello(&d, cred0).await.1, "RESUME_REPLAYED");
+
+    // The resumed session's call continues at the client's next seq, exactly once.
+    assert_eq!(call_count(&c2, 5, 5).await, [5, 6, 7, 8, 9]);
+    d.close().await;
+}
