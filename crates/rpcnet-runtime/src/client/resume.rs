@@ -334,7 +334,10 @@ async fn hello(
             session_id,
             credential,
         } => (session_id, credential),
-        Frame::Error { code, message } if code == ErrorCode::Protocol => {
+        Frame::Error {
+            code: ErrorCode::Protocol,
+            message,
+        } => {
             return Err(RpcError::unavailable(format!(
                 "the server does not resume sessions (it answered HELLO with: {message})"
             )))
