@@ -3,9 +3,10 @@
  * makes unary and server-streaming calls on it. Streaming items cross into JavaScript in batches.
  * @module
  */
+import { EventEmitter } from 'node:events';
 import { native, type Native } from './binding.js';
 import { fromBinding, RpcError } from './errors.js';
-import { bytes, invalid, optionalBoolean, optionalInteger, optionalSignal, optionalString, record, string, U32_MAX } from './options.js';
+import { bytes, invalid, optionalBoolean, optionalInteger, optionalSignal, optionalString, record, string, stringList, U32_MAX } from './options.js';
 import type { ConnectionStats } from './stats.js';
 
 /**
@@ -51,6 +52,31 @@ export interface ClientOptions {
    * reset (README "Directors: restarts, identity and loss detection").
    */
   lossDetectionMs?: number;
+  /**
+   * Open a resumable session (PROTOCOL.md section 15). Default false. When the connection to
+   * the director is lost (its process died, the network failed) or the director is shutting
+   * down (it sends MOVE), the client connects to a director of the cluster (any of the
+   * addresses given to {@link RpcClient.connect}, trying the next one first, with jittered
+   * backoff from 20 ms up to 1 s between attempts, for up to 30 s), presents the session's
+   * credential and re-attaches every open call at the first item it lacks: streaming calls
+   * continue exactly once, in order; a unary call in flight is sent again only if it was made
+   * with `idempotent: true`, else it fails with `UNAVAILABLE`. The session id
+   * ({@link RpcClient.sessionId}) stays the same; the QUIC connection and its
+   * {@link RpcClient.connectionId} change. Emits `reconnecting`, `resumed` and `lost`
+   * ({@link SessionEvents}). Connecting fails with `UNAVAILABLE` if the server is not a
+   * director (it does not resume sessions).
+   */
+  resume?: boolean;
+}
+
+/** The events of a resumable client ({@link ClientOptions.resume}), by name. */
+export interface SessionEvents {
+  /** The connection was lost or the director said MOVE; the client is reconnecting. */
+  reconnecting: [event: { reason: string }];
+  /** The session continues on a new connection. */
+  resumed: [event: { pauseMs: number; connectionId: string; address: string }];
+  /** The session could not be resumed (`RESUME_*` from a director, or none reachable in 30 s); open calls fail with `error`. */
+  lost: [event: { error: RpcError }];
 }
 
 /** Per-call options. */
@@ -62,6 +88,12 @@ export interface CallOptions {
   deadlineMs?: number;
   /** Aborting it cancels the call on both ends; the call rejects with `CANCELLED`. */
   signal?: AbortSignal;
+  /**
+   * Unary calls of a resumable session: the request may run twice, so a call in flight when
+   * the connection is lost is sent again after the resume. Default false: such a call fails
+   * with `UNAVAILABLE` (its message says why).
+   */
+  idempotent?: boolean;
 }
 
 /** Items taken from the native stream per crossing. */
@@ -73,10 +105,11 @@ interface CheckedCall {
   payload: Buffer;
   deadlineMs: number;
   signal: AbortSignal | undefined;
+  idempotent: boolean;
 }
 
 function checkCall(method: string, request: Uint8Array, options: CallOptions | undefined): CheckedCall {
-  const o = record('options', options, ['deadlineMs', 'signal']);
+  const o = record('options', options, ['deadlineMs', 'signal', 'idempotent']);
   const d = o.deadlineMs ?? 0;
   if (typeof d !== 'number' || !Number.isFinite(d) || d < 0 || d > U32_MAX) {
     throw invalid('deadlineMs', `a non-negative number (ms) no larger than ${U32_MAX}`, d);
@@ -86,6 +119,7 @@ function checkCall(method: string, request: Uint8Array, options: CallOptions | u
     payload: bytes('request', request),
     deadlineMs: Math.ceil(d),
     signal: optionalSignal('signal', o.signal),
+    idempotent: optionalBoolean('idempotent', o.idempotent) ?? false,
   };
 }
 
@@ -102,22 +136,40 @@ function aborted(): RpcError {
  * for await (const item of client.callStreaming('count', Buffer.alloc(0))) console.log(item);
  * ```
  */
-export class RpcClient {
+export class RpcClient extends EventEmitter<SessionEvents> {
   readonly #native: Native.NativeClient;
 
   private constructor(n: Native.NativeClient) {
+    super();
     this.#native = n;
+    if (n.sessionId !== null) void this.#relaySessionEvents();
+  }
+
+  /** Emits what the native session reports until the client is closed. */
+  async #relaySessionEvents(): Promise<void> {
+    for (;;) {
+      const events = await this.#native.nextSessionEvents(16);
+      if (events.length === 0) return;
+      for (const e of events) {
+        if (e.kind === 'reconnecting') this.emit('reconnecting', { reason: e.reason ?? '' });
+        else if (e.kind === 'resumed') {
+          this.emit('resumed', { pauseMs: e.pauseMs ?? 0, connectionId: e.connectionId ?? '', address: e.address ?? '' });
+        } else this.emit('lost', { error: new RpcError(e.errorCode ?? 'UNAVAILABLE', e.errorMessage ?? 'session lost') });
+      }
+    }
   }
 
   /**
-   * Connects (QUIC + TLS 1.3, ALPN `rpcnet/1`) to `address` (`host:port`).
+   * Connects (QUIC + TLS 1.3, ALPN `rpcnet/1`) to `address` (`host:port`), or to the first of
+   * several that answers (the directors of a cluster; a DNS name may also resolve to several).
    * @throws {RpcError} `INVALID_ARGUMENT` for bad options (checked before connecting: types,
    * ranges, unknown keys) or a bad pin or address; `UNAVAILABLE` when the server cannot be
-   * reached or its certificate is refused (e.g. wrong pin); `DEADLINE_EXCEEDED` after `connectTimeoutMs`.
+   * reached or its certificate is refused (e.g. wrong pin), or with `resume` when it does not
+   * resume sessions; `DEADLINE_EXCEEDED` after `connectTimeoutMs`.
    */
-  static async connect(address: string, options: ClientOptions): Promise<RpcClient> {
-    const addr = string('address', address);
-    const o = record('options', options, ['tls', 'maxFrameSize', 'connectTimeoutMs', 'lossDetectionMs']);
+  static async connect(address: string | string[], options: ClientOptions): Promise<RpcClient> {
+    const addrs = stringList('address', address, 'host:port');
+    const o = record('options', options, ['tls', 'maxFrameSize', 'connectTimeoutMs', 'lossDetectionMs', 'resume']);
     if (o.tls === undefined) {
       throw invalid('tls', 'an object giving tls.pin, tls.caFile or tls.systemRoots (there is no insecure mode)', o.tls);
     }
@@ -130,17 +182,29 @@ export class RpcClient {
       maxFrameSize: optionalInteger('maxFrameSize', o.maxFrameSize, 1, U32_MAX, 'bytes'),
       connectTimeoutMs: optionalInteger('connectTimeoutMs', o.connectTimeoutMs, 1, U32_MAX, 'ms'),
       lossDetectionMs: optionalInteger('lossDetectionMs', o.lossDetectionMs, 1, U32_MAX, 'ms'),
+      resume: optionalBoolean('resume', o.resume),
     };
     try {
-      return new RpcClient(await native.connect(addr, checked));
+      return new RpcClient(await native.connect(addrs, checked));
     } catch (e) {
       throw fromBinding(e);
     }
   }
 
-  /** The connection's id; the server sees the same value (`ctx.connection.id`). */
+  /**
+   * The connection's id; the server sees the same value (`ctx.connection.id`). With `resume`,
+   * it is the connection's now: it changes when the session moves to a new connection.
+   */
   get connectionId(): string {
     return this.#native.connectionId;
+  }
+
+  /**
+   * The resumable session's id (16 hex digits; the director's `sessionId`), the same across
+   * resumes; `null` without {@link ClientOptions.resume}.
+   */
+  get sessionId(): string | null {
+    return this.#native.sessionId;
   }
 
   /** The server's UDP address, `ip:port`. */
@@ -163,15 +227,15 @@ export class RpcClient {
    * `DEADLINE_EXCEEDED`; `CANCELLED`; `UNAVAILABLE` on connection loss; `PROTOCOL`.
    */
   async call(method: string, request: Uint8Array, options?: CallOptions): Promise<Buffer> {
-    const { method: m, payload, deadlineMs: d, signal } = checkCall(method, request, options);
+    const { method: m, payload, deadlineMs: d, signal, idempotent } = checkCall(method, request, options);
     try {
-      if (!signal) return await this.#native.unary(m, payload, d);
+      if (!signal) return await this.#native.unary(m, payload, d, idempotent);
       if (signal.aborted) throw aborted();
       const call = this.#native.newCall();
       const onAbort = () => call.cancel();
       signal.addEventListener('abort', onAbort, { once: true });
       try {
-        return await call.unary(m, payload, d);
+        return await call.unary(m, payload, d, idempotent);
       } finally {
         signal.removeEventListener('abort', onAbort);
       }
@@ -225,7 +289,10 @@ export class RpcClient {
     };
   }
 
-  /** Closes the connection (QUIC application code 0). Pending calls fail with `UNAVAILABLE`. */
+  /**
+   * Closes the connection (QUIC application code 0; a resumable session ends and its director
+   * tells the owner to drop it). Pending calls fail with `UNAVAILABLE`.
+   */
   async close(): Promise<void> {
     await this.#native.close();
   }

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use rpcnet_runtime::addr::resolve;
-use rpcnet_runtime::client::StreamHandle;
+use rpcnet_runtime::addr::resolve_all;
+use rpcnet_runtime::client::{SessionEvent, StreamHandle};
 use rpcnet_runtime::{Canceller, Client, ClientConfig, ClientTrust, RpcError};
 
 use crate::{bytes, stats, Fallible, NativeStats};
@@ -29,6 +29,65 @@ pub struct NativeClientOptions {
     /// Silence from the server after which the connection is declared lost, ms (QUIC idle
     /// timeout; keep-alive every third of it).
     pub loss_detection_ms: Option<u32>,
+    /// Open a resumable session (PROTOCOL.md section 15) that moves to any of the addresses
+    /// when its connection is lost or its director says MOVE.
+    pub resume: Option<bool>,
+}
+
+/// One event of a resumable session, tagged by `kind`: `reconnecting` (with `reason`),
+/// `resumed` (with `pause_ms`, `connection_id`, `address`) or `lost` (with `error`).
+#[napi(object)]
+pub struct NativeSessionEvent {
+    /// `reconnecting`, `resumed` or `lost`.
+    pub kind: String,
+    /// Why the client reconnects (`reconnecting`).
+    pub reason: Option<String>,
+    /// From the loss to the new connection's WELCOME, ms (`resumed`).
+    pub pause_ms: Option<f64>,
+    /// The new connection's `connectionId` (`resumed`).
+    pub connection_id: Option<String>,
+    /// The director reached, `ip:port` (`resumed`).
+    pub address: Option<String>,
+    /// The code of the error every open call fails with (`lost`).
+    pub error_code: Option<crate::NativeErrorCode>,
+    /// Its message (`lost`).
+    pub error_message: Option<String>,
+}
+
+impl From<SessionEvent> for NativeSessionEvent {
+    fn from(e: SessionEvent) -> Self {
+        let mut out = NativeSessionEvent {
+            kind: String::new(),
+            reason: None,
+            pause_ms: None,
+            connection_id: None,
+            address: None,
+            error_code: None,
+            error_message: None,
+        };
+        match e {
+            SessionEvent::Reconnecting { reason } => {
+                out.kind = "reconnecting".into();
+                out.reason = Some(reason);
+            }
+            SessionEvent::Resumed {
+                pause_ms,
+                connection_id,
+                address,
+            } => {
+                out.kind = "resumed".into();
+                out.pause_ms = Some(pause_ms);
+                out.connection_id = Some(connection_id);
+                out.address = Some(address.to_string());
+            }
+            SessionEvent::Lost { error } => {
+                out.kind = "lost".into();
+                out.error_code = Some(error.code.into());
+                out.error_message = Some(error.message);
+            }
+        }
+        out
+    }
 }
 
 /// One client connection.
@@ -37,18 +96,26 @@ pub struct NativeClient {
     inner: Arc<Client>,
 }
 
-/// Connects a client (see `RpcClient.connect`). Rejects with `INVALID_ARGUMENT` (bad address or
-/// trust options), `UNAVAILABLE` (unreachable, certificate refused) or `DEADLINE_EXCEEDED`.
+/// Connects a client to the first of `addresses` that answers (each `host:port`; a DNS name may
+/// give several). Rejects with `INVALID_ARGUMENT` (bad address or trust options), `UNAVAILABLE`
+/// (unreachable, certificate refused, or no resumption where `resume` asked for it) or
+/// `DEADLINE_EXCEEDED`.
 #[napi(ts_return_type = "Promise<NativeClient>")]
-pub async fn connect(address: String, options: NativeClientOptions) -> Fallible<NativeClient> {
-    Fallible(open(address, options).await)
+pub async fn connect(
+    addresses: Vec<String>,
+    options: NativeClientOptions,
+) -> Fallible<NativeClient> {
+    Fallible(open(addresses, options).await)
 }
 
 async fn open(
-    address: String,
+    addresses: Vec<String>,
     options: NativeClientOptions,
 ) -> std::result::Result<NativeClient, RpcError> {
-    let addr = resolve(&address).await?;
+    let mut addrs = Vec::new();
+    for a in &addresses {
+        addrs.extend(resolve_all(a, "address").await?);
+    }
     let trust = ClientTrust::from_options(
         options.pin.as_deref(),
         options.ca_file.map(Into::into),
@@ -67,7 +134,8 @@ async fn open(
     if let Some(t) = options.loss_detection_ms {
         config.loss_detection_ms = t.into();
     }
-    let client = Client::connect(addr, config).await?;
+    config.resume = options.resume.unwrap_or(false);
+    let client = Client::connect_any(&addrs, config).await?;
     Ok(NativeClient {
         inner: Arc::new(client),
     })
@@ -93,16 +161,32 @@ impl NativeClient {
         stats(self.inner.stats())
     }
 
-    /// A unary call; `deadline_ms` 0 = none. Rejects with the call's coded error.
+    /// The resumable session's id (16 hex digits), `null` without `resume`.
+    #[napi(getter)]
+    pub fn session_id(&self) -> Option<String> {
+        self.inner.session_id()
+    }
+
+    /// Waits for up to `max` session events; empty once the client is closed or without
+    /// `resume`.
+    #[napi(ts_return_type = "Promise<Array<NativeSessionEvent>>")]
+    pub async fn next_session_events(&self, max: u32) -> Vec<NativeSessionEvent> {
+        let events = self.inner.next_session_events(max as usize).await;
+        events.into_iter().map(Into::into).collect()
+    }
+
+    /// A unary call; `deadline_ms` 0 = none; `idempotent`: may be sent again after a resume.
+    /// Rejects with the call's coded error.
     #[napi(ts_return_type = "Promise<Buffer>")]
     pub async fn unary(
         &self,
         method: String,
         payload: Buffer,
         deadline_ms: u32,
+        idempotent: bool,
     ) -> Fallible<Buffer> {
         self.inner
-            .unary(&method, bytes(&payload), deadline_ms)
+            .unary_call(&method, bytes(&payload), deadline_ms, None, idempotent)
             .await
             .map(|out| Buffer::from(out.to_vec()))
             .into()
@@ -157,9 +241,16 @@ impl NativeCall {
         method: String,
         payload: Buffer,
         deadline_ms: u32,
+        idempotent: bool,
     ) -> Fallible<Buffer> {
         self.client
-            .unary_cancellable(&method, bytes(&payload), deadline_ms, Some(&self.canceller))
+            .unary_call(
+                &method,
+                bytes(&payload),
+                deadline_ms,
+                Some(&self.canceller),
+                idempotent,
+            )
             .await
             .map(|out| Buffer::from(out.to_vec()))
             .into()

@@ -356,3 +356,69 @@ async fn forged_and_replayed_credentials_are_refused_and_the_session_goes_on() {
     assert_eq!(call_count(&c2, 5, 5).await, [5, 6, 7, 8, 9]);
     d.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_director_shutting_down_moves_its_clients_and_their_streams_go_on() {
+    let tmp = TempDir::new("move");
+    let d1 = Director::bind(DirectorConfig::new(common::creds(&tmp.0, "director")))
+        .await
+        .unwrap();
+    let d2 = Director::bind(DirectorConfig::new(common::creds(&tmp.0, "director")))
+        .await
+        .unwrap();
+    let starts = Starts::default();
+    let _w = worker(&tmp.0, &[d1.mgmt_addr(), d2.mgmt_addr()], starts.clone()).await;
+    let client = resumable_client(&tmp.0, &[d1.local_addr(), d2.local_addr()]).await;
+    let mut stream = client.streaming("count", Bytes::new(), 0).await.unwrap();
+    let mut seqs = Vec::new();
+    while seqs.len() < 40 {
+        seqs.extend(
+            stream
+                .next_batch(64)
+                .await
+                .unwrap()
+                .unwrap()
+                .iter()
+                .map(common::seq_of),
+        );
+    }
+    let shutdown = tokio::spawn(async move { d1.shutdown(5_000).await });
+    let mut longest_wait = Duration::ZERO;
+    loop {
+        let before = Instant::now();
+        let batch = tokio::time::timeout(Duration::from_secs(10), stream.next_batch(64))
+            .await
+            .expect("the stream stalled")
+            .unwrap_or_else(|e| panic!("the stream failed after {} items: {e}", seqs.len()));
+        longest_wait = longest_wait.max(before.elapsed());
+        match batch {
+            Some(items) => seqs.extend(items.iter().map(common::seq_of)),
+            None => break,
+        }
+    }
+    let stayed = tokio::time::timeout(Duration::from_secs(6), shutdown)
+        .await
+        .expect("the shutdown ended within its bound")
+        .unwrap();
+    eprintln!("longest wait {longest_wait:?}; {stayed} clients stayed");
+    assert_eq!(stayed, 0, "the client moved before the shutdown's bound");
+    assert_eq!(
+        seqs,
+        (0..ITEMS).collect::<Vec<_>>(),
+        "every item exactly once, in order"
+    );
+    let events = tokio::time::timeout(Duration::from_secs(1), client.next_session_events(8))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&events[..], [SessionEvent::Reconnecting { reason }, SessionEvent::Resumed { address, .. }, ..]
+            if reason.contains("move") && *address == d2.local_addr()),
+        "{events:?}"
+    );
+    assert!(
+        longest_wait < Duration::from_millis(250),
+        "a move is not a loss: {longest_wait:?}"
+    );
+    client.close().await;
+    d2.close().await;
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rpcnet_protocol::migration::{ManagementMessage, SessionClosed};
-use rpcnet_protocol::ErrorCode;
+use rpcnet_protocol::{ErrorCode, Frame};
 
 use bytes::BytesMut;
 
@@ -85,7 +85,9 @@ async fn serve_client(inner: Arc<Inner>, connection: quinn::Connection) {
                 Err(e) => return refuse(first_send, e).await,
             }
             // The session stream stays open for the connection's life (MOVE goes out on it).
-            tokio::spawn(hold_session_stream(first_send, first_recv));
+            let moving = inner.moving.subscribe();
+            tokio::spawn(hold_session_stream(first_send, first_recv, moving));
+            inner.resumable_clients.send_modify(|n| *n += 1);
             (session, None)
         }
     };
@@ -98,6 +100,9 @@ async fn serve_client(inner: Arc<Inner>, connection: quinn::Connection) {
     }
     // Code 0 ends the session; a client that moves to another connection closes with
     // `client::MOVED_CODE` (PROTOCOL.md section 15.5).
+    if session.resumable {
+        inner.resumable_clients.send_modify(|n| *n -= 1);
+    }
     let closed_by_client = matches!(
         connection.close_reason(),
         Some(quinn::ConnectionError::ApplicationClosed(c)) if c.error_code.into_inner() == 0
@@ -195,10 +200,26 @@ fn install(inner: &Inner, session: Session) -> Arc<Session> {
     session
 }
 
-/// Keeps a session stream open until the client closes it or the connection ends.
-async fn hold_session_stream(send: quinn::SendStream, mut recv: quinn::RecvStream) {
-    let _keep = send;
-    while let Ok(Some(_)) = recv.read_chunk(1024, true).await {}
+/// Keeps a session stream open until the client closes it or the connection ends; sends MOVE
+/// on it when the director shuts down (PROTOCOL.md section 15.5).
+async fn hold_session_stream(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    mut moving: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut told = false;
+    loop {
+        tokio::select! {
+            r = recv.read_chunk(1024, true) => if !matches!(r, Ok(Some(_))) { return },
+            shutting_down = async { moving.wait_for(|m| *m).await.is_ok() }, if !told => {
+                told = true;
+                if shutting_down {
+                    let reason = "director shutting down".to_string();
+                    let _ = send.write_all(&Frame::Move { reason }.to_bytes()).await;
+                }
+            }
+        }
+    }
 }
 
 /// Tells the owner, so it frees whatever it still holds for the session (captured or restored

@@ -74,6 +74,10 @@ pub(crate) struct Inner {
     /// One permit per migration allowed to run at once.
     migration_slots: Semaphore,
     pub(crate) token_key: TokenKey,
+    /// Set when the director shuts down: every session stream sends MOVE (PROTOCOL.md 15.5).
+    pub(crate) moving: tokio::sync::watch::Sender<bool>,
+    /// Client connections of resumable sessions still open (a shutdown waits for them to move).
+    pub(crate) resumable_clients: tokio::sync::watch::Sender<usize>,
     /// Seals and opens resume credentials (PROTOCOL.md section 15.1).
     pub(crate) resume_key: rpcnet_protocol::resume::ResumeKey,
     closed: Canceller,
@@ -171,6 +175,8 @@ impl Director {
             mgmt_advertised,
             token_key: crate::worker::token_key(&config.cluster),
             resume_key: resume::resume_key(&config.cluster),
+            moving: tokio::sync::watch::channel(false).0,
+            resumable_clients: tokio::sync::watch::channel(0).0,
             migration_slots: Semaphore::new(config.max_concurrent_migrations.max(1)),
             config,
             user,
@@ -318,6 +324,35 @@ impl Director {
             Some(tx) => tx.send(worker).is_ok(),
             None => false,
         }
+    }
+
+    /// Graceful shutdown for an upgrade (SIGTERM): accepts no new connection, tells every client
+    /// of a resumable session to move (MOVE on its session stream, PROTOCOL.md section 15.5),
+    /// waits until they have left for another director (at most `timeout_ms`), then closes as
+    /// [`Director::close`] does (clients of plain sessions are closed with it). Returns how many
+    /// resumable clients had not left in time.
+    pub async fn shutdown(&self, timeout_ms: u64) -> usize {
+        if let Some(endpoint) = self.inner.user.endpoint() {
+            endpoint.set_server_config(None);
+        }
+        self.inner.moving.send_replace(true);
+        let mut left = self.inner.resumable_clients.subscribe();
+        let waited = tokio::time::timeout(
+            Duration::from_millis(timeout_ms),
+            left.wait_for(|&n| n == 0),
+        )
+        .await
+        .is_ok();
+        let stayed = if waited { 0 } else { *left.borrow() };
+        if stayed > 0 {
+            tracing::warn!(
+                stayed,
+                timeout_ms,
+                "clients did not move before the shutdown timeout"
+            );
+        }
+        self.close().await;
+        stayed
     }
 
     /// Closes both ports and all client connections (application code 0). Returns once both
