@@ -229,6 +229,17 @@ async fn connection_id_and_session_id_follow_the_documented_derivation() {
         let bytes = connection_id_bytes(hash_of(&secret), &secret);
         let expected = hex::encode(bytes);
         assert_eq!(ConnectionInfo::new(conn.clone()).id, expected, "{name}");
+        // A director opens a connection's session at its first stream (PROTOCOL.md section
+        // 15.2: a HELLO there opens a resumable one): make a call.
+        let (mut send, _recv) = conn.open_bi().await.unwrap();
+        let request = Frame::Request(rpcnet_protocol::Request {
+            method: "count".into(),
+            deadline_ms: 0,
+            streaming: true,
+            payload: bytes::Bytes::new(),
+        });
+        send.write_all(&request.to_bytes()).await.unwrap();
+        send.finish().unwrap();
         // What the serving end reports: the server's connection, the director's session.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {

@@ -55,10 +55,7 @@ async fn serve_client(inner: Arc<Inner>, connection: quinn::Connection) {
     let Ok((mut first_send, mut first_recv)) = connection.accept_bi().await else {
         return;
     };
-    let first = match resume::first_frame(&mut first_recv, inner.config.max_frame_size).await {
-        Ok(f) => f,
-        Err(e) => return refuse(first_send, e).await,
-    };
+    let first = resume::first_frame(&mut first_recv, inner.config.max_frame_size).await;
     let (session, first_call) = match first {
         FirstFrame::Call(read) => {
             let Some(s) = place_new(&inner, &connection, &info, false).await else {

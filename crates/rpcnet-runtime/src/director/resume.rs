@@ -63,22 +63,18 @@ pub(crate) enum FirstFrame {
 }
 
 /// Reads the first frame of a connection's first stream without consuming it unless it is a
-/// HELLO.
-///
-/// Errors: a malformed first frame (`PROTOCOL`) or the stream's failure.
-pub(crate) async fn first_frame(
-    recv: &mut quinn::RecvStream,
-    max_frame_size: u32,
-) -> Result<FirstFrame, RpcError> {
+/// HELLO. Anything else, a malformed frame or a failed stream included, is left to the relay of
+/// a plain client's call, which answers it as it answers any call (PROTOCOL.md section 11).
+pub(crate) async fn first_frame(recv: &mut quinn::RecvStream, max_frame_size: u32) -> FirstFrame {
     let mut buf = BytesMut::new();
     loop {
         let mut probe = buf.clone();
-        match Decoder::new(max_frame_size).decode(&mut probe)? {
-            Some(Frame::Hello { credential }) => return Ok(FirstFrame::Hello(credential)),
-            Some(_) => return Ok(FirstFrame::Call(buf)),
-            None => match recv.read_chunk(64 * 1024, true).await? {
-                Some(c) => buf.extend_from_slice(&c.bytes),
-                None => return Ok(FirstFrame::Call(buf)),
+        match Decoder::new(max_frame_size).decode(&mut probe) {
+            Ok(Some(Frame::Hello { credential })) => return FirstFrame::Hello(credential),
+            Ok(Some(_)) | Err(_) => return FirstFrame::Call(buf),
+            Ok(None) => match recv.read_chunk(64 * 1024, true).await {
+                Ok(Some(c)) => buf.extend_from_slice(&c.bytes),
+                Ok(None) | Err(_) => return FirstFrame::Call(buf),
             },
         }
     }
