@@ -17,16 +17,16 @@ const clusterDir = mkdtempSync(join(tmpdir(), 'rpcnet-boundary-'));
 test.after.always(() => rmSync(clusterDir, { recursive: true, force: true }));
 
 test('a binding promise rejects with an Error whose code property is the rpcnet code', async (t) => {
-  const e = await t.throwsAsync(native.connect('127.0.0.1:1', { pin: 'not hex' }));
+  const e = await t.throwsAsync(native.connect(['127.0.0.1:1'], { pin: 'not hex' }));
   t.is((e as Error & { code?: unknown }).code, 'INVALID_ARGUMENT');
   t.regex(e!.message, /^certificate pin is not hex/, 'the message is the runtime message, no [CODE] prefix');
 
   const server = await native.listen({ port: 0 });
   server.register('stream', true);
-  const client = await native.connect(server.address, { pin: server.certFingerprint });
-  const e2 = await t.throwsAsync(client.unary('nope', Buffer.alloc(0), 0));
+  const client = await native.connect([server.address], { pin: server.certFingerprint });
+  const e2 = await t.throwsAsync(client.unary('nope', Buffer.alloc(0), 0, false));
   t.is((e2 as Error & { code?: unknown }).code, 'NOT_FOUND');
-  const e3 = await t.throwsAsync(client.unary('stream', Buffer.alloc(0), 0));
+  const e3 = await t.throwsAsync(client.unary('stream', Buffer.alloc(0), 0, false));
   t.is((e3 as Error & { code?: unknown }).code, 'INVALID_ARGUMENT');
   await client.close();
   server.close();

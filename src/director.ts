@@ -60,7 +60,35 @@ export interface DirectorOptions {
   phaseTimeoutMs?: number;
   /** Longest migration before the Pivot; ms, a positive integer. Default 5000 (RFC-001). */
   totalTimeoutMs?: number;
+  /**
+   * Shut down on SIGTERM, a boolean. Default true: while the director is open, a SIGTERM to the
+   * process runs {@link Director.shutdown} (clients of resumable sessions move to another
+   * director of the cluster, waited for up to 10 s) and then exits the process with code 0 once
+   * no such director of the process is left open. Give false to handle SIGTERM yourself.
+   */
+  shutdownOnSigterm?: boolean;
 }
+
+/** The open directors started with `shutdownOnSigterm` (the default). */
+const sigtermDirectors = new Set<Director>();
+/** Whether the SIGTERM handler is shutting directors down. */
+let sigtermShuttingDown = false;
+
+/** The process's SIGTERM handler while a director shuts down on SIGTERM. */
+function onDirectorSigterm(): void {
+  if (sigtermShuttingDown) return;
+  sigtermShuttingDown = true;
+  void Promise.all([...sigtermDirectors].map((d) => d.shutdown(SIGTERM_SHUTDOWN_MS))).then(
+    () => process.exit(0),
+    (e: unknown) => {
+      console.error(`rpcnet: director shutdown on SIGTERM failed: ${(e as Error).message}`);
+      process.exit(1);
+    },
+  );
+}
+
+/** How long a SIGTERM waits for resumable clients to move, ms. */
+const SIGTERM_SHUTDOWN_MS = 10_000;
 
 /** What one migration did. */
 export interface MigrationReport {
@@ -331,7 +359,9 @@ export class Director extends EventEmitter {
       'autoConfirm',
       'phaseTimeoutMs',
       'totalTimeoutMs',
+      'shutdownOnSigterm',
     ]);
+    const shutdownOnSigterm = optionalBoolean('shutdownOnSigterm', o.shutdownOnSigterm) ?? true;
     const tls = optionalPemFiles('tls', o.tls);
     const checked: Native.NativeDirectorOptions = {
       clusterDir: optionalString('clusterDir', o.clusterDir) ?? defaultClusterDir(),
@@ -347,11 +377,17 @@ export class Director extends EventEmitter {
       phaseTimeoutMs: optionalInteger('phaseTimeoutMs', o.phaseTimeoutMs, 1, U32_MAX, 'ms'),
       totalTimeoutMs: optionalInteger('totalTimeoutMs', o.totalTimeoutMs, 1, U32_MAX, 'ms'),
     };
+    let director: Director;
     try {
-      return new Director(await native.startDirector(checked), join(checked.clusterDir, 'ca.pem'));
+      director = new Director(await native.startDirector(checked), join(checked.clusterDir, 'ca.pem'));
     } catch (e) {
       throw fromBinding(e);
     }
+    if (shutdownOnSigterm) {
+      if (sigtermDirectors.size === 0) process.on('SIGTERM', onDirectorSigterm);
+      sigtermDirectors.add(director);
+    }
+    return director;
   }
 
   /** The user port's address, `ip:port`: clients connect here. */
@@ -451,10 +487,28 @@ export class Director extends EventEmitter {
   }
 
   /**
+   * Shutdown for an upgrade (what SIGTERM does, {@link DirectorOptions.shutdownOnSigterm}):
+   * accepts no new connection, tells every client of a resumable session to move (MOVE,
+   * PROTOCOL.md section 15.5; the client resumes on another director of the cluster), waits
+   * until they have left or `timeoutMs` (ms, default 10000) passed, then closes as
+   * {@link Director.close}. Clients of plain sessions are closed with it.
+   * @returns how many resumable clients had not left in time
+   */
+  async shutdown(timeoutMs = SIGTERM_SHUTDOWN_MS): Promise<number> {
+    const t = optionalInteger('timeoutMs', timeoutMs, 0, U32_MAX, 'ms') ?? SIGTERM_SHUTDOWN_MS;
+    const stayed = await this.#native.shutdown(t);
+    await this.close();
+    return stayed;
+  }
+
+  /**
    * Closes both ports and all client connections. Resolves once both UDP ports are released, so
    * they can be bound again at once.
    */
   async close(): Promise<void> {
+    if (sigtermDirectors.delete(this) && sigtermDirectors.size === 0 && !sigtermShuttingDown) {
+      process.off('SIGTERM', onDirectorSigterm);
+    }
     await this.#native.close();
     await this.#loop;
     await this.#policyLoop;

@@ -1,7 +1,8 @@
 /**
- * The demo's client: connects once to the director and streams `tokens`, checking every item's
- * seq and noting each change of worker with the pause it caused (the gap beyond the interval).
- * Used by the demo's client process and by the tests.
+ * The demo's client: connects to a director (with `resume`, to any of several, and moves between
+ * them) and streams `tokens`, checking every item's seq and noting each change of worker and each
+ * resume with the pause it caused (the gap beyond the interval). Used by the demo's client
+ * process and by the tests.
  * @module
  */
 import { RpcClient } from '../client.js';
@@ -9,8 +10,19 @@ import type { TokenItem } from './tokens.js';
 
 /** What the client saw. */
 export interface StreamRecord {
-  /** The connectionId of the one connection the client opened. */
+  /**
+   * The connectionId of the first connection the client opened (for a resumable session also
+   * its session id, which every item's `conn` carries across resumes).
+   */
   connectionId: string;
+  /** Connections the client opened: 1 + resumes. */
+  connections: number;
+  /**
+   * Each resume: the director reached, at which seq, the resume itself (from noticing the loss
+   * to WELCOME), ms, and the pause the client saw (beyond the interval, from the last item before
+   * the loss to the first after the resume), ms.
+   */
+  resumptions: { address: string; seq: number; pauseMs: number; seenPauseMs: number }[];
   /** Items received. */
   items: number;
   /** Items whose seq was above the expected one. */
@@ -27,10 +39,16 @@ export interface StreamRecord {
 
 /** Options of {@link streamTokens}. */
 export interface StreamOptions {
-  /** Director address. */
-  address: string;
-  /** Director certificate fingerprint. */
-  pin: string;
+  /** Director address, or the addresses of the cluster's directors. */
+  address: string | string[];
+  /** Director certificate fingerprint (one of `pin`, `caFile`). */
+  pin?: string;
+  /** The cluster CA's certificate (`ca.pem`), to trust every director of the cluster. */
+  caFile?: string;
+  /** Open a resumable session (README "Resumable sessions"). */
+  resume?: boolean;
+  /** The client's `lossDetectionMs`. */
+  lossDetectionMs?: number;
   /** Items to request. */
   count: number;
   /** Interval, ms. */
@@ -41,14 +59,23 @@ export interface StreamOptions {
   onSwitch?: (s: StreamRecord['switches'][number]) => void;
   /** Called once connected. */
   onConnected?: (client: RpcClient) => void;
+  /** Called at each resume of the session on a new connection. */
+  onResumed?: (address: string, pauseMs: number) => void;
 }
 
 /** Connects, streams `tokens` to the end, and returns what was received. */
 export async function streamTokens(options: StreamOptions): Promise<StreamRecord> {
-  const client = await RpcClient.connect(options.address, { tls: { pin: options.pin } });
+  const tls = options.caFile ? { caFile: options.caFile } : { pin: options.pin };
+  const client = await RpcClient.connect(options.address, {
+    tls,
+    ...(options.resume ? { resume: true } : {}),
+    ...(options.lossDetectionMs ? { lossDetectionMs: options.lossDetectionMs } : {}),
+  });
   options.onConnected?.(client);
   const record: StreamRecord = {
     connectionId: client.connectionId,
+    connections: 1,
+    resumptions: [],
     items: 0,
     gaps: 0,
     duplicates: 0,
@@ -58,11 +85,18 @@ export async function streamTokens(options: StreamOptions): Promise<StreamRecord
   };
   let expected = 0;
   let last: { worker: string; at: number } | undefined;
+  client.on('resumed', (e) => {
+    record.connections++;
+    record.resumptions.push({ address: e.address, seq: expected, pauseMs: e.pauseMs, seenPauseMs: -1 });
+    options.onResumed?.(e.address, e.pauseMs);
+  });
   const request = Buffer.from(JSON.stringify({ count: options.count, intervalMs: options.intervalMs }));
   try {
     for await (const raw of client.callStreaming('tokens', request)) {
       const item = JSON.parse(raw.toString()) as TokenItem;
       const now = performance.now();
+      const pending = record.resumptions.find((r) => r.seenPauseMs < 0);
+      if (pending && last) pending.seenPauseMs = Math.max(0, now - last.at - options.intervalMs);
       if (item.seq > expected) record.gaps += item.seq - expected;
       if (item.seq < expected) record.duplicates++;
       expected = Math.max(expected, item.seq + 1);

@@ -1,21 +1,26 @@
 /**
- * `npm run demo`: the connection swap, for real. A director, worker-a, worker-b and a client run
- * as separate OS processes on loopback. The client streams tokens; at ~3 s worker-a is drained
- * (SIGTERM: graceful migration to worker-b); at ~4 s a fresh worker-c starts; at ~6 s worker-b is
- * killed with SIGKILL and worker-c takes the session over (failover); at ~9 s the client
- * finishes. Prints a summary (`--json`: as one JSON object on the last line) and exits 0 only if
- * every item arrived exactly once, in order, over one connection, with both kinds of migration.
+ * `npm run demo`: no single point of failure, for real. Two directors (director-1, director-2),
+ * worker-a and worker-b (registered with both) and a client run as separate OS processes on
+ * loopback. The client holds a resumable session (README "Resumable sessions") and streams
+ * tokens while, in order:
+ * 1. worker-a is drained (SIGTERM: graceful migration) and worker-c joins;
+ * 2. the client's director is upgraded (SIGTERM: it tells its clients to move, they resume on
+ *    the other director) and started again on the same ports;
+ * 3. the worker serving the session is killed (SIGKILL: failover);
+ * 4. the client's director is killed (SIGKILL: crash; the client resumes on the upgraded one).
+ * Prints a summary (`--json`: as one JSON object on the last line) and exits 0 only if every item
+ * arrived exactly once, in order, with at least one of each event.
  * @module
  */
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import type { DirectorEvent } from '../director.js';
 import type { StreamRecord } from './client.js';
-import { Proc, startDirector, startWorker } from './harness.js';
-
+import { Proc, startDirector, startWorker, type DirectorProc } from './harness.js';
 const { values } = parseArgs({
   options: {
-    'duration-ms': { type: 'string', default: '9000' },
+    'duration-ms': { type: 'string', default: '12000' },
     'interval-ms': { type: 'string', default: '50' },
     'state-bytes': { type: 'string', default: '1024' },
     'cluster-dir': { type: 'string', default: process.env.RPCNET_CLUSTER_DIR || '.rpcnet/cluster' },
@@ -35,34 +40,46 @@ const count = Math.floor(durationMs / intervalMs);
 const say = (line: string) => console.log(line);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-const director = await startDirector(clusterDir);
-say(`demo: director on ${director.address} (management ${director.mgmtAddress}), cluster CA in ${clusterDir}`);
 const events: DirectorEvent[] = [];
-director.proc.child.on('message', (m: { type: string; event?: DirectorEvent }) => {
-  if (m.type !== 'event' || !m.event) return;
-  const e = m.event;
-  events.push(e);
-  if (e.kind === 'migration-completed' || e.kind === 'migration-aborted') {
-    const r = e.report;
-    say(
-      `director: migration ${r.migrationId} (${r.reason}) ${r.source} -> ${r.target} ${r.completed ? 'completed' : `ABORTED in ${r.abortedIn}: ${r.error}`}` +
-        ` in ${r.durationMs.toFixed(2)} ms, calls frozen ${r.frozenMs.toFixed(2)} ms, snapshot ${r.snapshotBytes} B; phases ${r.phases.map((p) => `${p.phase} ${p.ms.toFixed(2)}ms`).join(', ')}`,
-    );
-  } else if (e.kind === 'failover') {
-    say(`director: failover of session ${e.sessionId} from ${e.from} to ${e.to}, ${e.detectedAfterMs} ms after its last heartbeat`);
-  } else if (e.kind === 'worker-lost' || e.kind === 'worker-joined') {
-    say(`director: ${e.kind} ${e.worker}`);
-  }
-});
+/** Starts director `name` (on `ports` for a restart), printing and keeping its events. */
+async function director(name: string, ports: { port?: number; mgmtPort?: number } = {}): Promise<DirectorProc> {
+  const d = await startDirector(clusterDir, ports);
+  say(`demo: ${name} on ${d.address} (management ${d.mgmtAddress})`);
+  d.proc.child.on('message', (m: { type: string; event?: DirectorEvent }) => {
+    if (m.type !== 'event' || !m.event) return;
+    const e = m.event;
+    events.push(e);
+    if (e.kind === 'migration-completed' || e.kind === 'migration-aborted') {
+      const r = e.report;
+      say(
+        `${name}: migration ${r.migrationId} (${r.reason}) ${r.source} -> ${r.target} ${r.completed ? 'completed' : `ABORTED in ${r.abortedIn}: ${r.error}`}` +
+          ` in ${r.durationMs.toFixed(2)} ms, calls frozen ${r.frozenMs.toFixed(2)} ms, snapshot ${r.snapshotBytes} B`,
+      );
+    } else if (e.kind === 'failover') {
+      say(`${name}: failover of session ${e.sessionId} from ${e.from} to ${e.to}, ${e.detectedAfterMs} ms after its last heartbeat`);
+    } else if (e.kind === 'worker-lost' || e.kind === 'worker-joined') {
+      say(`${name}: ${e.kind} ${e.worker}`);
+    }
+  });
+  return d;
+}
+
+const directors: Record<string, DirectorProc> = {
+  'director-1': await director('director-1'),
+  'director-2': await director('director-2'),
+};
+const addresses = Object.values(directors).map((d) => d.address);
+say(`demo: cluster CA in ${clusterDir}`);
 const workers: Record<string, Proc> = {};
 for (const id of ['worker-a', 'worker-b']) {
-  workers[id] = await startWorker(id, director, clusterDir, { stateBytes });
-  say(`demo: ${id} registered`);
+  workers[id] = await startWorker(id, Object.values(directors), clusterDir, { stateBytes });
+  say(`demo: ${id} registered with both directors`);
 }
 
 const client = new Proc('client-process', [
-  '--address', director.address,
-  '--pin', director.fingerprint,
+  '--address', addresses.join(','),
+  '--ca-file', join(clusterDir, 'ca.pem'),
+  '--resume',
   '--count', String(count),
   '--interval-ms', String(intervalMs),
   ...(values.quiet ? ['--quiet'] : []),
@@ -71,17 +88,53 @@ const record = client.waitFor((m) => m.type === 'record', durationMs + 30_000);
 const t0 = Date.now();
 const at = (ms: number) => sleep(t0 + ms - Date.now());
 
-await at(durationMs / 3);
+/** The name of the director whose session the client holds now (the one that lists it). */
+async function clientsDirector(): Promise<string> {
+  for (let i = 0; i < 200; i++) {
+    for (const [name, d] of Object.entries(directors)) {
+      if (d.proc.child.exitCode !== null || d.proc.child.signalCode !== null) continue;
+      const sessions = await d.proc.command<{ sessionId: string }[]>({ cmd: 'sessions' }).catch(() => []);
+      if (sessions.length > 0) return name;
+    }
+    await sleep(25);
+  }
+  throw new Error('no director holds the session');
+}
+
+/** The worker serving the session now, as the client's director reports it. */
+async function owner(name: string): Promise<string> {
+  const sessions = await directors[name]!.proc.command<{ worker: string }[]>({ cmd: 'sessions' });
+  return sessions[0]!.worker;
+}
+
+await at(durationMs / 6);
 say('demo: SIGTERM worker-a (graceful drain)');
 workers['worker-a']!.kill('SIGTERM');
 const aExit = await workers['worker-a']!.exited;
 say(`demo: worker-a exited with code ${aExit.code}`);
-await at((durationMs * 4) / 9);
-workers['worker-c'] = await startWorker('worker-c', director, clusterDir, { stateBytes });
-say('demo: worker-c registered');
-await at((durationMs * 2) / 3);
-say('demo: SIGKILL worker-b (crash)');
-workers['worker-b']!.kill('SIGKILL');
+workers['worker-c'] = await startWorker('worker-c', Object.values(directors), clusterDir, { stateBytes });
+say('demo: worker-c registered with both directors');
+
+await at((durationMs * 2) / 6);
+const upgraded = await clientsDirector();
+const { address: upAddr, mgmtAddress: upMgmt } = directors[upgraded]!;
+say(`demo: SIGTERM ${upgraded} (rolling upgrade: it tells its clients to move)`);
+directors[upgraded]!.proc.kill('SIGTERM');
+const upExit = await directors[upgraded]!.proc.exited;
+say(`demo: ${upgraded} exited with code ${upExit.code}; starting its new version on the same ports`);
+const port = (a: string) => Number(a.slice(a.lastIndexOf(':') + 1));
+directors[upgraded] = await director(upgraded, { port: port(upAddr), mgmtPort: port(upMgmt) });
+
+await at((durationMs * 3) / 6);
+const serving = await clientsDirector();
+const victim = await owner(serving);
+say(`demo: SIGKILL ${victim} (crash of the worker serving the session)`);
+workers[victim]!.kill('SIGKILL');
+
+await at((durationMs * 4) / 6);
+const crashed = await clientsDirector();
+say(`demo: SIGKILL ${crashed} (crash of the client's director)`);
+directors[crashed]!.proc.kill('SIGKILL');
 
 const rec = (await record).record as StreamRecord;
 const completed = events.filter((e) => e.kind === 'migration-completed');
@@ -91,15 +144,27 @@ const summary = {
   expectedItems: count,
   gaps: rec.gaps,
   duplicates: rec.duplicates,
-  // Client handshakes as the director saw them: one session-opened event per accepted connection.
-  handshakes: events.filter((e) => e.kind === 'session-opened').length,
-  connectionId: rec.connectionId,
-  itemsFromOtherConnections: rec.foreignConnection,
+  sessionId: rec.connectionId,
+  itemsFromOtherSessions: rec.foreignConnection,
   workers: rec.workers,
   migrations: { graceful: completed.filter((e) => e.kind === 'migration-completed' && e.report.reason === 'drain').length, admin: 0, failover: failovers.length },
   aborted: events.filter((e) => e.kind === 'migration-aborted').length,
+  directorUpgrades: upExit.code === 0 ? 1 : 0,
+  directorCrashes: 1,
+  resumptions: rec.resumptions.length,
+  // Every connection the client opened is a full TLS handshake: session tickets are per
+  // director process, so a resume does not reuse one (README "Resumable sessions").
+  fullHandshakes: rec.connections,
+  resumedHandshakes: 0,
+  resumes: rec.resumptions.map((r) => ({
+    director: r.address,
+    atSeq: r.seq,
+    resumeMs: Number(r.pauseMs.toFixed(2)),
+    pauseMs: Number(r.seenPauseMs.toFixed(2)),
+  })),
   pauses: rec.switches.map((s) => ({ from: s.from, to: s.to, atSeq: s.seq, pauseMs: Number(s.pauseMs.toFixed(2)) })),
   workerAExitCode: aExit.code,
+  upgradedDirectorExitCode: upExit.code,
   stateBytes,
   intervalMs,
 };
@@ -108,19 +173,23 @@ const ok =
   summary.items === count &&
   summary.gaps === 0 &&
   summary.duplicates === 0 &&
-  summary.handshakes === 1 &&
-  summary.itemsFromOtherConnections === 0 &&
+  summary.itemsFromOtherSessions === 0 &&
   summary.migrations.graceful >= 1 &&
   summary.migrations.failover >= 1 &&
+  summary.directorUpgrades >= 1 &&
+  summary.resumptions >= 2 &&
   aExit.code === 0;
 
 for (const w of Object.values(workers)) w.kill('SIGKILL');
-await director.proc.command({ cmd: 'close' }).catch(() => undefined);
-director.proc.kill('SIGKILL');
+for (const d of Object.values(directors)) d.proc.kill('SIGKILL');
 
 say('');
-say(`summary: ${summary.items}/${count} items, ${summary.gaps} gaps, ${summary.duplicates} duplicates, ${summary.handshakes} handshake, connectionId ${summary.connectionId}`);
+say(`summary: ${summary.items}/${count} items, ${summary.gaps} gaps, ${summary.duplicates} duplicates, session ${summary.sessionId}`);
 say(`summary: migrations: ${summary.migrations.graceful} graceful, ${summary.migrations.failover} failover, ${summary.migrations.admin} admin, ${summary.aborted} aborted`);
+say(`summary: directors: ${summary.directorUpgrades} upgrade (SIGTERM, exit ${upExit.code}), ${summary.directorCrashes} crash (SIGKILL); ${summary.resumptions} resumptions; ${summary.fullHandshakes} full and ${summary.resumedHandshakes} resumed TLS handshakes`);
+for (const r of summary.resumes) {
+  say(`summary: resumed on ${r.director} at seq ${r.atSeq}: pause ${r.pauseMs} ms (the resume itself ${r.resumeMs} ms)`);
+}
 for (const p of summary.pauses) say(`summary: ${p.from} -> ${p.to} at seq ${p.atSeq}: pause ${p.pauseMs} ms`);
 say(`summary: ${ok ? 'OK' : 'FAILED'}`);
 if (values.json) console.log(JSON.stringify({ ok, ...summary }));

@@ -436,6 +436,13 @@ impl NativeDirector {
         self.inner.answer_select(id as u64, worker)
     }
 
+    /// Shutdown for an upgrade: no new connections, MOVE to every resumable client, waits up to
+    /// `timeout_ms` for them to leave, then closes. Resolves with how many had not left.
+    #[napi]
+    pub async fn shutdown(&self, timeout_ms: u32) -> u32 {
+        self.inner.shutdown(timeout_ms.into()).await as u32
+    }
+
     /// Closes; resolves once the UDP port(s) can be bound again.
     #[napi]
     pub async fn close(&self) {
