@@ -81,8 +81,8 @@ test('Director.start: each bad option names itself, its expected type and what i
     [{ autoConfirm: 'yes' }, 'autoConfirm must be a boolean, got "yes" (string)'],
     [{ host: 1 }, 'host must be a non-empty string, got 1 (number)'],
     [{ tls: { certPath: 'c.pem' } }, 'tls.keyPath must be a non-empty string, got undefined'],
-    [{ serverNames: 'rpc.example.com' }, 'serverNames must be an array of non-empty strings, got "rpc.example.com" (string)'],
-    [{ serverNames: ['rpc.example.com', 3] }, 'serverNames[1] must be a non-empty string, got 3 (number)'],
+    [{ serverNames: 5 }, 'serverNames must be a non-empty string or a non-empty array of strings (a DNS name or an IP address), got 5 (number)'],
+    [{ serverNames: ['rpc.example.com', 3] }, 'serverNames[1] must be a non-empty string (a DNS name or an IP address), got 3 (number)'],
     [{ failoverAfterMS: 5 }, 'options has no option "failoverAfterMS"; known: clusterDir, host, port, mgmtPort, advertiseMgmtAddress, tls, serverNames, failoverAfterMs, autoConfirm, phaseTimeoutMs, totalTimeoutMs'],
     ['fast', 'options must be an object, got "fast" (string)'],
   ];

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { native, type Native } from './binding.js';
 import { directorEvent, migrationReport } from './director-events.js';
 import { fromBinding, reportInternal, RpcError } from './errors.js';
-import { integer, invalid, optionalBoolean, optionalFunc, optionalInteger, optionalPemFiles, optionalPort, optionalString, optionalStringArray, record, string, U32_MAX } from './options.js';
+import { integer, invalid, optionalBoolean, optionalFunc, optionalInteger, optionalPemFiles, optionalPort, optionalString, record, string, stringList, U32_MAX } from './options.js';
 import { defaultClusterDir } from './worker.js';
 
 /** Options of {@link Director.start}. */
@@ -44,11 +44,11 @@ export interface DirectorOptions {
    */
   tls?: { certPath: string; keyPath: string };
   /**
-   * More names the cluster-issued certificate is valid for: DNS names (`rpc.example.com`) or IP
-   * address literals, as clients give them in `tls.serverName`. Default none; a `host` given as
+   * More names the cluster-issued certificate is valid for, one or an array: DNS names
+   * (`rpc.example.com`) or IP address literals, as clients give them in `tls.serverName`. Default none; a `host` given as
    * a DNS name is added. Ignored with `tls`.
    */
-  serverNames?: string[];
+  serverNames?: string | string[];
   /**
    * A worker silent for this long is declared dead and its sessions fail over; ms, a positive
    * integer. Default 500.
@@ -371,7 +371,7 @@ export class Director extends EventEmitter {
       advertiseMgmtAddress: optionalString('advertiseMgmtAddress', o.advertiseMgmtAddress),
       certPath: tls?.certPath,
       keyPath: tls?.keyPath,
-      serverNames: optionalStringArray('serverNames', o.serverNames),
+      serverNames: o.serverNames === undefined ? undefined : stringList('serverNames', o.serverNames, 'a DNS name or an IP address'),
       failoverAfterMs: optionalInteger('failoverAfterMs', o.failoverAfterMs, 1, U32_MAX, 'ms'),
       autoConfirm: optionalBoolean('autoConfirm', o.autoConfirm),
       phaseTimeoutMs: optionalInteger('phaseTimeoutMs', o.phaseTimeoutMs, 1, U32_MAX, 'ms'),

@@ -126,17 +126,6 @@ export function optionalString(name: string, value: unknown): string | undefined
 }
 
 /**
- * Checks that `value` is an array of non-empty strings (e.g. `serverNames`), or `undefined`; the
- * message names the offending element (`serverNames[1] must be a non-empty string, got 3 (number)`).
- * @throws {RpcError} `INVALID_ARGUMENT` otherwise.
- */
-export function optionalStringArray(name: string, value: unknown): string[] | undefined {
-  if (value === undefined) return undefined;
-  if (!Array.isArray(value)) throw invalid(name, 'an array of non-empty strings', value);
-  return value.map((v, i) => string(`${name}[${i}]`, v));
-}
-
-/**
  * Checks that `value` is a boolean, or `undefined`.
  * @throws {RpcError} `INVALID_ARGUMENT` otherwise.
  */
