@@ -487,6 +487,15 @@ export class Director extends EventEmitter {
   }
 
   /**
+   * Client TLS handshakes completed on the user port so far. `resumed` ones used a session
+   * ticket of the cluster (every director of a cluster opens the others' tickets), as a client
+   * resuming its session here after its director went away does; `full` ones did not.
+   */
+  handshakes(): { full: number; resumed: number } {
+    return this.#native.handshakes();
+  }
+
+  /**
    * Shutdown for an upgrade (what SIGTERM does, {@link DirectorOptions.shutdownOnSigterm}):
    * accepts no new connection, tells every client of a resumable session to move (MOVE,
    * PROTOCOL.md section 15.5; the client resumes on another director of the cluster), waits

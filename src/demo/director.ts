@@ -32,6 +32,7 @@ process.on('message', async (m: { id: number; cmd: string; sessionId?: string; t
   try {
     if (m.cmd === 'memory') return send({ type: 'reply', id: m.id, result: sampleMemory(m.gc) });
     if (m.cmd === 'sessions') return send({ type: 'reply', id: m.id, result: director.sessions() });
+    if (m.cmd === 'handshakes') return send({ type: 'reply', id: m.id, result: director.handshakes() });
     if (m.cmd === 'workers') return send({ type: 'reply', id: m.id, result: director.workers() });
     if (m.cmd === 'wait-workers') return send({ type: 'reply', id: m.id, result: await director.waitForWorkers(m.count ?? 1) });
     if (m.cmd === 'migrate') return send({ type: 'reply', id: m.id, result: await director.migrate(m.sessionId!, m.target) });

@@ -436,6 +436,17 @@ impl NativeDirector {
         self.inner.answer_select(id as u64, worker)
     }
 
+    /// Client TLS handshakes completed on the user port: `{ full, resumed }` (resumed: with a
+    /// session ticket of the cluster).
+    #[napi]
+    pub fn handshakes(&self) -> NativeHandshakes {
+        let (full, resumed) = self.inner.handshakes();
+        NativeHandshakes {
+            full: full as f64,
+            resumed: resumed as f64,
+        }
+    }
+
     /// Shutdown for an upgrade: no new connections, MOVE to every resumable client, waits up to
     /// `timeout_ms` for them to leave, then closes. Resolves with how many had not left.
     #[napi]
@@ -448,4 +459,13 @@ impl NativeDirector {
     pub async fn close(&self) {
         self.inner.close().await;
     }
+}
+
+/// Client TLS handshakes a director completed.
+#[napi(object)]
+pub struct NativeHandshakes {
+    /// Full handshakes (certificate and key exchange).
+    pub full: f64,
+    /// Resumed handshakes (a session ticket of the cluster, RFC 8446 section 2.2).
+    pub resumed: f64,
 }

@@ -36,6 +36,7 @@ pub mod log;
 pub mod mgmt;
 mod recv;
 pub mod server;
+pub mod ticketer;
 pub mod tls;
 pub mod transport;
 pub mod worker;

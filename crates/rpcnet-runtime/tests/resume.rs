@@ -226,6 +226,11 @@ async fn a_stream_continues_exactly_once_on_another_director_when_its_director_i
     eprintln!("resumed on {} after {:.1} ms", resumed.1, resumed.0);
     assert_eq!(resumed.1, d2.local_addr(), "resumed on the other director");
     assert_eq!(
+        d2.handshakes(),
+        (0, 1),
+        "the resume is a resumed TLS handshake with the killed director's ticket"
+    );
+    assert_eq!(
         client.session_id().unwrap(),
         session,
         "the session id stays"
@@ -419,6 +424,7 @@ async fn a_director_shutting_down_moves_its_clients_and_their_streams_go_on() {
         longest_wait < Duration::from_millis(250),
         "a move is not a loss: {longest_wait:?}"
     );
+    assert_eq!(d2.handshakes(), (0, 1), "a resumed TLS handshake");
     client.close().await;
     d2.close().await;
 }

@@ -41,6 +41,9 @@ pub(crate) async fn accept_clients(inner: Arc<Inner>) {
         let inner = inner.clone();
         tokio::spawn(async move {
             if let Ok(connection) = incoming.await {
+                inner
+                    .handshakes
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 serve_client(inner, connection).await;
             }
         });

@@ -46,6 +46,7 @@ use crate::error::RpcError;
 use crate::events::EventQueue;
 use crate::mgmt;
 use crate::server::{MethodKind, Server, ServerConfig};
+use crate::ticketer::ClusterTicketer;
 use crate::tls::{server_crypto, ServerIdentity};
 use crate::transport::transport_config;
 
@@ -78,6 +79,10 @@ pub(crate) struct Inner {
     pub(crate) moving: tokio::sync::watch::Sender<bool>,
     /// Client connections of resumable sessions still open (a shutdown waits for them to move).
     pub(crate) resumable_clients: tokio::sync::watch::Sender<usize>,
+    /// TLS session tickets of the cluster; counts resumed handshakes.
+    pub(crate) ticketer: Arc<ClusterTicketer>,
+    /// Client connections accepted (handshakes completed) on the user port.
+    pub(crate) handshakes: AtomicU64,
     /// Seals and opens resume credentials (PROTOCOL.md section 15.1).
     pub(crate) resume_key: rpcnet_protocol::resume::ResumeKey,
     closed: Canceller,
@@ -136,7 +141,14 @@ impl Director {
             other => other.load()?,
         };
         let fingerprint = identity.fingerprint.clone();
-        let quic = quinn::crypto::rustls::QuicServerConfig::try_from(server_crypto(identity)?)
+        // Session tickets every director of the cluster opens: a client resuming its session on
+        // another director makes a resumed TLS handshake (crate::ticketer).
+        let ticketer = Arc::new(ClusterTicketer::new(
+            config.cluster.derive_key(crate::ticketer::TICKET_KEY_LABEL),
+        ));
+        let mut crypto = server_crypto(identity)?;
+        crypto.ticketer = ticketer.clone();
+        let quic = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
             .map_err(|e| RpcError::internal(format!("TLS config unusable for QUIC: {e}")))?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic));
         server_config.transport_config(transport_config());
@@ -175,6 +187,8 @@ impl Director {
             mgmt_advertised,
             token_key: crate::worker::token_key(&config.cluster),
             resume_key: resume::resume_key(&config.cluster),
+            ticketer,
+            handshakes: AtomicU64::new(0),
             moving: tokio::sync::watch::channel(false).0,
             resumable_clients: tokio::sync::watch::channel(0).0,
             migration_slots: Semaphore::new(config.max_concurrent_migrations.max(1)),
@@ -215,6 +229,15 @@ impl Director {
     /// or the default of [`crate::addr::default_advertised`] for the bound address.
     pub fn advertised_mgmt_addr(&self) -> &str {
         &self.inner.mgmt_advertised
+    }
+
+    /// Client TLS handshakes completed on the user port so far: `(full, resumed)`. A resumed one
+    /// used a session ticket of the cluster (any director's), as a client resuming its session
+    /// here does (crate::ticketer).
+    pub fn handshakes(&self) -> (u64, u64) {
+        let all = self.inner.handshakes.load(Ordering::Relaxed);
+        let resumed = self.inner.ticketer.resumed().min(all);
+        (all - resumed, resumed)
     }
 
     /// SHA-256 fingerprint of the certificate clients see.
