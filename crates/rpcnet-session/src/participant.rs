@@ -225,6 +225,17 @@ impl Participant {
         )?;
         self.prune(now_ms);
         book.prune(now_ms);
+        let (generation, current) = (
+            rpcnet_protocol::resume::epoch_generation(req.route_epoch),
+            book.generation(req.session_id),
+        );
+        if generation < current {
+            return Err(MigrationError::Superseded {
+                session_id: req.session_id,
+                generation,
+                current,
+            });
+        }
         self.has_room(req.migration_id)?;
         book.freeze(req.session_id, req.route_epoch)?;
         self.record(
@@ -593,5 +604,16 @@ mod tests {
         assert!(!l.is_valid(300));
         l.acked(250);
         assert!(l.is_valid(549));
+    }
+
+    #[test]
+    fn a_director_of_an_earlier_generation_cannot_capture_a_resumed_session() {
+        let (mut src, _dst, mut book, _) = two_workers();
+        book.claim(9, 0).unwrap(); // resumed on another director: generation 1
+        let req = request(1, 9, "a", "b", 0, 5);
+        let e = src.on_capture(&mut book, &req, 5).unwrap_err();
+        assert_eq!(e.code(), "MIGRATION_STATE");
+        assert!(e.to_string().contains("stale"), "{e}");
+        assert!(!book.is_frozen(9), "nothing froze");
     }
 }

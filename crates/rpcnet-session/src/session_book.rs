@@ -397,6 +397,20 @@ impl SessionBook {
         Ok((status, s.epoch))
     }
 
+    /// The session's resume generation here (the upper half of its fence and of the highest
+    /// route epoch it was served under; 0 for a session unknown here).
+    pub fn generation(&self, session_id: u64) -> u32 {
+        let epoch = match (
+            self.sessions.get(&session_id),
+            self.tombstones.get(&session_id),
+        ) {
+            (Some(s), _) => s.fence.max(s.epoch),
+            (None, Some(t)) => t.fence,
+            (None, None) => 0,
+        };
+        epoch_generation(epoch)
+    }
+
     /// Keeps calls of a resumable session frozen at `now_ms` because their director link was
     /// lost (or a resume claimed them): they, and the session, wait [`RESUME_WINDOW_MS`] for
     /// an ATTACH. `calls` may be empty (a session with no call open).

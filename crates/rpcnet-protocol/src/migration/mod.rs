@@ -128,6 +128,18 @@ pub enum MigrationError {
         /// The worker that received it.
         worker: String,
     },
+    /// `MIGRATION_STATE`: a State Capture sent under a route of an earlier resume generation
+    /// than the session's (PROTOCOL.md section 15.6): a director that lost the session to a
+    /// resume on another director may not move it.
+    #[error("session {session_id:016x} was resumed (generation {current}); a capture of generation {generation} is stale")]
+    Superseded {
+        /// The session.
+        session_id: u64,
+        /// The generation of the capture's route epoch.
+        generation: u32,
+        /// The session's generation at this worker.
+        current: u32,
+    },
     /// `MIGRATION_TIMEOUT`: a phase or the whole migration took longer than its limit.
     #[error("migration timed out in phase {phase}: {limit} limit of {limit_ms} ms reached")]
     Timeout {
@@ -189,7 +201,9 @@ impl MigrationError {
             MigrationError::SnapshotVersion { .. } => "SNAPSHOT_VERSION",
             MigrationError::SnapshotMalformed { .. } => "SNAPSHOT_MALFORMED",
             MigrationError::MessageMalformed { .. } => "MESSAGE_MALFORMED",
-            MigrationError::State { .. } | MigrationError::Unprepared { .. } => "MIGRATION_STATE",
+            MigrationError::State { .. }
+            | MigrationError::Unprepared { .. }
+            | MigrationError::Superseded { .. } => "MIGRATION_STATE",
             MigrationError::Timeout { .. } => "MIGRATION_TIMEOUT",
             MigrationError::Rejected { .. } => "MIGRATION_REJECTED",
             MigrationError::Aborted { .. } => "MIGRATION_ABORTED",
