@@ -83,7 +83,7 @@ test('Director.start: each bad option names itself, its expected type and what i
     [{ tls: { certPath: 'c.pem' } }, 'tls.keyPath must be a non-empty string, got undefined'],
     [{ serverNames: 5 }, 'serverNames must be a non-empty string or a non-empty array of strings (a DNS name or an IP address), got 5 (number)'],
     [{ serverNames: ['rpc.example.com', 3] }, 'serverNames[1] must be a non-empty string (a DNS name or an IP address), got 3 (number)'],
-    [{ failoverAfterMS: 5 }, 'options has no option "failoverAfterMS"; known: clusterDir, host, port, mgmtPort, advertiseMgmtAddress, tls, serverNames, failoverAfterMs, autoConfirm, phaseTimeoutMs, totalTimeoutMs'],
+    [{ failoverAfterMS: 5 }, 'options has no option "failoverAfterMS"; known: clusterDir, host, port, mgmtPort, advertiseMgmtAddress, tls, serverNames, failoverAfterMs, autoConfirm, phaseTimeoutMs, totalTimeoutMs, shutdownOnSigterm'],
     ['fast', 'options must be an object, got "fast" (string)'],
   ];
   for (const [options, message] of cases) {
@@ -218,7 +218,7 @@ test('RpcClient: connect options, call arguments and call options are checked', 
     'tls has no option "insecure"; known: pin, caFile, systemRoots, serverName',
   );
   // @ts-expect-error the address is a string
-  invalid(t, await t.throwsAsync(RpcClient.connect(7000, { tls: { pin } }), { instanceOf: RpcError }), 'address must be a non-empty string, got 7000 (number)');
+  invalid(t, await t.throwsAsync(RpcClient.connect(7000, { tls: { pin } }), { instanceOf: RpcError }), 'address must be a non-empty string or a non-empty array of strings (host:port), got 7000 (number)');
   await close();
 });
 

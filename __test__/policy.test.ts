@@ -100,6 +100,7 @@ test.serial('captureState and restoreState carry the application state to the ta
   const iterator = director.events()[Symbol.asyncIterator]();
   const next = iterator.next();
   const c = await RpcClient.connect(director.address, { tls: { pin: director.certFingerprint } });
+  await c.call('who', Buffer.alloc(0)); // the session opens at the connection's first stream
   const first = await next;
   t.is((first.value as DirectorEvent).kind, 'session-opened', 'events() yields as an async iterator');
   await iterator.return?.(undefined);

@@ -134,7 +134,11 @@ export interface WorkerLostEvent {
   worker: string;
 }
 
-/** A client connected: a new session, placed on `worker`. */
+/**
+ * A new session, placed on `worker`: a client opened its connection's first stream (its first
+ * call, or the HELLO of a resumable session, PROTOCOL.md section 15.2). A resumed session is not
+ * a new one and emits nothing here.
+ */
 export interface SessionOpenedEvent {
   /** Event name. */
   kind: 'session-opened';

@@ -96,7 +96,8 @@ pub enum DirectorEvent {
         /// Worker id.
         worker: String,
     },
-    /// A client connected; its session was placed on `worker`.
+    /// A new session, placed on `worker`: a client opened its connection's first stream (its
+    /// first call, or a resumable session's HELLO). A resumed session emits nothing.
     SessionOpened {
         /// Session id.
         session_id: u64,
