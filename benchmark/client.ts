@@ -1,6 +1,7 @@
 /**
  * The TypeScript benchmark client, run as its own process by `benchmark/run.ts` once per scenario:
- * connects to the rpcnet TypeScript server ({@link RpcClient}, certificate pinned) or to the grpc-js
+ * connects to the rpcnet TypeScript server ({@link RpcClient}, certificate pinned; or a director,
+ * `--ca-file` = the cluster CA, for `directors.ts`) or to the grpc-js
  * server (TLS, the self-signed certificate as root CA), runs the warm-up and then the measured
  * window, and prints one JSON line ({@link ClientResult}). The Rust-only client is
  * crates/rpcnet-runtime/examples/bench.rs, which prints the same fields.
@@ -53,6 +54,7 @@ const { values } = parseArgs({
     scenario: { type: 'string' },
     addr: { type: 'string' },
     fingerprint: { type: 'string' },
+    'ca-file': { type: 'string' },
     ca: { type: 'string' },
     concurrency: { type: 'string', default: '1' },
     'duration-ms': { type: 'string', default: '5000' },
@@ -72,7 +74,9 @@ function fail(message: string): never {
 }
 
 async function rpcnetClient(): Promise<BenchClient> {
-  const client = await RpcClient.connect(addr, { tls: { pin: values.fingerprint ?? fail('--fingerprint is required') } });
+  // A plain server's certificate is pinned; a director's is issued by the cluster CA (`--ca-file`).
+  const tls = values['ca-file'] ? { caFile: values['ca-file'] } : { pin: values.fingerprint ?? fail('--fingerprint or --ca-file is required') };
+  const client = await RpcClient.connect(addr, { tls });
   return {
     unary: (request) => client.call(UNARY_METHOD, request),
     async stream(warmEnd, end) {

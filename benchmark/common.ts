@@ -35,6 +35,31 @@ export function streamCount(request: Buffer): number {
   return request.length >= 4 ? request.readUInt32BE(0) : 0;
 }
 
+/** What {@link serveBenchMethods} registers on: an `RpcServer` or an `RpcWorker`. */
+export interface BenchMethodTarget {
+  unary(method: string, handler: (request: Buffer) => Uint8Array): unknown;
+  serverStreaming(
+    method: string,
+    handler: (request: Buffer, ctx: { readonly signal: AbortSignal }) => AsyncIterable<Uint8Array>,
+  ): unknown;
+}
+
+/**
+ * Registers the benchmark's two methods on `target`: the unary `echo` (a 64-byte response) and
+ * the server-streaming `stream` (1 KiB items, as many as the request's count, as fast as
+ * backpressure lets them go). Served by `rpcnet-server.ts` (a plain `RpcServer`) and
+ * `rpcnet-worker.ts` (an `RpcWorker` behind a director) alike.
+ */
+export function serveBenchMethods(target: BenchMethodTarget): void {
+  const response = Buffer.alloc(UNARY_SIZE, 0x5a);
+  const item = Buffer.alloc(ITEM_SIZE, 0xa5);
+  target.unary(UNARY_METHOD, () => response);
+  target.serverStreaming(STREAM_METHOD, async function* (request, ctx) {
+    const count = streamCount(request);
+    for (let i = 0; i < count && !ctx.signal.aborted; i++) yield item;
+  });
+}
+
 /** The systems compared, in table order. */
 export const SYSTEMS = ['grpc-js', 'rpcnet-ts', 'rpcnet-rust'] as const;
 /** One of {@link SYSTEMS}. */

@@ -224,7 +224,7 @@ const nowMs = () => performance.timeOrigin + performance.now();
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** `p`'s value, or `undefined` after `ms` (the timer does not outlive the race). */
-async function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+export async function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
   let timer: NodeJS.Timeout | undefined;
   try {
     return await Promise.race([p, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), ms)))]);
@@ -325,10 +325,10 @@ function udpSocketDrops(pid: number): Map<number, number> {
 }
 
 const sum = (m: Map<number, number>) => [...m.values()].reduce((a, b) => a + b, 0);
-const portOf = (address: string) => Number(address.slice(address.lastIndexOf(':') + 1));
+export const portOf = (address: string) => Number(address.slice(address.lastIndexOf(':') + 1));
 
 /** Busy and total jiffies of the whole machine (/proc/stat). */
-function machineTicks(): { busy: number; total: number } {
+export function machineTicks(): { busy: number; total: number } {
   const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
   const total = f.reduce((a, b) => a + b, 0);
   return { busy: total - f[3]! - f[4]!, total };
@@ -427,7 +427,7 @@ function forkClient(args: string[]): ClientProc {
 }
 
 /** Keeps a silent child's output pipes flowing (a full pipe would block it); keeps stderr's tail. */
-function drainPipes(p: Proc): () => string {
+export function drainPipes(p: Proc): () => string {
   let tail = '';
   p.child.stdout?.resume();
   p.child.stderr?.on('data', (d: Buffer) => (tail = (tail + d.toString()).slice(-4000)));

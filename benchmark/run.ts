@@ -14,13 +14,13 @@
  * ```
  * @module
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { firstJsonLine, SCENARIOS, SYSTEMS, type ClientResult, type Scenario, type ServerReady, type System } from './common.ts';
+import { HERE, killChildren, measureClient, ROOT, scenarioArgs, spawnChild, spawnTs, stop } from './driver.ts';
 
 /** One row of the results: a scenario measured on a system. */
 export interface Row {
@@ -39,49 +39,18 @@ export interface Row {
   vsGrpcJs?: number;
 }
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const HERE = join(ROOT, 'benchmark');
 const RUST_BENCH = join(process.env.CARGO_TARGET_DIR ?? join(ROOT, 'target'), 'release', 'examples', 'bench');
-/** Node arguments of the TypeScript children: load .ts through @oxc-node/core, as this driver. */
-const TS_NODE_ARGS = ['--import', '@oxc-node/core/register'];
 const SERVER_READY_TIMEOUT_MS = 30_000;
-/** Time a client may take beyond warm-up + duration (connect, teardown). */
-const CLIENT_SLACK_MS = 30_000;
 
-const children = new Set<ChildProcess>();
 let tempDir: string | undefined;
 
 /** Kills every child still running and removes the temporary directory (idempotent, sync). */
 function cleanup(): void {
-  for (const child of children) {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  }
-  children.clear();
+  killChildren();
   if (tempDir) {
     rmSync(tempDir, { recursive: true, force: true });
     tempDir = undefined;
   }
-}
-
-function spawnChild(command: string, args: string[]): ChildProcess {
-  // stdin is a pipe that we never write to: children exit when it closes, i.e. when we die.
-  const child = spawn(command, args, { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  return child;
-}
-
-function spawnTs(file: string, args: string[]): ChildProcess {
-  return spawnChild(process.execPath, [...TS_NODE_ARGS, join(HERE, file), ...args]);
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
-  await exited;
-  clearTimeout(timer);
 }
 
 /** Self-signed ECDSA P-256 certificate for localhost / 127.0.0.1 (like rcgen's), via the openssl CLI. */
@@ -118,13 +87,7 @@ function startServer(system: System, s: Settings): ChildProcess {
 }
 
 function startClient(system: System, scenario: Scenario, server: ServerReady, s: Settings): ChildProcess {
-  const common = [
-    '--scenario', scenario.kind,
-    '--concurrency', String(scenario.concurrency),
-    '--duration-ms', String(s.durationMs),
-    '--warmup-ms', String(s.warmupMs),
-    '--addr', server.addr,
-  ];
+  const common = scenarioArgs(scenario, server.addr, s);
   switch (system) {
     case 'grpc-js':
       return spawnTs('client.ts', ['--system', system, '--ca', s.cert.cert, ...common]);
@@ -151,23 +114,14 @@ async function runSystem(system: System, s: Settings): Promise<Row[]> {
     }
     for (const scenario of SCENARIOS) {
       process.stderr.write(`bench: ${system}: ${scenario.name} ...`);
-      const client = startClient(system, scenario, ready, s);
       try {
-        const result = await firstJsonLine<ClientResult>(
-          client,
-          `${system} client`,
-          s.warmupMs + s.durationMs + CLIENT_SLACK_MS,
-        );
-        const opsPerSec = result.ops / (result.elapsedMs / 1000);
-        const mibPerSec = result.bytes / (result.elapsedMs / 1000) / (1024 * 1024);
-        process.stderr.write(` ${Math.round(opsPerSec)} ops/s\n`);
-        rows.push({ ...base(scenario), result, opsPerSec, mibPerSec });
+        const measured = await measureClient(`${system} client`, () => startClient(system, scenario, ready, s), s);
+        process.stderr.write(` ${Math.round(measured.opsPerSec)} ops/s\n`);
+        rows.push({ ...base(scenario), ...measured });
       } catch (e) {
         const error = (e as Error).message;
         process.stderr.write(` failed: ${error}\n`);
         rows.push({ ...base(scenario), error });
-      } finally {
-        await stop(client);
       }
     }
   } finally {

@@ -61,9 +61,14 @@ export interface StreamOptions {
   onConnected?: (client: RpcClient) => void;
   /** Called at each resume of the session on a new connection. */
   onResumed?: (address: string, pauseMs: number) => void;
+  /**
+   * Ends the stream before `count` once aborted: the item in hand is the last one (breaking
+   * out cancels the call), and the record covers the items up to it.
+   */
+  stop?: AbortSignal;
 }
 
-/** Connects, streams `tokens` to the end, and returns what was received. */
+/** Connects, streams `tokens` to the end (or until `stop`), and returns what was received. */
 export async function streamTokens(options: StreamOptions): Promise<StreamRecord> {
   const tls = options.caFile ? { caFile: options.caFile } : { pin: options.pin };
   const client = await RpcClient.connect(options.address, {
@@ -110,6 +115,7 @@ export async function streamTokens(options: StreamOptions): Promise<StreamRecord
       }
       last = { worker: item.worker, at: now };
       options.onItem?.(item, record);
+      if (options.stop?.aborted) break;
     }
   } finally {
     await client.close();
