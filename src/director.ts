@@ -509,8 +509,8 @@ export class Director extends EventEmitter {
    */
   async shutdown(timeoutMs = SIGTERM_SHUTDOWN_MS): Promise<number> {
     const t = optionalInteger('timeoutMs', timeoutMs, 0, U32_MAX, 'ms') ?? SIGTERM_SHUTDOWN_MS;
-    const stayed = await this.#native.shutdown(t);
-    await this.close();
+    const stayed = await this.#native.shutdown(t); // closes both ports too
+    await this.#closed();
     return stayed;
   }
 
@@ -519,10 +519,15 @@ export class Director extends EventEmitter {
    * they can be bound again at once.
    */
   async close(): Promise<void> {
+    await this.#native.close();
+    await this.#closed();
+  }
+
+  /** After the native director closed: forgets the SIGTERM handler, ends the event loops. */
+  async #closed(): Promise<void> {
     if (sigtermDirectors.delete(this) && sigtermDirectors.size === 0 && !sigtermShuttingDown) {
       process.off('SIGTERM', onDirectorSigterm);
     }
-    await this.#native.close();
     await this.#loop;
     await this.#policyLoop;
   }
