@@ -30,6 +30,7 @@ use rpcnet_protocol::migration::{
 };
 
 pub use crate::session_book::*;
+use rpcnet_protocol::resume::ResumeError;
 
 /// How long a worker remembers a migration it takes part in that has not ended for it (a
 /// redeemed token waiting for its StateTransfer, a captured or a restored session waiting for a
@@ -319,8 +320,38 @@ impl Participant {
 
     /// MigrationComplete on the source: the session lives on the target now.
     pub fn on_complete(&mut self, book: &mut SessionBook, c: &MigrationComplete, now_ms: u64) {
-        self.forget(c.migration_id);
-        book.drop_session(c.session_id, now_ms);
+        // Only a migration still open here moves the session away: a resume claim ended the
+        // migrations of its session here (a director that lost the session may still send
+        // their MigrationComplete), and so did a later migration of it.
+        if self.forget(c.migration_id).is_some() {
+            book.drop_session(c.session_id, now_ms);
+        }
+    }
+
+    /// A director claims a session for a resume ([`SessionBook::claim`], PROTOCOL.md section
+    /// 15.6): besides the book's move to the next generation, every migration of the session
+    /// still open here ends, so that a late MigrationComplete or MigrationAbort of the director
+    /// that lost the session changes nothing.
+    ///
+    /// Errors: those of [`SessionBook::claim`].
+    pub fn on_claim(
+        &mut self,
+        book: &mut SessionBook,
+        session_id: u64,
+        generation: u32,
+        now_ms: u64,
+    ) -> Result<(ClaimStatus, u64), ResumeError> {
+        let claimed = book.claim(session_id, generation, now_ms);
+        let ended: Vec<u64> = self
+            .open
+            .iter()
+            .filter(|(_, o)| o.session == session_id)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ended {
+            self.forget(id);
+        }
+        claimed
     }
 
     /// MigrationAbort: the target forgets what it prepared or restored; the source unfreezes
@@ -609,7 +640,7 @@ mod tests {
     #[test]
     fn a_director_of_an_earlier_generation_cannot_capture_a_resumed_session() {
         let (mut src, _dst, mut book, _) = two_workers();
-        book.claim(9, 0).unwrap(); // resumed on another director: generation 1
+        book.claim(9, 0, 0).unwrap(); // resumed on another director: generation 1
         let req = request(1, 9, "a", "b", 0, 5);
         let e = src.on_capture(&mut book, &req, 5).unwrap_err();
         assert_eq!(e.code(), "MIGRATION_STATE");

@@ -368,14 +368,32 @@ impl SessionBook {
     /// from now on, and the same credential cannot claim it again. The runtime then freezes the
     /// session's open calls and keeps them ([`SessionBook::detach`]) for the claiming director.
     ///
-    /// Errors: `RESUME_UNKNOWN` when the session has no state here; `RESUME_REPLAYED` when the
+    /// Errors: `RESUME_UNKNOWN` when the session has no state here (its new fence is kept as a
+    /// tombstone all the same); `RESUME_REPLAYED` when the
     /// session is at a later generation than the credential's (it was resumed with it already).
     pub fn claim(
         &mut self,
         session_id: u64,
         generation: u32,
+        now_ms: u64,
     ) -> Result<(ClaimStatus, u64), ResumeError> {
+        let next = generation_epoch(generation.saturating_add(1));
         let Some(s) = self.sessions.get_mut(&session_id) else {
+            // Nothing held here, but a migration of the director that lost the session may
+            // still bring it (a late StateTransfer): the fence of the new generation is kept, as
+            // a tombstone, so that director's ATTACHes are turned away here too.
+            let fence = self.tombstones.get(&session_id).map_or(0, |t| t.fence);
+            if let Some(t) = self.tombstones.get(&session_id) {
+                self.expiry.remove(&(t.since_ms, session_id));
+            }
+            self.tombstones.insert(
+                session_id,
+                Tombstone {
+                    fence: fence.max(next),
+                    since_ms: now_ms,
+                },
+            );
+            self.expiry.insert((now_ms, session_id));
             return Err(ResumeError::Unknown { session_id });
         };
         let current = epoch_generation(s.fence.max(s.epoch));
@@ -393,7 +411,7 @@ impl SessionBook {
         } else {
             ClaimStatus::Serving
         };
-        s.fence = s.fence.max(generation_epoch(generation.saturating_add(1)));
+        s.fence = s.fence.max(next);
         Ok((status, s.epoch))
     }
 
@@ -836,7 +854,7 @@ pub(crate) mod tests {
         // session through another director, so it stays for the resume window.
         b.forget_director(D, 10);
         assert_eq!(b.ids(), vec![9]);
-        assert_eq!(b.claim(9, 0), Ok((ClaimStatus::Serving, 1)));
+        assert_eq!(b.claim(9, 0, 0), Ok((ClaimStatus::Serving, 1)));
         b.prune(10 + RESUME_WINDOW_MS);
         assert!(b.ids().is_empty(), "forgotten after the window");
     }
@@ -849,15 +867,15 @@ pub(crate) mod tests {
     fn a_claim_moves_the_session_to_the_next_generation_once() {
         let mut b = leased_book();
         assert_eq!(
-            b.claim(9, 0).unwrap_err().code(),
+            b.claim(8, 0, 0).unwrap_err().code(),
             "RESUME_UNKNOWN",
-            "nothing held yet"
+            "nothing held"
         );
         assert!(matches!(
             b.attach(&attach(1, 1), D),
             AttachDecision::Serve(None)
         ));
-        assert_eq!(b.claim(9, 0), Ok((ClaimStatus::Serving, 1)));
+        assert_eq!(b.claim(9, 0, 0), Ok((ClaimStatus::Serving, 1)));
         // The earlier director's ATTACHes are stale now; the claiming director's are served.
         assert!(matches!(
             b.attach(&attach(7, 2), D),
@@ -870,10 +888,10 @@ pub(crate) mod tests {
             AttachDecision::Serve(Some(c)) if c.call_id == 1
         ));
         // The same credential (generation 0) again: replayed.
-        let e = b.claim(9, 0).unwrap_err();
+        let e = b.claim(9, 0, 0).unwrap_err();
         assert_eq!(e.code(), "RESUME_REPLAYED");
         assert!(e.to_string().contains("generation 1"), "{e}");
-        assert_eq!(b.claim(9, 1), Ok((ClaimStatus::Serving, next)));
+        assert_eq!(b.claim(9, 1, 0), Ok((ClaimStatus::Serving, next)));
     }
 
     #[test]
@@ -886,7 +904,7 @@ pub(crate) mod tests {
         assert_eq!(b.len(), 1, "kept within the resume window");
         b.prune(10 + RESUME_WINDOW_MS);
         assert_eq!(b.len(), 0, "forgotten after it");
-        assert_eq!(b.claim(9, 0).unwrap_err().code(), "RESUME_UNKNOWN");
+        assert_eq!(b.claim(9, 0, 0).unwrap_err().code(), "RESUME_UNKNOWN");
     }
 
     #[test]

@@ -48,6 +48,9 @@ const MAX_SNAPSHOT: usize = 1 << 20;
 const RETAIN_MAX: usize = 24;
 /// A resumable client ACKs once it has this many items it has not acknowledged.
 const ACK_EVERY: u64 = 2;
+/// Map keys of stale sessions: the director's session of a client connection that was cut off
+/// while the director lives on (the client resumed on a new connection) carries this bit.
+const STALE: u64 = 1 << 63;
 
 /// What one schedule did, for the summary line.
 #[derive(Debug, Clone, Default)]
@@ -66,8 +69,10 @@ pub struct Report {
     pub crashes: u64,
     /// Director crashes.
     pub director_crashes: u64,
-    /// Sessions resumed after a director crash.
+    /// Sessions resumed (after a director crash or a cut client connection).
     pub resumes: u64,
+    /// Client connections cut while their director lived on.
+    pub cut_connections: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +82,9 @@ enum LinkIn {
     Credit,
     /// The client's ACK, forwarded by the relay.
     Ack(u64),
+    /// The director gave up the stream because its client connection was lost (resumable: the
+    /// worker keeps the call for a resume).
+    Lost,
 }
 
 #[derive(Debug)]
@@ -101,6 +109,8 @@ enum Ev {
     },
     ToClient {
         call: usize,
+        /// The client connection it was sent on (frames of a lost connection never arrive).
+        conn: u64,
         frame: Frame,
     },
     ClientRead {
@@ -167,6 +177,10 @@ enum Ev {
         next_seq: u64,
     },
     DirectorUp,
+    /// The director notices that the connection of a stale session is gone and drops it.
+    StaleExpire {
+        key: u64,
+    },
     /// A worker notices that its link to the crashed director is gone.
     LinkLost {
         w: usize,
@@ -218,11 +232,15 @@ struct ClientSide {
     /// The highest ACK sent (resumable sessions).
     acked: u64,
     request: Option<Request>,
+    /// The client's connection number (a new one after each resume).
+    conn: u64,
 }
 
 struct Relay {
     machine: RelayCall,
     client: usize,
+    /// The client connection the relay serves.
+    conn: u64,
     attached: Option<(usize, u64, u64)>,
     inbox: VecDeque<Frame>,
     outstanding: usize,
@@ -297,6 +315,8 @@ struct Sim {
     /// Sessions whose client has not resumed since the director crashed.
     resuming: BTreeSet<u64>,
     claims: BTreeMap<u64, PendingClaim>,
+    /// Stale sessions made so far (for their keys).
+    stale_made: u64,
 }
 
 /// Runs schedule `seed` to the end. Every step is followed by the invariant checks; the first
@@ -365,6 +385,7 @@ impl Sim {
             generation: BTreeMap::new(),
             resuming: BTreeSet::new(),
             claims: BTreeMap::new(),
+            stale_made: 0,
         }
     }
 
@@ -465,6 +486,7 @@ impl Sim {
             outcome: None,
             acked: 0,
             request: None,
+            conn: 1,
         });
         let at = self.now + self.dice.range(0, 50);
         self.q.push(at, Ev::StartCall(idx));
@@ -477,8 +499,21 @@ impl Sim {
         if self.p.resumable && self.dice.chance(60) && self.every_session_held() {
             return self.director_crash();
         }
+        let sessions: Vec<u64> = self
+            .sessions
+            .keys()
+            .copied()
+            .filter(|k| k & STALE == 0)
+            .collect();
+        if self.p.resumable
+            && self.dice.chance(80)
+            && !sessions.is_empty()
+            && self.every_session_held()
+        {
+            let s = sessions[self.dice.range(0, sessions.len() as u64 - 1) as usize];
+            return self.client_reconnect(s);
+        }
         let roll = self.dice.range(0, 99);
-        let sessions: Vec<u64> = self.sessions.keys().copied().collect();
         let session = sessions[self.dice.range(0, sessions.len() as u64 - 1) as usize];
         let w = self.dice.range(0, self.workers.len() as u64 - 1) as usize;
         match roll {
@@ -500,7 +535,8 @@ impl Sim {
                 }
             }
             40..=52 => {
-                if self.workers[w].up {
+                let stale = self.sessions.keys().any(|k| k & STALE != 0);
+                if self.workers[w].up && !stale {
                     self.crash(w);
                     let at = self.now + self.dice.range(100, 1_500);
                     self.q.push(at, Ev::Restart { w });
@@ -600,7 +636,8 @@ impl Sim {
     fn director_crash(&mut self) {
         self.report.director_crashes += 1;
         self.director_up = false;
-        self.resuming.extend(self.sessions.keys().copied());
+        self.resuming
+            .extend(self.sessions.keys().copied().filter(|k| k & STALE == 0));
         self.sessions.clear();
         self.claims.clear();
         for d in &mut self.dworkers {
@@ -635,6 +672,42 @@ impl Sim {
         }
         let at = self.now + self.dice.range(150, 800);
         self.q.push(at, Ev::DirectorUp);
+    }
+
+    /// The client's connection to the living director is cut: the director keeps the session
+    /// (stale, under a key of its own: its relays and coordinator go on) until it notices, and
+    /// the client resumes on a new connection, to which only the new session's frames go.
+    fn client_reconnect(&mut self, sid: u64) {
+        let Some(stale) = self.sessions.remove(&sid) else {
+            return;
+        };
+        self.stale_made += 1;
+        self.report.cut_connections += 1;
+        let key = STALE | (self.stale_made << 32) | sid;
+        self.sessions.insert(key, stale);
+        self.after_coord(key); // its timer, now under its new key
+        for c in self.clients.iter_mut().filter(|c| c.session == sid) {
+            c.conn += 1;
+            c.inbox.clear();
+        }
+        self.resuming.insert(sid);
+        let at = self.now + self.dice.range(1, 60);
+        self.q.push(at, Ev::Resume { session: sid });
+        let at = self.now + self.dice.range(200, 1_000);
+        self.q.push(at, Ev::StaleExpire { key });
+    }
+
+    /// The director notices a stale session's connection is gone: its relays let their owners
+    /// keep the calls (UNAVAILABLE), and the session is forgotten.
+    fn stale_expire(&mut self, key: u64) {
+        let Some(stale) = self.sessions.remove(&key) else {
+            return;
+        };
+        for r in stale.relays.values() {
+            if let Some((w, inc, stream)) = r.attached {
+                self.send_on_worker_stream(w, inc, stream, LinkIn::Lost);
+            }
+        }
     }
 
     /// The worker notices its director link is gone: it freezes every call and keeps it, with
@@ -700,7 +773,10 @@ impl Sim {
     fn worker_claim(&mut self, w: usize, inc: u64, session: u64, generation: u32) {
         let result = if self.workers[w].up && self.workers[w].inc == inc {
             let now = self.now;
-            let r = self.workers[w].book.claim(session, generation);
+            let p = &mut self.workers[w];
+            let r = p
+                .participant
+                .on_claim(&mut p.book, session, generation, now);
             if r.is_ok() {
                 let streams: Vec<u64> = self.workers[w]
                     .calls
@@ -798,6 +874,7 @@ impl Sim {
                 Relay {
                     machine,
                     client: i,
+                    conn: c.conn,
                     attached: None,
                     inbox: VecDeque::new(),
                     outstanding: 0,
@@ -917,7 +994,8 @@ impl Sim {
                 stream,
                 frame,
             } => self.deliver_to_director(w, inc, stream, frame),
-            Ev::ToClient { call, frame } => {
+            Ev::ToClient { call, conn, .. } if conn != self.clients[call].conn => {}
+            Ev::ToClient { call, frame, .. } => {
                 self.clients[call].inbox.push_back(frame);
                 self.schedule_read(call);
             }
@@ -980,6 +1058,7 @@ impl Sim {
             Ev::RelayRetry => {}
             Ev::ClientAck { call, next_seq } => self.director_client_ack(call, next_seq),
             Ev::DirectorUp => self.director_up(),
+            Ev::StaleExpire { key } => self.stale_expire(key),
             Ev::LinkLost { w, inc } => self.link_lost(w, inc),
             Ev::Resume { session } => self.resume(session),
             Ev::Claim {
@@ -1042,6 +1121,7 @@ impl Sim {
             Relay {
                 machine,
                 client: c,
+                conn: self.clients[c].conn,
                 attached: None,
                 inbox: VecDeque::new(),
                 outstanding: 0,
@@ -1149,7 +1229,7 @@ impl Sim {
                 if r.machine.is_finished() || r.attached.is_some() {
                     continue;
                 }
-                let client = r.client;
+                let (client, conn) = (r.client, r.conn);
                 if r.machine.can_attach(&route, alive, now) {
                     let w = owner.expect("alive owner");
                     match r.machine.attach(&route, now) {
@@ -1162,19 +1242,19 @@ impl Sim {
                             self.send_on_worker_stream(w, inc, stream, LinkIn::Open(a, req));
                         }
                         Ok(_) => unreachable!("attach returns ATTACH + REQUEST"),
-                        Err(e) => self.fail_client(client, e),
+                        Err(e) => self.fail_client(client, conn, e),
                     }
                     continue;
                 }
                 let expired = r.machine.deadline_at().is_some_and(|d| now >= d);
                 if expired {
                     let e = r.machine.expire();
-                    self.fail_client(client, e);
+                    self.fail_client(client, conn, e);
                 } else if now - r.waiting_since > ROUTE_WAIT_MS {
                     let e = r.machine.give_up(format!(
                         "no live worker for session {sid:x} within {ROUTE_WAIT_MS} ms"
                     ));
-                    self.fail_client(client, e);
+                    self.fail_client(client, conn, e);
                 } else if let Some(at) = r.machine.retry_at().filter(|&t| t > now) {
                     if r.retry_scheduled != Some(at) {
                         r.retry_scheduled = Some(at);
@@ -1185,7 +1265,7 @@ impl Sim {
         }
     }
 
-    fn fail_client(&mut self, client: usize, e: CallError) {
+    fn fail_client(&mut self, client: usize, conn: u64, e: CallError) {
         let at = self.ordered((0, client as u64));
         let frame = Frame::Error {
             code: e.code,
@@ -1195,6 +1275,7 @@ impl Sim {
             at,
             Ev::ToClient {
                 call: client,
+                conn,
                 frame,
             },
         );
@@ -1244,7 +1325,7 @@ impl Sim {
             let Some(frame) = r.inbox.pop_front() else {
                 return;
             };
-            let client = r.client;
+            let (client, conn) = (r.client, r.conn);
             let outcome = r.machine.on_owner_frame(frame, now);
             let mut to_client = None;
             let mut stop = false;
@@ -1276,6 +1357,7 @@ impl Sim {
                     at,
                     Ev::ToClient {
                         call: client,
+                        conn,
                         frame,
                     },
                 );
@@ -1728,6 +1810,12 @@ impl Sim {
                     c.credit += 1;
                 }
                 self.pump_writer(w, stream);
+            }
+            LinkIn::Lost => {
+                if self.workers[w].calls.contains_key(&stream) {
+                    let (session, snap) = self.freeze_call(w, stream);
+                    self.workers[w].book.detach(session, &[snap], now);
+                }
             }
             LinkIn::Ack(next_seq) => {
                 if let Some(c) = self.workers[w].calls.get_mut(&stream) {

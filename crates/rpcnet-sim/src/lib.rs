@@ -14,7 +14,9 @@
 //! a live worker dead, policy hooks that accept, reject, defer, throw or never answer, and
 //! stalled client readers. In schedules with resumable sessions (PROTOCOL.md section 15) clients
 //! acknowledge items and the director crashes and restarts (one failure at a time: never while a
-//! worker is down or a session is still resuming); workers keep their calls, and clients resume
+//! worker is down or a session is still resuming), or a client's connection to the director is
+//! cut while the director lives on (its stale session goes on relaying and migrating until it
+//! notices); workers keep their calls, and clients resume
 //! with their credentials ([`rpcnet_session::participant::SessionBook::claim`],
 //! [`rpcnet_session::participant::choose_owner`]).
 //!

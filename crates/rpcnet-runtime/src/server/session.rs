@@ -159,7 +159,9 @@ impl Sessions {
     }
 
     /// A director claims the session for a resume with the credential's `generation`
-    /// (PROTOCOL.md section 15.6): the book moves it to the next generation, then every open
+    /// (PROTOCOL.md section 15.6): `participant` ends the session's open migrations here
+    /// ([`rpcnet_session::Participant::on_claim`]) and the book moves it to the next
+    /// generation, then every open
     /// call of it is frozen at an item boundary and kept, with its unacknowledged items, for the
     /// claiming director to re-attach. Returns what this worker holds and the highest route
     /// epoch it served the session under.
@@ -167,11 +169,17 @@ impl Sessions {
     /// Errors: `RESUME_UNKNOWN` (nothing held here), `RESUME_REPLAYED` (a later generation).
     pub async fn claim(
         &self,
+        participant: &std::sync::Mutex<rpcnet_session::Participant>,
         session_id: u64,
         generation: u32,
         timeout: Duration,
     ) -> Result<(ClaimStatus, u64), ResumeError> {
-        let claimed = self.with_book(|b| b.claim(session_id, generation))?;
+        let claimed = self.with_book(|b| {
+            participant
+                .lock()
+                .unwrap()
+                .on_claim(b, session_id, generation, now_ms())
+        })?;
         self.detach_writers(|s, _| s == session_id, timeout).await;
         Ok(claimed)
     }

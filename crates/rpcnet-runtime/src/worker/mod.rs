@@ -656,7 +656,12 @@ async fn handle(
         }
         (mgmt::CLAIM, ManagementMessage::Claim(c)) => {
             let (status, epoch) = match sessions
-                .claim(c.session_id, c.generation, Duration::from_millis(1_000))
+                .claim(
+                    &inner.participant,
+                    c.session_id,
+                    c.generation,
+                    Duration::from_millis(1_000),
+                )
                 .await
             {
                 Ok((status, epoch)) => (status.as_u8(), epoch),
