@@ -38,8 +38,13 @@ pub const SESSION_CLOSED: &str = "rpcnet.mgmt/session-closed";
 /// PROTOCOL.md section 15.6).
 pub const CLAIM: &str = "rpcnet.mgmt/claim";
 
+/// Worker (owner): a resumable session's client connection ended without closing it; the
+/// session waits for a resume (`Claim` with the director's generation -> `Claim`, PROTOCOL.md
+/// section 15.6; ignored when the session is at a later generation).
+pub const SESSION_DETACHED: &str = "rpcnet.mgmt/session-detached";
+
 /// Every worker management method (registered on a worker's management port).
-pub const WORKER_METHODS: [&str; 8] = [
+pub const WORKER_METHODS: [&str; 9] = [
     REQUEST,
     PREPARE,
     CAPTURE,
@@ -48,6 +53,7 @@ pub const WORKER_METHODS: [&str; 8] = [
     ABORT,
     SESSION_CLOSED,
     CLAIM,
+    SESSION_DETACHED,
 ];
 /// Every director management method.
 pub const DIRECTOR_METHODS: [&str; 3] = [REGISTER, HEARTBEAT, DRAIN];

@@ -428,3 +428,51 @@ async fn a_director_shutting_down_moves_its_clients_and_their_streams_go_on() {
     client.close().await;
     d2.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_whose_client_vanished_with_no_call_open_waits_for_a_resume() {
+    let tmp = TempDir::new("vanished");
+    let d = Director::bind(DirectorConfig::new(common::creds(&tmp.0, "director")))
+        .await
+        .unwrap();
+    let w = worker(&tmp.0, &[d.mgmt_addr()], Starts::default()).await;
+    let (c, welcome) = hello(&d, Bytes::new()).await;
+    assert!(matches!(welcome, Frame::Welcome { .. }), "{welcome:?}");
+    // One call to the end: the owner holds the resumable session, with no call open.
+    let request = Frame::Request(rpcnet_protocol::Request {
+        method: "count".into(),
+        deadline_ms: 0,
+        streaming: true,
+        payload: Bytes::new(),
+    });
+    let (mut send, mut recv) = c.open_bi().await.unwrap();
+    let head = [
+        Frame::Call {
+            call_id: 0,
+            next_seq: 0,
+        }
+        .to_bytes(),
+        request.to_bytes(),
+    ];
+    send.write_all(&head.concat()).await.unwrap();
+    send.finish().unwrap();
+    let frames = read_frames(&mut recv, ITEMS as usize + 1).await;
+    assert_eq!(frames.last(), Some(&Frame::End { items: ITEMS }));
+    assert_eq!(w.migration_memory().detached, 0);
+    // The client vanishes without ending its session (not code 0).
+    c.close(rpcnet_runtime::client::MOVED_CODE.into(), b"gone");
+    let until = Instant::now() + Duration::from_secs(5);
+    while w.migration_memory().detached == 0 {
+        assert!(
+            Instant::now() < until,
+            "the owner never started the session's resume window"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        w.migration_memory().sessions,
+        1,
+        "kept for a resume, not dropped"
+    );
+    d.close().await;
+}

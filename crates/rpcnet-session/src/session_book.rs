@@ -556,6 +556,14 @@ impl SessionBook {
         self.tombstones.len() + self.sessions.values().filter(|s| s.fence > 0).count()
     }
 
+    /// Sessions waiting for a resume (detached, not attached since).
+    pub fn detached(&self) -> usize {
+        self.sessions
+            .values()
+            .filter(|s| s.detached_since.is_some())
+            .count()
+    }
+
     /// Ids of the resumable sessions held here (to detach when their director link is lost).
     pub fn resumable_ids(&self) -> Vec<u64> {
         self.sessions

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rpcnet_protocol::migration::{ManagementMessage, SessionClosed};
+use rpcnet_protocol::migration::{Claim, ManagementMessage, SessionClosed};
 use rpcnet_protocol::{ErrorCode, Frame};
 
 use bytes::BytesMut;
@@ -123,7 +123,17 @@ async fn serve_client(inner: Arc<Inner>, connection: quinn::Connection) {
     // A resumable session outlives its connection unless the client closed it: its owner keeps
     // it for the resume window (PROTOCOL.md section 15.6).
     if current && (!session.resumable || closed_by_client) {
-        session_closed(&inner, &session).await;
+        let msg = ManagementMessage::SessionClosed(SessionClosed {
+            session_id: session.id,
+        });
+        tell_owner(&inner, &session, mgmt::SESSION_CLOSED, msg).await;
+    } else if current {
+        // The owner keeps it for the resume window (its calls, if any, detach themselves).
+        let msg = ManagementMessage::Claim(Claim {
+            session_id: session.id,
+            generation: session.generation,
+        });
+        tell_owner(&inner, &session, mgmt::SESSION_DETACHED, msg).await;
     }
     if current {
         inner.emit(DirectorEvent::SessionClosed {
@@ -222,23 +232,14 @@ async fn hold_session_stream(
     }
 }
 
-/// Tells the owner, so it frees whatever it still holds for the session (captured or restored
-/// calls that will never be re-attached).
-async fn session_closed(inner: &Inner, session: &Session) {
+/// Tells the owner `msg` with `method`: SessionClosed, so it frees whatever it still holds for
+/// the session (captured or restored calls that will never be re-attached); or session-detached,
+/// so a resumable session starts its resume window.
+async fn tell_owner(inner: &Inner, session: &Session, method: &str, msg: ManagementMessage) {
     let Some(w) = inner.worker(&session.owner()).filter(|w| w.alive()) else {
         return;
     };
-    let msg = ManagementMessage::SessionClosed(SessionClosed {
-        session_id: session.id,
-    });
-    if let Err(e) = mgmt::call(
-        &w.mgmt,
-        mgmt::SESSION_CLOSED,
-        &msg,
-        SESSION_CLOSED_TIMEOUT_MS,
-    )
-    .await
-    {
-        tracing::debug!(error = %e, "SessionClosed to the owner failed");
+    if let Err(e) = mgmt::call(&w.mgmt, method, &msg, SESSION_CLOSED_TIMEOUT_MS).await {
+        tracing::debug!(error = %e, %method, "telling the owner the session ended failed");
     }
 }

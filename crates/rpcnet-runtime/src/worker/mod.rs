@@ -165,6 +165,9 @@ pub struct MigrationMemory {
     /// Redeemed, unexpired migration tokens remembered for replay protection (at most
     /// [`rpcnet_protocol::migration::token::DEFAULT_MAX_REDEEMED_TOKENS`]).
     pub redeemed_tokens: usize,
+    /// Resumable sessions waiting for their client to resume them (PROTOCOL.md section 15.6),
+    /// each forgotten [`rpcnet_session::session_book::RESUME_WINDOW_MS`] after it began to wait.
+    pub detached: usize,
 }
 
 /// Which hooks the embedder implements; the others use their defaults (accept, empty state,
@@ -361,17 +364,18 @@ impl Worker {
     /// What the worker keeps for migrations now, in entries (for tests and diagnostics of
     /// bounded memory).
     pub fn migration_memory(&self) -> MigrationMemory {
-        let (sessions, tombstones) = self
+        let (sessions, tombstones, detached) = self
             .inner
             .user
             .sessions()
-            .with_book(|b| (b.len(), b.tombstones()));
+            .with_book(|b| (b.len(), b.tombstones(), b.detached()));
         let p = self.inner.participant.lock().unwrap();
         MigrationMemory {
             sessions,
             tombstones,
             open_migrations: p.open_parts(),
             redeemed_tokens: p.redeemed_tokens(),
+            detached,
         }
     }
 
@@ -653,6 +657,15 @@ async fn handle(
         (mgmt::SESSION_CLOSED, ManagementMessage::SessionClosed(c)) => {
             sessions.with_book(|b| b.drop_session(c.session_id, now_ms()));
             Ok(ManagementMessage::SessionClosed(c))
+        }
+        (mgmt::SESSION_DETACHED, ManagementMessage::Claim(c)) => {
+            // Only the director of the session's current generation may start its window.
+            sessions.with_book(|b| {
+                if b.generation(c.session_id) <= c.generation {
+                    b.detach(c.session_id, &[], now_ms());
+                }
+            });
+            Ok(ManagementMessage::Claim(c))
         }
         (mgmt::CLAIM, ManagementMessage::Claim(c)) => {
             let (status, epoch) = match sessions
