@@ -57,7 +57,7 @@ export interface ClientOptions {
    * the director is lost (its process died, the network failed) or the director is shutting
    * down (it sends MOVE), the client connects to a director of the cluster (any of the
    * addresses given to {@link RpcClient.connect}, trying the next one first, with jittered
-   * backoff from 20 ms up to 1 s between attempts, for up to 30 s), presents the session's
+   * backoff from 20 ms doubling to 1 s between attempts, ±50% jitter, for up to 30 s), presents the session's
    * credential and re-attaches every open call at the first item it lacks: streaming calls
    * continue exactly once, in order; a unary call in flight is sent again only if it was made
    * with `idempotent: true`, else it fails with `UNAVAILABLE`. The session id

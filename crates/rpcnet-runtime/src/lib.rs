@@ -24,6 +24,7 @@
 
 mod ack_reader;
 pub mod addr;
+mod backoff;
 pub mod cancel;
 pub mod client;
 pub mod cluster;

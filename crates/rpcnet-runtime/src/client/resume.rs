@@ -17,6 +17,7 @@ use rpcnet_protocol::{Decoder, ErrorCode, Frame};
 use tokio::sync::{watch, Notify};
 
 use super::dial;
+use crate::backoff::{random_u32, Backoff};
 use crate::cancel::Canceller;
 use crate::connection::ConnectionInfo;
 use crate::error::RpcError;
@@ -26,8 +27,8 @@ use crate::events::EventQueue;
 /// session whose director link was lost this long (`RESUME_WINDOW_MS`, PROTOCOL.md 15.6).
 pub const RESUME_TIMEOUT_MS: u64 = 30_000;
 /// First delay between reconnect attempts, ms; it doubles up to [`MAX_BACKOFF_MS`], each delay
-/// drawn uniformly between half and all of it (jitter, so clients of a dead director do not
-/// reconnect in lockstep).
+/// drawn uniformly between half and 3/2 of it (jitter, so clients of a dead director do not
+/// reconnect in lockstep; the worker's backoff, `crate::backoff`).
 pub const FIRST_BACKOFF_MS: u64 = 20;
 /// Longest delay between reconnect attempts, ms.
 pub const MAX_BACKOFF_MS: u64 = 1_000;
@@ -249,7 +250,7 @@ async fn reconnect(
         (st.credential.clone(), st.at)
     };
     let give_up = Instant::now() + Duration::from_millis(RESUME_TIMEOUT_MS);
-    let mut backoff = FIRST_BACKOFF_MS;
+    let mut backoff = Backoff::new(FIRST_BACKOFF_MS, MAX_BACKOFF_MS);
     for attempt in 1usize.. {
         if r.closed.is_cancelled() {
             return Err(RpcError::unavailable("client closed"));
@@ -283,18 +284,10 @@ async fn reconnect(
                 last.message
             )));
         }
-        let jittered = backoff / 2 + rand_below(backoff / 2 + 1);
-        tokio::time::sleep(Duration::from_millis(jittered)).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF_MS);
+        let delay = backoff.next_delay(random_u32());
+        tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     unreachable!("the loop returns")
-}
-
-/// A uniformly random number below `n` (n > 0), from the system's random source.
-fn rand_below(n: u64) -> u64 {
-    let mut b = [0u8; 8];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
-    u64::from_be_bytes(b) % n.max(1)
 }
 
 /// A session stream after WELCOME, with the bytes read past it.

@@ -34,7 +34,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ring::rand::{SecureRandom, SystemRandom};
 use rpcnet_protocol::migration::{Heartbeat, ManagementMessage, Register};
 use rpcnet_protocol::ErrorCode;
 use rpcnet_session::participant::{DirectorKey, UNKNOWN_DIRECTOR};
@@ -42,6 +41,7 @@ use rpcnet_session::Lease;
 use tokio::sync::{mpsc, Notify};
 
 use super::Inner;
+use crate::backoff::{random_u32, Backoff};
 use crate::client::{Client, ClientConfig};
 use crate::cluster::ClusterCredentials;
 use crate::error::RpcError;
@@ -66,47 +66,6 @@ pub const SILENCE_RECONNECT_MS: u64 = 1_000;
 const REGISTER_TIMEOUT_MS: u32 = 5_000;
 /// How long a lapsed lease waits for the calls it suspends to freeze, ms.
 const FENCE_FREEZE_TIMEOUT_MS: u64 = 1_000;
-
-/// Jittered exponential backoff between attempts to reach a director: the n-th delay (from 0)
-/// is drawn uniformly from `[d/2, 3d/2]` with `d = min(RETRY_MIN_MS * 2^n, RETRY_MAX_MS)`
-/// (±50% jitter, so that workers that lost the same director do not all come back at once).
-/// [`Backoff::reset`] after a success.
-#[derive(Debug, Clone)]
-pub(crate) struct Backoff {
-    base_ms: u64,
-}
-
-impl Backoff {
-    /// A backoff whose next delay is around [`RETRY_MIN_MS`].
-    pub(crate) fn new() -> Self {
-        Backoff {
-            base_ms: RETRY_MIN_MS,
-        }
-    }
-
-    /// The next delay, ms, jittered by `random` (any value; the caller draws it).
-    pub(crate) fn next_delay(&mut self, random: u32) -> u64 {
-        let d = self.base_ms;
-        self.base_ms = (d * 2).min(RETRY_MAX_MS);
-        d / 2 + u64::from(random) % (d + 1)
-    }
-
-    /// Back to [`RETRY_MIN_MS`].
-    pub(crate) fn reset(&mut self) {
-        self.base_ms = RETRY_MIN_MS;
-    }
-}
-
-/// A random `u32` for jitter (the time's nanoseconds if the system has no randomness).
-fn random_u32() -> u32 {
-    let mut b = [0u8; 4];
-    match SystemRandom::new().fill(&mut b) {
-        Ok(()) => u32::from_le_bytes(b),
-        Err(_) => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos()),
-    }
-}
 
 /// Every director the worker registers with.
 #[derive(Default)]
@@ -386,7 +345,7 @@ async fn run_target(
     every_ms: u64,
     outcomes: mpsc::UnboundedSender<Result<(), RpcError>>,
 ) {
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::new(RETRY_MIN_MS, RETRY_MAX_MS);
     let mut logged = false;
     let addrs = loop {
         match crate::addr::resolve_all(&target, "director").await {
@@ -448,7 +407,7 @@ async fn run_slot(
     outcomes: mpsc::UnboundedSender<Result<(), RpcError>>,
 ) {
     let mut outcomes = Some(outcomes);
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::new(RETRY_MIN_MS, RETRY_MAX_MS);
     loop {
         if inner.stopped.is_cancelled() {
             return;
@@ -740,29 +699,5 @@ pub(crate) async fn prune(inner: Arc<Inner>, every_ms: u64) {
             b.prune(now);
             inner.participant.lock().unwrap().prune(now);
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_to_its_cap_with_half_jitter() {
-        let mut b = Backoff::new();
-        let mut base = RETRY_MIN_MS;
-        for _ in 0..10 {
-            // The lowest and the highest draw of each step.
-            let mut lo = b.clone();
-            let mut hi = b.clone();
-            assert_eq!(lo.next_delay(0), base / 2);
-            assert_eq!(hi.next_delay(base as u32), base / 2 + base);
-            let d = b.next_delay(random_u32());
-            assert!((base / 2..=base * 3 / 2).contains(&d), "{d} for {base}");
-            base = (base * 2).min(RETRY_MAX_MS);
-        }
-        assert_eq!(base, RETRY_MAX_MS);
-        b.reset();
-        assert!(b.next_delay(random_u32()) <= RETRY_MIN_MS * 3 / 2);
     }
 }
