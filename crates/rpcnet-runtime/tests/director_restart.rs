@@ -14,9 +14,10 @@
 
 mod common;
 
+use common::child::TempDir;
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -24,7 +25,6 @@ use rpcnet_runtime::cluster::CA_CERT_FILE;
 use rpcnet_runtime::director::{Director, DirectorConfig};
 use rpcnet_runtime::tls::parse_fingerprint;
 use rpcnet_runtime::{Client, ClientConfig, ClientTrust, ErrorCode, RpcError, ServerIdentity};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// Set in the child process: the cluster directory its director and worker use.
 const CHILD_ENV: &str = "RPCNET_TEST_CHILD_CLUSTER_DIR";
@@ -32,25 +32,6 @@ const CHILD_ENV: &str = "RPCNET_TEST_CHILD_CLUSTER_DIR";
 /// Idle timeout of the test clients that must be ended by a stateless reset, ms: far above
 /// every bound asserted, so that only a reset can end their calls in time.
 const LONG_LOSS_DETECTION_MS: u64 = 30_000;
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let path =
-            std::env::temp_dir().join(format!("rpcnet-restart-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Not a test on its own: the child process of the reset tests. Runs a director and worker-a
 /// (serving `count`: an item every 10 ms) in the cluster directory named by [`CHILD_ENV`],
@@ -82,33 +63,11 @@ struct ChildDirector {
 impl ChildDirector {
     /// Starts [`child_director`] for the cluster in `dir` and waits until it listens.
     async fn start(dir: &Path) -> Self {
-        let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "child_director",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                // libtest prints `test child_director ... ` on the same line first.
-                if let Some((_, addr)) = line.split_once("READY ") {
-                    return addr.trim().parse::<SocketAddr>().unwrap();
-                }
-            }
-            panic!("the child director exited before it was ready");
-        })
-        .await
-        .expect("the child director did not start within 30 s");
-        ChildDirector { child, addr: ready }
+        let (child, addrs) = common::child::spawn_ready("child_director", CHILD_ENV, dir).await;
+        ChildDirector {
+            child,
+            addr: addrs[0],
+        }
     }
 
     /// SIGKILL: the process ends without closing its connections. Returns once it is gone (its
@@ -178,7 +137,7 @@ async fn call_after_restart(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_director_restarted_on_the_same_port_resets_its_predecessors_connections() {
-    let tmp = TempDir::new("reset");
+    let tmp = TempDir::new("restart-reset");
     let (call, elapsed, streamed) =
         call_after_restart(&tmp.0, &tmp.0, Duration::from_secs(5)).await;
     let error = call
@@ -206,8 +165,8 @@ async fn a_director_restarted_on_the_same_port_resets_its_predecessors_connectio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_director_of_another_cluster_cannot_reset_the_connection() {
-    let tmp = TempDir::new("foreign");
-    let foreign = TempDir::new("foreign-cluster");
+    let tmp = TempDir::new("restart-foreign");
+    let foreign = TempDir::new("restart-foreign-cluster");
     let (call, elapsed, _) =
         call_after_restart(&tmp.0, &foreign.0, Duration::from_millis(1500)).await;
     assert!(
@@ -218,7 +177,7 @@ async fn a_director_of_another_cluster_cannot_reset_the_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_director_of_a_cluster_presents_an_identity_its_ca_vouches_for() {
-    let tmp = TempDir::new("identity");
+    let tmp = TempDir::new("restart-identity");
     let dir = tmp.0.as_path();
     let first = director_on(dir, "127.0.0.1:0".parse().unwrap()).await;
     let addr = first.local_addr();
@@ -249,7 +208,7 @@ async fn every_director_of_a_cluster_presents_an_identity_its_ca_vouches_for() {
     let refused = Client::connect(addr, config).await.err().unwrap();
     assert_eq!(refused.code, ErrorCode::Unavailable, "{}", refused.message);
 
-    let other_cluster = TempDir::new("identity-other");
+    let other_cluster = TempDir::new("restart-identity-other");
     common::creds(&other_cluster.0, "x");
     let stranger = ClientConfig::new(ClientTrust::CaFile(other_cluster.0.join(CA_CERT_FILE)));
     let refused = Client::connect(addr, stranger).await.err().unwrap();
@@ -259,7 +218,7 @@ async fn every_director_of_a_cluster_presents_an_identity_its_ca_vouches_for() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_explicit_identity_still_works_with_a_pin() {
-    let tmp = TempDir::new("explicit");
+    let tmp = TempDir::new("restart-explicit");
     let dir = tmp.0.as_path();
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
@@ -300,7 +259,7 @@ async fn an_explicit_identity_still_works_with_a_pin() {
 
 #[tokio::test]
 async fn a_bad_server_name_is_refused_by_name() {
-    let tmp = TempDir::new("bad-name");
+    let tmp = TempDir::new("restart-bad-name");
     let mut config = DirectorConfig::new(common::creds(&tmp.0, "director"));
     config.server_names = vec!["not a name!".into()];
     let e = Director::bind(config).await.err().unwrap();

@@ -8,42 +8,25 @@
 
 mod common;
 
+use common::child::TempDir;
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use rpcnet_protocol::{Decoder, ErrorCode, Frame};
-use rpcnet_runtime::client::SessionEvent;
+use rpcnet_runtime::client::{ItemStream, SessionEvent};
 use rpcnet_runtime::cluster::CA_CERT_FILE;
 use rpcnet_runtime::director::{Director, DirectorConfig};
 use rpcnet_runtime::worker::{Worker, WorkerConfig};
 use rpcnet_runtime::{Client, ClientConfig, ClientTrust};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// Set in the child process: the cluster directory of its director.
 const CHILD_ENV: &str = "RPCNET_TEST_RESUME_CHILD_DIR";
 /// Items of the streamed call.
 const ITEMS: u64 = 300;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("rpcnet-resume-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Not a test on its own: the child process. Runs a director of the cluster named by
 /// [`CHILD_ENV`], prints `READY <user address> <management address>` and serves until killed.
@@ -72,33 +55,12 @@ struct ChildDirector {
 
 impl ChildDirector {
     async fn start(dir: &Path) -> Self {
-        let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "child_director",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (user, mgmt) = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some((_, addrs)) = line.split_once("READY ") {
-                    let mut it = addrs.split_whitespace().map(|a| a.parse().unwrap());
-                    return (it.next().unwrap(), it.next().unwrap());
-                }
-            }
-            panic!("the child director exited before it was ready");
-        })
-        .await
-        .expect("the child director did not start within 30 s");
-        ChildDirector { child, user, mgmt }
+        let (child, addrs) = common::child::spawn_ready("child_director", CHILD_ENV, dir).await;
+        ChildDirector {
+            child,
+            user: addrs[0],
+            mgmt: addrs[1],
+        }
     }
 }
 
@@ -146,9 +108,27 @@ async fn worker(dir: &Path, mgmt: &[SocketAddr], starts: Starts) -> Arc<Worker> 
     w
 }
 
+/// Reads `stream` to its END into `seqs`; returns the longest wait for a batch. Panics when the
+/// stream fails or stalls for 20 s.
+async fn read_to_end(stream: &mut ItemStream, seqs: &mut Vec<u64>) -> Duration {
+    let mut longest_wait = Duration::ZERO;
+    loop {
+        let before = Instant::now();
+        let batch = tokio::time::timeout(Duration::from_secs(20), stream.next_batch(64))
+            .await
+            .expect("the stream stalled")
+            .unwrap_or_else(|e| panic!("the stream failed after {} items: {e}", seqs.len()));
+        longest_wait = longest_wait.max(before.elapsed());
+        match batch {
+            Some(items) => seqs.extend(items.iter().map(common::seq_of)),
+            None => return longest_wait,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_continues_exactly_once_on_another_director_when_its_director_is_killed() {
-    let tmp = TempDir::new("kill");
+    let tmp = TempDir::new("resume-kill");
     let mut d1 = ChildDirector::start(&tmp.0).await;
     let d2 = Director::bind(DirectorConfig::new(common::creds(&tmp.0, "director")))
         .await
@@ -171,19 +151,7 @@ async fn a_stream_continues_exactly_once_on_another_director_when_its_director_i
     tokio::time::sleep(Duration::from_millis(300)).await;
     d1.child.kill().await.unwrap();
     let killed_at = Instant::now();
-    let mut longest_wait = Duration::ZERO;
-    loop {
-        let before = Instant::now();
-        let batch = tokio::time::timeout(Duration::from_secs(20), stream.next_batch(64))
-            .await
-            .expect("the stream stalled")
-            .unwrap_or_else(|e| panic!("the stream failed after {} items: {e}", seqs.len()));
-        longest_wait = longest_wait.max(before.elapsed());
-        match batch {
-            Some(items) => seqs.extend(items.iter().map(common::seq_of)),
-            None => break,
-        }
-    }
+    let longest_wait = read_to_end(&mut stream, &mut seqs).await;
     eprintln!(
         "{} items; longest wait {longest_wait:?} (director killed {:?} before the end)",
         seqs.len(),
@@ -319,7 +287,7 @@ fn refused(frame: Frame, code: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_and_replayed_credentials_are_refused_and_the_session_goes_on() {
-    let tmp = TempDir::new("forged");
+    let tmp = TempDir::new("resume-forged");
     let d = Director::bind(DirectorConfig::new(common::creds(&tmp.0, "director")))
         .await
         .unwrap();
@@ -364,7 +332,7 @@ async fn forged_and_replayed_credentials_are_refused_and_the_session_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_director_shutting_down_moves_its_clients_and_their_streams_go_on() {
-    let tmp = TempDir::new("move");
+    let tmp = TempDir::new("resume-move");
     let d1 = Director::bind(DirectorConfig::new(common::creds(&tmp.0, "director")))
         .await
         .unwrap();
@@ -388,19 +356,7 @@ async fn a_director_shutting_down_moves_its_clients_and_their_streams_go_on() {
         );
     }
     let shutdown = tokio::spawn(async move { d1.shutdown(5_000).await });
-    let mut longest_wait = Duration::ZERO;
-    loop {
-        let before = Instant::now();
-        let batch = tokio::time::timeout(Duration::from_secs(10), stream.next_batch(64))
-            .await
-            .expect("the stream stalled")
-            .unwrap_or_else(|e| panic!("the stream failed after {} items: {e}", seqs.len()));
-        longest_wait = longest_wait.max(before.elapsed());
-        match batch {
-            Some(items) => seqs.extend(items.iter().map(common::seq_of)),
-            None => break,
-        }
-    }
+    let longest_wait = read_to_end(&mut stream, &mut seqs).await;
     let stayed = tokio::time::timeout(Duration::from_secs(6), shutdown)
         .await
         .expect("the shutdown ended within its bound")
@@ -431,7 +387,7 @@ async fn a_director_shutting_down_moves_its_clients_and_their_streams_go_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_whose_client_vanished_with_no_call_open_waits_for_a_resume() {
-    let tmp = TempDir::new("vanished");
+    let tmp = TempDir::new("resume-vanished");
     let d = Director::bind(DirectorConfig::new(common::creds(&tmp.0, "director")))
         .await
         .unwrap();

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod child;
 pub mod lossy_proxy;
 
 use std::sync::Arc;
