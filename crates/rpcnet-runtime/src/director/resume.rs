@@ -11,9 +11,10 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use rpcnet_protocol::codec::peek_header;
 use rpcnet_protocol::migration::{Claim, ManagementMessage, SessionClosed};
 use rpcnet_protocol::resume::{ResumeCredential, ResumeError, ResumeKey};
-use rpcnet_protocol::{Decoder, ErrorCode, Frame};
+use rpcnet_protocol::{Decoder, ErrorCode, Frame, FrameType};
 use rpcnet_session::session_book::{choose_owner, ClaimAnswer, ClaimStatus};
 use tokio::task::JoinSet;
 
@@ -62,20 +63,28 @@ pub(crate) enum FirstFrame {
     Call(BytesMut),
 }
 
-/// Reads the first frame of a connection's first stream without consuming it unless it is a
-/// HELLO. Anything else, a malformed frame or a failed stream included, is left to the relay of
-/// a plain client's call, which answers it as it answers any call (PROTOCOL.md section 11).
+/// Reads the start of a connection's first stream: a HELLO is read whole; for anything else
+/// only its header is looked at (PROTOCOL.md section 4), and the bytes read so far, a malformed
+/// frame or a failed stream included, are left to the relay of a plain client's call, which
+/// answers them as it answers any call (section 11).
 pub(crate) async fn first_frame(recv: &mut quinn::RecvStream, max_frame_size: u32) -> FirstFrame {
     let mut buf = BytesMut::new();
+    let mut decoder = Decoder::new(max_frame_size);
     loop {
-        let mut probe = buf.clone();
-        match Decoder::new(max_frame_size).decode(&mut probe) {
-            Ok(Some(Frame::Hello { credential })) => return FirstFrame::Hello(credential),
-            Ok(Some(_)) | Err(_) => return FirstFrame::Call(buf),
-            Ok(None) => match recv.read_chunk(64 * 1024, true).await {
-                Ok(Some(c)) => buf.extend_from_slice(&c.bytes),
-                Ok(None) | Err(_) => return FirstFrame::Call(buf),
-            },
+        let hello = peek_header(&buf).map(|(ty, _, _)| ty == FrameType::Hello.as_u8());
+        if hello == Some(true) {
+            match decoder.decode(&mut buf) {
+                Ok(Some(Frame::Hello { credential })) => return FirstFrame::Hello(credential),
+                Ok(None) => {}
+                // A malformed HELLO: what it got is refused as a plain client's bad first frame.
+                Ok(Some(_)) | Err(_) => return FirstFrame::Call(buf),
+            }
+        } else if hello == Some(false) {
+            return FirstFrame::Call(buf);
+        }
+        match recv.read_chunk(64 * 1024, true).await {
+            Ok(Some(c)) => buf.extend_from_slice(&c.bytes),
+            Ok(None) | Err(_) => return FirstFrame::Call(buf),
         }
     }
 }
