@@ -36,13 +36,15 @@ async function cluster(options: { restoreDelayMs?: number } = {}) {
   return { directors, workers, stop };
 }
 
-/** A resumable client of both directors (the first one first) streaming `tokens`. */
+/**
+ * A resumable client of both directors (the first one first) streaming `tokens`, with the
+ * default loss detection of a resumable session (400 ms).
+ */
 function stream(directors: DirectorProc[]): Promise<StreamRecord> {
   return streamTokens({
     address: directors.map((d) => d.address),
     caFile: join(clusterDir, 'ca.pem'),
     resume: true,
-    lossDetectionMs: 300,
     count: COUNT,
     intervalMs: INTERVAL_MS,
   });

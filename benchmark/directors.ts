@@ -10,7 +10,8 @@
  *    other director and received an item there, restart the stopped director on the same ports,
  *    wait until both workers registered with it again, wait `--settle-ms`, repeat. `--events`
  *    SIGTERMs on one stream, then `--events` SIGKILLs on a new stream for each client
- *    `lossDetectionMs` of `--loss-detection-ms` (default 750, the client's default, and 300).
+ *    `lossDetectionMs` of `--loss-detection-ms` (default 400, a resumable client's default,
+ *    and 750, a plain client's).
  *    Per event: the pause the client saw (the gap between the last item before the event and
  *    the first after the resume, beyond the item interval), the time from the signal to the
  *    client's `reconnecting` event (noticing), and the resume itself (`reconnecting` to WELCOME,
@@ -26,7 +27,7 @@
  * ```sh
  * npm run bench:directors    # builds first
  * node --import @oxc-node/core/register benchmark/directors.ts [--events 50] [--interval-ms 10]
- *   [--loss-detection-ms 750,300] [--settle-ms 200] [--failover-after-ms 400]
+ *   [--loss-detection-ms 400,750] [--settle-ms 200] [--failover-after-ms 400]
  *   [--duration-ms 5000] [--warmup-ms 1000] [--rounds 2] [--parts events,relay] [--timeout-s 1800]
  *   [--json benchmark/results/directors.json]
  * ```
@@ -50,7 +51,7 @@ const { values } = parseArgs({
   options: {
     events: { type: 'string', default: '50' },
     'interval-ms': { type: 'string', default: '10' },
-    'loss-detection-ms': { type: 'string', default: '750,300' },
+    'loss-detection-ms': { type: 'string', default: '400,750' },
     'settle-ms': { type: 'string', default: '200' },
     'failover-after-ms': { type: 'string', default: '400' },
     'duration-ms': { type: 'string', default: '5000' },
@@ -363,7 +364,7 @@ async function runPhase(c: Cluster, signal: Signal, lossDetectionMs: number | un
   const stat = (f: (s: EventSample) => number) => spread(samples.map(f).filter((x) => Number.isFinite(x)));
   return {
     signal,
-    lossDetectionMs: lossDetectionMs ?? 750,
+    lossDetectionMs: lossDetectionMs ?? 400,
     samples,
     items: r?.items ?? 0,
     gaps: r?.gaps ?? 0,
@@ -472,7 +473,7 @@ function eventsTable(phases: Phase[]): string {
     const exit = `${[...exits].map(([k, n]) => `${k} (${n})`).join(', ') || '-'}${p.signal === 'SIGTERM' ? `, after ${ms(exitMs.p50)} / ${ms(exitMs.max)}` : ''}`;
     const what = p.signal === 'SIGTERM' ? 'SIGTERM (upgrade)' : 'SIGKILL (crash)';
     lines.push(
-      `| ${what} | ${p.signal === 'SIGTERM' ? '750 (default)' : p.lossDetectionMs} | ${p.samples.length}${p.error ? ' (failed)' : ''} | ${ms(p.pauseMs.p50)} | ${ms(p.pauseMs.p99)} | ${ms(p.pauseMs.max)} | ${ms(p.noticeMs.p50)} | ${ms(p.noticeMs.p99)} | ${ms(p.resumeMs.p50)} | ${ms(p.resumeMs.p99)} | ${int(p.items)} | ${p.gaps} / ${p.duplicates} | ${exit} |`,
+      `| ${what} | ${p.signal === 'SIGTERM' ? '400 (default)' : p.lossDetectionMs} | ${p.samples.length}${p.error ? ' (failed)' : ''} | ${ms(p.pauseMs.p50)} | ${ms(p.pauseMs.p99)} | ${ms(p.pauseMs.max)} | ${ms(p.noticeMs.p50)} | ${ms(p.noticeMs.p99)} | ${ms(p.resumeMs.p50)} | ${ms(p.resumeMs.p99)} | ${int(p.items)} | ${p.gaps} / ${p.duplicates} | ${exit} |`,
     );
   }
   return lines.join('\n');

@@ -38,18 +38,19 @@ export interface ClientOptions {
   connectTimeoutMs?: number;
   /**
    * How long the server may stay silent before the connection is declared lost, ms, a positive
-   * integer. Default 750. Then every pending call fails with `UNAVAILABLE`: this bounds how long
-   * a client waits on a director that died without closing its connection (SIGKILL, a lost
-   * host). It is the QUIC idle timeout the client offers (RFC 9000 section 10.1), with a
-   * keep-alive PING every third of it (250 ms by default); the idle timer restarts at the first
-   * PING after the server's last packet, so the calls fail between this and 4/3 of it after
-   * that packet (1 s by default). A connection uses the smaller of its
-   * two ends' idle timeouts and rpcnet servers offer 30000, so this value decides, for both
-   * ends: the server also drops the connection after that long without a packet from the
-   * client. Raise it on lossy or congested links, or where either process can stall for that
-   * long: three PINGs in a row without an answer end a healthy connection. A director of the
-   * same cluster restarted on the same address ends the connection sooner, with a stateless
-   * reset (README "Directors: restarts, identity and loss detection").
+   * integer. Default 400 with `resume` (the session then resumes on another director, so a false
+   * alarm costs only a resume), 750 without (every pending call then fails with `UNAVAILABLE`).
+   * This bounds how long a client waits on a director that died without closing its connection
+   * (SIGKILL, a lost host). It is the QUIC idle timeout the client offers (RFC 9000 section
+   * 10.1), with a keep-alive PING every quarter of it (100 ms with `resume`); the idle timer
+   * restarts at the first PING after the server's last packet, so the loss is noticed between
+   * this and 5/4 of it after that packet (400 to 500 ms with `resume`). A connection uses the
+   * smaller of its two ends' idle timeouts and rpcnet servers offer 30000, so this value
+   * decides, for both ends: the server also drops the connection after that long without a
+   * packet from the client. Raise it on lossy or congested links, or where either process can
+   * stall for that long: four PINGs in a row without an answer end a healthy connection. A
+   * director of the same cluster restarted on the same address ends the connection sooner, with
+   * a stateless reset (README "Directors: restarts, identity and loss detection").
    */
   lossDetectionMs?: number;
   /**

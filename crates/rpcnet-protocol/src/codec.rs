@@ -144,6 +144,7 @@ impl TryFrom<u8> for FrameType {
             0x12 => FrameType::Suspended,
             0x13 => FrameType::Ack,
             0x14 => FrameType::Call,
+            0x15 => FrameType::Superseded,
             0x20 => FrameType::Hello,
             0x21 => FrameType::Welcome,
             0x22 => FrameType::Move,
@@ -403,6 +404,20 @@ fn parse_body(ty: FrameType, flags: u8, body: &[u8]) -> Result<(Frame, Option<us
                 Frame::Call {
                     call_id: u64::from_be_bytes(call_id.try_into().expect("8 bytes")),
                     next_seq: u64::from_be_bytes(next_seq.try_into().expect("8 bytes")),
+                },
+                None,
+            ))
+        }
+        FrameType::Superseded => {
+            let g: [u8; 4] = body.try_into().map_err(|_| {
+                FrameError::malformed(format!(
+                    "SUPERSEDED body must be exactly 4 bytes (generation: u32), got {}",
+                    body.len()
+                ))
+            })?;
+            Ok((
+                Frame::Superseded {
+                    generation: u32::from_be_bytes(g),
                 },
                 None,
             ))

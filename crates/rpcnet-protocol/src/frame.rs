@@ -89,6 +89,9 @@ pub enum FrameType {
     /// `0x14`, client to director, resumable sessions only: names the call (an id the client
     /// chose) and the first item seq it lacks, just before the REQUEST. PROTOCOL.md section 15.3.
     Call = 0x14,
+    /// `0x15`, worker to director, cluster link only: the ATTACH's director lost the session to
+    /// a resume elsewhere. PROTOCOL.md section 15.6.
+    Superseded = 0x15,
     /// `0x20`, client to director: opens (empty credential) or resumes a session, on the first
     /// stream of a connection. PROTOCOL.md section 15.2.
     Hello = 0x20,
@@ -132,6 +135,7 @@ impl FrameType {
             FrameType::Suspended => "SUSPENDED",
             FrameType::Ack => "ACK",
             FrameType::Call => "CALL",
+            FrameType::Superseded => "SUPERSEDED",
             FrameType::Hello => "HELLO",
             FrameType::Welcome => "WELCOME",
             FrameType::Move => "MOVE",
@@ -248,6 +252,14 @@ pub enum Frame {
         /// 0 for a new call; for a call re-attached after a resume, the first seq it lacks.
         next_seq: u64,
     },
+    /// SUPERSEDED (`0x15`), worker to director on the cluster link, in answer to an ATTACH whose
+    /// route epoch belongs to an earlier resume generation than the session's here: the session
+    /// was resumed through another director (PROTOCOL.md section 15.6), so the ATTACH's director
+    /// must give it up rather than retry or fail it over. Body: exactly `generation: u32`.
+    Superseded {
+        /// The session's resume generation at the worker (the upper half of its fence).
+        generation: u32,
+    },
     /// HELLO (`0x20`), client to director, first frame of a connection's session stream. Body:
     /// the resume credential (empty to open a new session).
     Hello {
@@ -285,6 +297,7 @@ impl Frame {
             Frame::Suspended { .. } => FrameType::Suspended,
             Frame::Ack { .. } => FrameType::Ack,
             Frame::Call { .. } => FrameType::Call,
+            Frame::Superseded { .. } => FrameType::Superseded,
             Frame::Hello { .. } => FrameType::Hello,
             Frame::Welcome { .. } => FrameType::Welcome,
             Frame::Move { .. } => FrameType::Move,
@@ -327,6 +340,7 @@ impl Frame {
             Frame::Checkpoint { state, .. } => 8 + state.len(),
             Frame::Suspended { .. } | Frame::Ack { .. } => 8,
             Frame::Call { .. } => 16,
+            Frame::Superseded { .. } => 4,
             Frame::Hello { credential } => credential.len(),
             Frame::Welcome { credential, .. } => 8 + credential.len(),
             Frame::Move { reason } => reason.len(),
@@ -399,6 +413,7 @@ impl Frame {
                 dst.put_u64(*call_id);
                 dst.put_u64(*next_seq);
             }
+            Frame::Superseded { generation } => dst.put_u32(*generation),
             Frame::Hello { credential } => dst.put_slice(credential),
             Frame::Welcome {
                 session_id,

@@ -122,6 +122,7 @@ fn expected_frame(name: &str) -> Frame {
             call_id: 3,
             next_seq: 9,
         },
+        "superseded_2" => Frame::Superseded { generation: 2 },
         "hello_new" => Frame::Hello {
             credential: Bytes::new(),
         },
@@ -720,7 +721,7 @@ fn frame_type_byte_mapping() {
     }
     assert_eq!(
         defined,
-        [0x01, 0x02, 0x03, 0x04, 0x05, 0x10, 0x11, 0x12, 0x13, 0x14, 0x20, 0x21, 0x22]
+        [0x01, 0x02, 0x03, 0x04, 0x05, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x20, 0x21, 0x22]
     );
     assert_eq!(FrameType::Request.allowed_flags(), 0x01);
     for t in [

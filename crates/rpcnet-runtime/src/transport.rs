@@ -55,9 +55,9 @@ pub fn transport_config() -> Arc<quinn::TransportConfig> {
 /// The transport configuration of a client endpoint: no stream credit for the server (PROTOCOL.md
 /// section 2: servers never open streams), so quinn keeps no stream slots for it; idle timeout
 /// `idle_timeout_ms` (RFC 9000 section 10.1: the connection is declared lost after that long
-/// without a packet from the server) and a keep-alive PING every third of it (at least 1 ms), so
-/// a live server, which acknowledges each PING, keeps the connection open, and the idle timeout
-/// passes only when three PINGs in a row got no answer. The connection uses the smaller of the
+/// without a packet from the server) and a keep-alive PING every quarter of it (at least 1 ms),
+/// so a live server, which acknowledges each PING, keeps the connection open, and the idle
+/// timeout passes only when four PINGs in a row got no answer. The connection uses the smaller of the
 /// two ends' idle timeouts; servers offer [`IDLE_TIMEOUT_MS`].
 ///
 /// Errors: `INVALID_ARGUMENT` for 0 or a value above QUIC's limit (2^62 - 1 ms).
@@ -72,7 +72,7 @@ pub fn client_transport_config(
     Ok(Arc::new(base(
         0,
         idle_timeout_ms,
-        (idle_timeout_ms / 3).max(1),
+        (idle_timeout_ms / 4).max(1),
     )))
 }
 

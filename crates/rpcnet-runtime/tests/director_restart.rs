@@ -80,7 +80,7 @@ impl ChildDirector {
 /// A client of `addr` that trusts only the cluster CA of `dir`, with `loss_detection_ms`.
 async fn ca_client(dir: &Path, addr: SocketAddr, loss_detection_ms: u64) -> Client {
     let mut config = ClientConfig::new(ClientTrust::CaFile(dir.join(CA_CERT_FILE)));
-    config.loss_detection_ms = loss_detection_ms;
+    config.loss_detection_ms = Some(loss_detection_ms);
     Client::connect(addr, config).await.unwrap()
 }
 

@@ -69,7 +69,7 @@ impl ChildDirector {
 async fn resumable_client(dir: &Path, addrs: &[SocketAddr]) -> Client {
     let mut config = ClientConfig::new(ClientTrust::CaFile(dir.join(CA_CERT_FILE)));
     config.resume = true;
-    config.loss_detection_ms = 300;
+    config.loss_detection_ms = Some(300);
     Client::connect_any(addrs, config).await.unwrap()
 }
 
@@ -248,9 +248,12 @@ async fn read_frames(recv: &mut quinn::RecvStream, n: usize) -> Vec<Frame> {
     frames
 }
 
-/// Opens call 0 of a resumable session on `connection` at `next_seq` and reads `n` items.
-async fn call_count(connection: &quinn::Connection, next_seq: u64, n: usize) -> Vec<u64> {
-    let (mut send, mut recv) = connection.open_bi().await.unwrap();
+/// Opens call 0 (`count`) of a resumable session on `connection` at `next_seq`: CALL, REQUEST.
+async fn open_count(
+    connection: &quinn::Connection,
+    next_seq: u64,
+) -> (quinn::SendStream, quinn::RecvStream) {
+    let (mut send, recv) = connection.open_bi().await.unwrap();
     let request = Frame::Request(rpcnet_protocol::Request {
         method: "count".into(),
         deadline_ms: 0,
@@ -264,6 +267,12 @@ async fn call_count(connection: &quinn::Connection, next_seq: u64, n: usize) -> 
     send.write_all(&[call.to_bytes(), request.to_bytes()].concat())
         .await
         .unwrap();
+    (send, recv)
+}
+
+/// Opens call 0 of a resumable session on `connection` at `next_seq` and reads `n` items.
+async fn call_count(connection: &quinn::Connection, next_seq: u64, n: usize) -> Vec<u64> {
+    let (send, mut recv) = open_count(connection, next_seq).await;
     let frames = read_frames(&mut recv, n).await;
     std::mem::forget(send); // keep the call open
     frames
@@ -431,4 +440,60 @@ async fn a_session_whose_client_vanished_with_no_call_open_waits_for_a_resume() 
         "kept for a resume, not dropped"
     );
     d.close().await;
+}
+
+/// A director that lost a session to a resume through another director, while its own client
+/// connection still looks alive to it, learns it from the owner (SUPERSEDED, PROTOCOL.md
+/// section 15.6) at its next ATTACH: it ends the call it relays with `UNAVAILABLE` and gives
+/// the session up instead of retrying or failing it over, and the resumed call goes on
+/// exactly once through the other director.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_director_that_lost_its_session_to_a_resume_gives_it_up() {
+    let tmp = TempDir::new("resume-superseded");
+    let creds = || common::creds(&tmp.0, "director");
+    let d1 = Director::bind(DirectorConfig::new(creds())).await.unwrap();
+    let d2 = Director::bind(DirectorConfig::new(creds())).await.unwrap();
+    let _w = worker(&tmp.0, &[d1.mgmt_addr(), d2.mgmt_addr()], Starts::default()).await;
+    let (c1, welcome) = hello(&d1, Bytes::new()).await;
+    let Frame::Welcome { credential, .. } = welcome else {
+        panic!("expected WELCOME, got {welcome:?}");
+    };
+    let (send, mut recv) = open_count(&c1, 0).await;
+    let first = read_frames(&mut recv, 1).await.remove(0);
+    assert!(matches!(first, Frame::Item { seq: 0, .. }), "{first:?}");
+
+    // The client resumes through d2 while its connection to d1 stays open (d1 has not noticed
+    // anything): the claim moves the session to generation 1 at the owner.
+    let (c2, welcome) = hello(&d2, credential).await;
+    assert!(matches!(welcome, Frame::Welcome { .. }), "{welcome:?}");
+
+    // d1's call ends with UNAVAILABLE after the items it had relayed, in order.
+    let mut seen = vec![0];
+    let end = loop {
+        match read_frames(&mut recv, 1).await.remove(0) {
+            Frame::Item { seq, .. } => seen.push(seq),
+            other => break other,
+        }
+    };
+    match end {
+        Frame::Error { code, message } => {
+            assert_eq!(code, ErrorCode::Unavailable, "{message}");
+            assert!(
+                message.contains("resumed through another director"),
+                "{message}"
+            );
+        }
+        other => panic!("expected ERROR UNAVAILABLE on the superseded call, got {other:?}"),
+    }
+    assert_eq!(seen, (0..seen.len() as u64).collect::<Vec<_>>());
+
+    // The call continues through d2 at the client's next seq, exactly once.
+    let next = seen.len() as u64;
+    assert_eq!(
+        call_count(&c2, next, 5).await,
+        (next..next + 5).collect::<Vec<_>>()
+    );
+    drop(send);
+    d1.close().await;
+    d2.close().await;
 }

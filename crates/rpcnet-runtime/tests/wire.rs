@@ -164,7 +164,7 @@ async fn rust_stream_arrives_in_order() {
     // directions silent for up to ~0.6 s in release, longer in debug). The default loss
     // detection (750 ms) would end the connection there; this test is about order.
     let mut config = pinned(&server);
-    config.loss_detection_ms = rpcnet_runtime::transport::IDLE_TIMEOUT_MS;
+    config.loss_detection_ms = Some(rpcnet_runtime::transport::IDLE_TIMEOUT_MS);
     let client = Client::connect(server.local_addr(), config).await.unwrap();
     let mut stream = client
         .streaming("count", Bytes::copy_from_slice(&50_000u32.to_be_bytes()), 0)

@@ -117,6 +117,12 @@ pub enum CoordinatorEvent {
         /// The new owner.
         to: String,
     },
+    /// A worker answered SUPERSEDED: the session was resumed through another director, at
+    /// `generation` (PROTOCOL.md section 15.6). This director must forget it.
+    Superseded {
+        /// The session's generation at the worker.
+        generation: u32,
+    },
 }
 
 #[derive(Debug)]
@@ -157,6 +163,31 @@ impl Coordinator {
         }
     }
 
+    /// A worker answered one of this session's ATTACHes with SUPERSEDED(`generation`): the
+    /// session was resumed through another director (PROTOCOL.md section 15.6). A running
+    /// migration aborts (its MigrationAbort is sent), the route is marked
+    /// ([`Route::superseded`]: no call attaches any more), and from now on the session neither
+    /// migrates ([`Coordinator::start_migration`] fails) nor fails over
+    /// ([`Coordinator::worker_lost`] returns false): another director's copy of it is the only
+    /// one, and a failover here from this director's checkpoints would give it a second owner.
+    /// Reports [`CoordinatorEvent::Superseded`] once; later calls change nothing.
+    pub fn on_superseded(&mut self, generation: u32, now_ms: u64) {
+        if self.route.superseded.is_some() {
+            return;
+        }
+        self.route.superseded = Some(generation);
+        if let Some(run) = self.run.as_mut() {
+            let why = format!(
+                "UNAVAILABLE: session {:016x} was resumed through another director",
+                self.session_id
+            );
+            let _ = run.machine.handle(failure(why), now_ms);
+            self.pump(now_ms);
+        }
+        self.events
+            .push_back(CoordinatorEvent::Superseded { generation });
+    }
+
     /// The session id.
     pub fn session_id(&self) -> u64 {
         self.session_id
@@ -190,7 +221,8 @@ impl Coordinator {
     /// issues the single-use token with the driver's random nonce and sends what the first phase
     /// needs. `now_ms` must be unix ms (tokens carry an absolute expiry).
     ///
-    /// Errors: `UNAVAILABLE` while another migration of the session runs; `INVALID_ARGUMENT`
+    /// Errors: `UNAVAILABLE` while another migration of the session runs, or once the session
+    /// was resumed through another director ([`Coordinator::on_superseded`]); `INVALID_ARGUMENT`
     /// when the target already owns the session or a worker id is too long for a token.
     pub fn start_migration(
         &mut self,
@@ -205,6 +237,15 @@ impl Coordinator {
             key,
             nonce,
         } = start;
+        if let Some(generation) = self.route.superseded {
+            return Err(CallError {
+                code: ErrorCode::Unavailable,
+                message: format!(
+                    "session {:016x} was resumed through another director (generation {generation})",
+                    self.session_id
+                ),
+            });
+        }
         if let Some((id, ..)) = self.migration() {
             return Err(CallError {
                 code: ErrorCode::Unavailable,
@@ -319,7 +360,8 @@ impl Coordinator {
 
     /// `worker` was declared dead. A migration it takes part in aborts (the session stays on
     /// the source). Returns true when the session's owner is `worker`: the driver must choose a
-    /// live worker and call [`Coordinator::fail_over`].
+    /// live worker and call [`Coordinator::fail_over`]. Never true once the session was
+    /// superseded ([`Coordinator::on_superseded`]).
     pub fn worker_lost(&mut self, worker: &str, now_ms: u64) -> bool {
         if let Some(run) = self.run.as_mut() {
             if run.machine.source() == worker || run.machine.target() == worker {
@@ -328,13 +370,14 @@ impl Coordinator {
                 self.pump(now_ms);
             }
         }
-        self.run.is_none() && self.route.owner == worker
+        self.run.is_none() && self.route.superseded.is_none() && self.route.owner == worker
     }
 
     /// Re-opens the session on `to` after its owner was lost (failover): the relays re-attach
-    /// there from their checkpoints. Ignored while a migration runs (it ends first).
+    /// there from their checkpoints. Ignored while a migration runs (it ends first), and once the
+    /// session was superseded.
     pub fn fail_over(&mut self, to: &str) {
-        if self.run.is_some() || to == self.route.owner {
+        if self.run.is_some() || self.route.superseded.is_some() || to == self.route.owner {
             return;
         }
         let from = self.route.owner.clone();
@@ -348,7 +391,7 @@ impl Coordinator {
     /// A worker re-registered (a new link to it): relays must re-attach. Bumps the epoch if it
     /// owns the session and no migration runs.
     pub fn owner_relinked(&mut self, worker: &str) {
-        if self.run.is_none() && self.route.owner == worker {
+        if self.run.is_none() && self.route.superseded.is_none() && self.route.owner == worker {
             self.route.advance(None);
         }
     }
@@ -561,7 +604,8 @@ mod tests {
             &Route {
                 owner: "b".into(),
                 epoch: 2,
-                frozen: false
+                frozen: false,
+                superseded: None,
             }
         );
         assert_eq!(c.poll_transmit().unwrap().method, WorkerMethod::Complete);
@@ -591,7 +635,8 @@ mod tests {
             &Route {
                 owner: "a".into(),
                 epoch: 2,
-                frozen: false
+                frozen: false,
+                superseded: None,
             }
         );
         let aborts: Vec<_> = std::iter::from_fn(|| c.poll_transmit()).collect();

@@ -35,6 +35,15 @@ pub enum OwnerFrame {
     /// The owner broke the rules (a seq gap, an unexpected frame): abandon its stream and wait
     /// for a route, as if it had died.
     OwnerFailed(String),
+    /// The owner answered SUPERSEDED (PROTOCOL.md section 15.6): the session was resumed through
+    /// another director at `generation`. The call is over here: send the client `error` (ERROR
+    /// `UNAVAILABLE`), and give the session up ([`crate::Coordinator::on_superseded`]).
+    Superseded {
+        /// The session's generation at the owner.
+        generation: u32,
+        /// The ERROR frame for the client.
+        error: Frame,
+    },
 }
 
 /// One relayed call. See the module docs.
@@ -135,7 +144,12 @@ impl RelayCall {
     /// and it is newer than the route the call last left (or the same route, once
     /// [`RETRY_SAME_ROUTE_MS`] have passed).
     pub fn can_attach(&self, route: &Route, owner_alive: bool, now_ms: u64) -> bool {
-        if self.finished || self.attached.is_some() || route.frozen || !owner_alive {
+        if self.finished
+            || self.attached.is_some()
+            || route.frozen
+            || route.superseded.is_some()
+            || !owner_alive
+        {
             return false;
         }
         match self.left {
@@ -252,6 +266,10 @@ impl RelayCall {
                 self.left = Some((epoch, now_ms));
                 OwnerFrame::Suspended
             }
+            Frame::Superseded { generation } => OwnerFrame::Superseded {
+                generation,
+                error: self.superseded(generation),
+            },
             Frame::End { .. } => self.finish(Frame::End {
                 items: self.expected,
             }),
@@ -262,6 +280,22 @@ impl RelayCall {
                     other.frame_type().name()
                 ),
                 now_ms,
+            ),
+        }
+    }
+
+    /// The session was resumed through another director at `generation` (an owner answered
+    /// SUPERSEDED, or the route says so: [`Route::superseded`]): the call is over here. Returns
+    /// the ERROR (`UNAVAILABLE`) frame for the client.
+    pub fn superseded(&mut self, generation: u32) -> Frame {
+        self.finished = true;
+        self.attached = None;
+        Frame::Error {
+            code: ErrorCode::Unavailable,
+            message: format!(
+                "session {:016x} was resumed through another director (generation \
+                 {generation}); this connection no longer carries it",
+                self.session_id
             ),
         }
     }

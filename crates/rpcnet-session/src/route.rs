@@ -14,6 +14,10 @@ pub struct Route {
     pub epoch: u64,
     /// True from State Capture to the Pivot or the abort: relays do not attach then.
     pub frozen: bool,
+    /// Set once a worker answered SUPERSEDED (PROTOCOL.md section 15.6): the session was
+    /// resumed through another director at this generation. No call attaches any more; each
+    /// ends with `UNAVAILABLE` ([`crate::RelayCall::superseded`]).
+    pub superseded: Option<u32>,
 }
 
 impl Route {
@@ -24,6 +28,7 @@ impl Route {
             owner: owner.into(),
             epoch: 1,
             frozen: false,
+            superseded: None,
         }
     }
 
@@ -36,6 +41,7 @@ impl Route {
             owner: owner.into(),
             epoch: rpcnet_protocol::resume::generation_epoch(generation) + 1,
             frozen: false,
+            superseded: None,
         }
     }
 

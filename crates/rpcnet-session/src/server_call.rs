@@ -92,7 +92,11 @@ impl ServerCall {
     /// The handler resumes at the later of the ATTACH checkpoint and the restored one; with
     /// neither, a call the client has items of (or a restored call) resumes at seq 0 with empty
     /// state, so `ctx.resume` tells the handler it is a resumed call (README "Resumable
-    /// handlers").
+    /// handlers"). A restored state that starts above the client's position (the source sent
+    /// items the client never got: they were still in the director's buffers when the source
+    /// was lost) cannot serve the call and is set aside: the handler resumes at the ATTACH
+    /// checkpoint, which is at or below the client's position, and produces those items again
+    /// (PROTOCOL.md section 13.4).
     pub fn attached(
         attach: &Attach,
         request: &Request,
@@ -102,6 +106,7 @@ impl ServerCall {
         let mut checkpoint = attach.checkpoint.clone();
         let mut skip_below = client_next;
         let mut first = Vec::new();
+        let restored = restored.filter(|r| covers(r, client_next));
         let restored_any = restored.is_some();
         if let Some(r) = restored {
             checkpoint = later(checkpoint, r.checkpoint);
@@ -260,6 +265,14 @@ impl ServerCall {
 }
 
 /// The later of two checkpoints (by seq).
+/// Whether a restored call can give the client every item from `client_next` on: its
+/// handler resumes at its checkpoint (seq 0 without one) and its pending items start at its
+/// `next_seq`, so it covers everything from the lower of the two.
+fn covers(r: &CallSnapshot, client_next: u64) -> bool {
+    let resumes_at = r.checkpoint.as_ref().map_or(0, |c| c.0);
+    resumes_at.min(r.next_seq) <= client_next
+}
+
 fn later(a: Option<(u64, Bytes)>, b: Option<(u64, Bytes)>) -> Option<(u64, Bytes)> {
     match (a, b) {
         (Some(x), Some(y)) => Some(if y.0 > x.0 { y } else { x }),
@@ -309,6 +322,41 @@ mod tests {
             Some(Frame::Item { seq: 5, .. })
         ));
         assert_eq!(c.end(), Frame::End { items: 6 });
+    }
+
+    #[test]
+    fn a_restored_state_ahead_of_the_client_is_set_aside_for_the_attach_checkpoint() {
+        // The source sent items 15..18 and suspended at 19 (its handler had finished), but the
+        // director lost them with the source: the client is at 15.
+        let restored = CallSnapshot {
+            call_id: 7,
+            streaming: true,
+            next_seq: 19,
+            checkpoint: Some((19, Bytes::from_static(b"done"))),
+            ..CallSnapshot::default()
+        };
+        let (mut c, first) =
+            ServerCall::attached(&attach(15, Some(15)), &request(), Some(restored));
+        assert!(first.is_empty());
+        assert_eq!(c.resume().unwrap().0, 15, "resumes where the client is");
+        for n in 15..19u8 {
+            assert!(
+                matches!(c.on_produced(item(n)), Some(Frame::Item { seq, .. }) if seq == u64::from(n))
+            );
+        }
+        assert_eq!(c.end(), Frame::End { items: 19 });
+        // A restored state that covers the client's position is used as before.
+        let covering = CallSnapshot {
+            call_id: 7,
+            streaming: true,
+            next_seq: 19,
+            pending: vec![(19, Bytes::from_static(b"p"))],
+            checkpoint: Some((15, Bytes::from_static(b"s"))),
+            ..CallSnapshot::default()
+        };
+        let (c, first) = ServerCall::attached(&attach(17, Some(15)), &request(), Some(covering));
+        assert_eq!(c.resume().unwrap().0, 15);
+        assert_eq!(first.len(), 1);
     }
 
     #[test]

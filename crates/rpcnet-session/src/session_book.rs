@@ -113,6 +113,13 @@ pub enum AttachDecision {
         /// The ATTACH's `next_seq`.
         next_seq: u64,
     },
+    /// Answer SUPERSEDED(`generation`): the ATTACH's route epoch belongs to an earlier resume
+    /// generation than the session's here, so its director lost the session to a resume through
+    /// another director (PROTOCOL.md section 15.6) and must give it up.
+    Superseded {
+        /// The session's generation here.
+        generation: u32,
+    },
     /// Serve the call, from this kept or restored state if there is one.
     Serve(Option<CallSnapshot>),
 }
@@ -223,13 +230,20 @@ impl SessionBook {
     /// Decides an ATTACH relayed by director `via` (see [`AttachDecision`]); a served call is
     /// recorded as open, relayed by `via`.
     ///
-    /// Rules, in order: SUSPENDED when `via`'s lease does not hold (PROTOCOL.md section 14.1);
-    /// SUSPENDED when the ATTACH's route epoch is at or below the session's fence (section
-    /// 13.5); otherwise served, with the state kept or restored for the call if any.
+    /// Rules, in order: SUPERSEDED when the ATTACH's route epoch is of an earlier resume
+    /// generation than the session's (PROTOCOL.md section 15.6), whichever director sent it (the
+    /// session is not that director's any more, lease or not); SUSPENDED when `via`'s lease
+    /// does not hold (section 14.1); SUSPENDED when the route epoch is at or below the session's
+    /// fence (section 13.5); otherwise served, with the state kept or restored for the call if
+    /// any.
     pub fn attach(&mut self, a: &Attach, via: DirectorKey) -> AttachDecision {
         let suspend = AttachDecision::Suspend {
             next_seq: a.next_seq,
         };
+        let generation = self.generation(a.session_id);
+        if epoch_generation(a.route_epoch) < generation {
+            return AttachDecision::Superseded { generation };
+        }
         if !self.leased.contains(&via) {
             return suspend;
         }
@@ -884,11 +898,26 @@ pub(crate) mod tests {
             AttachDecision::Serve(None)
         ));
         assert_eq!(b.claim(9, 0, 0), Ok((ClaimStatus::Serving, 1)));
-        // The earlier director's ATTACHes are stale now; the claiming director's are served.
-        assert!(matches!(
+        // The earlier director's ATTACHes are of an earlier generation now: SUPERSEDED, so it
+        // gives the session up; the claiming director's are served.
+        assert_eq!(
             b.attach(&attach(7, 2), D),
-            AttachDecision::Suspend { .. }
-        ));
+            AttachDecision::Superseded { generation: 1 }
+        );
+        // Even from a director whose lease does not hold, and for a session known only by
+        // the tombstone a claim left.
+        assert_eq!(
+            b.attach(&attach(7, 2), UNKNOWN_DIRECTOR),
+            AttachDecision::Superseded { generation: 1 }
+        );
+        let unknown_here = Attach {
+            session_id: 8,
+            ..attach(3, 1)
+        };
+        assert_eq!(
+            b.attach(&unknown_here, D),
+            AttachDecision::Superseded { generation: 1 }
+        );
         b.detach(9, &[kept(1)], 100);
         let next = generation_epoch(1) + 1;
         assert!(matches!(

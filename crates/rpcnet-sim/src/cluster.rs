@@ -73,6 +73,8 @@ pub struct Report {
     pub resumes: u64,
     /// Client connections cut while their director lived on.
     pub cut_connections: u64,
+    /// Stale sessions (of a cut connection) given up because a worker answered SUPERSEDED.
+    pub superseded: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -535,8 +537,7 @@ impl Sim {
                 }
             }
             40..=52 => {
-                let stale = self.sessions.keys().any(|k| k & STALE != 0);
-                if self.workers[w].up && !stale {
+                if self.workers[w].up {
                     self.crash(w);
                     let at = self.now + self.dice.range(100, 1_500);
                     self.q.push(at, Ev::Restart { w });
@@ -596,6 +597,14 @@ impl Sim {
 
     fn restart(&mut self, w: usize) {
         let (lease_ms, now) = (self.p.lease_ms, self.now);
+        if self.sessions.keys().any(|k| k & STALE != 0) {
+            // A worker that starts after a resume's claim knows nothing of it, so a director
+            // that lost the session but has not noticed could fail it over there: the one
+            // multi-fault case that gives a session two owners (PROTOCOL.md section 15.7).
+            let at = now + self.dice.range(50, 300);
+            self.q.push(at, Ev::Restart { w });
+            return;
+        }
         let p = &mut self.workers[w];
         if p.up {
             return;
@@ -1319,7 +1328,10 @@ impl Sim {
             let Some((w, inc, stream)) = r.attached else {
                 return;
             };
-            if r.outstanding >= CLIENT_WINDOW {
+            // Only items wait for the client's window: the runtime's relay acts on the frames
+            // that answer an ATTACH (SUSPENDED, SUPERSEDED) before it writes anything.
+            let is_item = matches!(r.inbox.front(), Some(Frame::Item { .. }));
+            if is_item && r.outstanding >= CLIENT_WINDOW {
                 return;
             }
             let Some(frame) = r.inbox.pop_front() else {
@@ -1329,6 +1341,7 @@ impl Sim {
             let outcome = r.machine.on_owner_frame(frame, now);
             let mut to_client = None;
             let mut stop = false;
+            let mut superseded = None;
             match outcome {
                 OwnerFrame::Forward(f) => {
                     r.outstanding += 1;
@@ -1348,6 +1361,14 @@ impl Sim {
                     r.waiting_since = now;
                     stop = true;
                 }
+                OwnerFrame::Superseded { generation, error } => {
+                    r.attached = None;
+                    to_client = Some(error);
+                    superseded = Some(generation);
+                }
+            }
+            if let Some(generation) = superseded {
+                self.supersede(sid, generation);
             }
             let msg = if stop { LinkIn::Stop } else { LinkIn::Credit };
             self.send_on_worker_stream(w, inc, stream, msg);
@@ -1363,6 +1384,26 @@ impl Sim {
                 );
             }
         }
+    }
+
+    /// A worker answered SUPERSEDED: the director gives the session up. Its coordinator stops
+    /// migrating and failing it over, and every call of it ends with `UNAVAILABLE` (its client
+    /// connection was replaced, so nobody reads these).
+    fn supersede(&mut self, sid: u64, generation: u32) {
+        let now = self.now;
+        let s = self.sessions.get_mut(&sid).expect("session");
+        s.coord.on_superseded(generation, now);
+        let mut errors = Vec::new();
+        for r in s.relays.values_mut() {
+            if !r.machine.is_finished() && r.attached.is_none() {
+                errors.push((r.client, r.conn, r.machine.superseded(generation)));
+            }
+        }
+        for (call, conn, frame) in errors {
+            let at = self.ordered((0, call as u64));
+            self.q.push(at, Ev::ToClient { call, conn, frame });
+        }
+        self.after_coord(sid);
     }
 
     // ---- director: coordinators, membership ---------------------------------------------
@@ -1394,6 +1435,7 @@ impl Sim {
                     }
                 }
                 CoordinatorEvent::Failover { .. } => self.report.failovers += 1,
+                CoordinatorEvent::Superseded { .. } => self.report.superseded += 1,
             }
         }
         if let Some(at) = s.coord.poll_timeout() {
@@ -1745,6 +1787,11 @@ impl Sim {
                 let restored = match decision {
                     AttachDecision::Suspend { next_seq } => {
                         let frame = Frame::Suspended { next_seq };
+                        self.send_on_director_stream(w, inc, stream, frame);
+                        return Ok(());
+                    }
+                    AttachDecision::Superseded { generation } => {
+                        let frame = Frame::Superseded { generation };
                         self.send_on_director_stream(w, inc, stream, frame);
                         return Ok(());
                     }

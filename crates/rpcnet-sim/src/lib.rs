@@ -15,8 +15,9 @@
 //! stalled client readers. In schedules with resumable sessions (PROTOCOL.md section 15) clients
 //! acknowledge items and the director crashes and restarts (one failure at a time: never while a
 //! worker is down or a session is still resuming), or a client's connection to the director is
-//! cut while the director lives on (its stale session goes on relaying and migrating until it
-//! notices); workers keep their calls, and clients resume
+//! cut while the director lives on (its stale session goes on relaying, migrating and failing
+//! over, worker crashes included, until it notices or a worker answers SUPERSEDED; no worker
+//! starts meanwhile, see PROTOCOL.md section 15.7); workers keep their calls, and clients resume
 //! with their credentials ([`rpcnet_session::participant::SessionBook::claim`],
 //! [`rpcnet_session::participant::choose_owner`]).
 //!

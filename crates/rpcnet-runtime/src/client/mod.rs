@@ -34,7 +34,10 @@ use crate::error::RpcError;
 use crate::tls::client_crypto;
 use crate::transport::client_transport_config;
 use bytes::Bytes;
-pub use config::{ClientConfig, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_LOSS_DETECTION_MS};
+pub use config::{
+    ClientConfig, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_LOSS_DETECTION_MS,
+    DEFAULT_RESUME_LOSS_DETECTION_MS,
+};
 pub use handle::StreamHandle;
 use resume::{Directors, Resumable};
 pub use resume::{
@@ -115,7 +118,7 @@ impl Client {
                 quinn::ClientConfig::new(Arc::new(quic))
             }
         };
-        client_config.transport_config(client_transport_config(config.loss_detection_ms)?);
+        client_config.transport_config(client_transport_config(config.loss_detection())?);
         let bind: SocketAddr = if first.is_ipv6() {
             "[::]:0".parse().unwrap()
         } else {

@@ -93,6 +93,9 @@ async fn next_route(
     let give_up = now_ms() + ROUTE_WAIT_MS;
     loop {
         let route = rx.borrow_and_update().clone();
+        if let Some(generation) = route.superseded {
+            return Err(error_of(call.superseded(generation)));
+        }
         let owner = inner.worker(&route.owner).filter(|w| w.alive());
         let now = now_ms();
         if call.can_attach(&route, owner.is_some(), now) {
@@ -119,6 +122,17 @@ async fn next_route(
             _ = rx.changed() => {}
             _ = sleep => {}
         }
+    }
+}
+
+/// The [`RpcError`] of an ERROR frame built by the relay machine.
+fn error_of(frame: Frame) -> RpcError {
+    match frame {
+        Frame::Error { code, message } => RpcError::new(code, message),
+        other => RpcError::internal(format!(
+            "the relay machine gave a {} frame where an ERROR was expected",
+            other.frame_type().name()
+        )),
     }
 }
 
@@ -194,6 +208,11 @@ pub(crate) async fn relay(
         };
         match link.pump(&owner, head).await {
             Pumped::Finished => break,
+            Pumped::Superseded { generation, error } => {
+                // Every relay of the session learns it from the route; then the client hears.
+                session.drive(&inner, |c, now| c.on_superseded(generation, now));
+                return send_error(&mut client_send, error_of(error)).await;
+            }
             Pumped::Again(why) => {
                 tracing::debug!(session = session.id, call_id, expected = call.expected(), owner = %owner.id, %why, "call left its owner; waiting for the next route");
             }
@@ -206,6 +225,14 @@ enum Pumped {
     Finished,
     /// The owner suspended the call or failed; attach to the next route.
     Again(String),
+    /// The owner answered SUPERSEDED (PROTOCOL.md section 15.6): the session lives on through
+    /// another director; `error` is the client's ERROR frame.
+    Superseded {
+        /// The session's generation at the owner.
+        generation: u32,
+        /// The ERROR frame for the client.
+        error: Frame,
+    },
 }
 
 /// The client's side of a relayed call while it is attached to one owner.
@@ -264,6 +291,11 @@ where
                 Step::Leave(why) => {
                     let _ = wr.stop(app_code(ErrorCode::Cancelled));
                     return Pumped::Again(why);
+                }
+                Step::Superseded { generation, error } => {
+                    // The answer to the ATTACH (nothing of this owner's was forwarded).
+                    let _ = wr.stop(app_code(ErrorCode::Cancelled));
+                    return Pumped::Superseded { generation, error };
                 }
             }
             tokio::select! {
@@ -351,6 +383,9 @@ where
                     return (out, Step::Finished);
                 }
                 OwnerFrame::OwnerFailed(why) => return (out, Step::Leave(why)),
+                OwnerFrame::Superseded { generation, error } => {
+                    return (out, Step::Superseded { generation, error })
+                }
             }
         }
     }
@@ -369,4 +404,11 @@ enum Step {
     Finished,
     /// Leave this owner (suspended or failed).
     Leave(String),
+    /// The session was resumed through another director (SUPERSEDED).
+    Superseded {
+        /// The session's generation at the owner.
+        generation: u32,
+        /// The ERROR frame for the client.
+        error: Frame,
+    },
 }

@@ -273,6 +273,14 @@ impl Session {
                     }
                     self.idle.notify_waiters();
                 }
+                CoordinatorEvent::Superseded { generation } => {
+                    tracing::info!(
+                        session = self.id,
+                        generation,
+                        "the session was resumed through another director: given up here"
+                    );
+                    self.close(inner);
+                }
                 CoordinatorEvent::Failover { from, to } => {
                     let last = inner.worker(&from).map_or(now_ms(), |w| w.last_heartbeat());
                     inner.emit(DirectorEvent::Failover {

@@ -216,6 +216,13 @@ pub(crate) async fn serve_call(
                     let _ = send.finish();
                     return;
                 }
+                Some((_, AttachDecision::Superseded { generation })) => {
+                    let _ = send
+                        .write_all(&Frame::Superseded { generation }.to_bytes())
+                        .await;
+                    let _ = send.finish();
+                    return;
+                }
                 Some((_, AttachDecision::Serve(r))) => r,
                 None => None,
             };

@@ -84,11 +84,12 @@ fn add(total: &mut Report, r: &Report) {
     total.director_crashes += r.director_crashes;
     total.resumes += r.resumes;
     total.cut_connections += r.cut_connections;
+    total.superseded += r.superseded;
 }
 
 fn describe(r: &Report) -> String {
     format!(
-        "{} steps checked, {} items delivered, {} migrations completed, {} aborted, {} failovers, {} worker crashes, {} director crashes, {} client connections cut, {} sessions resumed",
-        r.steps, r.items, r.completed, r.aborted, r.failovers, r.crashes, r.director_crashes, r.cut_connections, r.resumes
+        "{} steps checked, {} items delivered, {} migrations completed, {} aborted, {} failovers, {} worker crashes, {} director crashes, {} client connections cut, {} sessions resumed, {} stale sessions superseded",
+        r.steps, r.items, r.completed, r.aborted, r.failovers, r.crashes, r.director_crashes, r.cut_connections, r.resumes, r.superseded
     )
 }
