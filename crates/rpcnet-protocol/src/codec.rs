@@ -13,7 +13,7 @@
 //! A decoding error ends the call (the receiver resets the stream with the error's
 //! [`FrameError::code`], PROTOCOL.md section 11), never the connection or the process.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use crate::code::ErrorCode;
 use crate::frame::{
@@ -207,6 +207,17 @@ impl Decoder {
     /// bytes are present (before the body is buffered), [`FrameErrorKind::Malformed`] once the
     /// whole body is present. Never [`FrameErrorKind::Truncated`].
     pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        Ok(self.decode_raw(src)?.map(|(frame, _)| frame))
+    }
+
+    /// [`Decoder::decode`], also returning the frame's whole encoding (header and body, sharing
+    /// `src`'s allocation), so that a relay can forward a frame it does not change without
+    /// encoding it again (DESIGN.md: the director relays items in Rust).
+    ///
+    /// # Errors
+    ///
+    /// As [`Decoder::decode`].
+    pub fn decode_raw(&mut self, src: &mut BytesMut) -> Result<Option<(Frame, Bytes)>, FrameError> {
         let Some((type_byte, flags, length)) = peek_header(src) else {
             return Ok(None);
         };
@@ -240,9 +251,9 @@ impl Decoder {
         let body = &src[HEADER_LEN..total];
         let (mut frame, payload_offset) = parse_body(ty, flags, body)?;
         // Valid: now consume the frame and attach the zero-copy payload slice.
-        let mut bytes: Bytes = src.split_to(total).freeze();
+        let raw: Bytes = src.split_to(total).freeze();
         if let Some(off) = payload_offset {
-            bytes.advance(HEADER_LEN + off);
+            let bytes = raw.slice(HEADER_LEN + off..);
             match &mut frame {
                 Frame::Request(Request { payload, .. })
                 | Frame::Response { payload }
@@ -258,7 +269,7 @@ impl Decoder {
                 _ => unreachable!("only frames with a payload get an offset"),
             }
         }
-        Ok(Some(frame))
+        Ok(Some((frame, raw)))
     }
 
     /// Like [`Decoder::decode`], for when the peer has finished the stream (FIN) and no more
@@ -272,8 +283,21 @@ impl Decoder {
     /// Header errors (unknown type, reserved flags, too large) take precedence over truncation.
     /// `src` is untouched on `Err`.
     pub fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
-        if let Some(frame) = self.decode(src)? {
-            return Ok(Some(frame));
+        Ok(self.decode_eof_raw(src)?.map(|(frame, _)| frame))
+    }
+
+    /// [`Decoder::decode_eof`], also returning the frame's whole encoding, as
+    /// [`Decoder::decode_raw`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Decoder::decode_eof`].
+    pub fn decode_eof_raw(
+        &mut self,
+        src: &mut BytesMut,
+    ) -> Result<Option<(Frame, Bytes)>, FrameError> {
+        if let Some(decoded) = self.decode_raw(src)? {
+            return Ok(Some(decoded));
         }
         if src.is_empty() {
             return Ok(None);

@@ -604,6 +604,41 @@ fn decoded_payloads_are_zero_copy() {
 }
 
 #[test]
+fn raw_decoding_returns_each_frame_s_own_encoding_zero_copy() {
+    let frames = [
+        Frame::Item {
+            seq: 9,
+            payload: Bytes::from(vec![7u8; 300]),
+        },
+        Frame::Checkpoint {
+            seq: 10,
+            state: Bytes::from_static(b"s"),
+        },
+        Frame::End { items: 10 },
+    ];
+    let mut buf = BytesMut::new();
+    for f in &frames {
+        f.encode(&mut buf);
+    }
+    let start = buf.as_ptr() as usize;
+    let mut decoder = Decoder::default();
+    let mut offset = 0;
+    for (i, f) in frames.iter().enumerate() {
+        let decoded = if i + 1 == frames.len() {
+            decoder.decode_eof_raw(&mut buf)
+        } else {
+            decoder.decode_raw(&mut buf)
+        };
+        let (frame, raw) = decoded.unwrap().expect("a whole frame");
+        assert_eq!(&frame, f);
+        assert_eq!(raw, f.to_bytes(), "the frame's own bytes");
+        assert_eq!(raw.as_ptr() as usize, start + offset, "not copied");
+        offset += raw.len();
+    }
+    assert!(decoder.decode_eof_raw(&mut buf).unwrap().is_none());
+}
+
+#[test]
 fn split_headers_match_full_encoding() {
     let payload = Bytes::from_static(b"payload bytes");
     let mut split = BytesMut::new();

@@ -353,11 +353,12 @@ where
     ) -> (Vec<Bytes>, Step) {
         let mut out = Vec::new();
         loop {
-            let frame = match if eof {
-                decoder.decode_eof(buf)
+            let decoded = if eof {
+                decoder.decode_eof_raw(buf)
             } else {
-                decoder.decode(buf)
-            } {
+                decoder.decode_raw(buf)
+            };
+            let (frame, raw) = match decoded {
                 Ok(Some(f)) => f,
                 Ok(None) => return (out, Step::Read),
                 Err(e) => {
@@ -369,12 +370,8 @@ where
                 }
             };
             match self.call.on_owner_frame(frame, now_ms()) {
-                OwnerFrame::Forward(Frame::Item { seq, payload }) => {
-                    let mut h = BytesMut::with_capacity(14);
-                    rpcnet_protocol::frame::encode_item_header(seq, payload.len(), &mut h);
-                    out.push(h.freeze());
-                    out.push(payload);
-                }
+                // The item goes out exactly as the owner encoded it (same seq, same payload).
+                OwnerFrame::Forward(Frame::Item { .. }) => out.push(raw),
                 OwnerFrame::Forward(f) => out.push(f.to_bytes()),
                 OwnerFrame::Absorbed => {}
                 OwnerFrame::Suspended => return (out, Step::Leave("suspended".into())),
