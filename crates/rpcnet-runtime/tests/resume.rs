@@ -80,12 +80,7 @@ type Starts = Arc<std::sync::Mutex<Vec<Option<u64>>>>;
 /// checkpointing after each, recording where each call starts in `starts`); returns once every
 /// director accepted it.
 async fn worker(dir: &Path, mgmt: &[SocketAddr], starts: Starts) -> Arc<Worker> {
-    let directors = mgmt.iter().map(ToString::to_string).collect();
-    let config = WorkerConfig {
-        heartbeat_ms: 50,
-        ..WorkerConfig::new("worker-a", directors, common::creds(dir, "worker-a"))
-    };
-    let w = Arc::new(Worker::start(config).await.unwrap());
+    let w = start_worker_a(dir, mgmt).await;
     let on_call: common::OnCall = Arc::new(move |resume| starts.lock().unwrap().push(resume));
     let every = Duration::from_millis(5);
     let on_push: common::OnPush = Arc::new(|_| {});
@@ -97,15 +92,30 @@ async fn worker(dir: &Path, mgmt: &[SocketAddr], starts: Starts) -> Arc<Worker> 
         on_push,
         on_call,
     ));
+    registered(&w, mgmt.len()).await;
+    w
+}
+
+/// Starts worker-a (heartbeats every 50 ms) for the directors of `mgmt`.
+async fn start_worker_a(dir: &Path, mgmt: &[SocketAddr]) -> Arc<Worker> {
+    let directors = mgmt.iter().map(ToString::to_string).collect();
+    let config = WorkerConfig {
+        heartbeat_ms: 50,
+        ..WorkerConfig::new("worker-a", directors, common::creds(dir, "worker-a"))
+    };
+    Arc::new(Worker::start(config).await.unwrap())
+}
+
+/// Waits (at most 10 s) until `directors` directors accepted `w`.
+async fn registered(w: &Worker, directors: usize) {
     let until = Instant::now() + Duration::from_secs(10);
-    while w.leases().iter().filter(|(_, held)| *held).count() < mgmt.len() {
+    while w.leases().iter().filter(|(_, held)| *held).count() < directors {
         assert!(
             Instant::now() < until,
             "worker-a did not register with every director"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    w
 }
 
 /// Reads `stream` to its END into `seqs`; returns the longest wait for a batch. Panics when the
@@ -496,4 +506,81 @@ async fn a_director_that_lost_its_session_to_a_resume_gives_it_up() {
     drop(send);
     d1.close().await;
     d2.close().await;
+}
+
+/// A unary call in flight when its director dies is sent again on the resumed session only if
+/// the caller marked it idempotent (PROTOCOL.md section 15.3); otherwise it fails with
+/// `UNAVAILABLE` and says why, and its handler ran once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unary_call_in_flight_at_a_director_crash_is_sent_again_only_if_idempotent() {
+    let tmp = TempDir::new("resume-unary");
+    let mut d1 = ChildDirector::start(&tmp.0).await;
+    let d2 = Director::bind(DirectorConfig::new(common::creds(&tmp.0, "director")))
+        .await
+        .unwrap();
+    let runs: Arc<std::sync::Mutex<Vec<Bytes>>> = Arc::default();
+    let _w = slow_echo_worker(&tmp.0, &[d1.mgmt, d2.mgmt_addr()], runs.clone()).await;
+    let client = Arc::new(resumable_client(&tmp.0, &[d1.user, d2.local_addr()]).await);
+    let call = |payload: &'static [u8], idempotent: bool| {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client
+                .unary_call("slow", Bytes::from_static(payload), 0, None, idempotent)
+                .await
+        })
+    };
+    let (again, once) = (call(b"again", true), call(b"once", false));
+    // Both requests reach the handler, whose answers wait SLOW_ECHO_MS; the director dies first.
+    let until = Instant::now() + Duration::from_secs(5);
+    while runs.lock().unwrap().len() < 2 {
+        assert!(Instant::now() < until, "the calls did not reach the worker");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    d1.child.kill().await.unwrap();
+
+    assert_eq!(again.await.unwrap().unwrap(), Bytes::from_static(b"again"));
+    let e = once.await.unwrap().unwrap_err();
+    assert_eq!(e.code, ErrorCode::Unavailable, "{e}");
+    assert!(e.message.contains("not marked idempotent"), "{e}");
+    let runs = runs.lock().unwrap().clone();
+    let count = |p: &[u8]| runs.iter().filter(|r| r.as_ref() == p).count();
+    assert_eq!(count(b"again"), 2, "sent again after the resume: {runs:?}");
+    assert_eq!(count(b"once"), 1, "not sent again: {runs:?}");
+    client.close().await;
+    d2.close().await;
+}
+
+/// How long `slow` takes to answer, ms.
+const SLOW_ECHO_MS: u64 = 700;
+
+/// worker-a, registered with every director of `mgmt`, serving the unary `slow`: records each
+/// request in `runs`, then answers it with its payload after [`SLOW_ECHO_MS`].
+async fn slow_echo_worker(
+    dir: &Path,
+    mgmt: &[SocketAddr],
+    runs: Arc<std::sync::Mutex<Vec<Bytes>>>,
+) -> Arc<Worker> {
+    let w = start_worker_a(dir, mgmt).await;
+    let server = w.server().clone();
+    server.register("slow", rpcnet_runtime::MethodKind::Unary);
+    tokio::spawn(async move {
+        loop {
+            let events = server.next_events(16).await;
+            if events.is_empty() {
+                return;
+            }
+            for e in events {
+                if let rpcnet_runtime::ServerEvent::Call { id, payload, .. } = e {
+                    runs.lock().unwrap().push(payload.clone());
+                    let server = server.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(SLOW_ECHO_MS)).await;
+                        server.respond(id, Ok(payload));
+                    });
+                }
+            }
+        }
+    });
+    registered(&w, mgmt.len()).await;
+    w
 }

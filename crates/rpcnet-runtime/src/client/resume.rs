@@ -278,6 +278,7 @@ async fn reconnect(
             }
             Err(e) => e,
         };
+        tracing::debug!(%addr, attempt, error = %last, "resume attempt failed");
         if Instant::now() >= give_up {
             return Err(RpcError::unavailable(format!(
                 "could not resume the session within {RESUME_TIMEOUT_MS} ms: {}",

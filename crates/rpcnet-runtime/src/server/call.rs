@@ -87,6 +87,13 @@ fn error_frame(e: &RpcError) -> Bytes {
     .to_bytes()
 }
 
+/// Answers an ATTACH with `frame` (SUSPENDED or SUPERSEDED, PROTOCOL.md sections 13.3 and
+/// 15.6) and finishes the stream: the handler does not run here.
+async fn answer(send: &mut quinn::SendStream, frame: Frame) {
+    let _ = send.write_all(&frame.to_bytes()).await;
+    let _ = send.finish();
+}
+
 async fn fail(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, e: RpcError) {
     let _ = send.write_all(&error_frame(&e)).await;
     let _ = send.finish();
@@ -160,6 +167,22 @@ pub(crate) async fn serve_call(
 
     match kind {
         MethodKind::Unary => {
+            // A resumable session's unary call goes through the book too, so that the session
+            // is known here (a resume's claim finds it, PROTOCOL.md section 15.6) even if it
+            // only ever made unary calls; a stale or superseded one is answered at once,
+            // before its handler runs, so its relay may send it elsewhere.
+            let registered = match attach.as_ref().filter(|a| a.resumable) {
+                Some(a) => match shared.sessions.attach(a, director.as_deref()) {
+                    AttachDecision::Serve(_) => Some((a.session_id, a.call_id)),
+                    AttachDecision::Suspend { next_seq } => {
+                        return answer(&mut send, Frame::Suspended { next_seq }).await;
+                    }
+                    AttachDecision::Superseded { generation } => {
+                        return answer(&mut send, Frame::Superseded { generation }).await;
+                    }
+                },
+                None => None,
+            };
             let (tx, rx) = oneshot::channel();
             shared.calls.lock().unwrap().insert(id, CallSlot::Unary(tx));
             shared.emit(ServerEvent::Call {
@@ -200,6 +223,9 @@ pub(crate) async fn serve_call(
                     let _ = send.reset(app_code(ErrorCode::Cancelled));
                 }
             }
+            if let Some((session_id, call_id)) = registered {
+                shared.sessions.close_call(session_id, call_id);
+            }
         }
         MethodKind::ServerStreaming => {
             // Where this call (re)starts is the session core's decision: an ATTACH may be stale
@@ -210,18 +236,10 @@ pub(crate) async fn serve_call(
                 .map(|a| (a, shared.sessions.attach(a, director.as_deref())));
             let restored = match decision {
                 Some((_, AttachDecision::Suspend { next_seq })) => {
-                    let _ = send
-                        .write_all(&Frame::Suspended { next_seq }.to_bytes())
-                        .await;
-                    let _ = send.finish();
-                    return;
+                    return answer(&mut send, Frame::Suspended { next_seq }).await;
                 }
                 Some((_, AttachDecision::Superseded { generation })) => {
-                    let _ = send
-                        .write_all(&Frame::Superseded { generation }.to_bytes())
-                        .await;
-                    let _ = send.finish();
-                    return;
+                    return answer(&mut send, Frame::Superseded { generation }).await;
                 }
                 Some((_, AttachDecision::Serve(r))) => r,
                 None => None,
