@@ -43,8 +43,13 @@ pub const CLAIM: &str = "rpcnet.mgmt/claim";
 /// section 15.6; ignored when the session is at a later generation).
 pub const SESSION_DETACHED: &str = "rpcnet.mgmt/session-detached";
 
+/// Worker (owner): a director placed a resumable session here (opened, or failed over to this
+/// worker), so the owner knows it before any call (`Claim` with the director's generation ->
+/// `Claim`, PROTOCOL.md section 15.6; ignored when the session is at a later generation).
+pub const SESSION_OPENED: &str = "rpcnet.mgmt/session-opened";
+
 /// Every worker management method (registered on a worker's management port).
-pub const WORKER_METHODS: [&str; 9] = [
+pub const WORKER_METHODS: [&str; 10] = [
     REQUEST,
     PREPARE,
     CAPTURE,
@@ -54,6 +59,7 @@ pub const WORKER_METHODS: [&str; 9] = [
     SESSION_CLOSED,
     CLAIM,
     SESSION_DETACHED,
+    SESSION_OPENED,
 ];
 /// Every director management method.
 pub const DIRECTOR_METHODS: [&str; 3] = [REGISTER, HEARTBEAT, DRAIN];

@@ -584,3 +584,43 @@ async fn slow_echo_worker(
     registered(&w, mgmt.len()).await;
     w
 }
+
+/// A resumable session that has not made a call yet is known to its owner all the same
+/// (`rpcnet.mgmt/session-opened`), so it resumes after its director's SIGKILL and keeps its id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_with_no_call_yet_resumes_after_its_director_is_killed() {
+    let tmp = TempDir::new("resume-idle");
+    let mut d1 = ChildDirector::start(&tmp.0).await;
+    let d2 = Director::bind(DirectorConfig::new(common::creds(&tmp.0, "director")))
+        .await
+        .unwrap();
+    let _w = worker(&tmp.0, &[d1.mgmt, d2.mgmt_addr()], Starts::default()).await;
+    let client = resumable_client(&tmp.0, &[d1.user, d2.local_addr()]).await;
+    let session = client.session_id().expect("a resumable session");
+    d1.child.kill().await.unwrap();
+    let events = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut seen = Vec::new();
+        while !seen
+            .iter()
+            .any(|e| matches!(e, SessionEvent::Resumed { .. } | SessionEvent::Lost { .. }))
+        {
+            seen.extend(client.next_session_events(8).await);
+        }
+        seen
+    })
+    .await
+    .expect("a session event within 10 s");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, SessionEvent::Resumed { .. })),
+        "{events:?}"
+    );
+    assert_eq!(client.session_id(), Some(session), "the session id stays");
+    let mut stream = client.streaming("count", Bytes::new(), 0).await.unwrap();
+    let mut seqs = Vec::new();
+    read_to_end(&mut stream, &mut seqs).await;
+    assert_eq!(seqs, (0..ITEMS).collect::<Vec<_>>());
+    client.close().await;
+    d2.close().await;
+}

@@ -443,6 +443,19 @@ impl SessionBook {
         epoch_generation(epoch)
     }
 
+    /// Director `via` placed the resumable session `session_id`, at `generation`, here
+    /// (`rpcnet.mgmt/session-opened`, PROTOCOL.md section 15.6): the session is known even
+    /// before (or without) any call, so a claim after a director's loss finds it. Ignored when
+    /// the session is at a later generation here (a director that lost it to a resume).
+    pub fn adopt(&mut self, session_id: u64, generation: u32, via: DirectorKey) {
+        if self.generation(session_id) > generation {
+            return;
+        }
+        let s = self.live(session_id);
+        s.resumable = true;
+        s.via.get_or_insert(via);
+    }
+
     /// Keeps calls of a resumable session frozen at `now_ms` because their director link was
     /// lost (or a resume claimed them): they, and the session, wait [`RESUME_WINDOW_MS`] for
     /// an ATTACH. `calls` may be empty (a session with no call open).
@@ -929,6 +942,22 @@ pub(crate) mod tests {
         assert_eq!(e.code(), "RESUME_REPLAYED");
         assert!(e.to_string().contains("generation 1"), "{e}");
         assert_eq!(b.claim(9, 1, 0), Ok((ClaimStatus::Serving, next)));
+    }
+
+    #[test]
+    fn an_adopted_session_with_no_call_is_kept_for_a_resume_and_claimed() {
+        let mut b = leased_book();
+        b.adopt(9, 0, D);
+        assert_eq!(b.resumable_ids(), [9]);
+        // Its director is lost: the session waits for a resume, and a claim finds it.
+        b.forget_director(D, 10);
+        assert_eq!(b.detached(), 1);
+        assert!(b.claim(9, 0, 20).is_ok());
+        // A director of an earlier generation cannot adopt it again.
+        b.adopt(9, 0, D);
+        assert_eq!(b.generation(9), 1);
+        b.prune(20 + RESUME_WINDOW_MS);
+        assert_eq!(b.len(), 0, "forgotten after the resume window");
     }
 
     #[test]

@@ -78,6 +78,9 @@ async fn serve_client(inner: Arc<Inner>, connection: quinn::Connection) {
             let Some(session) = opened else {
                 return;
             };
+            if credential.is_empty() {
+                tell_opened(&inner, &session).await;
+            }
             match resume::welcome(&inner, &session) {
                 Ok(w) => {
                     let _ = first_send.write_all(&w.to_bytes()).await;
@@ -232,9 +235,21 @@ async fn hold_session_stream(
     }
 }
 
+/// Tells the owner of the resumable `session` that it holds it (`rpcnet.mgmt/session-opened`,
+/// PROTOCOL.md section 15.6), so that a resume after this director's loss finds the session even
+/// if it never made a call. At most [`SESSION_CLOSED_TIMEOUT_MS`]; a failure is logged, and
+/// the session's first call makes it known all the same.
+pub(crate) async fn tell_opened(inner: &Inner, session: &Session) {
+    let msg = ManagementMessage::Claim(Claim {
+        session_id: session.id,
+        generation: session.generation,
+    });
+    tell_owner(inner, session, mgmt::SESSION_OPENED, msg).await;
+}
+
 /// Tells the owner `msg` with `method`: SessionClosed, so it frees whatever it still holds for
-/// the session (captured or restored calls that will never be re-attached); or session-detached,
-/// so a resumable session starts its resume window.
+/// the session (captured or restored calls that will never be re-attached); session-detached,
+/// so a resumable session starts its resume window; or session-opened.
 async fn tell_owner(inner: &Inner, session: &Session, method: &str, msg: ManagementMessage) {
     let Some(w) = inner.worker(&session.owner()).filter(|w| w.alive()) else {
         return;

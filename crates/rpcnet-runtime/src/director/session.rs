@@ -197,6 +197,15 @@ impl Session {
         for t in out.transmits {
             self.dispatch(inner, t, out.deadline);
         }
+        let failed_over = out
+            .events
+            .iter()
+            .any(|e| matches!(e, CoordinatorEvent::Failover { .. }));
+        if failed_over && self.resumable {
+            // The new owner learns of the session before its calls re-attach, if any.
+            let (session, inner) = (self.clone(), inner.clone());
+            tokio::spawn(async move { super::clients::tell_opened(&inner, &session).await });
+        }
         self.report(inner, out.events, out.finished, out.phases, out.thawed_ms);
         if let Some(at) = out.arm {
             self.arm(inner, at);

@@ -667,6 +667,10 @@ async fn handle(
             });
             Ok(ManagementMessage::Claim(c))
         }
+        (mgmt::SESSION_OPENED, ManagementMessage::Claim(c)) => {
+            sessions.with_book(|b| b.adopt(c.session_id, c.generation, via));
+            Ok(ManagementMessage::Claim(c))
+        }
         (mgmt::CLAIM, ManagementMessage::Claim(c)) => {
             let (status, epoch) = match sessions
                 .claim(
