@@ -264,15 +264,20 @@ impl ServerCall {
     }
 }
 
-/// The later of two checkpoints (by seq).
-/// Whether a restored call can give the client every item from `client_next` on: its
-/// handler resumes at its checkpoint (seq 0 without one) and its pending items start at its
-/// `next_seq`, so it covers everything from the lower of the two.
+/// Whether a restored call can give the client every item from `client_next` on. With pending
+/// items, the handler's items up to the last of them are skipped, so the pending items must
+/// start at or below the client's position (they are contiguous from the snapshot's
+/// `next_seq`); without, the handler produces everything from its checkpoint (seq 0 without
+/// one), which must be at or below the client's position.
 fn covers(r: &CallSnapshot, client_next: u64) -> bool {
-    let resumes_at = r.checkpoint.as_ref().map_or(0, |c| c.0);
-    resumes_at.min(r.next_seq) <= client_next
+    if r.pending.is_empty() {
+        r.checkpoint.as_ref().map_or(0, |c| c.0) <= client_next
+    } else {
+        r.next_seq <= client_next
+    }
 }
 
+/// The later of two checkpoints (by seq).
 fn later(a: Option<(u64, Bytes)>, b: Option<(u64, Bytes)>) -> Option<(u64, Bytes)> {
     match (a, b) {
         (Some(x), Some(y)) => Some(if y.0 > x.0 { y } else { x }),
@@ -345,18 +350,34 @@ mod tests {
             );
         }
         assert_eq!(c.end(), Frame::End { items: 19 });
-        // A restored state that covers the client's position is used as before.
-        let covering = CallSnapshot {
+        // Pending items that start above the client's position are set aside too: the
+        // handler's items below them would be skipped.
+        let pending_ahead = CallSnapshot {
             call_id: 7,
             streaming: true,
             next_seq: 19,
             pending: vec![(19, Bytes::from_static(b"p"))],
-            checkpoint: Some((15, Bytes::from_static(b"s"))),
+            checkpoint: Some((20, Bytes::from_static(b"s"))),
             ..CallSnapshot::default()
         };
-        let (c, first) = ServerCall::attached(&attach(17, Some(15)), &request(), Some(covering));
+        let (mut c, first) = ServerCall::attached(
+            &attach(17, Some(15)),
+            &request(),
+            Some(pending_ahead.clone()),
+        );
+        assert!(first.is_empty());
         assert_eq!(c.resume().unwrap().0, 15);
-        assert_eq!(first.len(), 1);
+        assert_eq!(c.on_produced(item(15)), None, "the client has 15");
+        assert!(matches!(c.on_produced(item(16)), None));
+        assert!(matches!(
+            c.on_produced(item(17)),
+            Some(Frame::Item { seq: 17, .. })
+        ));
+        // A restored state that covers the client's position is used: its pending items first.
+        let (c, first) =
+            ServerCall::attached(&attach(19, Some(15)), &request(), Some(pending_ahead));
+        assert_eq!(c.resume().unwrap().0, 20);
+        assert!(matches!(first.as_slice(), [Frame::Item { seq: 19, .. }]));
     }
 
     #[test]

@@ -41,9 +41,9 @@ pub struct ClientConfig {
     /// offer 30 s ([`crate::transport::IDLE_TIMEOUT_MS`]), so this value decides, for both ends:
     /// the server also drops the connection after that long without a packet from the client.
     /// `None` (the default) is [`DEFAULT_RESUME_LOSS_DETECTION_MS`] (400) with
-    /// [`ClientConfig::resume`], [`DEFAULT_LOSS_DETECTION_MS`] (750) without, and
-    /// [`crate::transport::IDLE_TIMEOUT_MS`] for a cluster peer ([`ClientConfig::cluster`]); see
-    /// [`ClientConfig::loss_detection`]. Lower notices a dead server sooner; on a lossy or
+    /// [`ClientConfig::resume`] and [`DEFAULT_LOSS_DETECTION_MS`] (750) without (see
+    /// [`ClientConfig::loss_detection`]); [`ClientConfig::cluster`] sets
+    /// [`crate::transport::IDLE_TIMEOUT_MS`] for a cluster peer. Lower notices a dead server sooner; on a lossy or
     /// congested link, or with a process that can stall, raise it, since four PINGs in a row
     /// without an answer (or that long without CPU for either end's QUIC thread) end a healthy
     /// connection. A server that restarted on the same address with the cluster's reset key ends

@@ -202,7 +202,7 @@ impl Session {
             .iter()
             .any(|e| matches!(e, CoordinatorEvent::Failover { .. }));
         if failed_over && self.resumable {
-            // The new owner learns of the session before its calls re-attach, if any.
+            // The new owner learns of the session even if no call of it re-attaches there.
             let (session, inner) = (self.clone(), inner.clone());
             tokio::spawn(async move { super::clients::tell_opened(&inner, &session).await });
         }

@@ -141,7 +141,8 @@ impl Sessions {
         timeout: Duration,
     ) -> Result<SessionSnapshot, RpcError> {
         let waiters = self.freeze_writers(|s, _| s == session_id);
-        let (calls, late) = collect(waiters, timeout).await;
+        let (frozen, late) = collect(waiters, timeout).await;
+        let calls: Vec<CallSnapshot> = frozen.into_iter().map(|(_, c)| c).collect();
         let mut inner = self.inner.lock().unwrap();
         inner.book.keep(session_id, &calls);
         if let Some(call_id) = late {
@@ -188,12 +189,10 @@ impl Sessions {
     /// [`rpcnet_session::session_book::RESUME_WINDOW_MS`] for a resume).
     async fn detach_writers(&self, which: impl Fn(u64, u64) -> bool, timeout: Duration) {
         let waiters = self.freeze_writers(which);
-        let sessions: HashMap<u64, u64> = waiters.iter().map(|(s, c, _)| (*c, *s)).collect();
         let (frozen, _) = collect(waiters, timeout).await;
         let now = now_ms();
         let mut inner = self.inner.lock().unwrap();
-        for c in frozen {
-            let session = sessions[&c.call_id];
+        for (session, c) in frozen {
             inner.book.detach(session, &[c], now);
         }
     }
@@ -217,10 +216,9 @@ impl Sessions {
         let calls: std::collections::HashSet<(u64, u64)> = calls.into_iter().collect();
         let waiters = self.freeze_writers(|session, call| calls.contains(&(session, call)));
         let mut by_session: HashMap<u64, Vec<CallSnapshot>> = HashMap::new();
-        let sessions: HashMap<u64, u64> = waiters.iter().map(|(s, c, _)| (*c, *s)).collect();
         let (frozen, _) = collect(waiters, timeout).await;
-        for c in frozen {
-            by_session.entry(sessions[&c.call_id]).or_default().push(c);
+        for (session, c) in frozen {
+            by_session.entry(session).or_default().push(c);
         }
         let mut inner = self.inner.lock().unwrap();
         for (session, calls) in by_session {
@@ -248,20 +246,60 @@ impl Sessions {
     }
 }
 
-/// Waits for frozen calls until `timeout`; returns them and the id of one that was late.
+/// Waits for frozen calls until `timeout`; returns them, each with its session (call ids are
+/// unique only within a session: a resumable session's client numbers its own), and the id of
+/// one that was late.
 async fn collect(
     waiters: Vec<(u64, u64, oneshot::Receiver<CallSnapshot>)>,
     timeout: Duration,
-) -> (Vec<CallSnapshot>, Option<u64>) {
+) -> (Vec<(u64, CallSnapshot)>, Option<u64>) {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut calls = Vec::new();
     let mut late = None;
-    for (_, call_id, w) in waiters {
+    for (session, call_id, w) in waiters {
         match tokio::time::timeout_at(deadline, w).await {
-            Ok(Ok(call)) => calls.push(call),
+            Ok(Ok(call)) => calls.push((session, call)),
             Ok(Err(_)) => {} // the call ended on its own meanwhile
             Err(_) => late = Some(call_id),
         }
     }
     (calls, late)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    /// Two sessions whose clients both numbered their call 0 (resumable sessions number their
+    /// own calls): each frozen call is kept under its own session.
+    #[tokio::test]
+    async fn frozen_calls_are_kept_under_their_own_session_when_call_ids_repeat() {
+        let sessions = Sessions::default();
+        let mut writers = [(1u64, b"one"), (2u64, b"two")].map(|(session, state)| {
+            let rx = sessions.open_call(session, 0);
+            (rx, Bytes::from_static(state))
+        });
+        let answer = async {
+            for (rx, state) in &mut writers {
+                let freeze = rx.recv().await.expect("a freeze request");
+                let _ = freeze.send(CallSnapshot {
+                    call_id: 0,
+                    checkpoint: Some((5, state.clone())),
+                    ..CallSnapshot::default()
+                });
+            }
+        };
+        let freeze = sessions.freeze_calls(7, vec![(1, 0), (2, 0)], Duration::from_secs(5));
+        tokio::join!(freeze, answer);
+        let kept = |session| {
+            sessions.with_book(|b| b.kept_calls(session))[0]
+                .checkpoint
+                .clone()
+                .unwrap()
+                .1
+        };
+        assert_eq!(kept(1), Bytes::from_static(b"one"));
+        assert_eq!(kept(2), Bytes::from_static(b"two"));
+    }
 }
