@@ -368,7 +368,7 @@ mod tests {
         assert!(first.is_empty());
         assert_eq!(c.resume().unwrap().0, 15);
         assert_eq!(c.on_produced(item(15)), None, "the client has 15");
-        assert!(matches!(c.on_produced(item(16)), None));
+        assert_eq!(c.on_produced(item(16)), None);
         assert!(matches!(
             c.on_produced(item(17)),
             Some(Frame::Item { seq: 17, .. })
