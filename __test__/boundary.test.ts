@@ -25,7 +25,7 @@ test('a binding promise rejects with an Error whose code property is the rpcnet 
   server.register('stream', true);
   const client = await native.connect([server.address], { pin: server.certFingerprint });
   const e2 = await t.throwsAsync(client.unary('nope', Buffer.alloc(0), 0, false));
-  t.is((e2 as Error & { code?: unknown }).code, 'NOT_FOUND');
+  t.is((e2 as Error & { code?: unknown }).code, 'UNIMPLEMENTED');
   const e3 = await t.throwsAsync(client.unary('stream', Buffer.alloc(0), 0, false));
   t.is((e3 as Error & { code?: unknown }).code, 'INVALID_ARGUMENT');
   await client.close();
@@ -35,8 +35,8 @@ test('a binding promise rejects with an Error whose code property is the rpcnet 
 test('RpcError takes the code from the binding error, and keeps it as the cause', async (t) => {
   const { client, close } = await pair();
   const e = await t.throwsAsync(client.call('nope', Buffer.alloc(0)), { instanceOf: RpcError });
-  t.is(e!.code, 'NOT_FOUND');
-  t.is((e!.cause as { code?: unknown }).code, 'NOT_FOUND');
+  t.is(e!.code, 'UNIMPLEMENTED');
+  t.is((e!.cause as { code?: unknown }).code, 'UNIMPLEMENTED');
   t.false(e!.message.startsWith('['));
   await close();
 });
@@ -83,7 +83,9 @@ test('Director.start: each bad option names itself, its expected type and what i
     [{ tls: { certPath: 'c.pem' } }, 'tls.keyPath must be a non-empty string, got undefined'],
     [{ serverNames: 5 }, 'serverNames must be a non-empty string or a non-empty array of strings (a DNS name or an IP address), got 5 (number)'],
     [{ serverNames: ['rpc.example.com', 3] }, 'serverNames[1] must be a non-empty string (a DNS name or an IP address), got 3 (number)'],
-    [{ failoverAfterMS: 5 }, 'options has no option "failoverAfterMS"; known: clusterDir, host, port, mgmtPort, advertiseMgmtAddress, tls, serverNames, failoverAfterMs, autoConfirm, phaseTimeoutMs, totalTimeoutMs, shutdownOnSigterm'],
+    [{ failoverAfterMS: 5 }, 'options has no option "failoverAfterMS"; known: clusterDir, host, port, mgmtPort, advertiseMgmtAddress, tls, serverNames, failoverAfterMs, autoConfirm, phaseTimeoutMs, totalTimeoutMs, shutdownOnSigterm, idleTimeoutMs, keepAliveMs'],
+    [{ idleTimeoutMs: 0 }, 'idleTimeoutMs must be a positive integer (ms), got 0 (number)'],
+    [{ idleTimeoutMs: 1000, keepAliveMs: 1000 }, 'keepAliveMs must be an integer (ms) below idleTimeoutMs (1000), got 1000 (number)'],
     ['fast', 'options must be an object, got "fast" (string)'],
   ];
   for (const [options, message] of cases) {
@@ -154,8 +156,14 @@ test('RpcServer.listen: sizes and windows must be positive integers', async (t) 
     t,
     // @ts-expect-error no such option
     await t.throwsAsync(RpcServer.listen({ prot: 1 }), { instanceOf: RpcError }),
-    'options has no option "prot"; known: host, port, tls, maxFrameSize, streamWindow',
+    'options has no option "prot"; known: host, port, tls, maxFrameSize, streamWindow, idleTimeoutMs, keepAliveMs',
   );
+  invalid(
+    t,
+    await t.throwsAsync(RpcServer.listen({ keepAliveMs: 30_000 }), { instanceOf: RpcError }),
+    'keepAliveMs must be an integer (ms) below idleTimeoutMs (30000), got 30000 (number)',
+  );
+  invalid(t, await t.throwsAsync(RpcServer.listen({ keepAliveMs: -1 }), { instanceOf: RpcError }), 'keepAliveMs must be a non-negative integer (ms), got -1 (number)');
   // Checked in Rust (an IP literal), and still a coded INVALID_ARGUMENT.
   const e = await t.throwsAsync(RpcServer.listen({ host: 'localhost.invalid' }), { instanceOf: RpcError });
   t.is(e?.code, 'INVALID_ARGUMENT');

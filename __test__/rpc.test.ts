@@ -1,5 +1,5 @@
 import test from 'ava';
-import { RpcClient, RpcError, RpcServer } from '../dist/index.js';
+import { ERROR_CODES, RpcClient, RpcError, RpcServer, type ErrorCode } from '../dist/index.js';
 import { pair, sleep, u32, whenAborted } from './helpers.ts';
 
 test('unary echo over QUIC on loopback', async (t) => {
@@ -56,10 +56,37 @@ test('sync iterables and empty streams work', async (t) => {
   await close();
 });
 
-test('unknown method gives NOT_FOUND', async (t) => {
+test('every status code a handler throws reaches the caller, with its message', async (t) => {
+  const { server, client, close } = await pair();
+  server.unary('fail', (req) => {
+    throw new RpcError(req.toString() as ErrorCode, `failed with ${req.toString()}`);
+  });
+  for (const code of ERROR_CODES) {
+    const e = await t.throwsAsync(client.call('fail', Buffer.from(code)), { instanceOf: RpcError });
+    t.is(e?.code, code);
+    t.is(e?.message, `failed with ${code}`);
+  }
+  t.true(ERROR_CODES.includes('UNAUTHENTICATED') && ERROR_CODES.includes('UNIMPLEMENTED'), 'the full gRPC set');
+  await close();
+});
+
+test('idleTimeoutMs: a connection quiet for longer than the server offers is closed', async (t) => {
+  const server = await RpcServer.listen({ idleTimeoutMs: 300, keepAliveMs: 0 });
+  server.unary('echo', (req) => req);
+  // The client's own offer (lossDetectionMs) is higher, so the server's decides.
+  const client = await RpcClient.connect(server.address, { tls: { pin: server.certFingerprint }, lossDetectionMs: 30_000 });
+  t.is((await client.call('echo', Buffer.from('a'))).toString(), 'a');
+  await sleep(800);
+  const e = await t.throwsAsync(client.call('echo', Buffer.from('b')), { instanceOf: RpcError });
+  t.is(e?.code, 'UNAVAILABLE');
+  await client.close();
+  await server.close();
+});
+
+test('unknown method gives UNIMPLEMENTED (gRPC), not NOT_FOUND', async (t) => {
   const { client, close } = await pair();
   const e = await t.throwsAsync(client.call('nope', Buffer.alloc(0)), { instanceOf: RpcError });
-  t.is(e?.code, 'NOT_FOUND');
+  t.is(e?.code, 'UNIMPLEMENTED');
   t.regex(e!.message, /nope/);
   const e2 = await t.throwsAsync(
     (async () => {
@@ -67,7 +94,7 @@ test('unknown method gives NOT_FOUND', async (t) => {
     })(),
     { instanceOf: RpcError },
   );
-  t.is(e2?.code, 'NOT_FOUND');
+  t.is(e2?.code, 'UNIMPLEMENTED');
   await close();
 });
 

@@ -224,7 +224,7 @@ export class RpcClient extends EventEmitter<SessionEvents> {
    * @param method - the method name, a non-empty string
    * @param request - the request bytes
    * @throws {RpcError} `INVALID_ARGUMENT` for a bad method, request or option (nothing is sent);
-   * the handler's code and message; `NOT_FOUND` for an unknown method;
+   * the handler's code and message; `UNIMPLEMENTED` for an unknown method;
    * `DEADLINE_EXCEEDED`; `CANCELLED`; `UNAVAILABLE` on connection loss; `PROTOCOL`.
    */
   async call(method: string, request: Uint8Array, options?: CallOptions): Promise<Buffer> {

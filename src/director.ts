@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { native, type Native } from './binding.js';
 import { directorEvent, migrationReport } from './director-events.js';
 import { fromBinding, reportInternal, RpcError } from './errors.js';
-import { integer, invalid, optionalBoolean, optionalFunc, optionalInteger, optionalPemFiles, optionalPort, optionalString, record, string, stringList, U32_MAX } from './options.js';
+import { connectionTimers, integer, invalid, optionalBoolean, optionalFunc, optionalInteger, optionalPemFiles, optionalPort, optionalString, record, string, stringList, U32_MAX } from './options.js';
 import { defaultClusterDir } from './worker.js';
 
 /** Options of {@link Director.start}. */
@@ -54,6 +54,19 @@ export interface DirectorOptions {
    * integer. Default 500.
    */
   failoverAfterMs?: number;
+  /**
+   * QUIC idle timeout the user port offers clients, ms, a positive integer (RFC 9000 section 10.1): a
+   * connection silent that long is closed and its calls fail with `UNAVAILABLE`. A connection
+   * uses the smaller of its two ends' offers, so a client whose `lossDetectionMs` is lower
+   * decides. Default 30000.
+   */
+  idleTimeoutMs?: number;
+  /**
+   * Interval between the user port's keep-alive PINGs on a quiet connection, ms, an integer below
+   * `idleTimeoutMs`; 0 for none. Default 5000, or a third of `idleTimeoutMs` if that is less.
+   */
+  keepAliveMs?: number;
+
   /** Skip the Confirmation phase (RFC-001 phase 2). Default false: the target's hook is asked. */
   autoConfirm?: boolean;
   /** Longest single phase before the Pivot; ms, a positive integer. Default 2000. */
@@ -364,6 +377,8 @@ export class Director extends EventEmitter {
       'phaseTimeoutMs',
       'totalTimeoutMs',
       'shutdownOnSigterm',
+      'idleTimeoutMs',
+      'keepAliveMs',
     ]);
     const shutdownOnSigterm = optionalBoolean('shutdownOnSigterm', o.shutdownOnSigterm) ?? true;
     const tls = optionalPemFiles('tls', o.tls);
@@ -380,6 +395,7 @@ export class Director extends EventEmitter {
       autoConfirm: optionalBoolean('autoConfirm', o.autoConfirm),
       phaseTimeoutMs: optionalInteger('phaseTimeoutMs', o.phaseTimeoutMs, 1, U32_MAX, 'ms'),
       totalTimeoutMs: optionalInteger('totalTimeoutMs', o.totalTimeoutMs, 1, U32_MAX, 'ms'),
+      ...connectionTimers(o.idleTimeoutMs, o.keepAliveMs),
     };
     let director: Director;
     try {

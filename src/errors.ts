@@ -12,9 +12,17 @@ export const ERROR_CODES = [
   'INVALID_ARGUMENT',
   'DEADLINE_EXCEEDED',
   'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'PERMISSION_DENIED',
   'RESOURCE_EXHAUSTED',
+  'FAILED_PRECONDITION',
+  'ABORTED',
+  'OUT_OF_RANGE',
+  'UNIMPLEMENTED',
   'INTERNAL',
   'UNAVAILABLE',
+  'DATA_LOSS',
+  'UNAUTHENTICATED',
   'PROTOCOL',
 ] as const;
 
@@ -24,11 +32,22 @@ export const ERROR_CODES = [
  * - `UNKNOWN` (2): a handler threw an error without a code.
  * - `INVALID_ARGUMENT` (3): bad options or a request the method's kind does not match.
  * - `DEADLINE_EXCEEDED` (4): the call's `deadlineMs` passed.
- * - `NOT_FOUND` (5): no handler is registered for the method.
- * - `RESOURCE_EXHAUSTED` (8): a frame exceeded the maximum frame size.
+ * - `NOT_FOUND` (5): something the request names does not exist (a handler's answer).
+ * - `ALREADY_EXISTS` (6): what the request wanted to create exists (a handler's answer).
+ * - `PERMISSION_DENIED` (7): the caller may not do this (a handler's answer).
+ * - `RESOURCE_EXHAUSTED` (8): a frame exceeded the maximum frame size, or another limit.
+ * - `FAILED_PRECONDITION` (9): the system is not in the state the request needs.
+ * - `ABORTED` (10): a concurrency conflict; the caller may retry at a higher level.
+ * - `OUT_OF_RANGE` (11): the request went past a valid range.
+ * - `UNIMPLEMENTED` (12): no handler is registered for the method.
  * - `INTERNAL` (13): a bug or unexpected local failure.
  * - `UNAVAILABLE` (14): the server cannot be reached or the connection was lost.
+ * - `DATA_LOSS` (15): unrecoverable data loss or corruption (a handler's answer).
+ * - `UNAUTHENTICATED` (16): the request lacks valid credentials (a handler's answer).
  * - `PROTOCOL` (256): the peer broke PROTOCOL.md (malformed frame, sequence gap).
+ *
+ * The numbers are gRPC's (PROTOCOL.md section 6); rpcnet itself sends 5-7, 9-11, 15 and 16
+ * only when a handler throws them.
  */
 export type ErrorCode = (typeof ERROR_CODES)[number];
 

@@ -87,6 +87,28 @@ export function optionalInteger(name: string, value: unknown, min: number, max: 
   return value === undefined ? undefined : integer(name, value, min, max, unit);
 }
 
+/** Default `idleTimeoutMs` of servers and directors, ms (PROTOCOL.md section 2). */
+export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
+/** Default `keepAliveMs` of servers and directors, ms (PROTOCOL.md section 2). */
+export const DEFAULT_KEEP_ALIVE_MS = 5_000;
+
+/**
+ * Checks a server's `idleTimeoutMs` (a positive integer, ms) and `keepAliveMs` (an integer, ms,
+ * 0 = no keep-alive), each optional, and returns both for the binding. Without `keepAliveMs` it
+ * is {@link DEFAULT_KEEP_ALIVE_MS}, or a third of `idleTimeoutMs` if that is less; a given one
+ * must be below the idle timeout (a rarer PING could not keep a connection open).
+ * @throws {RpcError} `INVALID_ARGUMENT` naming the option.
+ */
+export function connectionTimers(
+  idleTimeoutMs: unknown,
+  keepAliveMs: unknown,
+): { idleTimeoutMs: number; keepAliveMs: number } {
+  const idle = optionalInteger('idleTimeoutMs', idleTimeoutMs, 1, U32_MAX, 'ms') ?? DEFAULT_IDLE_TIMEOUT_MS;
+  const keepAlive = optionalInteger('keepAliveMs', keepAliveMs, 0, U32_MAX, 'ms') ?? Math.min(DEFAULT_KEEP_ALIVE_MS, Math.floor(idle / 3));
+  if (keepAlive >= idle) throw invalid('keepAliveMs', `an integer (ms) below idleTimeoutMs (${idle})`, keepAlive);
+  return { idleTimeoutMs: idle, keepAliveMs: keepAlive };
+}
+
 /**
  * Checks that `value` is a UDP port (an integer in 0..65535, 0 = any free port), or `undefined`.
  * @throws {RpcError} `INVALID_ARGUMENT` otherwise.

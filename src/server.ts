@@ -7,7 +7,7 @@
  */
 import { native, type Native } from './binding.js';
 import { fromBinding, reportInternal, RpcError, toWire, unknownKind } from './errors.js';
-import { bytes, describe, func, invalid, optionalInteger, optionalPemFiles, optionalPort, optionalString, record, U32_MAX } from './options.js';
+import { bytes, connectionTimers, describe, func, invalid, optionalInteger, optionalPemFiles, optionalPort, optionalString, record, U32_MAX } from './options.js';
 import type { ConnectionStats } from './stats.js';
 
 /** Options of {@link RpcServer.listen}. */
@@ -28,6 +28,18 @@ export interface ServerOptions {
    * (backpressure); each a positive integer. Defaults: 256 items, 1 MiB.
    */
   streamWindow?: { items?: number; bytes?: number };
+  /**
+   * QUIC idle timeout this server offers, ms, a positive integer (RFC 9000 section 10.1): a
+   * connection silent that long is closed and its calls fail with `UNAVAILABLE`. A connection
+   * uses the smaller of its two ends' offers, so a client whose `lossDetectionMs` is lower
+   * decides. Default 30000.
+   */
+  idleTimeoutMs?: number;
+  /**
+   * Interval between this server's keep-alive PINGs on a quiet connection, ms, an integer below
+   * `idleTimeoutMs`; 0 for none. Default 5000, or a third of `idleTimeoutMs` if that is less.
+   */
+  keepAliveMs?: number;
 }
 
 /** The connection a call arrived on. */
@@ -173,7 +185,7 @@ export class RpcServer {
    * ranges, unknown keys) or unreadable PEM files, `UNAVAILABLE` when the address cannot be bound.
    */
   static async listen(options: ServerOptions = {}): Promise<RpcServer> {
-    const o = record('options', options, ['host', 'port', 'tls', 'maxFrameSize', 'streamWindow']);
+    const o = record('options', options, ['host', 'port', 'tls', 'maxFrameSize', 'streamWindow', 'idleTimeoutMs', 'keepAliveMs']);
     const tls = optionalPemFiles('tls', o.tls);
     const window = record('streamWindow', o.streamWindow, ['items', 'bytes']);
     const checked: Native.NativeServerOptions = {
@@ -184,6 +196,7 @@ export class RpcServer {
       maxFrameSize: optionalInteger('maxFrameSize', o.maxFrameSize, 1, U32_MAX, 'bytes'),
       streamWindowItems: optionalInteger('streamWindow.items', window.items, 1, U32_MAX, 'items'),
       streamWindowBytes: optionalInteger('streamWindow.bytes', window.bytes, 1, U32_MAX, 'bytes'),
+      ...connectionTimers(o.idleTimeoutMs, o.keepAliveMs),
     };
     try {
       return new RpcServer(await native.listen(checked));
@@ -294,7 +307,7 @@ export class RpcServer {
     };
     const done = () => this.#calls.delete(id);
     if (!handler) {
-      n.fail(id, 'NOT_FOUND', `no such method: ${method}`);
+      n.fail(id, 'UNIMPLEMENTED', `no such method: ${method}`);
       done();
       return;
     }

@@ -41,6 +41,10 @@ pub struct NativeDirectorOptions {
     pub phase_timeout_ms: Option<u32>,
     /// Longest migration before the Pivot.
     pub total_timeout_ms: Option<u32>,
+    /// QUIC idle timeout the user port offers clients, ms.
+    pub idle_timeout_ms: Option<u32>,
+    /// Keep-alive PING interval of the user port, ms; 0 for none.
+    pub keep_alive_ms: Option<u32>,
 }
 
 /// Time spent in one RFC-001 phase.
@@ -297,6 +301,12 @@ async fn bind(options: NativeDirectorOptions) -> std::result::Result<NativeDirec
     }
     if let Some(ms) = options.total_timeout_ms {
         config.migration.total_timeout_ms = ms.into();
+    }
+    if let Some(ms) = options.idle_timeout_ms {
+        config.idle_timeout_ms = ms.into();
+    }
+    if let Some(ms) = options.keep_alive_ms {
+        config.keep_alive_ms = ms.into();
     }
     let director = Director::bind(config).await?;
     Ok(NativeDirector {

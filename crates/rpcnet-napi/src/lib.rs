@@ -36,12 +36,28 @@ pub enum NativeErrorCode {
     DeadlineExceeded,
     /// `NOT_FOUND` (5).
     NotFound,
+    /// `ALREADY_EXISTS` (6).
+    AlreadyExists,
+    /// `PERMISSION_DENIED` (7).
+    PermissionDenied,
     /// `RESOURCE_EXHAUSTED` (8).
     ResourceExhausted,
+    /// `FAILED_PRECONDITION` (9).
+    FailedPrecondition,
+    /// `ABORTED` (10).
+    Aborted,
+    /// `OUT_OF_RANGE` (11).
+    OutOfRange,
+    /// `UNIMPLEMENTED` (12).
+    Unimplemented,
     /// `INTERNAL` (13).
     Internal,
     /// `UNAVAILABLE` (14).
     Unavailable,
+    /// `DATA_LOSS` (15).
+    DataLoss,
+    /// `UNAUTHENTICATED` (16).
+    Unauthenticated,
     /// `PROTOCOL` (256).
     Protocol,
 }
@@ -54,9 +70,17 @@ impl From<ErrorCode> for NativeErrorCode {
             ErrorCode::InvalidArgument => Self::InvalidArgument,
             ErrorCode::DeadlineExceeded => Self::DeadlineExceeded,
             ErrorCode::NotFound => Self::NotFound,
+            ErrorCode::AlreadyExists => Self::AlreadyExists,
+            ErrorCode::PermissionDenied => Self::PermissionDenied,
             ErrorCode::ResourceExhausted => Self::ResourceExhausted,
+            ErrorCode::FailedPrecondition => Self::FailedPrecondition,
+            ErrorCode::Aborted => Self::Aborted,
+            ErrorCode::OutOfRange => Self::OutOfRange,
+            ErrorCode::Unimplemented => Self::Unimplemented,
             ErrorCode::Internal => Self::Internal,
             ErrorCode::Unavailable => Self::Unavailable,
+            ErrorCode::DataLoss => Self::DataLoss,
+            ErrorCode::Unauthenticated => Self::Unauthenticated,
             ErrorCode::Protocol => Self::Protocol,
         }
     }
@@ -70,9 +94,17 @@ impl From<NativeErrorCode> for ErrorCode {
             NativeErrorCode::InvalidArgument => Self::InvalidArgument,
             NativeErrorCode::DeadlineExceeded => Self::DeadlineExceeded,
             NativeErrorCode::NotFound => Self::NotFound,
+            NativeErrorCode::AlreadyExists => Self::AlreadyExists,
+            NativeErrorCode::PermissionDenied => Self::PermissionDenied,
             NativeErrorCode::ResourceExhausted => Self::ResourceExhausted,
+            NativeErrorCode::FailedPrecondition => Self::FailedPrecondition,
+            NativeErrorCode::Aborted => Self::Aborted,
+            NativeErrorCode::OutOfRange => Self::OutOfRange,
+            NativeErrorCode::Unimplemented => Self::Unimplemented,
             NativeErrorCode::Internal => Self::Internal,
             NativeErrorCode::Unavailable => Self::Unavailable,
+            NativeErrorCode::DataLoss => Self::DataLoss,
+            NativeErrorCode::Unauthenticated => Self::Unauthenticated,
             NativeErrorCode::Protocol => Self::Protocol,
         }
     }

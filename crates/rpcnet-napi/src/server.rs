@@ -29,6 +29,10 @@ pub struct NativeServerOptions {
     pub stream_window_items: Option<u32>,
     /// Bytes queued per streaming call before the handler is paused.
     pub stream_window_bytes: Option<u32>,
+    /// QUIC idle timeout the server offers, ms.
+    pub idle_timeout_ms: Option<u32>,
+    /// Keep-alive PING interval, ms; 0 for none.
+    pub keep_alive_ms: Option<u32>,
 }
 
 /// Where a resumed call continues: the handler's last checkpoint.
@@ -126,6 +130,12 @@ async fn bind(options: NativeServerOptions) -> std::result::Result<NativeServer,
     }
     if let Some(n) = options.stream_window_bytes {
         config.stream_window_bytes = n as usize;
+    }
+    if let Some(ms) = options.idle_timeout_ms {
+        config.idle_timeout_ms = ms.into();
+    }
+    if let Some(ms) = options.keep_alive_ms {
+        config.keep_alive_ms = ms.into();
     }
     let server = Server::bind(config).await?;
     Ok(NativeServer {

@@ -34,16 +34,38 @@ pub enum ErrorCode {
     /// `DEADLINE_EXCEEDED` (4): the call's deadline (`deadline_ms` of the REQUEST) passed before
     /// it completed.
     DeadlineExceeded = 4,
-    /// `NOT_FOUND` (5): the REQUEST named a method the server does not serve.
+    /// `NOT_FOUND` (5): something the request names does not exist (a handler's answer; an
+    /// unknown method is [`ErrorCode::Unimplemented`], as in gRPC).
     NotFound = 5,
+    /// `ALREADY_EXISTS` (6): what the request wanted to create exists (a handler's answer).
+    AlreadyExists = 6,
+    /// `PERMISSION_DENIED` (7): the caller may not do this (a handler's or an interceptor's
+    /// answer).
+    PermissionDenied = 7,
     /// `RESOURCE_EXHAUSTED` (8): a limit was hit, e.g. a frame body longer than the receiver's
     /// maximum frame size (PROTOCOL.md section 9).
     ResourceExhausted = 8,
+    /// `FAILED_PRECONDITION` (9): the system is not in a state the request needs (a handler's
+    /// answer).
+    FailedPrecondition = 9,
+    /// `ABORTED` (10): the request lost a concurrency conflict and may be retried at a higher
+    /// level (a handler's answer).
+    Aborted = 10,
+    /// `OUT_OF_RANGE` (11): the request went past a valid range (a handler's answer).
+    OutOfRange = 11,
+    /// `UNIMPLEMENTED` (12): the REQUEST named a method the server does not serve (gRPC's
+    /// code for an unknown method).
+    Unimplemented = 12,
     /// `INTERNAL` (13): the handler or the implementation failed unexpectedly.
     Internal = 13,
     /// `UNAVAILABLE` (14): the server (or the connection) is not able to serve the call right now,
     /// e.g. it is shutting down or the connection was lost.
     Unavailable = 14,
+    /// `DATA_LOSS` (15): unrecoverable data loss or corruption (a handler's answer).
+    DataLoss = 15,
+    /// `UNAUTHENTICATED` (16): the request lacks valid credentials (a handler's or an
+    /// interceptor's answer).
+    Unauthenticated = 16,
     /// `PROTOCOL` (256, rpcnet-specific): the peer violated PROTOCOL.md (malformed frame, unknown
     /// frame type, reserved flags set, truncated frame, unexpected sequence number, ...).
     Protocol = 256,
@@ -51,15 +73,23 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every defined code, in ascending numeric order.
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::Cancelled,
         ErrorCode::Unknown,
         ErrorCode::InvalidArgument,
         ErrorCode::DeadlineExceeded,
         ErrorCode::NotFound,
+        ErrorCode::AlreadyExists,
+        ErrorCode::PermissionDenied,
         ErrorCode::ResourceExhausted,
+        ErrorCode::FailedPrecondition,
+        ErrorCode::Aborted,
+        ErrorCode::OutOfRange,
+        ErrorCode::Unimplemented,
         ErrorCode::Internal,
         ErrorCode::Unavailable,
+        ErrorCode::DataLoss,
+        ErrorCode::Unauthenticated,
         ErrorCode::Protocol,
     ];
 
@@ -80,9 +110,17 @@ impl ErrorCode {
             3 => ErrorCode::InvalidArgument,
             4 => ErrorCode::DeadlineExceeded,
             5 => ErrorCode::NotFound,
+            6 => ErrorCode::AlreadyExists,
+            7 => ErrorCode::PermissionDenied,
             8 => ErrorCode::ResourceExhausted,
+            9 => ErrorCode::FailedPrecondition,
+            10 => ErrorCode::Aborted,
+            11 => ErrorCode::OutOfRange,
+            12 => ErrorCode::Unimplemented,
             13 => ErrorCode::Internal,
             14 => ErrorCode::Unavailable,
+            15 => ErrorCode::DataLoss,
+            16 => ErrorCode::Unauthenticated,
             256 => ErrorCode::Protocol,
             _ => return None,
         })
@@ -98,9 +136,17 @@ impl ErrorCode {
             ErrorCode::InvalidArgument => "INVALID_ARGUMENT",
             ErrorCode::DeadlineExceeded => "DEADLINE_EXCEEDED",
             ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::AlreadyExists => "ALREADY_EXISTS",
+            ErrorCode::PermissionDenied => "PERMISSION_DENIED",
             ErrorCode::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            ErrorCode::FailedPrecondition => "FAILED_PRECONDITION",
+            ErrorCode::Aborted => "ABORTED",
+            ErrorCode::OutOfRange => "OUT_OF_RANGE",
+            ErrorCode::Unimplemented => "UNIMPLEMENTED",
             ErrorCode::Internal => "INTERNAL",
             ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::DataLoss => "DATA_LOSS",
+            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
             ErrorCode::Protocol => "PROTOCOL",
         }
     }
@@ -132,9 +178,17 @@ mod tests {
             (3, "INVALID_ARGUMENT"),
             (4, "DEADLINE_EXCEEDED"),
             (5, "NOT_FOUND"),
+            (6, "ALREADY_EXISTS"),
+            (7, "PERMISSION_DENIED"),
             (8, "RESOURCE_EXHAUSTED"),
+            (9, "FAILED_PRECONDITION"),
+            (10, "ABORTED"),
+            (11, "OUT_OF_RANGE"),
+            (12, "UNIMPLEMENTED"),
             (13, "INTERNAL"),
             (14, "UNAVAILABLE"),
+            (15, "DATA_LOSS"),
+            (16, "UNAUTHENTICATED"),
             (256, "PROTOCOL"),
         ];
         assert_eq!(expected.len(), ErrorCode::ALL.len());
@@ -149,7 +203,7 @@ mod tests {
 
     #[test]
     fn undefined_numbers_and_names_are_rejected() {
-        for n in [0u16, 6, 7, 9, 12, 15, 16, 255, 257, u16::MAX] {
+        for n in [0u16, 17, 255, 257, u16::MAX] {
             assert_eq!(ErrorCode::from_u16(n), None, "{n}");
         }
         for name in ["", "cancelled", "Cancelled", "OK", "PROTOCOL "] {

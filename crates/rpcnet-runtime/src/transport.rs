@@ -52,6 +52,36 @@ pub fn transport_config() -> Arc<quinn::TransportConfig> {
     Arc::new(base(INITIAL_CALL_WINDOW, IDLE_TIMEOUT_MS, KEEP_ALIVE_MS))
 }
 
+/// [`transport_config`] with the idle timeout and keep-alive a server was configured with
+/// (`ServerConfig` / `DirectorConfig` `idle_timeout_ms` and `keep_alive_ms`), ms. The idle
+/// timeout is what the server offers (RFC 9000 section 10.1: a connection uses the smaller of its
+/// two ends' offers); the keep-alive is how often the server PINGs a quiet connection, 0 for
+/// never.
+///
+/// Errors: `INVALID_ARGUMENT` for an idle timeout of 0 or above QUIC's limit (2^62 - 1 ms), or
+/// a keep-alive that is not below the idle timeout (it could not keep the connection open).
+pub fn serving_transport_config(
+    idle_timeout_ms: u64,
+    keep_alive_ms: u64,
+) -> Result<Arc<quinn::TransportConfig>, RpcError> {
+    if idle_timeout_ms == 0 || quinn::VarInt::from_u64(idle_timeout_ms).is_err() {
+        return Err(RpcError::invalid_argument(format!(
+            "idle_timeout_ms must be a positive integer (ms) below 2^62, got {idle_timeout_ms}"
+        )));
+    }
+    if keep_alive_ms >= idle_timeout_ms {
+        return Err(RpcError::invalid_argument(format!(
+            "keep_alive_ms must be below idle_timeout_ms ({idle_timeout_ms} ms), got \
+             {keep_alive_ms}: a PING that rare cannot keep the connection open"
+        )));
+    }
+    let mut t = base(INITIAL_CALL_WINDOW, idle_timeout_ms, keep_alive_ms);
+    if keep_alive_ms == 0 {
+        t.keep_alive_interval(None);
+    }
+    Ok(Arc::new(t))
+}
+
 /// The transport configuration of a client endpoint: no stream credit for the server (PROTOCOL.md
 /// section 2: servers never open streams), so quinn keeps no stream slots for it; idle timeout
 /// `idle_timeout_ms` (RFC 9000 section 10.1: the connection is declared lost after that long

@@ -304,7 +304,7 @@ async fn ordinary_calls_end_without_stop_sending() {
                 matches!(
                     f[..],
                     [Frame::Error {
-                        code: ErrorCode::NotFound,
+                        code: ErrorCode::Unimplemented,
                         ..
                     }]
                 ),

@@ -4,6 +4,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use rpcnet_protocol::{Decoder, ErrorCode, Frame, Request};
@@ -151,7 +152,7 @@ async fn unknown_method_and_kind_mismatch() {
         .await
         .unwrap();
     let e = client.unary("missing", Bytes::new(), 0).await.unwrap_err();
-    assert_eq!(e.code, ErrorCode::NotFound);
+    assert_eq!(e.code, ErrorCode::Unimplemented);
     let e = client.unary("count", Bytes::new(), 0).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidArgument);
 }
@@ -276,5 +277,57 @@ async fn cancelling_a_stream_handle_reaches_the_server() {
     assert_eq!(
         handle.next_batch(16).await.unwrap_err().code,
         ErrorCode::Cancelled
+    );
+}
+
+/// `ServerConfig::idle_timeout_ms` is what the server offers (RFC 9000 section 10.1): with no
+/// keep-alive on either side, a connection quiet for longer is closed, and a later call fails
+/// with `UNAVAILABLE`; at the defaults it stays open.
+#[tokio::test]
+async fn the_server_idle_timeout_is_an_option() {
+    let quiet = |idle_timeout_ms, keep_alive_ms| ServerConfig {
+        idle_timeout_ms,
+        keep_alive_ms,
+        ..ServerConfig::default()
+    };
+    let short = echo_server(quiet(300, 0)).await;
+    let mut config = pinned(&short);
+    config.loss_detection_ms = Some(rpcnet_runtime::transport::IDLE_TIMEOUT_MS);
+    let client = Client::connect(short.local_addr(), config).await.unwrap();
+    assert_eq!(
+        client
+            .unary("echo", Bytes::from_static(b"a"), 0)
+            .await
+            .unwrap(),
+        "a"
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let e = client
+        .unary("echo", Bytes::from_static(b"b"), 0)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Unavailable, "{e}");
+
+    let default = echo_server(ServerConfig::default()).await;
+    let client = Client::connect(default.local_addr(), pinned(&default))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        client
+            .unary("echo", Bytes::from_static(b"c"), 0)
+            .await
+            .unwrap(),
+        "c"
+    );
+
+    let Err(bad) = Server::bind(quiet(300, 300)).await else {
+        panic!("a keep-alive as long as the idle timeout was accepted");
+    };
+    assert_eq!(bad.code, ErrorCode::InvalidArgument);
+    assert!(
+        bad.message
+            .contains("keep_alive_ms must be below idle_timeout_ms"),
+        "{bad}"
     );
 }

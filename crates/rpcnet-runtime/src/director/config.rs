@@ -52,6 +52,14 @@ pub struct DirectorConfig {
     pub max_concurrent_migrations: usize,
     /// Largest accepted frame body from clients, bytes.
     pub max_frame_size: u32,
+    /// QUIC idle timeout the user port offers clients, ms (RFC 9000 section 10.1; a connection
+    /// uses the smaller of the two ends' offers, so a client's `loss_detection_ms` below this
+    /// decides). Default [`crate::transport::IDLE_TIMEOUT_MS`] (30 000).
+    pub idle_timeout_ms: u64,
+    /// Interval between the user port's keep-alive PINGs on a quiet client connection, ms; 0 for
+    /// none. Must be below `idle_timeout_ms`. Default [`crate::transport::KEEP_ALIVE_MS`]
+    /// (5 000).
+    pub keep_alive_ms: u64,
 }
 
 impl DirectorConfig {
@@ -82,6 +90,8 @@ impl DirectorConfig {
             migration: MigrationConfig::default(),
             max_concurrent_migrations: DEFAULT_MAX_CONCURRENT_MIGRATIONS,
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            idle_timeout_ms: crate::transport::IDLE_TIMEOUT_MS,
+            keep_alive_ms: crate::transport::KEEP_ALIVE_MS,
         }
     }
 }

@@ -48,7 +48,6 @@ use crate::mgmt;
 use crate::server::{MethodKind, Server, ServerConfig};
 use crate::ticketer::ClusterTicketer;
 use crate::tls::{server_crypto, ServerIdentity};
-use crate::transport::transport_config;
 
 pub use config::{DirectorConfig, DEFAULT_FAILOVER_AFTER_MS, DEFAULT_MAX_CONCURRENT_MIGRATIONS};
 pub use events::{DirectorEvent, MigrationReport};
@@ -151,7 +150,10 @@ impl Director {
         let quic = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
             .map_err(|e| RpcError::internal(format!("TLS config unusable for QUIC: {e}")))?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic));
-        server_config.transport_config(transport_config());
+        server_config.transport_config(crate::transport::serving_transport_config(
+            config.idle_timeout_ms,
+            config.keep_alive_ms,
+        )?);
         // The cluster's stateless reset key: a director restarted on this address resets the
         // connections of its predecessor (ClusterCredentials::endpoint_config).
         let user =

@@ -125,7 +125,7 @@ pub(crate) async fn serve_call(
     let kind = match kind {
         None => {
             let e = RpcError::new(
-                ErrorCode::NotFound,
+                ErrorCode::Unimplemented,
                 format!("no such method: {}", request.method),
             );
             return fail(&mut send, &mut recv, e).await;

@@ -28,7 +28,7 @@ use crate::endpoint::BoundEndpoint;
 use crate::error::RpcError;
 use crate::events::EventQueue;
 use crate::tls::{server_crypto, ServerIdentity};
-use crate::transport::{transport_config, CallWindow, MAX_CONCURRENT_CALLS};
+use crate::transport::{serving_transport_config, CallWindow, MAX_CONCURRENT_CALLS};
 use rpcnet_protocol::{ErrorCode, DEFAULT_MAX_FRAME_SIZE};
 
 /// Default number of items a streaming call may have queued before `push` answers `Full`.
@@ -67,6 +67,15 @@ pub struct ServerConfig {
     /// Cluster mode (a worker's user port): mutual TLS under the cluster CA instead of
     /// `identity`, and calls may start with an ATTACH frame (PROTOCOL.md "Cluster link frames").
     pub cluster: Option<Arc<ClusterCredentials>>,
+    /// QUIC idle timeout the server offers, ms (RFC 9000 section 10.1): a connection silent that
+    /// long is closed and its calls fail with `UNAVAILABLE`. A connection uses the smaller of the
+    /// two ends' offers, so a client's `loss_detection_ms` below this decides. Default
+    /// [`crate::transport::IDLE_TIMEOUT_MS`] (30 000). Ignored in cluster mode.
+    pub idle_timeout_ms: u64,
+    /// Interval between the server's keep-alive PINGs on a quiet connection, ms; 0 for none.
+    /// Must be below `idle_timeout_ms`. Default [`crate::transport::KEEP_ALIVE_MS`] (5 000).
+    /// Ignored in cluster mode.
+    pub keep_alive_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -79,6 +88,8 @@ impl Default for ServerConfig {
             stream_window_bytes: DEFAULT_STREAM_WINDOW_BYTES,
             max_concurrent_calls: MAX_CONCURRENT_CALLS,
             cluster: None,
+            idle_timeout_ms: crate::transport::IDLE_TIMEOUT_MS,
+            keep_alive_ms: crate::transport::KEEP_ALIVE_MS,
         }
     }
 }
@@ -169,7 +180,10 @@ impl Server {
                         RpcError::internal(format!("TLS config unusable for QUIC: {e}"))
                     })?;
                 let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic));
-                server_config.transport_config(transport_config());
+                server_config.transport_config(serving_transport_config(
+                    config.idle_timeout_ms,
+                    config.keep_alive_ms,
+                )?);
                 (server_config, fingerprint)
             }
         };
