@@ -6,7 +6,8 @@
 import { EventEmitter } from 'node:events';
 import { native, type Native } from './binding.js';
 import { fromBinding, RpcError } from './errors.js';
-import { bytes, invalid, optionalBoolean, optionalInteger, optionalSignal, optionalString, record, string, stringList, U32_MAX } from './options.js';
+import { chain, type ClientCallFn, type ClientInterceptor, type ClientRequest, type ClientResponse } from './interceptor.js';
+import { bytes, invalid, optionalBoolean, optionalFunctions, optionalInteger, optionalSignal, optionalString, record, string, stringList, U32_MAX } from './options.js';
 import type { ConnectionStats } from './stats.js';
 
 /**
@@ -53,6 +54,11 @@ export interface ClientOptions {
    * a stateless reset (README "Directors: restarts, identity and loss detection").
    */
   lossDetectionMs?: number;
+  /**
+   * Client middleware, applied to every call, unary and server-streaming, in this order (the
+   * first one outermost; see the `interceptor` module). Default none.
+   */
+  interceptors?: ClientInterceptor[];
   /**
    * Open a resumable session (PROTOCOL.md section 15). Default false. When the connection to
    * the director is lost (its process died, the network failed) or the director is shutting
@@ -124,6 +130,11 @@ function checkCall(method: string, request: Uint8Array, options: CallOptions | u
   };
 }
 
+/** The interceptors' view of a checked call. */
+function requestOf(stream: boolean, c: CheckedCall): ClientRequest {
+  return { stream, method: c.method, message: c.payload, deadlineMs: c.deadlineMs, signal: c.signal, idempotent: c.idempotent };
+}
+
 function aborted(): RpcError {
   return new RpcError('CANCELLED', 'call cancelled by the client');
 }
@@ -139,10 +150,12 @@ function aborted(): RpcError {
  */
 export class RpcClient extends EventEmitter<SessionEvents> {
   readonly #native: Native.NativeClient;
+  readonly #call: ClientCallFn;
 
-  private constructor(n: Native.NativeClient) {
+  private constructor(n: Native.NativeClient, interceptors: ClientInterceptor[]) {
     super();
     this.#native = n;
+    this.#call = chain(interceptors, (request) => this.#send(request));
     if (n.sessionId !== null) void this.#relaySessionEvents();
   }
 
@@ -170,7 +183,8 @@ export class RpcClient extends EventEmitter<SessionEvents> {
    */
   static async connect(address: string | string[], options: ClientOptions): Promise<RpcClient> {
     const addrs = stringList('address', address, 'host:port');
-    const o = record('options', options, ['tls', 'maxFrameSize', 'connectTimeoutMs', 'lossDetectionMs', 'resume']);
+    const o = record('options', options, ['tls', 'maxFrameSize', 'connectTimeoutMs', 'lossDetectionMs', 'resume', 'interceptors']);
+    const interceptors = optionalFunctions<ClientInterceptor>('interceptors', o.interceptors);
     if (o.tls === undefined) {
       throw invalid('tls', 'an object giving tls.pin, tls.caFile or tls.systemRoots (there is no insecure mode)', o.tls);
     }
@@ -186,7 +200,7 @@ export class RpcClient extends EventEmitter<SessionEvents> {
       resume: optionalBoolean('resume', o.resume),
     };
     try {
-      return new RpcClient(await native.connect(addrs, checked));
+      return new RpcClient(await native.connect(addrs, checked), interceptors);
     } catch (e) {
       throw fromBinding(e);
     }
@@ -228,7 +242,48 @@ export class RpcClient extends EventEmitter<SessionEvents> {
    * `DEADLINE_EXCEEDED`; `CANCELLED`; `UNAVAILABLE` on connection loss; `PROTOCOL`.
    */
   async call(method: string, request: Uint8Array, options?: CallOptions): Promise<Buffer> {
-    const { method: m, payload, deadlineMs: d, signal, idempotent } = checkCall(method, request, options);
+    const response = await this.#intercepted(requestOf(false, checkCall(method, request, options)));
+    if (response.stream) throw new RpcError('INTERNAL', `an interceptor answered the unary call ${method} with a stream`);
+    return response.message;
+  }
+
+  /**
+   * Makes a server-streaming call. Items arrive in order, exactly once; breaking out of the loop
+   * cancels the call. The stream only reads as fast as you iterate (backpressure).
+   * @throws {RpcError} `INVALID_ARGUMENT` at once (not from the iterator) for a bad method,
+   * request or option; from the iterator: as {@link RpcClient.call}.
+   */
+  callStreaming(method: string, request: Uint8Array, options?: CallOptions): AsyncIterable<Buffer> {
+    const checked = requestOf(true, checkCall(method, request, options));
+    const intercepted = (r: ClientRequest) => this.#intercepted(r);
+    return {
+      async *[Symbol.asyncIterator]() {
+        const response = await intercepted(checked);
+        if (!response.stream) throw new RpcError('INTERNAL', `an interceptor answered the streaming call ${method} with a unary response`);
+        yield* response.message;
+      },
+    };
+  }
+
+  /** Runs `request` through the interceptors; what they throw reaches the caller as an RpcError. */
+  async #intercepted(request: ClientRequest): Promise<ClientResponse> {
+    try {
+      return await this.#call(request);
+    } catch (e) {
+      if (e instanceof RpcError) throw e;
+      throw new RpcError('UNKNOWN', `an interceptor failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    }
+  }
+
+  /** The call itself, innermost in the interceptor chain. */
+  async #send(request: ClientRequest): Promise<ClientResponse> {
+    const { method, deadlineMs, signal, idempotent } = request;
+    const payload = bytes('message', request.message);
+    if (request.stream) return { stream: true, method, message: this.#stream(method, payload, deadlineMs, signal) };
+    return { stream: false, method, message: await this.#unary(method, payload, deadlineMs, signal, idempotent) };
+  }
+
+  async #unary(m: string, payload: Buffer, d: number, signal: AbortSignal | undefined, idempotent: boolean): Promise<Buffer> {
     try {
       if (!signal) return await this.#native.unary(m, payload, d, idempotent);
       if (signal.aborted) throw aborted();
@@ -245,14 +300,7 @@ export class RpcClient extends EventEmitter<SessionEvents> {
     }
   }
 
-  /**
-   * Makes a server-streaming call. Items arrive in order, exactly once; breaking out of the loop
-   * cancels the call. The stream only reads as fast as you iterate (backpressure).
-   * @throws {RpcError} `INVALID_ARGUMENT` at once (not from the iterator) for a bad method,
-   * request or option; from the iterator: as {@link RpcClient.call}.
-   */
-  callStreaming(method: string, request: Uint8Array, options?: CallOptions): AsyncIterable<Buffer> {
-    const { method: m, payload, deadlineMs: d, signal } = checkCall(method, request, options);
+  #stream(m: string, payload: Buffer, d: number, signal: AbortSignal | undefined): AsyncIterable<Buffer> {
     const n = this.#native;
     return {
       async *[Symbol.asyncIterator]() {

@@ -19,6 +19,18 @@ export type {
 export { RpcClient } from './client.js';
 export type { ClientOptions, ClientTlsOptions, CallOptions } from './client.js';
 export { RpcError, ERROR_CODES, isErrorCode } from './errors.js';
+export type {
+  ClientInterceptor,
+  ClientCallFn,
+  ClientRequest,
+  ClientResponse,
+  ClientUnaryResponse,
+  ClientStreamResponse,
+  ServerInterceptor,
+  ServerCallFn,
+  ServerRequest,
+  ServerResponse,
+} from './interceptor.js';
 export type { ErrorCode } from './errors.js';
 export type { ConnectionStats } from './stats.js';
 export { RpcWorker } from './worker.js';

@@ -182,6 +182,20 @@ export function bytes(name: string, value: unknown): Buffer {
 }
 
 /**
+ * Checks that `value` is an array of functions (interceptors), or `undefined` (none).
+ * @throws {RpcError} `INVALID_ARGUMENT` naming `name`, or `name[i]` for an element that is not a
+ * function.
+ */
+export function optionalFunctions<F>(name: string, value: unknown): F[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw invalid(name, 'an array of functions', value);
+  value.forEach((f, i) => {
+    if (typeof f !== 'function') throw invalid(`${name}[${i}]`, 'a function', f);
+  });
+  return [...value] as F[];
+}
+
+/**
  * Checks that `value` is an `AbortSignal`, or `undefined`.
  * @throws {RpcError} `INVALID_ARGUMENT` otherwise.
  */

@@ -7,7 +7,8 @@
  */
 import { native, type Native } from './binding.js';
 import { fromBinding, reportInternal, RpcError, toWire, unknownKind } from './errors.js';
-import { bytes, connectionTimers, describe, func, invalid, optionalInteger, optionalPemFiles, optionalPort, optionalString, record, U32_MAX } from './options.js';
+import { chain, type ServerCallFn, type ServerInterceptor } from './interceptor.js';
+import { bytes, connectionTimers, describe, func, invalid, optionalFunctions, optionalInteger, optionalPemFiles, optionalPort, optionalString, record, U32_MAX } from './options.js';
 import type { ConnectionStats } from './stats.js';
 
 /** Options of {@link RpcServer.listen}. */
@@ -40,6 +41,12 @@ export interface ServerOptions {
    * `idleTimeoutMs`; 0 for none. Default 5000, or a third of `idleTimeoutMs` if that is less.
    */
   keepAliveMs?: number;
+  /**
+   * Server middleware, applied to every call of a registered method, unary and
+   * server-streaming, in this order (the first one outermost; see the `interceptor` module and
+   * {@link RpcServer.use}). Default none.
+   */
+  interceptors?: ServerInterceptor[];
 }
 
 /** The connection a call arrived on. */
@@ -167,6 +174,7 @@ export class RpcServer {
   readonly #native: Native.NativeServer;
   readonly #handlers = new Map<string, Handler>();
   readonly #calls = new Map<number, AbortController>();
+  readonly #interceptors: ServerInterceptor[] = [];
   readonly #loop: Promise<void>;
   #closed = false;
 
@@ -185,7 +193,8 @@ export class RpcServer {
    * ranges, unknown keys) or unreadable PEM files, `UNAVAILABLE` when the address cannot be bound.
    */
   static async listen(options: ServerOptions = {}): Promise<RpcServer> {
-    const o = record('options', options, ['host', 'port', 'tls', 'maxFrameSize', 'streamWindow', 'idleTimeoutMs', 'keepAliveMs']);
+    const o = record('options', options, ['host', 'port', 'tls', 'maxFrameSize', 'streamWindow', 'idleTimeoutMs', 'keepAliveMs', 'interceptors']);
+    const interceptors = optionalFunctions<ServerInterceptor>('interceptors', o.interceptors);
     const tls = optionalPemFiles('tls', o.tls);
     const window = record('streamWindow', o.streamWindow, ['items', 'bytes']);
     const checked: Native.NativeServerOptions = {
@@ -199,7 +208,9 @@ export class RpcServer {
       ...connectionTimers(o.idleTimeoutMs, o.keepAliveMs),
     };
     try {
-      return new RpcServer(await native.listen(checked));
+      const server = new RpcServer(await native.listen(checked));
+      server.#interceptors.push(...interceptors);
+      return server;
     } catch (e) {
       throw fromBinding(e);
     }
@@ -223,6 +234,18 @@ export class RpcServer {
   /** Calls currently in progress. */
   get openCalls(): number {
     return this.#native.openCalls();
+  }
+
+  /**
+   * Adds server middleware after the ones given to {@link RpcServer.listen} (inside them); it
+   * applies to calls that start from now on, of every registered method, unary and
+   * server-streaming. Used by {@link RpcWorker}'s server too.
+   * @returns this server, for chaining
+   * @throws {RpcError} `INVALID_ARGUMENT` when `interceptor` is not a function.
+   */
+  use(interceptor: ServerInterceptor): this {
+    this.#interceptors.push(func('interceptor', interceptor));
+    return this;
   }
 
   /**
@@ -311,12 +334,27 @@ export class RpcServer {
       done();
       return;
     }
+    const call: ServerCallFn = chain(this.#interceptors, async (req) =>
+      handler.streaming ? { message: handler.fn(req.message, req.context) } : { message: await handler.fn(req.message, req.context) },
+    );
     if (!handler.streaming) {
-      void runUnary(n, id, handler.fn, event.payload, ctx).finally(done);
+      const fn: UnaryHandler = async (message, context) => (await call({ stream: false, method, message, context })).message as Uint8Array;
+      void runUnary(n, id, fn, event.payload, ctx).finally(done);
     } else {
-      void runStreaming(n, id, handler.fn, event.payload, ctx, checkpoints!).finally(done);
+      const fn: ServerStreamingHandler = (message, context) => intercepted(call({ stream: true, method, message, context }));
+      void runStreaming(n, id, fn, event.payload, ctx, checkpoints!).finally(done);
     }
   }
+}
+
+/** The items of a streaming call's (intercepted) response, as the call loop reads them. */
+async function* intercepted(response: Promise<{ message: unknown }>): AsyncGenerator<Uint8Array> {
+  const { message } = await response;
+  if (message !== null && typeof message === 'object' && (Symbol.asyncIterator in message || Symbol.iterator in message)) {
+    yield* message as AsyncIterable<Uint8Array>;
+    return;
+  }
+  throw new RpcError('INTERNAL', `a streaming call's handler or interceptor answered ${describe(message)}, not an iterable of items`);
 }
 
 /** A handler's response or item as a Buffer; anything else is the handler's bug (`INTERNAL`). */

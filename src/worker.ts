@@ -8,6 +8,7 @@
 import { native, type Native } from './binding.js';
 import { fromBinding, reportInternal, RpcError, unknownKind } from './errors.js';
 import { bytes, describe, integer, invalid, optionalBoolean, optionalFunc, optionalInteger, optionalPort, optionalString, record, string, stringList, U32_MAX } from './options.js';
+import type { ServerInterceptor } from './interceptor.js';
 import { serverOver, type RpcServer, type ServerStreamingHandler, type UnaryHandler } from './server.js';
 
 /** Options of {@link RpcWorker.start}. */
@@ -255,6 +256,16 @@ export class RpcWorker {
    */
   get directors(): string[] {
     return this.#native.directors;
+  }
+
+  /**
+   * Adds server middleware for this worker's calls (see {@link RpcServer.use}).
+   * @returns this worker, for chaining
+   * @throws {RpcError} `INVALID_ARGUMENT` when `interceptor` is not a function.
+   */
+  use(interceptor: ServerInterceptor): this {
+    this.#server.use(interceptor);
+    return this;
   }
 
   /** Registers a unary handler (see {@link RpcServer.unary}). */

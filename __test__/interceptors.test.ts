@@ -1,0 +1,120 @@
+import test from 'ava';
+import { RpcClient, RpcError, RpcServer, type ClientInterceptor, type ServerInterceptor } from '../dist/index.js';
+import { u32 } from './helpers.ts';
+
+/** A server with `echo` (unary) and `count` (n items), and a client of it with `interceptors`. */
+async function setup(client: ClientInterceptor[], server: ServerInterceptor[] = []) {
+  const s = await RpcServer.listen({ interceptors: server });
+  let handled = 0;
+  s.unary('echo', (req) => {
+    handled++;
+    return req;
+  });
+  s.serverStreaming('count', async function* (req) {
+    handled++;
+    for (let i = 0; i < req.readUInt32BE(0); i++) yield u32(i);
+  });
+  const c = await RpcClient.connect(s.address, { tls: { pin: s.certFingerprint }, interceptors: client });
+  return {
+    client: c,
+    server: s,
+    handled: () => handled,
+    close: async () => {
+      await c.close();
+      await s.close();
+    },
+  };
+}
+
+async function collect(items: AsyncIterable<Buffer>): Promise<number[]> {
+  const got: number[] = [];
+  for await (const item of items) got.push(item.readUInt32BE(0));
+  return got;
+}
+
+test('client interceptors run in order, the first outermost, for unary and streaming calls', async (t) => {
+  const log: string[] = [];
+  const tag =
+    (name: string): ClientInterceptor =>
+    (next) =>
+    async (req) => {
+      log.push(`${name} > ${req.method} ${req.stream ? 'stream' : 'unary'}`);
+      const res = await next(req);
+      log.push(`${name} < ${res.method}`);
+      return res;
+    };
+  const { client, close } = await setup([tag('a'), tag('b')]);
+  t.is((await client.call('echo', Buffer.from('hi'))).toString(), 'hi');
+  t.deepEqual(await collect(client.callStreaming('count', u32(3))), [0, 1, 2]);
+  t.deepEqual(log, ['a > echo unary', 'b > echo unary', 'b < echo', 'a < echo', 'a > count stream', 'b > count stream', 'b < count', 'a < count']);
+  await close();
+});
+
+test('a client interceptor changes the request, rejects with a code, or retries', async (t) => {
+  const upper: ClientInterceptor = (next) => async (req) => next({ ...req, message: Buffer.from(Buffer.from(req.message).toString().toUpperCase()) });
+  const deny: ClientInterceptor = (next) => async (req) => {
+    if (Buffer.from(req.message).toString() === 'SECRET') throw new RpcError('PERMISSION_DENIED', 'no secrets');
+    return next(req);
+  };
+  let attempts = 0;
+  const retry: ClientInterceptor = (next) => async (req) => {
+    for (;;) {
+      attempts++;
+      try {
+        return await next(req);
+      } catch (e) {
+        if (!(e instanceof RpcError) || e.code !== 'UNAVAILABLE' || attempts > 2) throw e;
+      }
+    }
+  };
+  const { client, server, handled, close } = await setup([upper, deny, retry]);
+  t.is((await client.call('echo', Buffer.from('hello'))).toString(), 'HELLO');
+  const e = await t.throwsAsync(client.call('echo', Buffer.from('secret')), { instanceOf: RpcError });
+  t.is(e?.code, 'PERMISSION_DENIED');
+  t.is(handled(), 1, 'the rejected call never reached the server');
+  let failures = 1;
+  server.unary('flaky', (req) => {
+    if (failures-- > 0) throw new RpcError('UNAVAILABLE', 'try again');
+    return req;
+  });
+  attempts = 0;
+  t.is((await client.call('flaky', Buffer.from('x'))).toString(), 'X');
+  t.is(attempts, 2, 'retried once');
+  await close();
+});
+
+test('server interceptors see every call of a registered method, can reject it and time it', async (t) => {
+  const seen: string[] = [];
+  const timing: ServerInterceptor = (next) => async (req) => {
+    const started = performance.now();
+    const res = await next(req);
+    seen.push(`${req.method} ${req.stream ? 'stream' : 'unary'} ${performance.now() - started >= 0 ? 'timed' : ''}`);
+    return res;
+  };
+  const auth: ServerInterceptor = (next) => async (req) => {
+    if (req.message.toString() === 'deny') throw new RpcError('UNAUTHENTICATED', `no credentials for ${req.method}`);
+    return next(req);
+  };
+  const { client, server, handled, close } = await setup([], [timing]);
+  server.use(auth);
+  t.is((await client.call('echo', Buffer.from('ok'))).toString(), 'ok');
+  t.deepEqual(await collect(client.callStreaming('count', u32(2))), [0, 1]);
+  const e = await t.throwsAsync(client.call('echo', Buffer.from('deny')), { instanceOf: RpcError });
+  t.is(e?.code, 'UNAUTHENTICATED');
+  t.is(e?.message, 'no credentials for echo');
+  t.is(handled(), 2, 'the handler did not run for the rejected call');
+  t.deepEqual(seen, ['echo unary timed', 'count stream timed']);
+  await close();
+});
+
+test('interceptors must be functions', async (t) => {
+  const server = await RpcServer.listen();
+  const e = await t.throwsAsync(
+    RpcClient.connect(server.address, { tls: { pin: server.certFingerprint }, interceptors: [5 as never] }),
+    { instanceOf: RpcError },
+  );
+  t.is(e?.code, 'INVALID_ARGUMENT');
+  t.is(e?.message, 'interceptors[0] must be a function, got 5 (number)');
+  t.throws(() => server.use('x' as never), { instanceOf: RpcError, message: 'interceptor must be a function, got "x" (string)' });
+  await server.close();
+});
