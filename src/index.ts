@@ -33,6 +33,19 @@ export type {
 } from './interceptor.js';
 export type { ErrorCode } from './errors.js';
 export type { ConnectionStats } from './stats.js';
+export { createClient, defineService, fromProtobuf, json, protobuf, raw, registerService, serverStreaming, unary } from './service.js';
+export type {
+  AnyMethod,
+  Codec,
+  DefinedMethods,
+  MethodDef,
+  MethodKind,
+  MethodSpec,
+  ProtobufMethods,
+  ServiceDef,
+  ServiceHandlers,
+  TypedClient,
+} from './service.js';
 export { RpcWorker } from './worker.js';
 export type { WorkerOptions, WorkerHooks, MigrationRequestInfo, MigrationDecision } from './worker.js';
 export { Director } from './director.js';
