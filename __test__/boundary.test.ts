@@ -156,7 +156,7 @@ test('RpcServer.listen: sizes and windows must be positive integers', async (t) 
     t,
     // @ts-expect-error no such option
     await t.throwsAsync(RpcServer.listen({ prot: 1 }), { instanceOf: RpcError }),
-    'options has no option "prot"; known: host, port, tls, maxFrameSize, streamWindow, idleTimeoutMs, keepAliveMs',
+    'options has no option "prot"; known: host, port, tls, maxFrameSize, streamWindow, idleTimeoutMs, keepAliveMs, interceptors',
   );
   invalid(
     t,

@@ -5,8 +5,8 @@
  */
 import { EventEmitter } from 'node:events';
 import { native, type Native } from './binding.js';
-import { fromBinding, RpcError } from './errors.js';
-import { chain, type ClientCallFn, type ClientInterceptor, type ClientRequest, type ClientResponse } from './interceptor.js';
+import { asRpcError, fromBinding, RpcError } from './errors.js';
+import { chain, type ClientInterceptor, type ClientRequest, type ClientResponse } from './interceptor.js';
 import { bytes, invalid, optionalBoolean, optionalFunctions, optionalInteger, optionalSignal, optionalString, record, string, stringList, U32_MAX } from './options.js';
 import type { ConnectionStats } from './stats.js';
 
@@ -150,12 +150,12 @@ function aborted(): RpcError {
  */
 export class RpcClient extends EventEmitter<SessionEvents> {
   readonly #native: Native.NativeClient;
-  readonly #call: ClientCallFn;
+  readonly #interceptors: ClientInterceptor[];
 
   private constructor(n: Native.NativeClient, interceptors: ClientInterceptor[]) {
     super();
     this.#native = n;
-    this.#call = chain(interceptors, (request) => this.#send(request));
+    this.#interceptors = interceptors;
     if (n.sessionId !== null) void this.#relaySessionEvents();
   }
 
@@ -260,27 +260,47 @@ export class RpcClient extends EventEmitter<SessionEvents> {
       async *[Symbol.asyncIterator]() {
         const response = await intercepted(checked);
         if (!response.stream) throw new RpcError('INTERNAL', `an interceptor answered the streaming call ${method} with a unary response`);
-        yield* response.message;
+        try {
+          yield* response.message;
+        } catch (e) {
+          throw asRpcError(e, 'a streaming response failed');
+        }
       },
     };
   }
 
-  /** Runs `request` through the interceptors; what they throw reaches the caller as an RpcError. */
+  /**
+   * Runs `request` through the interceptors (their outer functions run for every call); what
+   * they throw reaches the caller as an RpcError. The call's `deadlineMs` bounds the whole call,
+   * interceptors and retries included: each attempt gets what is left of it.
+   */
   async #intercepted(request: ClientRequest): Promise<ClientResponse> {
+    const started = performance.now();
     try {
-      return await this.#call(request);
+      const call = chain(this.#interceptors, (r: ClientRequest) => this.#send(r, started));
+      return await call(request);
     } catch (e) {
-      if (e instanceof RpcError) throw e;
-      throw new RpcError('UNKNOWN', `an interceptor failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      throw asRpcError(e, 'an interceptor failed');
     }
   }
 
-  /** The call itself, innermost in the interceptor chain. */
-  async #send(request: ClientRequest): Promise<ClientResponse> {
-    const { method, deadlineMs, signal, idempotent } = request;
-    const payload = bytes('message', request.message);
-    if (request.stream) return { stream: true, method, message: this.#stream(method, payload, deadlineMs, signal) };
-    return { stream: false, method, message: await this.#unary(method, payload, deadlineMs, signal, idempotent) };
+  /**
+   * The call itself, innermost in the interceptor chain: the request (as the interceptors left
+   * it) is checked again, and a streaming call resolves once its first items (or its end) have
+   * arrived, so that an interceptor around it sees the call's failure and its timing.
+   */
+  async #send(request: ClientRequest, started: number): Promise<ClientResponse> {
+    const c = checkCall(request.method, request.message, { deadlineMs: request.deadlineMs, signal: request.signal, idempotent: request.idempotent });
+    let deadlineMs = c.deadlineMs;
+    if (deadlineMs > 0) {
+      const left = Math.ceil(deadlineMs - (performance.now() - started));
+      if (left <= 0) throw new RpcError('DEADLINE_EXCEEDED', `deadline of ${deadlineMs} ms exceeded before the call was sent`);
+      deadlineMs = left;
+    }
+    if (request.stream) {
+      return { stream: true, method: c.method, message: await this.#stream(c.method, c.payload, deadlineMs, c.signal) };
+    }
+    return { stream: false, method: c.method, message: await this.#unary(c.method, c.payload, deadlineMs, c.signal, c.idempotent) };
   }
 
   async #unary(m: string, payload: Buffer, d: number, signal: AbortSignal | undefined, idempotent: boolean): Promise<Buffer> {
@@ -300,36 +320,50 @@ export class RpcClient extends EventEmitter<SessionEvents> {
     }
   }
 
-  #stream(m: string, payload: Buffer, d: number, signal: AbortSignal | undefined): AsyncIterable<Buffer> {
-    const n = this.#native;
+  /**
+   * Opens a server-streaming call and waits for its first batch of items (or its end), then
+   * returns the items as an iterable that reads the rest as the caller iterates; breaking out of
+   * it (or the signal) cancels the call.
+   */
+  async #stream(m: string, payload: Buffer, d: number, signal: AbortSignal | undefined): Promise<AsyncIterable<Buffer>> {
+    if (signal?.aborted) throw aborted();
+    let stream: Native.NativeStream;
+    try {
+      stream = await this.#native.openStream(m, payload, d);
+    } catch (e) {
+      throw fromBinding(e);
+    }
+    const onAbort = () => stream.cancel();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (signal?.aborted) stream.cancel();
+    const next = async (): Promise<Buffer[] | null> => {
+      try {
+        return await stream.nextBatch(ITEM_BATCH);
+      } catch (e) {
+        throw fromBinding(e);
+      }
+    };
+    let first: Buffer[] | null;
+    try {
+      first = await next();
+    } catch (e) {
+      signal?.removeEventListener('abort', onAbort);
+      throw e;
+    }
     return {
       async *[Symbol.asyncIterator]() {
-        if (signal?.aborted) throw aborted();
-        let stream: Native.NativeStream;
-        try {
-          stream = await n.openStream(m, payload, d);
-        } catch (e) {
-          throw fromBinding(e);
-        }
         let ended = false;
-        const onAbort = () => stream.cancel();
-        signal?.addEventListener('abort', onAbort, { once: true });
         try {
-          if (signal?.aborted) stream.cancel();
-          for (;;) {
-            let batch: Buffer[] | null;
-            try {
-              batch = await stream.nextBatch(ITEM_BATCH);
-            } catch (e) {
-              ended = true;
-              throw fromBinding(e);
-            }
+          for (let batch = first; ; batch = await next()) {
             if (batch === null) {
               ended = true;
               return;
             }
             for (const item of batch) yield item;
           }
+        } catch (e) {
+          ended = true;
+          throw e;
         } finally {
           signal?.removeEventListener('abort', onAbort);
           if (!ended) stream.cancel();

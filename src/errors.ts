@@ -32,28 +32,42 @@ export const ERROR_CODES = [
  * - `UNKNOWN` (2): a handler threw an error without a code.
  * - `INVALID_ARGUMENT` (3): bad options or a request the method's kind does not match.
  * - `DEADLINE_EXCEEDED` (4): the call's `deadlineMs` passed.
- * - `NOT_FOUND` (5): something the request names does not exist (a handler's answer).
+ * - `NOT_FOUND` (5): something the request names does not exist (a handler's answer; a director's
+ *   for an unknown session or worker).
  * - `ALREADY_EXISTS` (6): what the request wanted to create exists (a handler's answer).
  * - `PERMISSION_DENIED` (7): the caller may not do this (a handler's answer).
  * - `RESOURCE_EXHAUSTED` (8): a frame exceeded the maximum frame size, or another limit.
  * - `FAILED_PRECONDITION` (9): the system is not in the state the request needs.
  * - `ABORTED` (10): a concurrency conflict; the caller may retry at a higher level.
  * - `OUT_OF_RANGE` (11): the request went past a valid range.
- * - `UNIMPLEMENTED` (12): no handler is registered for the method.
+ * - `UNIMPLEMENTED` (12): no handler is registered for the method; a protobuf method kind rpcnet
+ *   does not support yet.
  * - `INTERNAL` (13): a bug or unexpected local failure.
  * - `UNAVAILABLE` (14): the server cannot be reached or the connection was lost.
  * - `DATA_LOSS` (15): unrecoverable data loss or corruption (a handler's answer).
  * - `UNAUTHENTICATED` (16): the request lacks valid credentials (a handler's answer).
  * - `PROTOCOL` (256): the peer broke PROTOCOL.md (malformed frame, sequence gap).
  *
- * The numbers are gRPC's (PROTOCOL.md section 6); rpcnet itself sends 5-7, 9-11, 15 and 16
- * only when a handler throws them.
+ * The numbers are gRPC's (PROTOCOL.md section 6); handlers may throw any of them.
  */
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
 /** Returns true when `value` is one of {@link ERROR_CODES}. */
 export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && (ERROR_CODES as readonly string[]).includes(value);
+}
+
+/**
+ * `e` as an {@link RpcError}: itself if it is one; an error whose `code` property is a stable
+ * code keeps that code and its message; anything else is `UNKNOWN`, its message prefixed with
+ * `context` (and `e` kept as the cause).
+ */
+export function asRpcError(e: unknown, context: string): RpcError {
+  if (e instanceof RpcError) return e;
+  const code = (e as { code?: unknown } | null)?.code;
+  const message = e instanceof Error ? e.message : String(e);
+  if (isErrorCode(code)) return new RpcError(code, message, { cause: e });
+  return new RpcError('UNKNOWN', `${context}: ${message}`, { cause: e });
 }
 
 /**

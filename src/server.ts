@@ -334,9 +334,18 @@ export class RpcServer {
       done();
       return;
     }
-    const call: ServerCallFn = chain(this.#interceptors, async (req) =>
-      handler.streaming ? { message: handler.fn(req.message, req.context) } : { message: await handler.fn(req.message, req.context) },
-    );
+    let call: ServerCallFn;
+    try {
+      // The interceptors' outer functions run for every call.
+      call = chain(this.#interceptors, async (req) =>
+        handler.streaming ? { message: handler.fn(req.message, req.context) } : { message: await handler.fn(req.message, req.context) },
+      );
+    } catch (e) {
+      const { code, message } = toWire(e);
+      n.fail(id, code, message);
+      done();
+      return;
+    }
     if (!handler.streaming) {
       const fn: UnaryHandler = async (message, context) => (await call({ stream: false, method, message, context })).message as Uint8Array;
       void runUnary(n, id, fn, event.payload, ctx).finally(done);

@@ -208,7 +208,7 @@ export function registerService<S extends ServiceDef<Record<string, AnyMethod>>>
   service: S,
   handlers: ServiceHandlers<S>,
 ): void {
-  const given = handlers as Record<string, (request: unknown, ctx: CallContext) => unknown>;
+  const given = record('handlers', handlers as Record<string, (request: unknown, ctx: CallContext) => unknown>, Object.keys(service.methods));
   for (const [key, m] of Object.entries(service.methods)) {
     const fn = func(`handlers.${key}`, given[key]!);
     const decode = (bytes: Uint8Array) => decodeWith(m.input, bytes, 'INVALID_ARGUMENT', `the request of ${m.path}`);
@@ -225,7 +225,7 @@ export function registerService<S extends ServiceDef<Record<string, AnyMethod>>>
 
 function serviceName(typeName: string): string {
   const name = string('typeName', typeName);
-  if (!/^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/.test(name)) {
+  if (!/^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$/.test(name)) {
     throw new RpcError('INVALID_ARGUMENT', `typeName must be <package>.<Service> (dot-separated identifiers), got ${JSON.stringify(name)}`);
   }
   return name;

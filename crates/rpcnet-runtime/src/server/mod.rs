@@ -226,7 +226,7 @@ impl Server {
         &self.fingerprint
     }
 
-    /// Registers (or replaces) a method. Calls to unregistered methods get `NOT_FOUND` without
+    /// Registers (or replaces) a method. Calls to unregistered methods get `UNIMPLEMENTED` without
     /// reaching the embedder; calls whose STREAMING flag does not match `kind` get `INVALID_ARGUMENT`.
     pub fn register(&self, method: &str, kind: MethodKind) {
         self.shared
