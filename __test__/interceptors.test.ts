@@ -26,6 +26,20 @@ async function setup(client: ClientInterceptor[], server: ServerInterceptor[] = 
   };
 }
 
+/** Retries a call that failed with UNAVAILABLE, up to 2 attempts; `attempt` counts each one. */
+function retryOnUnavailable(attempt: () => number): ClientInterceptor {
+  return (next) => async (req) => {
+    for (;;) {
+      const n = attempt();
+      try {
+        return await next(req);
+      } catch (e) {
+        if (!(e instanceof RpcError) || e.code !== 'UNAVAILABLE' || n > 2) throw e;
+      }
+    }
+  };
+}
+
 async function collect(items: AsyncIterable<Buffer>): Promise<number[]> {
   const got: number[] = [];
   for await (const item of items) got.push(item.readUInt32BE(0));
@@ -57,16 +71,7 @@ test('a client interceptor changes the request, rejects with a code, or retries'
     return next(req);
   };
   let attempts = 0;
-  const retry: ClientInterceptor = (next) => async (req) => {
-    for (;;) {
-      attempts++;
-      try {
-        return await next(req);
-      } catch (e) {
-        if (!(e instanceof RpcError) || e.code !== 'UNAVAILABLE' || attempts > 2) throw e;
-      }
-    }
-  };
+  const retry = retryOnUnavailable(() => ++attempts);
   const { client, server, handled, close } = await setup([upper, deny, retry]);
   t.is((await client.call('echo', Buffer.from('hello'))).toString(), 'HELLO');
   const e = await t.throwsAsync(client.call('echo', Buffer.from('secret')), { instanceOf: RpcError });
@@ -109,16 +114,7 @@ test('server interceptors see every call of a registered method, can reject it a
 
 test('a streaming call through interceptors: retried on its first failure, cancelled on break, deadline across attempts', async (t) => {
   let attempts = 0;
-  const retry: ClientInterceptor = (next) => async (req) => {
-    for (;;) {
-      attempts++;
-      try {
-        return await next(req);
-      } catch (e) {
-        if (!(e instanceof RpcError) || e.code !== 'UNAVAILABLE' || attempts > 2) throw e;
-      }
-    }
-  };
+  const retry = retryOnUnavailable(() => ++attempts);
   const { client, server, close } = await setup([retry]);
   let failures = 1;
   let cancelled = 0;
