@@ -64,10 +64,8 @@ export function isErrorCode(value: unknown): value is ErrorCode {
  */
 export function asRpcError(e: unknown, context: string): RpcError {
   if (e instanceof RpcError) return e;
-  const code = (e as { code?: unknown } | null)?.code;
-  const message = e instanceof Error ? e.message : String(e);
-  if (isErrorCode(code)) return new RpcError(code, message, { cause: e });
-  return new RpcError('UNKNOWN', `${context}: ${message}`, { cause: e });
+  const { code, message } = toWire(e);
+  return new RpcError(code, code === 'UNKNOWN' ? `${context}: ${message}` : message, { cause: e });
 }
 
 /**

@@ -64,11 +64,7 @@ pub fn serving_transport_config(
     idle_timeout_ms: u64,
     keep_alive_ms: u64,
 ) -> Result<Arc<quinn::TransportConfig>, RpcError> {
-    if idle_timeout_ms == 0 || quinn::VarInt::from_u64(idle_timeout_ms).is_err() {
-        return Err(RpcError::invalid_argument(format!(
-            "idle_timeout_ms must be a positive integer (ms) below 2^62, got {idle_timeout_ms}"
-        )));
-    }
+    check_idle_timeout("idle_timeout_ms", idle_timeout_ms)?;
     if keep_alive_ms >= idle_timeout_ms {
         return Err(RpcError::invalid_argument(format!(
             "keep_alive_ms must be below idle_timeout_ms ({idle_timeout_ms} ms), got \
@@ -94,11 +90,7 @@ pub fn serving_transport_config(
 pub fn client_transport_config(
     idle_timeout_ms: u64,
 ) -> Result<Arc<quinn::TransportConfig>, RpcError> {
-    if idle_timeout_ms == 0 || quinn::VarInt::from_u64(idle_timeout_ms).is_err() {
-        return Err(RpcError::invalid_argument(format!(
-            "loss_detection_ms must be a positive integer (ms) below 2^62, got {idle_timeout_ms}"
-        )));
-    }
+    check_idle_timeout("loss_detection_ms", idle_timeout_ms)?;
     Ok(Arc::new(base(
         0,
         idle_timeout_ms,
@@ -112,6 +104,18 @@ pub fn client_transport_config(
 /// ([`MAX_CONCURRENT_LINK_CALLS`] on a worker's user port).
 pub fn cluster_transport_config() -> Arc<quinn::TransportConfig> {
     transport_config()
+}
+
+/// Checks an idle timeout option `name` (ms): positive and below QUIC's limit (2^62 - 1 ms).
+///
+/// Errors: `INVALID_ARGUMENT` naming `name` and the value.
+fn check_idle_timeout(name: &str, ms: u64) -> Result<(), RpcError> {
+    if ms == 0 || quinn::VarInt::from_u64(ms).is_err() {
+        return Err(RpcError::invalid_argument(format!(
+            "{name} must be a positive integer (ms) below 2^62, got {ms}"
+        )));
+    }
+    Ok(())
 }
 
 /// `calls` concurrent calls for the peer, idle timeout and keep-alive interval in ms (the

@@ -177,7 +177,7 @@ impl Session {
         inner: &Arc<Inner>,
         input: impl FnOnce(&mut Coordinator, u64) -> R,
     ) -> R {
-        let (result, out) = {
+        let (result, out, open) = {
             let mut st = self.state.lock().unwrap();
             let was_frozen = st.coordinator.route().frozen;
             let owner = st.coordinator.route().owner.clone();
@@ -192,7 +192,7 @@ impl Session {
                 *r = out.route.clone();
                 changed
             });
-            (result, out)
+            (result, out, !st.closed)
         };
         for t in out.transmits {
             self.dispatch(inner, t, out.deadline);
@@ -201,8 +201,9 @@ impl Session {
             .events
             .iter()
             .any(|e| matches!(e, CoordinatorEvent::Failover { .. }));
-        if failed_over && self.resumable {
-            // The new owner learns of the session even if no call of it re-attaches there.
+        if failed_over && self.resumable && open {
+            // The new owner learns of the session even if no call of it re-attaches there (not
+            // once its connection ended: that notice would re-create a session the owner dropped).
             let (session, inner) = (self.clone(), inner.clone());
             tokio::spawn(async move { super::clients::tell_opened(&inner, &session).await });
         }
