@@ -6,9 +6,48 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use rpcnet_runtime::addr::resolve_all;
 use rpcnet_runtime::client::{SessionEvent, StreamHandle};
-use rpcnet_runtime::{Canceller, Client, ClientConfig, ClientTrust, RpcError};
+use rpcnet_runtime::{
+    CallOptions, Canceller, Client, ClientConfig, ClientTrust, ResponseMetadata, RpcError,
+    UnaryOutcome,
+};
 
+use crate::metadata::{
+    response, to_metadata, NativeMetadataEntry, NativeResponseMetadata, WithMetadata,
+};
 use crate::{bytes, stats, Fallible, NativeStats};
+
+/// A unary call's response: the payload, and the response headers and trailers when the server
+/// sent any (`null` otherwise, the common case, which saves building empty arrays).
+#[napi(object)]
+pub struct NativeReply {
+    /// The response payload.
+    pub payload: Buffer,
+    /// The response headers and trailers, `null` when both are empty.
+    pub metadata: Option<NativeResponseMetadata>,
+}
+
+/// A unary call with `options`, as the binding's outcome (request headers invalid: rejected with
+/// `INVALID_ARGUMENT` before anything is sent).
+async fn unary_call(
+    client: &Client,
+    (method, payload): (String, Buffer),
+    mut options: CallOptions<'_>,
+    metadata: Option<Vec<NativeMetadataEntry>>,
+) -> WithMetadata<NativeReply> {
+    let metadata = match to_metadata(metadata) {
+        Ok(m) => m,
+        Err(e) => return WithMetadata(Err(e), ResponseMetadata::default()),
+    };
+    options.metadata = &metadata;
+    let UnaryOutcome { result, metadata } =
+        client.unary_with(&method, bytes(&payload), options).await;
+    let empty = metadata.headers.is_empty() && metadata.trailers.is_empty();
+    let reply = result.map(|out| NativeReply {
+        payload: Buffer::from(out.to_vec()),
+        metadata: (!empty).then(|| response(&metadata)),
+    });
+    WithMetadata(reply, metadata)
+}
 
 /// Options of `connect`, already validated by src/options.ts (see `ClientOptions` in
 /// src/client.ts).
@@ -175,21 +214,24 @@ impl NativeClient {
         events.into_iter().map(Into::into).collect()
     }
 
-    /// A unary call; `deadline_ms` 0 = none; `idempotent`: may be sent again after a resume.
-    /// Rejects with the call's coded error.
-    #[napi(ts_return_type = "Promise<Buffer>")]
+    /// A unary call; `deadline_ms` 0 = none; `idempotent`: may be sent again after a resume;
+    /// `metadata`: the request headers. Rejects with the call's coded error, whose `metadata`
+    /// property holds the response headers and trailers.
+    #[napi(ts_return_type = "Promise<NativeReply>")]
     pub async fn unary(
         &self,
         method: String,
         payload: Buffer,
         deadline_ms: u32,
         idempotent: bool,
-    ) -> Fallible<Buffer> {
-        self.inner
-            .unary_call(&method, bytes(&payload), deadline_ms, None, idempotent)
-            .await
-            .map(|out| Buffer::from(out.to_vec()))
-            .into()
+        metadata: Option<Vec<NativeMetadataEntry>>,
+    ) -> WithMetadata<NativeReply> {
+        let options = CallOptions {
+            deadline_ms,
+            idempotent,
+            ..CallOptions::default()
+        };
+        unary_call(&self.inner, (method, payload), options, metadata).await
     }
 
     /// A handle for one cancellable unary call.
@@ -201,16 +243,28 @@ impl NativeClient {
         }
     }
 
-    /// Opens a server-streaming call; rejects with the call's coded error.
+    /// Opens a server-streaming call with the request headers `metadata`; rejects with the
+    /// call's coded error.
     #[napi(ts_return_type = "Promise<NativeStream>")]
     pub async fn open_stream(
         &self,
         method: String,
         payload: Buffer,
         deadline_ms: u32,
+        metadata: Option<Vec<NativeMetadataEntry>>,
     ) -> Fallible<NativeStream> {
-        self.inner
-            .streaming(&method, bytes(&payload), deadline_ms)
+        let opened = async {
+            let metadata = to_metadata(metadata)?;
+            let options = CallOptions {
+                deadline_ms,
+                metadata: &metadata,
+                ..CallOptions::default()
+            };
+            self.inner
+                .streaming_with(&method, bytes(&payload), options)
+                .await
+        };
+        opened
             .await
             .map(|stream| NativeStream {
                 inner: Arc::new(StreamHandle::new(stream)),
@@ -234,26 +288,24 @@ pub struct NativeCall {
 
 #[napi]
 impl NativeCall {
-    /// Makes the call; rejects with `CANCELLED` after `cancel`, or the call's coded error.
-    #[napi(ts_return_type = "Promise<Buffer>")]
+    /// Makes the call (as `NativeClient.unary`); rejects with `CANCELLED` after `cancel`, or
+    /// the call's coded error.
+    #[napi(ts_return_type = "Promise<NativeReply>")]
     pub async fn unary(
         &self,
         method: String,
         payload: Buffer,
         deadline_ms: u32,
         idempotent: bool,
-    ) -> Fallible<Buffer> {
-        self.client
-            .unary_call(
-                &method,
-                bytes(&payload),
-                deadline_ms,
-                Some(&self.canceller),
-                idempotent,
-            )
-            .await
-            .map(|out| Buffer::from(out.to_vec()))
-            .into()
+        metadata: Option<Vec<NativeMetadataEntry>>,
+    ) -> WithMetadata<NativeReply> {
+        let options = CallOptions {
+            deadline_ms,
+            idempotent,
+            canceller: Some(&self.canceller),
+            ..CallOptions::default()
+        };
+        unary_call(&self.client, (method, payload), options, metadata).await
     }
 
     /// Cancels the call.
@@ -292,5 +344,12 @@ impl NativeStream {
     #[napi]
     pub fn cancel(&self) {
         self.inner.cancel();
+    }
+
+    /// The response headers and trailers received so far (headers: with the first batch;
+    /// trailers: by the end or the error).
+    #[napi]
+    pub fn response_metadata(&self) -> NativeResponseMetadata {
+        response(&self.inner.response_metadata())
     }
 }

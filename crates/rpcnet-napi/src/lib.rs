@@ -14,6 +14,7 @@
 
 mod client;
 mod director;
+mod metadata;
 mod server;
 mod worker;
 
@@ -123,23 +124,34 @@ impl<T> From<std::result::Result<T, RpcError>> for Fallible<T> {
     }
 }
 
-impl<T: ToNapiValue> ToNapiValue for Fallible<T> {
-    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
-        match val.0 {
-            Ok(v) => unsafe { T::to_napi_value(env, v) },
+impl<T: ToNapiValue> Fallible<T> {
+    /// The value, or the error to throw together with the JavaScript error object it refers to
+    /// (null when the environment is tearing down), so that a caller may add properties to it.
+    unsafe fn to_napi_value_or_error(
+        self,
+        env: sys::napi_env,
+    ) -> std::result::Result<sys::napi_value, (Error, sys::napi_value)> {
+        match self.0 {
+            Ok(v) => unsafe { T::to_napi_value(env, v) }.map_err(|e| (e, std::ptr::null_mut())),
             Err(e) => {
                 let code = e.code.as_str().to_owned();
                 let fallback = format!("{}: {}", e.code, e.message);
                 let js = unsafe { JsError::from(Error::new(code, e.message)).into_value(env) };
                 if js.is_null() {
                     // The environment is tearing down; nothing will see this error.
-                    return Err(Error::new(Status::GenericFailure, fallback));
+                    return Err((Error::new(Status::GenericFailure, fallback), js));
                 }
                 // An error that refers to the JS object: napi-rs throws (or rejects with) that
                 // very object, `code` included.
-                Err(Error::from(unsafe { Unknown::from_raw_unchecked(env, js) }))
+                Err((Error::from(unsafe { Unknown::from_raw_unchecked(env, js) }), js))
             }
         }
+    }
+}
+
+impl<T: ToNapiValue> ToNapiValue for Fallible<T> {
+    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
+        unsafe { val.to_napi_value_or_error(env) }.map_err(|(e, _)| e)
     }
 }
 

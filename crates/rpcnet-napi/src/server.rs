@@ -6,9 +6,11 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use rpcnet_runtime::addr::bind_address;
 use rpcnet_runtime::{
-    MethodKind, PushStatus, RpcError, Server, ServerConfig, ServerEvent, ServerIdentity,
+    ErrorCode, MethodKind, PushStatus, ResponseMetadata, RpcError, Server, ServerConfig,
+    ServerEvent, ServerIdentity,
 };
 
+use crate::metadata::{entries, to_metadata, NativeMetadataEntry};
 use crate::{bytes, stats, Fallible, NativeErrorCode, NativeStats};
 
 /// Options of `listen`, already validated by src/options.ts (see `ServerOptions` in
@@ -56,6 +58,8 @@ pub enum NativeServerEvent {
         method: String,
         /// The request payload.
         payload: Buffer,
+        /// The request headers.
+        metadata: Vec<NativeMetadataEntry>,
         /// Whether the method is server-streaming.
         streaming: bool,
         /// The client's deadline in ms from reception; 0 = none.
@@ -181,6 +185,7 @@ impl NativeServer {
                     id,
                     method,
                     payload,
+                    metadata,
                     kind,
                     deadline_ms,
                     connection,
@@ -190,6 +195,7 @@ impl NativeServer {
                     id: id as i64,
                     method,
                     payload: Buffer::from(payload.to_vec()),
+                    metadata: entries(&metadata),
                     streaming: kind == MethodKind::ServerStreaming,
                     deadline_ms,
                     connection_id: client_connection_id,
@@ -208,28 +214,75 @@ impl NativeServer {
             .collect()
     }
 
-    /// Answers a unary call. False if the call is over or not unary.
+    /// Answers a unary call, with the response `header` and `trailer` if any. False if the
+    /// call is over or not unary. Metadata that breaks PROTOCOL.md section 5.6 fails the call
+    /// with `INTERNAL` instead.
     #[napi]
-    pub fn respond(&self, id: i64, payload: Buffer) -> bool {
-        self.inner.respond(id as u64, Ok(bytes(&payload)))
+    pub fn respond(
+        &self,
+        id: i64,
+        payload: Buffer,
+        header: Option<Vec<NativeMetadataEntry>>,
+        trailer: Option<Vec<NativeMetadataEntry>>,
+    ) -> bool {
+        match response_metadata(header, trailer) {
+            Ok(m) => self.inner.respond_with(id as u64, Ok(bytes(&payload)), m),
+            Err(e) => self.inner.respond(id as u64, Err(e)),
+        }
     }
 
-    /// Fails a call (unary or streaming) with `code` and `message`. False if it is over.
+    /// Fails a call (unary or streaming) with `code` and `message`, after the response `header`
+    /// (if none went out yet) and `trailer`. False if it is over.
     #[napi]
-    pub fn fail(&self, id: i64, code: NativeErrorCode, message: String) -> bool {
-        let e = RpcError::new(code.into(), message);
-        if !self.inner.respond(id as u64, Err(e.clone())) {
-            return self.inner.end(id as u64, Err(e));
+    pub fn fail(
+        &self,
+        id: i64,
+        code: NativeErrorCode,
+        message: String,
+        header: Option<Vec<NativeMetadataEntry>>,
+        trailer: Option<Vec<NativeMetadataEntry>>,
+    ) -> bool {
+        let (e, m) = match response_metadata(header, trailer) {
+            Ok(m) => (RpcError::new(code.into(), message), m),
+            Err(e) => (e, ResponseMetadata::default()),
+        };
+        let id = id as u64;
+        if self.inner.respond_with(id, Err(e.clone()), m.clone()) {
+            return true;
         }
-        true
+        if !m.headers.is_empty() {
+            self.inner.push_headers(id, m.headers);
+        }
+        self.inner.end_with(id, Err(e), m.trailers)
     }
 
     /// Pushes one item of a streaming call, after `checkpoint` (the handler's latest
-    /// `ctx.checkpoint` since the previous item, if any), in one crossing.
+    /// `ctx.checkpoint` since the previous item, if any) and, before its first item, the
+    /// response `header`, in one crossing.
     #[napi]
-    pub fn push(&self, id: i64, payload: Buffer, checkpoint: Option<Buffer>) -> NativePushStatus {
+    pub fn push(
+        &self,
+        id: i64,
+        payload: Buffer,
+        checkpoint: Option<Buffer>,
+        header: Option<Vec<NativeMetadataEntry>>,
+    ) -> NativePushStatus {
+        let id = id as u64;
+        if header.is_some() {
+            match to_metadata(header) {
+                Ok(m) => {
+                    if self.inner.push_headers(id, m) == PushStatus::Closed {
+                        return NativePushStatus::Closed;
+                    }
+                }
+                Err(e) => {
+                    self.inner.end(id, Err(internal(e)));
+                    return NativePushStatus::Closed;
+                }
+            }
+        }
         self.inner
-            .push_checkpointed(id as u64, checkpoint.as_ref().map(bytes), bytes(&payload))
+            .push_checkpointed(id, checkpoint.as_ref().map(bytes), bytes(&payload))
             .into()
     }
 
@@ -246,10 +299,25 @@ impl NativeServer {
         self.inner.writable(id as u64).await
     }
 
-    /// Ends a streaming call normally. False if it is over.
+    /// Ends a streaming call normally, after the response `header` (if none went out yet) and
+    /// the `trailer`. False if it is over.
     #[napi]
-    pub fn end(&self, id: i64) -> bool {
-        self.inner.end(id as u64, Ok(()))
+    pub fn end(
+        &self,
+        id: i64,
+        header: Option<Vec<NativeMetadataEntry>>,
+        trailer: Option<Vec<NativeMetadataEntry>>,
+    ) -> bool {
+        let id = id as u64;
+        match response_metadata(header, trailer) {
+            Ok(m) => {
+                if !m.headers.is_empty() {
+                    self.inner.push_headers(id, m.headers);
+                }
+                self.inner.end_with(id, Ok(()), m.trailers)
+            }
+            Err(e) => self.inner.end(id, Err(e)),
+        }
     }
 
     /// Calls in progress.
@@ -271,4 +339,25 @@ impl NativeServer {
     pub async fn close(&self) {
         self.inner.close().await;
     }
+}
+
+/// A handler's response headers and trailers as the runtime's.
+///
+/// Errors: `INTERNAL` naming the entry that breaks PROTOCOL.md section 5.6 (the handler's fault,
+/// not the client's).
+fn response_metadata(
+    header: Option<Vec<NativeMetadataEntry>>,
+    trailer: Option<Vec<NativeMetadataEntry>>,
+) -> std::result::Result<ResponseMetadata, RpcError> {
+    Ok(ResponseMetadata {
+        headers: to_metadata(header).map_err(internal)?,
+        trailers: to_metadata(trailer).map_err(internal)?,
+    })
+}
+
+fn internal(e: RpcError) -> RpcError {
+    RpcError::new(
+        ErrorCode::Internal,
+        format!("the handler set invalid response metadata: {}", e.message),
+    )
 }

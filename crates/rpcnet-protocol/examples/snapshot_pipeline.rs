@@ -53,6 +53,7 @@ fn main() {
                 next_seq: 57,
                 pending: vec![(57, Bytes::from_static(b"{\"seq\":57}"))],
                 checkpoint: Some((57, Bytes::from_static(b"{\"startedAt\":1,\"hash\":3}"))),
+                headers: Default::default(),
             }],
         };
         let names = [

@@ -17,10 +17,11 @@ use bytes::{Bytes, BytesMut};
 
 use crate::code::ErrorCode;
 use crate::frame::{
-    Attach, Frame, FrameType, Request, ATTACH_FIXED_LEN, DEFAULT_MAX_FRAME_SIZE, END_BODY_LEN,
-    ERROR_FIXED_LEN, FLAG_HAS_CHECKPOINT, FLAG_RESUMABLE, FLAG_STREAMING, HEADER_LEN,
-    ITEM_FIXED_LEN, REQUEST_FIXED_LEN,
+    Attach, Frame, FrameType, Request, Version, ATTACH_FIXED_LEN, DEFAULT_MAX_FRAME_SIZE,
+    END_BODY_LEN, ERROR_FIXED_LEN, FLAG_HAS_CHECKPOINT, FLAG_METADATA, FLAG_RESUMABLE,
+    FLAG_STREAMING, HEADER_LEN, ITEM_FIXED_LEN, REQUEST_FIXED_LEN,
 };
+use crate::metadata::{Metadata, DEFAULT_MAX_METADATA_SIZE};
 
 /// Why a byte sequence is not a valid frame. See [`FrameError`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,8 +47,18 @@ pub enum FrameErrorKind {
         /// The decoder's maximum body length, in bytes.
         max: u32,
     },
-    /// The header's `type` byte is not a defined frame type (PROTOCOL.md section 5). Maps to
-    /// `PROTOCOL`.
+    /// A metadata block (a REQUEST's `metadata_len`, a HEADERS or TRAILERS body) of `length`
+    /// bytes is larger than the receiver's limit `max` (PROTOCOL.md section 5.6). HEADERS and
+    /// TRAILERS are refused from the header alone. Maps to `RESOURCE_EXHAUSTED`.
+    #[error("metadata of {length} bytes exceeds the maximum metadata size of {max} bytes")]
+    MetadataTooLarge {
+        /// The block's length in bytes.
+        length: u32,
+        /// The decoder's maximum metadata size, in bytes.
+        max: u32,
+    },
+    /// The header's `type` byte is not a defined frame type (PROTOCOL.md section 5) of the
+    /// connection's protocol version. Maps to `PROTOCOL`.
     #[error("unknown frame type {0:#04x}")]
     UnknownType(u8),
     /// The header's `flags` byte has a bit set that is not defined for the frame type
@@ -109,7 +120,9 @@ impl FrameError {
     #[must_use]
     pub fn code(&self) -> ErrorCode {
         match self.kind {
-            FrameErrorKind::TooLarge { .. } => ErrorCode::ResourceExhausted,
+            FrameErrorKind::TooLarge { .. } | FrameErrorKind::MetadataTooLarge { .. } => {
+                ErrorCode::ResourceExhausted
+            }
             _ => ErrorCode::Protocol,
         }
     }
@@ -139,6 +152,8 @@ impl TryFrom<u8> for FrameType {
             0x03 => FrameType::Item,
             0x04 => FrameType::End,
             0x05 => FrameType::Error,
+            0x06 => FrameType::Headers,
+            0x07 => FrameType::Trailers,
             0x10 => FrameType::Attach,
             0x11 => FrameType::Checkpoint,
             0x12 => FrameType::Suspended,
@@ -164,11 +179,14 @@ pub fn peek_header(src: &[u8]) -> Option<(u8, u8, u32)> {
 
 /// Incremental, sans-IO frame decoder for one call's stream (PROTOCOL.md sections 4, 5 and 10).
 ///
-/// Holds only configuration (the maximum body size), so one decoder per stream is cheap; the
-/// bytes themselves stay in the caller's [`BytesMut`].
+/// Holds only configuration (the maximum body size, the maximum metadata size and the
+/// connection's protocol version), so one decoder per stream is cheap; the bytes themselves stay
+/// in the caller's [`BytesMut`].
 #[derive(Debug, Clone)]
 pub struct Decoder {
     max_frame_size: u32,
+    max_metadata_size: u32,
+    version: Version,
 }
 
 impl Default for Decoder {
@@ -181,9 +199,29 @@ impl Default for Decoder {
 impl Decoder {
     /// A decoder that rejects frames whose body `length` exceeds `max_frame_size` bytes with
     /// `RESOURCE_EXHAUSTED` (PROTOCOL.md section 10). The 6 header bytes are not counted.
+    /// It decodes version 2 (the current one) with the [`DEFAULT_MAX_METADATA_SIZE`] of 8 KiB.
     #[must_use]
     pub fn new(max_frame_size: u32) -> Self {
-        Decoder { max_frame_size }
+        Decoder {
+            max_frame_size,
+            max_metadata_size: DEFAULT_MAX_METADATA_SIZE,
+            version: Version::V2,
+        }
+    }
+
+    /// This decoder for a connection that negotiated `version` (PROTOCOL.md section 2): under
+    /// [`Version::V1`] the frame types and flags of version 2 are refused with `PROTOCOL`.
+    #[must_use]
+    pub fn with_version(mut self, version: Version) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// This decoder with a limit of `max` bytes on each metadata block (PROTOCOL.md 5.6).
+    #[must_use]
+    pub fn with_max_metadata_size(mut self, max: u32) -> Self {
+        self.max_metadata_size = max;
+        self
     }
 
     /// The maximum accepted body length, in bytes.
@@ -222,7 +260,10 @@ impl Decoder {
             return Ok(None);
         };
         let ty = FrameType::try_from(type_byte)?;
-        if flags & !ty.allowed_flags() != 0 {
+        if ty.since() > self.version {
+            return Err(FrameErrorKind::UnknownType(type_byte).into());
+        }
+        if flags & !ty.allowed_flags(self.version) != 0 {
             return Err(FrameErrorKind::ReservedFlags {
                 frame_type: type_byte,
                 flags,
@@ -233,6 +274,14 @@ impl Decoder {
             return Err(FrameErrorKind::TooLarge {
                 length,
                 max: self.max_frame_size,
+            }
+            .into());
+        }
+        if matches!(ty, FrameType::Headers | FrameType::Trailers) && length > self.max_metadata_size
+        {
+            return Err(FrameErrorKind::MetadataTooLarge {
+                length,
+                max: self.max_metadata_size,
             }
             .into());
         }
@@ -249,7 +298,7 @@ impl Decoder {
             return Ok(None);
         }
         let body = &src[HEADER_LEN..total];
-        let (mut frame, payload_offset) = parse_body(ty, flags, body)?;
+        let (mut frame, payload_offset) = parse_body(ty, flags, body, self.max_metadata_size)?;
         // Valid: now consume the frame and attach the zero-copy payload slice.
         let raw: Bytes = src.split_to(total).freeze();
         if let Some(off) = payload_offset {
@@ -314,6 +363,13 @@ impl Decoder {
     }
 }
 
+/// A metadata block of `frame` (PROTOCOL.md section 5.6), copied out of the receive buffer (it
+/// is small: at most the metadata limit).
+fn metadata_block(frame: &str, block: &[u8]) -> Result<Metadata, FrameError> {
+    Metadata::decode(&Bytes::copy_from_slice(block))
+        .map_err(|e| FrameError::malformed(format!("{frame} {e}")))
+}
+
 /// A body that is exactly one `u64` (`frame`'s `field`).
 fn exact_u64(frame: &str, field: &str, body: &[u8]) -> Result<u64, FrameError> {
     let b: [u8; 8] = body.try_into().map_err(|_| {
@@ -327,8 +383,25 @@ fn exact_u64(frame: &str, field: &str, body: &[u8]) -> Result<u64, FrameError> {
 
 /// Validates a complete body. Returns the frame (with an empty placeholder payload, if the type
 /// has one) and the payload's offset within the body (`None` for types without a payload).
-fn parse_body(ty: FrameType, flags: u8, body: &[u8]) -> Result<(Frame, Option<usize>), FrameError> {
+fn parse_body(
+    ty: FrameType,
+    flags: u8,
+    body: &[u8],
+    max_metadata: u32,
+) -> Result<(Frame, Option<usize>), FrameError> {
     match ty {
+        FrameType::Headers => Ok((
+            Frame::Headers {
+                metadata: metadata_block("HEADERS", body)?,
+            },
+            None,
+        )),
+        FrameType::Trailers => Ok((
+            Frame::Trailers {
+                metadata: metadata_block("TRAILERS", body)?,
+            },
+            None,
+        )),
         FrameType::Attach => {
             if body.len() < ATTACH_FIXED_LEN {
                 return Err(FrameError::malformed(format!(
@@ -498,13 +571,41 @@ fn parse_body(ty: FrameType, flags: u8, body: &[u8]) -> Result<(Frame, Option<us
             let method = std::str::from_utf8(&rest[..method_len])
                 .map_err(|_| FrameError::malformed("REQUEST method is not valid UTF-8".to_owned()))?
                 .to_owned();
+            let mut offset = REQUEST_FIXED_LEN + method_len;
+            let mut metadata = Metadata::new();
+            if flags & FLAG_METADATA != 0 {
+                let Some(len) = body.get(offset..offset + 4) else {
+                    return Err(FrameError::malformed(
+                        "REQUEST has the metadata flag but no metadata_len (u32) after the method"
+                            .to_owned(),
+                    ));
+                };
+                let len = u32::from_be_bytes(len.try_into().expect("4 bytes"));
+                if len > max_metadata {
+                    return Err(FrameErrorKind::MetadataTooLarge {
+                        length: len,
+                        max: max_metadata,
+                    }
+                    .into());
+                }
+                let start = offset + 4;
+                let Some(block) = body.get(start..start + len as usize) else {
+                    return Err(FrameError::malformed(format!(
+                        "REQUEST metadata_len is {len} but only {} body bytes follow it",
+                        body.len() - start
+                    )));
+                };
+                metadata = metadata_block("REQUEST", block)?;
+                offset = start + len as usize;
+            }
             let frame = Frame::Request(Request {
                 method,
                 deadline_ms,
                 streaming: flags & FLAG_STREAMING != 0,
                 payload: Bytes::new(),
+                metadata,
             });
-            Ok((frame, Some(REQUEST_FIXED_LEN + method_len)))
+            Ok((frame, Some(offset)))
         }
         FrameType::Response => Ok((
             Frame::Response {

@@ -14,11 +14,43 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::code::ErrorCode;
+use crate::metadata::Metadata;
 
-/// The QUIC ALPN protocol identifier of rpcnet version 1 (PROTOCOL.md section 2; ALPN is
-/// RFC 7301, its use by QUIC is RFC 9001 section 8.1). Both endpoints must offer exactly this
-/// value; a TLS handshake that does not negotiate it fails.
-pub const ALPN: &[u8] = b"rpcnet/1";
+/// The QUIC ALPN protocol identifier of rpcnet version 2, this version (PROTOCOL.md section 2;
+/// ALPN is RFC 7301, its use by QUIC is RFC 9001 section 8.1). Version 2 adds metadata
+/// (REQUEST flag [`FLAG_METADATA`], HEADERS and TRAILERS) to version 1.
+pub const ALPN: &[u8] = b"rpcnet/2";
+
+/// The ALPN identifier of rpcnet version 1, which endpoints still accept (PROTOCOL.md section
+/// 2): a peer that offers only it gets exactly version 1 on that connection.
+pub const ALPN_V1: &[u8] = b"rpcnet/1";
+
+/// What every endpoint offers and accepts, most preferred first: version 2, then version 1.
+pub const ALPNS: [&[u8]; 2] = [ALPN, ALPN_V1];
+
+/// The protocol version a connection negotiated by ALPN (PROTOCOL.md section 2). It decides which
+/// frame types and flags a [`crate::Decoder`] accepts: under [`Version::V1`], HEADERS, TRAILERS
+/// and REQUEST flag [`FLAG_METADATA`] are unknown (`PROTOCOL`), exactly as in version 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Version {
+    /// `rpcnet/1`: no metadata.
+    V1,
+    /// `rpcnet/2`: metadata.
+    #[default]
+    V2,
+}
+
+impl Version {
+    /// The version of a negotiated ALPN value; `None` for anything else (or no ALPN).
+    #[must_use]
+    pub fn from_alpn(alpn: &[u8]) -> Option<Version> {
+        match alpn {
+            a if a == ALPN => Some(Version::V2),
+            a if a == ALPN_V1 => Some(Version::V1),
+            _ => None,
+        }
+    }
+}
 
 /// Length in bytes of every frame header: `type: u8`, `flags: u8`, `length: u32` (PROTOCOL.md
 /// section 4).
@@ -37,6 +69,10 @@ pub const MAX_METHOD_LEN: usize = u16::MAX as usize;
 /// rather than a unary one (RESPONSE) (PROTOCOL.md section 5.1). Every other flag bit of every
 /// frame type is reserved and must be zero.
 pub const FLAG_STREAMING: u8 = 0x01;
+
+/// Flag bit 1 of a REQUEST frame, version 2 only: a metadata block (the request headers) follows
+/// the method (PROTOCOL.md sections 5.1 and 5.6).
+pub const FLAG_METADATA: u8 = 0x02;
 
 /// ATTACH flag bit 0: the body carries a checkpoint (`checkpoint_seq` and state). PROTOCOL.md
 /// section "Cluster link frames".
@@ -76,6 +112,12 @@ pub enum FrameType {
     End = 0x04,
     /// `0x05`, server to client: the call failed. PROTOCOL.md 5.5.
     Error = 0x05,
+    /// `0x06`, server to client, version 2: the response headers, before any other frame of the
+    /// call. PROTOCOL.md 5.6.
+    Headers = 0x06,
+    /// `0x07`, server to client, version 2: the response trailers, just before the final frame.
+    /// PROTOCOL.md 5.6.
+    Trailers = 0x07,
     /// `0x10`, director to worker, cluster link only: which session and call the REQUEST that
     /// follows belongs to, and where to resume it. PROTOCOL.md "Cluster link frames".
     Attach = 0x10,
@@ -110,14 +152,25 @@ impl FrameType {
     }
 
     /// The flag bits defined for this type; any other bit set in a received header is a
-    /// `PROTOCOL` error ([`crate::FrameErrorKind::ReservedFlags`], PROTOCOL.md section 4). Only REQUEST
-    /// defines a flag ([`FLAG_STREAMING`]).
+    /// `PROTOCOL` error ([`crate::FrameErrorKind::ReservedFlags`], PROTOCOL.md section 4) under
+    /// `version`. REQUEST defines [`FLAG_STREAMING`] (and [`FLAG_METADATA`] from version 2),
+    /// ATTACH [`FLAG_HAS_CHECKPOINT`] and [`FLAG_RESUMABLE`].
     #[must_use]
-    pub const fn allowed_flags(self) -> u8 {
-        match self {
-            FrameType::Request => FLAG_STREAMING,
-            FrameType::Attach => FLAG_HAS_CHECKPOINT | FLAG_RESUMABLE,
+    pub const fn allowed_flags(self, version: Version) -> u8 {
+        match (self, version) {
+            (FrameType::Request, Version::V1) => FLAG_STREAMING,
+            (FrameType::Request, Version::V2) => FLAG_STREAMING | FLAG_METADATA,
+            (FrameType::Attach, _) => FLAG_HAS_CHECKPOINT | FLAG_RESUMABLE,
             _ => 0,
+        }
+    }
+
+    /// The first protocol version that defines this type.
+    #[must_use]
+    pub const fn since(self) -> Version {
+        match self {
+            FrameType::Headers | FrameType::Trailers => Version::V2,
+            _ => Version::V1,
         }
     }
 
@@ -130,6 +183,8 @@ impl FrameType {
             FrameType::Item => "ITEM",
             FrameType::End => "END",
             FrameType::Error => "ERROR",
+            FrameType::Headers => "HEADERS",
+            FrameType::Trailers => "TRAILERS",
             FrameType::Attach => "ATTACH",
             FrameType::Checkpoint => "CHECKPOINT",
             FrameType::Suspended => "SUSPENDED",
@@ -183,6 +238,9 @@ pub struct Request {
     pub streaming: bool,
     /// The request payload: the rest of the body, opaque to rpcnet, possibly empty.
     pub payload: Bytes,
+    /// The request headers (version 2; header flag [`FLAG_METADATA`] when not empty), encoded
+    /// after the method as `metadata_len: u32` and a metadata block (PROTOCOL.md section 5.6).
+    pub metadata: Metadata,
 }
 
 /// One frame of an rpcnet call (PROTOCOL.md section 5).
@@ -219,6 +277,18 @@ pub enum Frame {
         code: ErrorCode,
         /// A human-readable description (UTF-8, possibly empty); not meant to be parsed.
         message: String,
+    },
+    /// HEADERS (`0x06`), server to client, version 2: the response headers. Body: a metadata
+    /// block. At most one per call, before any other frame the server sends (PROTOCOL.md 5.6).
+    Headers {
+        /// The response headers.
+        metadata: Metadata,
+    },
+    /// TRAILERS (`0x07`), server to client, version 2: the response trailers, just before the
+    /// final frame (RESPONSE, END or ERROR). Body: a metadata block (PROTOCOL.md 5.6).
+    Trailers {
+        /// The response trailers.
+        metadata: Metadata,
     },
     /// ATTACH (`0x10`), director to worker on the cluster link, sent just before the REQUEST. See
     /// [`Attach`].
@@ -292,6 +362,8 @@ impl Frame {
             Frame::Item { .. } => FrameType::Item,
             Frame::End { .. } => FrameType::End,
             Frame::Error { .. } => FrameType::Error,
+            Frame::Headers { .. } => FrameType::Headers,
+            Frame::Trailers { .. } => FrameType::Trailers,
             Frame::Attach(_) => FrameType::Attach,
             Frame::Checkpoint { .. } => FrameType::Checkpoint,
             Frame::Suspended { .. } => FrameType::Suspended,
@@ -304,11 +376,21 @@ impl Frame {
         }
     }
 
-    /// The header `flags` of this frame (only REQUEST sets any: [`FLAG_STREAMING`]).
+    /// The header `flags` of this frame (REQUEST: [`FLAG_STREAMING`], [`FLAG_METADATA`];
+    /// ATTACH: [`FLAG_HAS_CHECKPOINT`], [`FLAG_RESUMABLE`]).
     #[must_use]
     pub fn flags(&self) -> u8 {
         match self {
-            Frame::Request(r) if r.streaming => FLAG_STREAMING,
+            Frame::Request(r) => {
+                let mut f = 0;
+                if r.streaming {
+                    f |= FLAG_STREAMING;
+                }
+                if !r.metadata.is_empty() {
+                    f |= FLAG_METADATA;
+                }
+                f
+            }
             Frame::Attach(a) => {
                 let mut f = 0;
                 if a.checkpoint.is_some() {
@@ -327,7 +409,15 @@ impl Frame {
     #[must_use]
     pub fn body_len(&self) -> usize {
         match self {
-            Frame::Request(r) => REQUEST_FIXED_LEN + r.method.len() + r.payload.len(),
+            Frame::Request(r) => {
+                let metadata = if r.metadata.is_empty() {
+                    0
+                } else {
+                    4 + r.metadata.encoded_len()
+                };
+                REQUEST_FIXED_LEN + r.method.len() + metadata + r.payload.len()
+            }
+            Frame::Headers { metadata } | Frame::Trailers { metadata } => metadata.encoded_len(),
             Frame::Response { payload } => payload.len(),
             Frame::Item { payload, .. } => ITEM_FIXED_LEN + payload.len(),
             Frame::End { .. } => END_BODY_LEN,
@@ -380,9 +470,16 @@ impl Frame {
                 dst.put_u32(r.deadline_ms);
                 dst.put_u16(method_len);
                 dst.put_slice(r.method.as_bytes());
+                if !r.metadata.is_empty() {
+                    let len = u32::try_from(r.metadata.encoded_len())
+                        .expect("REQUEST metadata block over 4 GiB");
+                    dst.put_u32(len);
+                    r.metadata.encode(dst);
+                }
                 dst.put_slice(&r.payload);
             }
             Frame::Response { payload } => dst.put_slice(payload),
+            Frame::Headers { metadata } | Frame::Trailers { metadata } => metadata.encode(dst),
             Frame::Item { seq, payload } => {
                 dst.put_u64(*seq);
                 dst.put_slice(payload);

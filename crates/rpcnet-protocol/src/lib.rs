@@ -7,6 +7,7 @@
 //! - [`code`]: the stable error codes shared by the wire, the runtime and the TypeScript API.
 //! - [`frame`] and [`codec`]: the call framing of PROTOCOL.md (one bidirectional QUIC stream per
 //!   call, length-prefixed typed frames, sequence-numbered items).
+//! - [`metadata`]: request headers, response headers and trailers (version 2).
 //! - [`migration`]: RFC-001's migration pieces: tokens, sealed session snapshots, management
 //!   messages and the migration state machine.
 
@@ -15,9 +16,14 @@
 pub mod code;
 pub mod codec;
 pub mod frame;
+pub mod metadata;
 pub mod migration;
 pub mod resume;
 
 pub use code::ErrorCode;
 pub use codec::{Decoder, FrameError, FrameErrorKind};
-pub use frame::{Attach, Frame, FrameType, Request, ALPN, DEFAULT_MAX_FRAME_SIZE, HEADER_LEN};
+pub use frame::{
+    Attach, Frame, FrameType, Request, Version, ALPN, ALPNS, ALPN_V1, DEFAULT_MAX_FRAME_SIZE,
+    HEADER_LEN,
+};
+pub use metadata::{Metadata, MetadataError};

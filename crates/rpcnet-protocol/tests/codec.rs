@@ -8,7 +8,8 @@ use bytes::{Bytes, BytesMut};
 use rpcnet_protocol::codec::peek_header;
 use rpcnet_protocol::frame::{encode_item_header, encode_response_header, MAX_METHOD_LEN};
 use rpcnet_protocol::{
-    Decoder, ErrorCode, Frame, FrameErrorKind, FrameType, Request, ALPN, DEFAULT_MAX_FRAME_SIZE,
+    Decoder, ErrorCode, Frame, FrameErrorKind, FrameType, Metadata, Request, Version, ALPN,
+    ALPN_V1, DEFAULT_MAX_FRAME_SIZE,
     HEADER_LEN,
 };
 
@@ -61,7 +62,16 @@ fn request(method: &str, deadline_ms: u32, streaming: bool, payload: &'static [u
         deadline_ms,
         streaming,
         payload: Bytes::from_static(payload),
+        metadata: Metadata::new(),
     })
+}
+
+fn metadata(entries: &[(&str, &'static [u8])]) -> Metadata {
+    let mut m = Metadata::new();
+    for (k, v) in entries {
+        m.append(k, Bytes::from_static(v)).unwrap();
+    }
+    m
 }
 
 /// The frame each valid vector of PROTOCOL.md section 12 must decode to.
@@ -137,6 +147,19 @@ fn expected_frame(name: &str) -> Frame {
             reason: "upgrade".into(),
         },
         "end_items0" => Frame::End { items: 0 },
+        "request_metadata_auth" => Frame::Request(Request {
+            method: "echo".into(),
+            deadline_ms: 0,
+            streaming: false,
+            payload: Bytes::from_static(b"hi"),
+            metadata: metadata(&[("authorization", b"t")]),
+        }),
+        "headers_bin" => Frame::Headers {
+            metadata: metadata(&[("trace-bin", &[0x00, 0xff])]),
+        },
+        "trailers_empty" => Frame::Trailers {
+            metadata: Metadata::new(),
+        },
         "error_not_found" => Frame::Error {
             code: ErrorCode::NotFound,
             message: "no such method: foo".to_owned(),
@@ -174,7 +197,21 @@ fn sample_frames() -> Vec<Frame> {
             deadline_ms: u32::MAX,
             streaming: true,
             payload: large.clone(),
+            metadata: Metadata::new(),
         }),
+        Frame::Request(Request {
+            method: "m".into(),
+            deadline_ms: 5,
+            streaming: true,
+            payload: large.clone(),
+            metadata: metadata(&[("a", b"1"), ("a", b"2"), ("x-bin", &[0, 1, 2])]),
+        }),
+        Frame::Headers {
+            metadata: metadata(&[("content-type", b"application/json")]),
+        },
+        Frame::Trailers {
+            metadata: Metadata::new(),
+        },
         Frame::Response {
             payload: Bytes::new(),
         },
@@ -354,6 +391,8 @@ fn round_trip_every_frame_type() {
         types,
         [
             FrameType::Request,
+            FrameType::Headers,
+            FrameType::Trailers,
             FrameType::Response,
             FrameType::Item,
             FrameType::End,
@@ -756,17 +795,87 @@ fn frame_type_byte_mapping() {
     }
     assert_eq!(
         defined,
-        [0x01, 0x02, 0x03, 0x04, 0x05, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x20, 0x21, 0x22]
+        [
+            0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x20,
+            0x21, 0x22
+        ]
     );
-    assert_eq!(FrameType::Request.allowed_flags(), 0x01);
+    assert_eq!(FrameType::Request.allowed_flags(Version::V1), 0x01);
+    assert_eq!(FrameType::Request.allowed_flags(Version::V2), 0x03);
     for t in [
         FrameType::Response,
         FrameType::Item,
         FrameType::End,
         FrameType::Error,
+        FrameType::Headers,
+        FrameType::Trailers,
     ] {
-        assert_eq!(t.allowed_flags(), 0);
+        assert_eq!(t.allowed_flags(Version::V2), 0);
     }
+}
+
+/// PROTOCOL.md section 2: on a connection that negotiated `rpcnet/1`, version 2's frames and
+/// flags are what they were in version 1: an unknown type and a reserved flag.
+#[test]
+fn a_version_1_decoder_refuses_version_2_frames() {
+    let mut v1 = Decoder::default().with_version(Version::V1);
+    for frame in [
+        Frame::Headers {
+            metadata: metadata(&[("k", b"v")]),
+        },
+        Frame::Trailers {
+            metadata: Metadata::new(),
+        },
+    ] {
+        let ty = frame.frame_type().as_u8();
+        let err = v1.decode(&mut BytesMut::from(&frame.to_bytes()[..])).unwrap_err();
+        assert_eq!(err.kind(), &FrameErrorKind::UnknownType(ty));
+    }
+    let with_metadata = Frame::Request(Request {
+        method: "m".into(),
+        metadata: metadata(&[("k", b"v")]),
+        ..Request::default()
+    });
+    let err = v1
+        .decode(&mut BytesMut::from(&with_metadata.to_bytes()[..]))
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        &FrameErrorKind::ReservedFlags {
+            frame_type: 0x01,
+            flags: 0x02
+        }
+    );
+    let plain = request("m", 0, true, b"x").to_bytes();
+    assert!(v1.decode(&mut BytesMut::from(&plain[..])).unwrap().is_some());
+}
+
+/// PROTOCOL.md section 5.6: the metadata limit is enforced while decoding: HEADERS from its
+/// header alone, a REQUEST's block from its `metadata_len`.
+#[test]
+fn metadata_over_the_limit_is_resource_exhausted() {
+    let big = metadata(&[("k", &[b'v'; 100])]);
+    let mut d = Decoder::default().with_max_metadata_size(50);
+    let headers = Frame::Headers {
+        metadata: big.clone(),
+    }
+    .to_bytes();
+    let err = d.decode(&mut BytesMut::from(&headers[..6])).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ResourceExhausted);
+    let req = Frame::Request(Request {
+        method: "m".into(),
+        metadata: big,
+        ..Request::default()
+    })
+    .to_bytes();
+    let err = d.decode(&mut BytesMut::from(&req[..])).unwrap_err();
+    assert_eq!(
+        err.kind(),
+        &FrameErrorKind::MetadataTooLarge {
+            length: 104,
+            max: 50
+        }
+    );
 }
 
 #[test]
@@ -774,7 +883,7 @@ fn streaming_flag_and_reserved_request_flags() {
     let unary = request("m", 0, false, b"").to_bytes();
     let streaming = request("m", 0, true, b"").to_bytes();
     assert_eq!((unary[1], streaming[1]), (0x00, 0x01));
-    for flags in 0x02..=0xffu8 {
+    for flags in (0x04..=0xffu8).filter(|f| f & !0x03 != 0) {
         let mut bytes = BytesMut::from(&streaming[..]);
         bytes[1] = flags;
         let err = Decoder::default().decode(&mut bytes).unwrap_err();
@@ -790,7 +899,9 @@ fn streaming_flag_and_reserved_request_flags() {
 
 #[test]
 fn alpn_and_constants() {
-    assert_eq!(ALPN, b"rpcnet/1");
+    assert_eq!(ALPN, b"rpcnet/2");
+    assert_eq!(ALPN_V1, b"rpcnet/1");
+    assert!(PROTOCOL_MD.contains("`rpcnet/2`"));
     assert_eq!(HEADER_LEN, 6);
     assert_eq!(DEFAULT_MAX_FRAME_SIZE, 16_777_216);
     assert!(PROTOCOL_MD.contains("`rpcnet/1`"));

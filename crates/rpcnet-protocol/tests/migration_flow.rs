@@ -121,6 +121,7 @@ fn session() -> SessionSnapshot {
                 (101, Bytes::from_static(b"t101")),
             ],
             checkpoint: Some((99, Bytes::from_static(b"99"))),
+            headers: Default::default(),
         }],
     }
 }

@@ -45,6 +45,7 @@ fn session(app_state: Vec<u8>, calls: usize) -> SessionSnapshot {
                     .map(|k| (i * 100 + k, Bytes::from(rng.bytes(64))))
                     .collect(),
                 checkpoint: (i % 3 == 0).then(|| (i, Bytes::from(format!("cp{i}")))),
+                headers: Default::default(),
             })
             .collect(),
     }

@@ -384,14 +384,14 @@ impl ClusterCredentials {
         fingerprint(&self.chain[0])
     }
 
-    /// rustls server configuration: TLS 1.3 only, ALPN `alpn`, no 0-RTT, presents
+    /// rustls server configuration: TLS 1.3 only, ALPN `alpns` (most preferred first), no 0-RTT, presents
     /// [`chain`](Self::chain), and REQUIRES a client certificate chaining to
     /// [`ca_cert`](Self::ca_cert) (rustls `WebPkiClientVerifier`, ring provider). Clients without
     /// one fail the handshake.
     ///
     /// Errors: `INTERNAL` if the verifier cannot be built; `INVALID_ARGUMENT` if rustls rejects the
     /// leaf certificate or key.
-    pub fn server_crypto(&self, alpn: &[u8]) -> Result<rustls::ServerConfig, RpcError> {
+    pub fn server_crypto(&self, alpns: &[&[u8]]) -> Result<rustls::ServerConfig, RpcError> {
         let verifier =
             WebPkiClientVerifier::builder_with_provider(Arc::new(self.roots()?), provider())
                 .build()
@@ -406,18 +406,18 @@ impl ClusterCredentials {
             .map_err(|e| {
                 RpcError::invalid_argument(format!("cluster certificate/key rejected: {e}"))
             })?;
-        config.alpn_protocols = vec![alpn.to_vec()];
+        config.alpn_protocols = alpns.iter().map(|a| a.to_vec()).collect();
         config.max_early_data_size = 0;
         Ok(config)
     }
 
-    /// rustls client configuration: TLS 1.3 only, ALPN `alpn`, verifies that the server chains to
+    /// rustls client configuration: TLS 1.3 only, ALPN `alpns` (most preferred first), verifies that the server chains to
     /// [`ca_cert`](Self::ca_cert) and is valid for [`CLUSTER_SERVER_NAME`] (connect with that
     /// server name), and presents [`chain`](Self::chain) as the client certificate.
     ///
     /// Errors: `INVALID_ARGUMENT` if rustls rejects the leaf certificate or key or the CA;
     /// `INTERNAL` if TLS 1.3 is unavailable.
-    pub fn client_crypto(&self, alpn: &[u8]) -> Result<rustls::ClientConfig, RpcError> {
+    pub fn client_crypto(&self, alpns: &[&[u8]]) -> Result<rustls::ClientConfig, RpcError> {
         let mut config = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| RpcError::internal(format!("TLS 1.3 unavailable: {e}")))?
@@ -426,7 +426,7 @@ impl ClusterCredentials {
             .map_err(|e| {
                 RpcError::invalid_argument(format!("cluster client certificate/key rejected: {e}"))
             })?;
-        config.alpn_protocols = vec![alpn.to_vec()];
+        config.alpn_protocols = alpns.iter().map(|a| a.to_vec()).collect();
         Ok(config)
     }
 
@@ -434,8 +434,8 @@ impl ClusterCredentials {
     /// [`crate::transport::cluster_transport_config`].
     ///
     /// Errors: those of `server_crypto`; `INTERNAL` if quinn rejects the rustls configuration.
-    pub fn quinn_server_config(&self, alpn: &[u8]) -> Result<quinn::ServerConfig, RpcError> {
-        let quic = quinn::crypto::rustls::QuicServerConfig::try_from(self.server_crypto(alpn)?)
+    pub fn quinn_server_config(&self, alpns: &[&[u8]]) -> Result<quinn::ServerConfig, RpcError> {
+        let quic = quinn::crypto::rustls::QuicServerConfig::try_from(self.server_crypto(alpns)?)
             .map_err(|e| {
                 RpcError::internal(format!(
                     "QUIC cannot use the cluster TLS server config: {e}"
@@ -452,8 +452,8 @@ impl ClusterCredentials {
     /// [`CLUSTER_SERVER_NAME`].
     ///
     /// Errors: those of `client_crypto`; `INTERNAL` if quinn rejects the rustls configuration.
-    pub fn quinn_client_config(&self, alpn: &[u8]) -> Result<quinn::ClientConfig, RpcError> {
-        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(self.client_crypto(alpn)?)
+    pub fn quinn_client_config(&self, alpns: &[&[u8]]) -> Result<quinn::ClientConfig, RpcError> {
+        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(self.client_crypto(alpns)?)
             .map_err(|e| {
                 RpcError::internal(format!(
                     "QUIC cannot use the cluster TLS client config: {e}"

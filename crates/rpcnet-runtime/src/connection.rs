@@ -6,6 +6,8 @@
 
 use std::net::SocketAddr;
 
+use rpcnet_protocol::Version;
+
 /// Label of the TLS exporter used to derive `connectionId`.
 pub const CONNECTION_ID_LABEL: &[u8] = b"EXPORTER-rpcnet-connection-id";
 
@@ -33,6 +35,8 @@ pub struct ConnectionStats {
 pub struct ConnectionInfo {
     /// 16 lowercase hex digits, identical on client and server (see module docs).
     pub id: String,
+    /// The protocol version the connection negotiated by ALPN (PROTOCOL.md section 2).
+    pub version: Version,
     connection: quinn::Connection,
 }
 
@@ -45,7 +49,16 @@ impl ConnectionInfo {
             // Only fails before the handshake completes, which cannot be the case here.
             Err(_) => format!("{:016x}", connection.stable_id()),
         };
-        Self { id, connection }
+        let version = connection
+            .handshake_data()
+            .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+            .and_then(|d| d.protocol.as_deref().and_then(Version::from_alpn))
+            .unwrap_or(Version::V1);
+        Self {
+            id,
+            version,
+            connection,
+        }
     }
 
     /// The peer's current UDP address (it changes if the client migrates its path, RFC 9000 section 9).

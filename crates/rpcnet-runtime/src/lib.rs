@@ -42,9 +42,12 @@ pub mod tls;
 pub mod transport;
 pub mod worker;
 
-pub use client::{Canceller, Client, ClientConfig, ItemStream, StreamHandle};
+pub use client::{
+    CallOptions, Canceller, Client, ClientConfig, ItemStream, ResponseMetadata, StreamHandle,
+    UnaryOutcome,
+};
 pub use connection::{ConnectionInfo, ConnectionStats};
 pub use error::RpcError;
-pub use rpcnet_protocol::ErrorCode;
+pub use rpcnet_protocol::{ErrorCode, Metadata};
 pub use server::{MethodKind, PushStatus, Server, ServerConfig, ServerEvent};
 pub use tls::{ClientTrust, ServerIdentity};

@@ -16,7 +16,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use crate::error::RpcError;
-use rpcnet_protocol::ALPN;
+use rpcnet_protocol::ALPNS;
 
 /// The server name put in the default self-signed certificate and sent as SNI by default.
 pub const DEFAULT_SERVER_NAME: &str = "localhost";
@@ -197,7 +197,8 @@ impl ServerIdentity {
     }
 }
 
-/// Builds the rustls server configuration: TLS 1.3 only, ALPN `rpcnet/1`, no client auth.
+/// Builds the rustls server configuration: TLS 1.3 only, ALPN `rpcnet/2` or `rpcnet/1`
+/// (PROTOCOL.md section 2), no client auth.
 ///
 /// Errors: `INVALID_ARGUMENT` if the key does not match the certificate or is unsupported.
 pub fn server_crypto(identity: LoadedIdentity) -> Result<rustls::ServerConfig, RpcError> {
@@ -207,12 +208,13 @@ pub fn server_crypto(identity: LoadedIdentity) -> Result<rustls::ServerConfig, R
         .with_no_client_auth()
         .with_single_cert(identity.chain, identity.key)
         .map_err(|e| RpcError::invalid_argument(format!("certificate/key rejected: {e}")))?;
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.alpn_protocols = ALPNS.iter().map(|a| a.to_vec()).collect();
     config.max_early_data_size = 0;
     Ok(config)
 }
 
-/// Builds the rustls client configuration for a trust mode: TLS 1.3 only, ALPN `rpcnet/1`.
+/// Builds the rustls client configuration for a trust mode: TLS 1.3 only, offering ALPN
+/// `rpcnet/2` then `rpcnet/1`.
 ///
 /// Errors: `INVALID_ARGUMENT` when the CA file cannot be read or holds no usable certificate;
 /// `UNAVAILABLE` when system roots are requested and none can be loaded.
@@ -267,7 +269,7 @@ pub fn client_crypto(trust: &ClientTrust) -> Result<rustls::ClientConfig, RpcErr
             builder.with_root_certificates(roots).with_no_client_auth()
         }
     };
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.alpn_protocols = ALPNS.iter().map(|a| a.to_vec()).collect();
     Ok(config)
 }
 

@@ -134,7 +134,7 @@ fn concurrent_creation_agrees_on_one_ca() {
 
 fn server_endpoint(creds: &ClusterCredentials) -> quinn::Endpoint {
     quinn::Endpoint::server(
-        creds.quinn_server_config(ALPN).unwrap(),
+        creds.quinn_server_config(&[ALPN]).unwrap(),
         "127.0.0.1:0".parse().unwrap(),
     )
     .unwrap()
@@ -219,7 +219,7 @@ async fn cluster_peers_connect_and_see_each_others_fingerprint() {
     let addr = server.local_addr().unwrap();
     let mut seen = spawn_echo_server(server.clone());
 
-    let client = client_endpoint(client_creds.quinn_client_config(ALPN).unwrap());
+    let client = client_endpoint(client_creds.quinn_client_config(&[ALPN]).unwrap());
     let (conn, reply) = exchange(&client, addr)
         .await
         .expect("cluster peers must connect");
@@ -302,7 +302,7 @@ async fn peers_of_another_cluster_are_refused_both_ways() {
     let server = server_endpoint(&a_server);
     let addr = server.local_addr().unwrap();
     let mut seen = spawn_echo_server(server.clone());
-    let client = client_endpoint(b_client.quinn_client_config(ALPN).unwrap());
+    let client = client_endpoint(b_client.quinn_client_config(&[ALPN]).unwrap());
     let result = exchange(&client, addr).await;
     assert!(
         result.is_err(),
@@ -345,7 +345,7 @@ async fn peers_of_another_cluster_are_refused_both_ways() {
     let server = server_endpoint(&b_server);
     let addr = server.local_addr().unwrap();
     let _seen = spawn_echo_server(server.clone());
-    let client = client_endpoint(a_client.quinn_client_config(ALPN).unwrap());
+    let client = client_endpoint(a_client.quinn_client_config(&[ALPN]).unwrap());
     let err = exchange(&client, addr)
         .await
         .map(|r| r.1)

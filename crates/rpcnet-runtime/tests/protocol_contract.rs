@@ -63,6 +63,7 @@ fn request(method: &str, streaming: bool) -> Bytes {
         streaming,
         // `count` on the echo server: 3 items; the cluster's `count` ignores it.
         payload: Bytes::copy_from_slice(&3u32.to_be_bytes()),
+        ..Request::default()
     })
     .to_bytes()
 }
@@ -237,6 +238,7 @@ async fn connection_id_and_session_id_follow_the_documented_derivation() {
             deadline_ms: 0,
             streaming: true,
             payload: bytes::Bytes::new(),
+            ..rpcnet_protocol::Request::default()
         });
         send.write_all(&request.to_bytes()).await.unwrap();
         send.finish().unwrap();

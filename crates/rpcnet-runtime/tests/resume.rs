@@ -269,6 +269,7 @@ async fn open_count(
         deadline_ms: 0,
         streaming: true,
         payload: Bytes::new(),
+        ..Default::default()
     });
     let call = Frame::Call {
         call_id: 0,
@@ -419,6 +420,7 @@ async fn a_session_whose_client_vanished_with_no_call_open_waits_for_a_resume() 
         deadline_ms: 0,
         streaming: true,
         payload: Bytes::new(),
+        ..Default::default()
     });
     let (mut send, mut recv) = c.open_bi().await.unwrap();
     let head = [

@@ -86,6 +86,7 @@ async fn malformed_frames_end_the_call_not_the_server() {
         deadline_ms: 0,
         streaming: false,
         payload: Bytes::new(),
+        ..Default::default()
     })
     .to_bytes()
     .to_vec();
@@ -106,6 +107,7 @@ async fn malformed_frames_end_the_call_not_the_server() {
         deadline_ms: 0,
         streaming: false,
         payload: Bytes::from_static(b"alive"),
+        ..Default::default()
     });
     match raw_call(&conn, &ok.to_bytes()).await {
         Some(Frame::Response { payload }) => assert_eq!(&payload[..], b"alive"),

@@ -5,10 +5,11 @@
 //! call, or breaks the protocol, and report the stream's FIN to [`ClientCall::on_fin`]. Keeping
 //! the rule here means the simulation checks the very code a real client runs: an item is
 //! accepted only with the next seq, END must count exactly the items received, nothing may follow
-//! a terminal frame, and the stream may not end before one.
+//! a terminal frame, and the stream may not end before one. Metadata (PROTOCOL.md section 5.6):
+//! HEADERS only as the call's first frame, TRAILERS only just before the final frame.
 
 use bytes::Bytes;
-use rpcnet_protocol::Frame;
+use rpcnet_protocol::{Frame, Metadata};
 
 use crate::CallError;
 
@@ -31,6 +32,13 @@ pub enum Delivery {
     },
     /// The server reported an error; the call is over.
     Failed(CallError),
+    /// The response headers (the call's first frame).
+    Headers(Metadata),
+    /// The response trailers; the final frame comes next.
+    Trailers(Metadata),
+    /// A frame with nothing for the caller: HEADERS on a re-attached call that had received
+    /// headers or items before (PROTOCOL.md section 15.3).
+    Skipped,
 }
 
 /// The receiving rules of one call: unary (one RESPONSE or ERROR) or server-streaming (ITEMs in
@@ -40,6 +48,12 @@ pub struct ClientCall {
     streaming: bool,
     next_seq: u64,
     done: bool,
+    /// A HEADERS or ITEM frame was accepted: HEADERS may no longer come.
+    started: bool,
+    /// TRAILERS were accepted: only the final frame may come.
+    trailers: bool,
+    /// The call was re-attached after a resume: a repeated HEADERS is skipped.
+    reattached: bool,
 }
 
 impl ClientCall {
@@ -49,7 +63,17 @@ impl ClientCall {
             streaming,
             next_seq: 0,
             done: false,
+            started: false,
+            trailers: false,
+            reattached: false,
         }
+    }
+
+    /// The call continues on a new stream after a resume (PROTOCOL.md section 15.3): the new
+    /// owner may send HEADERS again (skipped if some came before) and TRAILERS again.
+    pub fn reattach(&mut self) {
+        self.reattached = true;
+        self.trailers = false;
     }
 
     /// The seq the next item must carry (= items received so far).
@@ -76,7 +100,10 @@ impl ClientCall {
             )));
         }
         let result = self.classify(frame);
-        if !matches!(result, Ok(Delivery::Item { .. })) {
+        if !matches!(
+            result,
+            Ok(Delivery::Item { .. } | Delivery::Headers(_) | Delivery::Trailers(_) | Delivery::Skipped)
+        ) {
             self.done = true;
         }
         result
@@ -103,8 +130,27 @@ impl ClientCall {
     }
 
     fn classify(&mut self, frame: Frame) -> Result<Delivery, CallError> {
+        if self.trailers && !matches!(frame, Frame::Response { .. } | Frame::End { .. } | Frame::Error { .. }) {
+            return Err(CallError::protocol(format!(
+                "{} frame after TRAILERS; only RESPONSE, END or ERROR may follow them",
+                frame.frame_type().name()
+            )));
+        }
         match frame {
+            Frame::Headers { .. } if self.started && self.reattached => Ok(Delivery::Skipped),
+            Frame::Headers { .. } if self.started => Err(CallError::protocol(
+                "HEADERS frame after the call's first frame",
+            )),
+            Frame::Headers { metadata } => {
+                self.started = true;
+                Ok(Delivery::Headers(metadata))
+            }
+            Frame::Trailers { metadata } => {
+                self.trailers = true;
+                Ok(Delivery::Trailers(metadata))
+            }
             Frame::Item { seq, payload } if self.streaming => {
+                self.started = true;
                 if seq != self.next_seq {
                     return Err(CallError::protocol(format!(
                         "item seq {seq} received where {} was expected",

@@ -21,7 +21,7 @@
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
-use rpcnet_protocol::{Decoder, ErrorCode, Frame, Request, HEADER_LEN};
+use rpcnet_protocol::{Decoder, ErrorCode, Frame, Metadata, Request, HEADER_LEN};
 
 use crate::{CallError, ClientCall, Delivery};
 
@@ -72,6 +72,10 @@ pub struct ClientStream {
     live: bool,
     /// A call of a resumable session (PROTOCOL.md section 15.3); `None` otherwise.
     resumable: Option<Resumable>,
+    /// The response headers, once received (PROTOCOL.md section 5.6).
+    headers: Option<Metadata>,
+    /// The response trailers, once received.
+    trailers: Option<Metadata>,
 }
 
 /// What a call of a resumable session keeps to be re-attached on a new connection.
@@ -109,6 +113,8 @@ impl ClientStream {
             outcome: None,
             live: true,
             resumable: None,
+            headers: None,
+            trailers: None,
         };
         Ok((stream, frame))
     }
@@ -194,6 +200,8 @@ impl ClientStream {
         self.buf.clear();
         self.fin = false;
         self.decoder = Decoder::new(self.decoder.max_frame_size());
+        self.call.reattach();
+        self.trailers = None;
         Ok([
             Frame::Call {
                 call_id: r.call_id,
@@ -201,6 +209,16 @@ impl ClientStream {
             },
             Frame::Request(request),
         ])
+    }
+
+    /// The response headers, once the server sent them (before its first item or its result).
+    pub fn headers(&self) -> Option<&Metadata> {
+        self.headers.as_ref()
+    }
+
+    /// The response trailers, once the server sent them (just before its final frame).
+    pub fn trailers(&self) -> Option<&Metadata> {
+        self.trailers.as_ref()
     }
 
     /// True while the call has no outcome yet (a resumable session re-attaches such calls).
@@ -321,6 +339,9 @@ impl ClientStream {
                 }
                 return self.items.push_back(payload);
             }
+            Ok(Delivery::Headers(m)) => return self.headers = Some(m),
+            Ok(Delivery::Trailers(m)) => return self.trailers = Some(m),
+            Ok(Delivery::Skipped) => return,
             Ok(Delivery::Response(payload)) => Received::Response(payload),
             Ok(Delivery::End { .. }) => Received::End,
             Ok(Delivery::Failed(e)) => failed(e),
@@ -371,6 +392,7 @@ mod tests {
             deadline_ms,
             streaming,
             payload: Bytes::from(vec![0; payload]),
+            ..Request::default()
         }
     }
 

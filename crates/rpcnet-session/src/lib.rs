@@ -40,7 +40,7 @@ pub use client_call::{ClientCall, Delivery};
 pub use client_stream::{ClientStream, Failure, Received};
 pub use coordinator::{Coordinator, CoordinatorEvent, MigrationSummary, Transmit, WorkerMethod};
 pub use participant::{AttachDecision, DirectorKey, Lease, Participant};
-pub use relay_call::{OwnerFrame, RelayCall};
+pub use relay_call::{check_client_metadata, OwnerFrame, RelayCall};
 pub use route::Route;
 pub use server_call::{Produced, ServerCall};
 

@@ -8,8 +8,14 @@
 //! Items below `expected` are duplicates that a resumed handler produced again and are dropped;
 //! an item above it is a failure of the owner, never forwarded, so the client sees every item
 //! exactly once, in order (PROTOCOL.md section 13.4).
+//!
+//! Metadata (PROTOCOL.md section 5.6) follows the same rule of "once": the client's request
+//! headers go to every owner unchanged, with the session id added; the owner's response HEADERS
+//! reach the client only while nothing else of the call has, and TRAILERS only together with
+//! the final frame they precede.
 
 use bytes::Bytes;
+use rpcnet_protocol::metadata::{Metadata, RESERVED_PREFIX, SESSION_ID_KEY};
 use rpcnet_protocol::{Attach, ErrorCode, Frame, Request};
 
 use crate::route::Route;
@@ -29,9 +35,10 @@ pub enum OwnerFrame {
     Absorbed,
     /// The owner froze the call (SUSPENDED): flush what was forwarded, then wait for a route.
     Suspended,
-    /// Forward this terminal frame (END with the client's count, RESPONSE or ERROR) and finish
-    /// the client's stream: the call is over.
-    Finished(Frame),
+    /// Forward these frames (the TRAILERS the owner sent just before, if any, then the terminal
+    /// frame: END with the client's count, RESPONSE or ERROR) and finish the client's stream:
+    /// the call is over.
+    Finished(Vec<Frame>),
     /// The owner broke the rules (a seq gap, an unexpected frame): abandon its stream and wait
     /// for a route, as if it had died.
     OwnerFailed(String),
@@ -66,17 +73,46 @@ pub struct RelayCall {
     resumable: bool,
     /// The highest ACK forwarded to the current owner.
     acked: u64,
+    /// The client's connection negotiated `rpcnet/2`: it may receive HEADERS and TRAILERS.
+    client_metadata: bool,
+    /// A HEADERS frame was forwarded to the client.
+    headers_sent: bool,
+    /// TRAILERS from the current owner, held until its final frame.
+    trailers: Option<Metadata>,
+}
+
+/// Checks the client's request headers before the director relays the call (PROTOCOL.md
+/// section 5.6): keys with the prefix `rpcnet-` are the director's to set.
+///
+/// Errors: `INVALID_ARGUMENT` naming the key.
+pub fn check_client_metadata(request: &Request) -> Result<(), CallError> {
+    match request.metadata.reserved_key() {
+        Some(key) => Err(CallError {
+            code: ErrorCode::InvalidArgument,
+            message: format!(
+                "metadata key {key:?} is reserved: keys starting with {RESERVED_PREFIX:?} are \
+                 set by the director"
+            ),
+        }),
+        None => Ok(()),
+    }
 }
 
 impl RelayCall {
-    /// A call whose REQUEST the director read at `now_ms`.
+    /// A call whose REQUEST the director read at `now_ms`. The request headers every owner gets
+    /// are the client's plus `rpcnet-session-id` (the session id as 16 hex digits, replacing
+    /// any the client sent; [`check_client_metadata`] refuses those first).
     pub fn new(
         session_id: u64,
         call_id: u64,
         connection_id: impl Into<String>,
-        request: Request,
+        mut request: Request,
         now_ms: u64,
     ) -> Self {
+        request
+            .metadata
+            .set(SESSION_ID_KEY, format!("{session_id:016x}"))
+            .expect("a hex session id is a valid metadata value");
         RelayCall {
             session_id,
             call_id,
@@ -90,7 +126,23 @@ impl RelayCall {
             finished: false,
             resumable: false,
             acked: 0,
+            client_metadata: true,
+            headers_sent: false,
+            trailers: None,
         }
+    }
+
+    /// Makes this a call of a client connection that negotiated `rpcnet/1` (PROTOCOL.md section
+    /// 2): the owner's HEADERS and TRAILERS are not forwarded to it.
+    #[must_use]
+    pub fn without_response_metadata(mut self) -> Self {
+        self.client_metadata = false;
+        self
+    }
+
+    /// The request as every owner receives it (with the headers the director added).
+    pub fn request(&self) -> &Request {
+        &self.request
     }
 
     /// Makes this a call of a resumable session whose client already has every item below
@@ -209,6 +261,7 @@ impl RelayCall {
             resumable: self.resumable,
         };
         self.acked = self.expected;
+        self.trailers = None;
         Ok([Frame::Attach(attach), Frame::Request(request)])
     }
 
@@ -255,6 +308,19 @@ impl RelayCall {
                 self.expected += 1;
                 OwnerFrame::Forward(Frame::Item { seq, payload })
             }
+            Frame::Headers { metadata } => {
+                // Once per call, and only as its first frame to the client: a resumed handler
+                // that sets its headers again does not repeat them.
+                if !self.client_metadata || self.headers_sent || self.expected > 0 {
+                    return OwnerFrame::Absorbed;
+                }
+                self.headers_sent = true;
+                OwnerFrame::Forward(Frame::Headers { metadata })
+            }
+            Frame::Trailers { metadata } => {
+                self.trailers = Some(metadata);
+                OwnerFrame::Absorbed
+            }
             Frame::Checkpoint { seq, state } => {
                 if self.checkpoint.as_ref().is_none_or(|c| seq >= c.0) {
                     self.checkpoint = Some((seq, state));
@@ -263,6 +329,7 @@ impl RelayCall {
             }
             Frame::Suspended { .. } => {
                 self.attached = None;
+                self.trailers = None;
                 self.left = Some((epoch, now_ms));
                 OwnerFrame::Suspended
             }
@@ -302,6 +369,7 @@ impl RelayCall {
 
     /// The owner died, reset the stream or ended it without a result: wait for another route.
     pub fn owner_lost(&mut self, now_ms: u64) {
+        self.trailers = None;
         if let Some(epoch) = self.attached.take() {
             self.left = Some((epoch, now_ms));
         }
@@ -315,7 +383,13 @@ impl RelayCall {
     fn finish(&mut self, frame: Frame) -> OwnerFrame {
         self.finished = true;
         self.attached = None;
-        OwnerFrame::Finished(frame)
+        let trailers = self.trailers.take().filter(|_| self.client_metadata);
+        let mut frames: Vec<Frame> = trailers
+            .map(|metadata| Frame::Trailers { metadata })
+            .into_iter()
+            .collect();
+        frames.push(frame);
+        OwnerFrame::Finished(frames)
     }
 }
 
@@ -329,6 +403,7 @@ mod tests {
             deadline_ms,
             streaming: true,
             payload: Bytes::new(),
+            metadata: Metadata::new(),
         };
         RelayCall::new(1, 2, "c", request, 1_000)
     }
@@ -411,8 +486,73 @@ mod tests {
         r.on_owner_frame(item(0), 0);
         assert_eq!(
             r.on_owner_frame(Frame::End { items: 1 }, 0),
-            OwnerFrame::Finished(Frame::End { items: 1 })
+            OwnerFrame::Finished(vec![Frame::End { items: 1 }])
         );
+    }
+
+    fn md(key: &str, value: &str) -> Metadata {
+        let mut m = Metadata::new();
+        m.append(key, value.to_owned()).unwrap();
+        m
+    }
+
+    /// PROTOCOL.md 5.6: the client's headers reach every owner with the session id added; the
+    /// owner's HEADERS reach the client once, first; TRAILERS only with the final frame.
+    #[test]
+    fn metadata_crosses_owners_once() {
+        let mut req = call(0).request.clone();
+        req.metadata = md("authorization", "t");
+        assert!(check_client_metadata(&req).is_ok());
+        let mut forged = req.clone();
+        forged.metadata.append("rpcnet-session-id", "x").unwrap();
+        assert_eq!(
+            check_client_metadata(&forged).unwrap_err().code,
+            ErrorCode::InvalidArgument
+        );
+        let mut r = RelayCall::new(0xab, 2, "c", req, 0);
+        let mut route = Route::new("a");
+        for _ in 0..2 {
+            let [_, Frame::Request(sent)] = r.attach(&route, 0).unwrap() else {
+                panic!()
+            };
+            assert_eq!(sent.metadata.get("authorization").unwrap().as_ref(), b"t");
+            assert_eq!(
+                sent.metadata.get("rpcnet-session-id").unwrap().as_ref(),
+                b"00000000000000ab"
+            );
+            let headers = Frame::Headers {
+                metadata: md("x", "1"),
+            };
+            let first = r.on_owner_frame(headers, 0);
+            if r.expected() == 0 {
+                assert!(matches!(first, OwnerFrame::Forward(Frame::Headers { .. })));
+                r.on_owner_frame(item(0), 0);
+            } else {
+                assert_eq!(first, OwnerFrame::Absorbed, "headers went out already");
+            }
+            let trailers = Frame::Trailers {
+                metadata: md("t", "1"),
+            };
+            assert_eq!(r.on_owner_frame(trailers, 0), OwnerFrame::Absorbed);
+            r.on_owner_frame(Frame::Suspended { next_seq: 1 }, 0);
+            route.advance(Some("b"));
+        }
+        // The trailers of an owner that suspended are dropped; the last owner's go out.
+        r.attach(&route, 0).unwrap();
+        let trailers = Frame::Trailers {
+            metadata: md("t", "2"),
+        };
+        r.on_owner_frame(trailers.clone(), 0);
+        assert_eq!(
+            r.on_owner_frame(Frame::End { items: 1 }, 0),
+            OwnerFrame::Finished(vec![trailers, Frame::End { items: 1 }])
+        );
+        let mut v1 = call(0).without_response_metadata();
+        v1.attach(&Route::new("a"), 0).unwrap();
+        let headers = Frame::Headers {
+            metadata: md("x", "1"),
+        };
+        assert_eq!(v1.on_owner_frame(headers, 0), OwnerFrame::Absorbed);
     }
 
     #[test]

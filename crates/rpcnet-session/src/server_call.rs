@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 use rpcnet_protocol::migration::CallSnapshot;
-use rpcnet_protocol::{Attach, Frame, Request};
+use rpcnet_protocol::{Attach, Frame, Metadata, Request};
 
 /// One thing a streaming handler produced, in production order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +18,10 @@ pub enum Produced {
     Item(Bytes),
     /// `ctx.checkpoint(state)`: the handler's state after the items produced before it.
     Checkpoint(Bytes),
+    /// The response headers (PROTOCOL.md section 5.6), before the handler's first item. A freeze
+    /// keeps them in the snapshot; a director forwards only the first HEADERS of a call, and only
+    /// before any item, so a resumed handler that sets them again does not repeat them.
+    Headers(Metadata),
 }
 
 impl Produced {
@@ -25,6 +29,7 @@ impl Produced {
     pub fn len(&self) -> usize {
         match self {
             Produced::Item(b) | Produced::Checkpoint(b) => b.len(),
+            Produced::Headers(m) => m.encoded_len(),
         }
     }
 
@@ -54,6 +59,9 @@ pub struct ServerCall {
     /// Resumable session (ATTACH flag RESUMABLE): items sent but not acknowledged, seq
     /// ascending and contiguous, kept until an ACK covers them.
     retained: Option<Retained>,
+    /// The response headers the handler set (or the restored call carried); a freeze keeps
+    /// them in the snapshot (PROTOCOL.md section 5.6).
+    headers: Metadata,
 }
 
 /// The items of a resumable call that the client has not acknowledged (PROTOCOL.md section
@@ -82,12 +90,14 @@ impl ServerCall {
             resume: None,
             link: false,
             retained: None,
+            headers: Metadata::new(),
         }
     }
 
     /// A call the director attached on a cluster link, with the state restored from a snapshot
     /// (or kept from a capture) if this worker holds one. Returns the call and the frames to send
-    /// first: the restored pending items the client does not have yet.
+    /// first: the restored response headers, if any, then the restored pending items the client
+    /// does not have yet (a director forwards the headers only to a client that has none).
     ///
     /// The handler resumes at the later of the ATTACH checkpoint and the restored one; with
     /// neither, a call the client has items of (or a restored call) resumes at seq 0 with empty
@@ -108,8 +118,15 @@ impl ServerCall {
         let mut first = Vec::new();
         let restored = restored.filter(|r| covers(r, client_next));
         let restored_any = restored.is_some();
+        let mut headers = Metadata::new();
         if let Some(r) = restored {
             checkpoint = later(checkpoint, r.checkpoint);
+            if !r.headers.is_empty() {
+                first.push(Frame::Headers {
+                    metadata: r.headers.clone(),
+                });
+            }
+            headers = r.headers;
             for (seq, payload) in r.pending {
                 if seq >= client_next {
                     first.push(Frame::Item { seq, payload });
@@ -134,6 +151,7 @@ impl ServerCall {
                 acked: client_next,
                 ..Retained::default()
             }),
+            headers,
         };
         for f in &first {
             call.retain(f);
@@ -183,7 +201,7 @@ impl ServerCall {
     }
 
     /// Numbers one produced entry and returns the frame to send, if any: an ITEM (none for an
-    /// item the client already has), or on a cluster link a CHECKPOINT.
+    /// item the client already has), on a cluster link a CHECKPOINT, or HEADERS.
     pub fn on_produced(&mut self, produced: Produced) -> Option<Frame> {
         match produced {
             Produced::Item(payload) => {
@@ -199,6 +217,10 @@ impl ServerCall {
                     seq: self.seq,
                     state,
                 })
+            }
+            Produced::Headers(metadata) => {
+                self.headers = metadata.clone();
+                Some(Frame::Headers { metadata })
             }
         }
     }
@@ -254,6 +276,7 @@ impl ServerCall {
             next_seq,
             pending,
             checkpoint: self.latest.clone(),
+            headers: self.headers.clone(),
         };
         (
             Frame::Suspended {
@@ -296,6 +319,7 @@ mod tests {
             deadline_ms: 0,
             streaming: true,
             payload: Bytes::new(),
+            ..Request::default()
         }
     }
 

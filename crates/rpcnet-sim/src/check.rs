@@ -13,7 +13,7 @@ pub struct Violation {
     /// Simulated time, ms since the schedule began.
     pub at_ms: u64,
     /// The rule: `exactly-once`, `one-owner`, `no-frozen-route`, `migration-timeout`,
-    /// `deadline`, `liveness`, `resume`.
+    /// `deadline`, `liveness`, `resume`, `metadata`.
     pub rule: &'static str,
     /// What was seen.
     pub detail: String,
@@ -30,6 +30,29 @@ impl fmt::Display for Violation {
 }
 
 impl std::error::Error for Violation {}
+
+/// The request headers the simulated client sends with call `call_id` (PROTOCOL.md section
+/// 5.6): every owner must see them, with the director's `rpcnet-session-id`.
+pub fn request_metadata_for(call_id: u64) -> rpcnet_protocol::Metadata {
+    one_entry("authorization", call_id)
+}
+
+/// The response headers the simulated handler sets, at every (re)start of call `call_id`.
+pub fn headers_for(call_id: u64) -> rpcnet_protocol::Metadata {
+    one_entry("x-handler", call_id)
+}
+
+/// The response trailers the simulated handler sends with its END.
+pub fn trailers_for(call_id: u64) -> rpcnet_protocol::Metadata {
+    one_entry("x-items-bin", call_id)
+}
+
+fn one_entry(key: &str, call_id: u64) -> rpcnet_protocol::Metadata {
+    let mut m = rpcnet_protocol::Metadata::new();
+    m.append(key, format!("call-{call_id}"))
+        .expect("a valid entry");
+    m
+}
 
 /// The payload the simulated handler produces for item `seq` of call `call_id`.
 pub fn payload_for(call_id: u64, seq: u64) -> bytes::Bytes {

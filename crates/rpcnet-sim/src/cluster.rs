@@ -8,6 +8,7 @@ use rpcnet_protocol::migration::{
     MigrationReason, SessionSnapshot, TokenKey,
 };
 use rpcnet_protocol::resume::ResumeError;
+use rpcnet_protocol::metadata::SESSION_ID_KEY;
 use rpcnet_protocol::{Attach, ErrorCode, Frame, Request};
 use rpcnet_session::coordinator::{CoordinatorEvent, MigrationStart, Transmit, WorkerMethod};
 use rpcnet_session::participant::{
@@ -18,7 +19,9 @@ use rpcnet_session::{
     RelayCall, Route, ServerCall,
 };
 
-use crate::check::{payload_for, state_for, Violation};
+use crate::check::{
+    headers_for, payload_for, request_metadata_for, state_for, trailers_for, Violation,
+};
 use crate::net::{Dice, Queue};
 use crate::params::Params;
 
@@ -236,6 +239,10 @@ struct ClientSide {
     request: Option<Request>,
     /// The client's connection number (a new one after each resume).
     conn: u64,
+    /// HEADERS frames delivered to the caller (exactly one per call, before its first item).
+    headers_seen: u32,
+    /// TRAILERS delivered to the caller (exactly once, just before END).
+    trailers_seen: bool,
 }
 
 struct Relay {
@@ -489,6 +496,8 @@ impl Sim {
             acked: 0,
             request: None,
             conn: 1,
+            headers_seen: 0,
+            trailers_seen: false,
         });
         let at = self.now + self.dice.range(0, 50);
         self.q.push(at, Ev::StartCall(idx));
@@ -894,6 +903,7 @@ impl Sim {
         }
         for c in self.clients.iter_mut().filter(|c| c.session == session) {
             c.acked = c.machine.next_seq();
+            c.machine.reattach();
         }
         self.sessions.insert(
             session,
@@ -1117,6 +1127,7 @@ impl Sim {
             deadline_ms: cl.deadline_ms,
             streaming: true,
             payload: Bytes::new(),
+            metadata: request_metadata_for(cl.call_id),
         };
         cl.request = Some(request.clone());
         let (session, call_id) = (cl.session, cl.call_id);
@@ -1186,12 +1197,41 @@ impl Sim {
                     );
                 }
             }
+            Ok(Delivery::Headers(m)) => {
+                let c = &mut self.clients[call];
+                c.headers_seen += 1;
+                if m != headers_for(call_id) || c.machine.next_seq() > 0 || c.headers_seen > 1 {
+                    let (n, seen) = (c.machine.next_seq(), c.headers_seen);
+                    return Err(self.violation(
+                        "metadata",
+                        format!("call {call_id}: HEADERS {m:?} after {n} items, delivery {seen}"),
+                    ));
+                }
+            }
+            Ok(Delivery::Trailers(m)) => {
+                if m != trailers_for(call_id) {
+                    return Err(self.violation(
+                        "metadata",
+                        format!("call {call_id}: TRAILERS {m:?}"),
+                    ));
+                }
+                self.clients[call].trailers_seen = true;
+            }
+            Ok(Delivery::Skipped) => {}
             Ok(Delivery::End { items }) => {
                 let want = self.clients[call].items;
                 if items != want {
                     return Err(self.violation(
                         "exactly-once",
                         format!("call {call_id} ended after {items} of {want} items"),
+                    ));
+                }
+                let c = &self.clients[call];
+                if c.headers_seen != 1 || !c.trailers_seen {
+                    let (h, t) = (c.headers_seen, c.trailers_seen);
+                    return Err(self.violation(
+                        "metadata",
+                        format!("call {call_id} ended with {h} HEADERS and trailers {t}"),
                     ));
                 }
                 self.clients[call].outcome = Some(Ok(items));
@@ -1345,16 +1385,16 @@ impl Sim {
             match outcome {
                 OwnerFrame::Forward(f) => {
                     r.outstanding += 1;
-                    to_client = Some(f);
+                    to_client = Some(vec![f]);
                 }
                 OwnerFrame::Absorbed => {}
                 OwnerFrame::Suspended => {
                     r.attached = None;
                     r.waiting_since = now;
                 }
-                OwnerFrame::Finished(f) => {
+                OwnerFrame::Finished(frames) => {
                     r.attached = None;
-                    to_client = Some(f);
+                    to_client = Some(frames);
                 }
                 OwnerFrame::OwnerFailed(_) => {
                     r.attached = None;
@@ -1363,7 +1403,7 @@ impl Sim {
                 }
                 OwnerFrame::Superseded { generation, error } => {
                     r.attached = None;
-                    to_client = Some(error);
+                    to_client = Some(vec![error]);
                     superseded = Some(generation);
                 }
             }
@@ -1372,7 +1412,7 @@ impl Sim {
             }
             let msg = if stop { LinkIn::Stop } else { LinkIn::Credit };
             self.send_on_worker_stream(w, inc, stream, msg);
-            if let Some(frame) = to_client {
+            for frame in to_client.into_iter().flatten() {
                 let at = self.ordered((0, client as u64));
                 self.q.push(
                     at,
@@ -1818,6 +1858,17 @@ impl Sim {
                         ));
                     }
                 }
+                let want = request_metadata_for(attach.call_id);
+                let session_hex = format!("{:016x}", attach.session_id);
+                let sent = &request.metadata;
+                if sent.get("authorization") != want.get("authorization")
+                    || sent.get(SESSION_ID_KEY).map(|v| v.as_ref()) != Some(session_hex.as_bytes())
+                {
+                    return Err(self.violation(
+                        "metadata",
+                        format!("call {} attached with request headers {sent:?}", attach.call_id),
+                    ));
+                }
                 let (machine, first) = ServerCall::attached(&attach, &request, restored);
                 let next = match machine.resume() {
                     None => 0,
@@ -1834,7 +1885,8 @@ impl Sim {
                     call_id: attach.call_id,
                     client,
                     machine,
-                    queue: VecDeque::new(),
+                    // The handler sets its response headers at every (re)start.
+                    queue: VecDeque::from([Produced::Headers(headers_for(attach.call_id))]),
                     credit: STREAM_WINDOW,
                     next,
                     producing: false,
@@ -1939,6 +1991,10 @@ impl Sim {
                     let end = c.machine.end();
                     let c = p.calls.remove(&stream).unwrap();
                     p.book.call_ended(c.session, c.call_id, now);
+                    let trailers = Frame::Trailers {
+                        metadata: trailers_for(c.call_id),
+                    };
+                    self.send_on_director_stream(w, inc, stream, trailers);
                     self.send_on_director_stream(w, inc, stream, end);
                 }
                 return;

@@ -160,6 +160,14 @@ impl CallStream {
         &self.machine
     }
 
+    /// The response headers and trailers received so far.
+    pub(super) fn response_metadata(&self) -> super::ResponseMetadata {
+        super::ResponseMetadata {
+            headers: self.machine.headers().cloned().unwrap_or_default(),
+            trailers: self.machine.trailers().cloned().unwrap_or_default(),
+        }
+    }
+
     /// Reads until the machine has something for a pull of `max_items` and returns it. A
     /// failure comes back as the error, after the stream was reset if the machine said so;
     /// `Ok` is never [`Received::Failed`].

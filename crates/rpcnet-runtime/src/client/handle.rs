@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::ItemStream;
+use super::{ItemStream, ResponseMetadata};
 use crate::error::RpcError;
 
 /// A shareable, cancellable [`ItemStream`]: `next_batch` and `cancel` may be called from
@@ -14,6 +14,8 @@ pub struct StreamHandle {
     stream: tokio::sync::Mutex<ItemStream>,
     cancelled: std::sync::atomic::AtomicBool,
     wake: tokio::sync::Notify,
+    /// The response metadata as of the last `next_batch`, readable while another pull runs.
+    metadata: std::sync::Mutex<ResponseMetadata>,
 }
 
 impl StreamHandle {
@@ -23,7 +25,14 @@ impl StreamHandle {
             stream: tokio::sync::Mutex::new(stream),
             cancelled: Default::default(),
             wake: tokio::sync::Notify::new(),
+            metadata: Default::default(),
         }
+    }
+
+    /// The response headers and trailers received by the last [`StreamHandle::next_batch`]
+    /// (headers before the first item, trailers just before the end or the error).
+    pub fn response_metadata(&self) -> ResponseMetadata {
+        self.metadata.lock().unwrap().clone()
     }
 
     fn is_cancelled(&self) -> bool {
@@ -40,6 +49,12 @@ impl StreamHandle {
             r = stream.next_batch(max_items) => r,
             _ = self.wake.notified() => Err(stream.cancelled()),
         };
+        let latest = stream.response_metadata();
+        let mut kept = self.metadata.lock().unwrap();
+        if *kept != latest {
+            *kept = latest;
+        }
+        drop(kept);
         if self.is_cancelled() {
             return Err(stream.cancelled());
         }

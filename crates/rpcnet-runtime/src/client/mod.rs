@@ -11,7 +11,8 @@
 //! - `call`: one call's QUIC stream driving the machine, shared by both kinds of call;
 //! - `unary`: [`Client::unary`] and [`Client::unary_cancellable`];
 //! - `stream`: [`Client::streaming`] and the [`ItemStream`] it returns;
-//! - `handle`: [`StreamHandle`], an [`ItemStream`] that several threads may pull and cancel.
+//! - `handle`: [`StreamHandle`], an [`ItemStream`] that several threads may pull and cancel;
+//! - `options`: [`CallOptions`] and the [`ResponseMetadata`] a call returns.
 //!
 //! Streaming calls read from the QUIC stream only when the caller asks for the next batch, so a
 //! slow reader leaves data in QUIC's flow-control window (RFC 9000 section 4) and the server's
@@ -20,6 +21,7 @@
 mod call;
 mod config;
 mod handle;
+mod options;
 mod resume;
 mod stream;
 mod unary;
@@ -39,12 +41,13 @@ pub use config::{
     DEFAULT_RESUME_LOSS_DETECTION_MS,
 };
 pub use handle::StreamHandle;
+pub use options::{CallOptions, ResponseMetadata, UnaryOutcome};
 use resume::{Directors, Resumable};
 pub use resume::{
     SessionEvent, ACK_EVERY_BYTES, ACK_EVERY_ITEMS, FIRST_BACKOFF_MS, MAX_BACKOFF_MS, MOVED_CODE,
     RESUME_TIMEOUT_MS,
 };
-use rpcnet_protocol::{ErrorCode, Frame, Request};
+use rpcnet_protocol::{ErrorCode, Frame, Metadata, Request, Version};
 use rpcnet_session::ClientStream;
 pub use stream::ItemStream;
 
@@ -108,7 +111,7 @@ impl Client {
             ));
         };
         let mut client_config = match &config.cluster {
-            Some(creds) => creds.quinn_client_config(rpcnet_protocol::ALPN)?,
+            Some(creds) => creds.quinn_client_config(&rpcnet_protocol::ALPNS)?,
             None => {
                 let crypto = client_crypto(&config.trust)?;
                 let quic =
@@ -211,12 +214,20 @@ impl Client {
         deadline_ms: u32,
         streaming: bool,
         idempotent: bool,
+        metadata: &Metadata,
     ) -> Result<(ClientStream, Vec<Frame>), RpcError> {
+        if !metadata.is_empty() && self.connection().version == Version::V1 {
+            return Err(RpcError::new(
+                ErrorCode::Unimplemented,
+                "the server speaks rpcnet/1, which carries no metadata: the call was not sent",
+            ));
+        }
         let request = Request {
             method: method.to_string(),
             deadline_ms,
             streaming,
             payload,
+            metadata: metadata.clone(),
         };
         Ok(match &self.session {
             None => {

@@ -5,8 +5,9 @@
 use bytes::Bytes;
 
 use super::call::{Alarms, CallStream};
-use super::Client;
+use super::{CallOptions, Client, ResponseMetadata};
 use crate::error::RpcError;
+use rpcnet_protocol::Metadata;
 use rpcnet_session::Received;
 
 impl Client {
@@ -19,7 +20,34 @@ impl Client {
         payload: Bytes,
         deadline_ms: u32,
     ) -> Result<ItemStream, RpcError> {
-        let (machine, request) = self.start_call(method, payload, deadline_ms, true, false)?;
+        let options = CallOptions {
+            deadline_ms,
+            metadata: &Metadata::new(),
+            ..CallOptions::default()
+        };
+        self.streaming_with(method, payload, options).await
+    }
+
+    /// A server-streaming call with [`CallOptions`] (its `deadline_ms` and `metadata`; a stream
+    /// is cancelled with [`ItemStream::cancel`]). The response headers and trailers come from
+    /// [`ItemStream::response_metadata`].
+    ///
+    /// Errors: as [`Client::streaming`], and `UNIMPLEMENTED` for a call with request headers on
+    /// a connection that negotiated `rpcnet/1` (nothing is sent).
+    pub async fn streaming_with(
+        &self,
+        method: &str,
+        payload: Bytes,
+        options: CallOptions<'_>,
+    ) -> Result<ItemStream, RpcError> {
+        let (machine, request) = self.start_call(
+            method,
+            payload,
+            options.deadline_ms,
+            true,
+            false,
+            options.metadata,
+        )?;
         let alarms = Alarms::new(&machine, None);
         let streams = self.open_stream(request).await?;
         Ok(ItemStream {
@@ -40,6 +68,12 @@ impl ItemStream {
     /// The seq the next item will carry (= items received so far).
     pub fn next_seq(&self) -> u64 {
         self.call.machine().next_seq()
+    }
+
+    /// The response headers and trailers received so far (the headers come before the first
+    /// item, the trailers just before the end or the error).
+    pub fn response_metadata(&self) -> ResponseMetadata {
+        self.call.response_metadata()
     }
 
     /// Waits for at least one item and returns every item already received, up to `max_items`.

@@ -4,8 +4,9 @@
 use bytes::Bytes;
 
 use super::call::{Alarms, CallStream};
-use super::{Canceller, Client};
+use super::{CallOptions, Canceller, Client, ResponseMetadata, UnaryOutcome};
 use crate::error::RpcError;
+use rpcnet_protocol::Metadata;
 use rpcnet_session::Received;
 
 impl Client {
@@ -50,17 +51,57 @@ impl Client {
         canceller: Option<&Canceller>,
         idempotent: bool,
     ) -> Result<Bytes, RpcError> {
-        let (mut machine, request) =
-            self.start_call(method, payload, deadline_ms, false, idempotent)?;
-        let alarms = Alarms::new(&machine, canceller);
+        let options = CallOptions {
+            deadline_ms,
+            canceller,
+            idempotent,
+            metadata: &Metadata::new(),
+        };
+        self.unary_with(method, payload, options).await.result
+    }
+
+    /// A unary call with [`CallOptions`] (request headers among them), returning the response
+    /// headers and trailers with the result (PROTOCOL.md section 5.6).
+    ///
+    /// Errors (in [`UnaryOutcome::result`]): as [`Client::unary`], and `UNIMPLEMENTED` for a
+    /// call with request headers on a connection that negotiated `rpcnet/1` (nothing is sent).
+    pub async fn unary_with(
+        &self,
+        method: &str,
+        payload: Bytes,
+        options: CallOptions<'_>,
+    ) -> UnaryOutcome {
+        let started = self.start_call(
+            method,
+            payload,
+            options.deadline_ms,
+            false,
+            options.idempotent,
+            options.metadata,
+        );
+        let (mut machine, request) = match started {
+            Ok(s) => s,
+            Err(e) => return outcome(Err(e), ResponseMetadata::default()),
+        };
+        let alarms = Alarms::new(&machine, options.canceller);
         let streams = tokio::select! {
-            r = self.open_stream(request) => r?,
-            alarm = alarms.rung() => return Err(alarm.end(&mut machine).error.into()),
+            r = self.open_stream(request) => r,
+            alarm = alarms.rung() => Err(alarm.end(&mut machine).error.into()),
+        };
+        let streams = match streams {
+            Ok(s) => s,
+            Err(e) => return outcome(Err(e), ResponseMetadata::default()),
         };
         let mut call = CallStream::new(streams, machine);
-        match call.pull(1, &alarms).await? {
-            Received::Response(payload) => Ok(payload),
-            other => unreachable!("a unary call's machine yielded {other:?}"),
-        }
+        let result = match call.pull(1, &alarms).await {
+            Ok(Received::Response(payload)) => Ok(payload),
+            Ok(other) => unreachable!("a unary call's machine yielded {other:?}"),
+            Err(e) => Err(e),
+        };
+        outcome(result, call.response_metadata())
     }
+}
+
+fn outcome(result: Result<Bytes, RpcError>, metadata: ResponseMetadata) -> UnaryOutcome {
+    UnaryOutcome { result, metadata }
 }

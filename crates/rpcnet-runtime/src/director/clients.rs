@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rpcnet_protocol::migration::{Claim, ManagementMessage, SessionClosed};
-use rpcnet_protocol::{ErrorCode, Frame};
+use rpcnet_protocol::{ErrorCode, Frame, Version};
 
 use bytes::BytesMut;
 
@@ -95,11 +95,12 @@ async fn serve_client(inner: Arc<Inner>, connection: quinn::Connection) {
         }
     };
     let window = CallWindow::new(connection.clone(), MAX_CONCURRENT_CALLS);
+    let version = info.version;
     if let Some((send, recv, read)) = first_call {
-        spawn_call(&inner, &session, &window, send, recv, read);
+        spawn_call(&inner, &session, &window, version, (send, recv), read);
     }
-    while let Ok((send, recv)) = connection.accept_bi().await {
-        spawn_call(&inner, &session, &window, send, recv, BytesMut::new());
+    while let Ok(streams) = connection.accept_bi().await {
+        spawn_call(&inner, &session, &window, version, streams, BytesMut::new());
     }
     // Code 0 ends the session; a client that moves to another connection closes with
     // `client::MOVED_CODE` (PROTOCOL.md section 15.5).
@@ -152,17 +153,18 @@ async fn refuse(mut send: quinn::SendStream, e: RpcError) {
     let _ = tokio::time::timeout(Duration::from_millis(REFUSAL_LINGER_MS), send.stopped()).await;
 }
 
-/// Relays one call of `session`, `read` being bytes of its stream already read.
+/// Relays one call of `session` on a client connection of protocol `version`, `read` being
+/// bytes of its stream already read.
 fn spawn_call(
     inner: &Arc<Inner>,
     session: &Arc<Session>,
     window: &Arc<CallWindow>,
-    send: quinn::SendStream,
-    recv: quinn::RecvStream,
+    version: Version,
+    (send, recv): (quinn::SendStream, quinn::RecvStream),
     read: BytesMut,
 ) {
     let open = window.opened();
-    let call = relay::relay(inner.clone(), session.clone(), send, recv, read);
+    let call = relay::relay(inner.clone(), session.clone(), version, (send, recv), read);
     tokio::spawn(async move {
         call.await;
         drop(open);

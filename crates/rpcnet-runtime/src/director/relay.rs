@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use rpcnet_session::{OwnerFrame, RelayCall, Route};
+use rpcnet_session::{check_client_metadata, OwnerFrame, RelayCall, Route};
 
 use super::{Inner, Session, WorkerLink};
 use crate::ack_reader::AckReader;
 use crate::error::{app_code, RpcError};
 use crate::mgmt::now_ms;
-use rpcnet_protocol::{Decoder, ErrorCode, Frame};
+use rpcnet_protocol::{Decoder, ErrorCode, Frame, Version};
 
 /// How long a call waits for a usable route (a live owner, not frozen) before failing, ms.
 const ROUTE_WAIT_MS: u64 = 10_000;
@@ -27,11 +27,11 @@ const ROUTE_WAIT_MS: u64 = 10_000;
 /// holds bytes of the stream already read.
 async fn read_head(
     recv: &mut quinn::RecvStream,
-    max: u32,
+    decoder: Decoder,
     resumable: bool,
     mut buf: BytesMut,
 ) -> Result<(Option<(u64, u64)>, rpcnet_protocol::Request, BytesMut), RpcError> {
-    let mut decoder = Decoder::new(max);
+    let mut decoder = decoder;
     let mut eof = false;
     let mut named = None;
     loop {
@@ -146,18 +146,21 @@ pub(crate) async fn send_error(client_send: &mut quinn::SendStream, e: RpcError)
     let _ = client_send.finish();
 }
 
-/// Relays one client call of `session` (`read`: bytes of its stream already read) until it
-/// ends, re-attaching it after migrations and failovers.
+/// Relays one client call of `session` (`read`: bytes of its stream already read; `version`:
+/// the client connection's protocol version) until it ends, re-attaching it after migrations
+/// and failovers.
 pub(crate) async fn relay(
     inner: Arc<Inner>,
     session: Arc<Session>,
-    mut client_send: quinn::SendStream,
-    client_recv: quinn::RecvStream,
+    version: Version,
+    (mut client_send, client_recv): (quinn::SendStream, quinn::RecvStream),
     read: BytesMut,
 ) {
     let mut client_recv = crate::recv::ReadToFin::new(client_recv);
-    let max = inner.config.max_frame_size;
-    let head = read_head(&mut client_recv, max, session.resumable, read).await;
+    let decoder = Decoder::new(inner.config.max_frame_size).with_version(version);
+    let head = read_head(&mut client_recv, decoder, session.resumable, read)
+        .await
+        .and_then(|h| check_client_metadata(&h.1).map(|()| h).map_err(RpcError::from));
     let (named, request, after) = match head {
         Ok(h) => h,
         Err(e) => {
@@ -182,6 +185,9 @@ pub(crate) async fn relay(
     );
     if let Some((_, next_seq)) = named {
         call = call.resumable(next_seq);
+    }
+    if version == Version::V1 {
+        call = call.without_response_metadata();
     }
     let mut acks = AckReader::new(after, session.resumable);
     let client_stopped = client_send.stopped();
@@ -375,8 +381,8 @@ where
                 OwnerFrame::Forward(f) => out.push(f.to_bytes()),
                 OwnerFrame::Absorbed => {}
                 OwnerFrame::Suspended => return (out, Step::Leave("suspended".into())),
-                OwnerFrame::Finished(f) => {
-                    out.push(f.to_bytes());
+                OwnerFrame::Finished(frames) => {
+                    out.extend(frames.iter().map(Frame::to_bytes));
                     return (out, Step::Finished);
                 }
                 OwnerFrame::OwnerFailed(why) => return (out, Step::Leave(why)),

@@ -17,7 +17,7 @@ use crate::server::item_queue::Ending;
 use rpcnet_protocol::frame::encode_item_header;
 use rpcnet_protocol::migration::CallSnapshot;
 use rpcnet_protocol::Attach;
-use rpcnet_protocol::{Decoder, ErrorCode, Frame, Request};
+use rpcnet_protocol::{Decoder, ErrorCode, Frame, Metadata, Request, Version};
 use rpcnet_session::participant::AttachDecision;
 use rpcnet_session::ServerCall;
 
@@ -35,10 +35,10 @@ const RETAIN_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// RESUMABLE) ACK frames follow it (PROTOCOL.md section 15.4); anywhere else nothing may.
 async fn read_head(
     recv: &mut quinn::RecvStream,
-    max_frame_size: u32,
+    decoder: Decoder,
     link: bool,
 ) -> Result<(Option<Attach>, Request, BytesMut), RpcError> {
-    let mut decoder = Decoder::new(max_frame_size);
+    let mut decoder = decoder;
     let mut buf = BytesMut::new();
     let mut attach = None;
     let mut eof = false;
@@ -87,6 +87,22 @@ fn error_frame(e: &RpcError) -> Bytes {
     .to_bytes()
 }
 
+/// `last` (a final frame) after the TRAILERS of `trailers`, which go out only if there are any
+/// and the connection negotiated `rpcnet/2` (PROTOCOL.md section 5.6).
+fn with_trailers(version: Version, trailers: Metadata, last: Bytes) -> Vec<Bytes> {
+    let mut out = Vec::with_capacity(2);
+    if version >= Version::V2 && !trailers.is_empty() {
+        out.push(
+            Frame::Trailers {
+                metadata: trailers,
+            }
+            .to_bytes(),
+        );
+    }
+    out.push(last);
+    out
+}
+
 /// Answers an ATTACH with `frame` (SUSPENDED or SUPERSEDED, PROTOCOL.md sections 13.3 and
 /// 15.6) and finishes the stream: the handler does not run here.
 async fn answer(send: &mut quinn::SendStream, frame: Frame) {
@@ -113,8 +129,10 @@ pub(crate) async fn serve_call(
 ) {
     let mut recv = crate::recv::ReadToFin::new(recv);
     let link = shared.config.cluster.is_some();
+    let version = connection.version;
+    let decoder = Decoder::new(shared.config.max_frame_size).with_version(version);
     let (attach, request, after_request) =
-        match read_head(&mut recv, shared.config.max_frame_size, link).await {
+        match read_head(&mut recv, decoder, link).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(connection_id = %connection.id, error = %e, "bad request");
@@ -189,6 +207,7 @@ pub(crate) async fn serve_call(
                 id,
                 method: request.method,
                 payload: request.payload,
+                metadata: request.metadata,
                 kind,
                 deadline_ms,
                 connection,
@@ -196,10 +215,10 @@ pub(crate) async fn serve_call(
                 resume: None,
             });
             let outcome = tokio::select! {
-                r = rx => Some(r.unwrap_or_else(|_| Err(RpcError::internal("handler dropped the call")))),
+                r = rx => Some(r.unwrap_or_else(|_| (Err(RpcError::internal("handler dropped the call")), Default::default()))),
                 _ = &mut sleep => {
                     shared.emit(ServerEvent::Cancelled { id, code: ErrorCode::DeadlineExceeded, message: format!("deadline of {deadline_ms} ms exceeded") });
-                    Some(Err(RpcError::deadline_exceeded(deadline_ms)))
+                    Some((Err(RpcError::deadline_exceeded(deadline_ms)), Default::default()))
                 }
                 r = &mut stopped => {
                     let code = stop_code(r);
@@ -209,14 +228,19 @@ pub(crate) async fn serve_call(
             };
             shared.calls.lock().unwrap().remove(&id);
             match outcome {
-                Some(Ok(payload)) => {
-                    let _ = send
-                        .write_all(&Frame::Response { payload }.to_bytes())
-                        .await;
-                    let _ = send.finish();
-                }
-                Some(Err(e)) => {
-                    let _ = send.write_all(&error_frame(&e)).await;
+                Some((result, metadata)) => {
+                    let last = match result {
+                        Ok(payload) => Frame::Response { payload }.to_bytes(),
+                        Err(e) => error_frame(&e),
+                    };
+                    let mut out = with_trailers(version, metadata.trailers, last);
+                    if version >= Version::V2 && !metadata.headers.is_empty() {
+                        let headers = Frame::Headers {
+                            metadata: metadata.headers,
+                        };
+                        out.insert(0, headers.to_bytes());
+                    }
+                    let _ = send.write_all_chunks(&mut out).await;
                     let _ = send.finish();
                 }
                 None => {
@@ -266,6 +290,7 @@ pub(crate) async fn serve_call(
                 id,
                 method: request.method,
                 payload: request.payload,
+                metadata: request.metadata,
                 kind,
                 deadline_ms,
                 connection,
@@ -327,6 +352,8 @@ pub(crate) async fn serve_call(
                                     chunks.push(head.freeze());
                                     chunks.push(payload);
                                 }
+                                // rpcnet/1 has no HEADERS (PROTOCOL.md section 2).
+                                Some(Frame::Headers { .. }) if version == Version::V1 => {}
                                 Some(f) => {
                                     frames.push((chunks.len(), None));
                                     chunks.push(f.to_bytes());
@@ -369,13 +396,13 @@ pub(crate) async fn serve_call(
                             break Stop::Frozen;
                         }
                     }
-                    Taken::Ended(Ending::End) => {
-                        let _ = send.write_all(&call.end().to_bytes()).await;
-                        let _ = send.finish();
-                        break Stop::Done;
-                    }
-                    Taken::Ended(Ending::Error(e)) => {
-                        let _ = send.write_all(&error_frame(&e)).await;
+                    Taken::Ended(ending) => {
+                        let (trailers, last) = match ending {
+                            Ending::End(t) => (t, call.end().to_bytes()),
+                            Ending::Error(e, t) => (t, error_frame(&e)),
+                        };
+                        let mut out = with_trailers(version, trailers, last);
+                        let _ = send.write_all_chunks(&mut out).await;
                         let _ = send.finish();
                         break Stop::Done;
                     }

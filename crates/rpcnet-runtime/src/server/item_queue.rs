@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use bytes::Bytes;
+use rpcnet_protocol::Metadata;
 use tokio::sync::Notify;
 
 use crate::error::RpcError;
@@ -23,13 +24,14 @@ pub enum PushStatus {
     Closed,
 }
 
-/// How the producer ended the stream.
+/// How the producer ended the stream, and the trailers to send before the final frame
+/// (PROTOCOL.md section 5.6; empty for none).
 #[derive(Debug, Clone)]
 pub enum Ending {
     /// Normal end: an END frame follows the last item.
-    End,
+    End(Metadata),
     /// Failure: an ERROR frame follows the last item.
-    Error(RpcError),
+    Error(RpcError, Metadata),
 }
 
 /// One queued entry, in production order: the session core's [`Produced`](rpcnet_session::Produced) (an item, or a
@@ -83,6 +85,11 @@ impl ItemQueue {
     /// Appends one item. Never drops an accepted item; see [`PushStatus`].
     pub fn push(&self, item: Bytes) -> PushStatus {
         self.push_entry(Entry::Item(item))
+    }
+
+    /// Appends the response headers (sent before the items queued after them).
+    pub fn headers(&self, metadata: Metadata) -> PushStatus {
+        self.push_entry(Entry::Headers(metadata))
     }
 
     /// Appends a checkpoint (placed between the items queued before and after it).
@@ -238,10 +245,10 @@ mod tests {
     async fn ending_comes_after_items_and_close_rejects_pushes() {
         let q = ItemQueue::new(8, 1 << 20);
         q.push(Bytes::from_static(b"a"));
-        assert!(q.finish(Ending::End));
+        assert!(q.finish(Ending::End(Metadata::new())));
         assert_eq!(q.push(Bytes::from_static(b"b")), PushStatus::Closed);
         assert!(matches!(q.take(8).await, Taken::Items(v) if v.len() == 1));
-        assert!(matches!(q.take(8).await, Taken::Ended(Ending::End)));
+        assert!(matches!(q.take(8).await, Taken::Ended(Ending::End(_))));
         let q2 = ItemQueue::new(1, 1);
         q2.close();
         assert_eq!(q2.push(Bytes::from_static(b"a")), PushStatus::Closed);

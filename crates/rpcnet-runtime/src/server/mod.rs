@@ -22,6 +22,7 @@ pub use item_queue::{Ending, Entry, ItemQueue, PushStatus, Taken};
 pub use session::Sessions;
 
 use crate::cancel::Canceller;
+use crate::client::ResponseMetadata;
 use crate::cluster::ClusterCredentials;
 use crate::connection::ConnectionInfo;
 use crate::endpoint::BoundEndpoint;
@@ -29,7 +30,7 @@ use crate::error::RpcError;
 use crate::events::EventQueue;
 use crate::tls::{server_crypto, ServerIdentity};
 use crate::transport::{serving_transport_config, CallWindow, MAX_CONCURRENT_CALLS};
-use rpcnet_protocol::{ErrorCode, DEFAULT_MAX_FRAME_SIZE};
+use rpcnet_protocol::{ErrorCode, Metadata, DEFAULT_MAX_FRAME_SIZE};
 
 /// Default number of items a streaming call may have queued before `push` answers `Full`.
 pub const DEFAULT_STREAM_WINDOW_ITEMS: usize = 256;
@@ -105,6 +106,9 @@ pub enum ServerEvent {
         method: String,
         /// The request payload.
         payload: Bytes,
+        /// The request headers (PROTOCOL.md section 5.6); through a director they include
+        /// `rpcnet-session-id`.
+        metadata: Metadata,
         /// Whether the method is server-streaming.
         kind: MethodKind,
         /// Deadline in ms from reception (0 = none).
@@ -130,8 +134,11 @@ pub enum ServerEvent {
     },
 }
 
+/// A unary call's answer: the result, and the response headers and trailers.
+type UnaryReply = (Result<Bytes, RpcError>, ResponseMetadata);
+
 enum CallSlot {
-    Unary(oneshot::Sender<Result<Bytes, RpcError>>),
+    Unary(oneshot::Sender<UnaryReply>),
     Streaming(Arc<ItemQueue>),
 }
 
@@ -168,7 +175,7 @@ impl Server {
         crate::log::init();
         let (server_config, fingerprint) = match &config.cluster {
             Some(creds) => (
-                creds.quinn_server_config(rpcnet_protocol::ALPN)?,
+                creds.quinn_server_config(&rpcnet_protocol::ALPNS)?,
                 crate::tls::fingerprint(&creds.chain[0]),
             ),
             None => {
@@ -248,6 +255,18 @@ impl Server {
     /// Completes a unary call. Returns false if the call is unknown or already over (cancelled,
     /// deadline passed); the answer is then dropped.
     pub fn respond(&self, id: u64, result: Result<Bytes, RpcError>) -> bool {
+        self.respond_with(id, result, ResponseMetadata::default())
+    }
+
+    /// [`Server::respond`] with response headers and trailers (PROTOCOL.md section 5.6): HEADERS
+    /// and TRAILERS go out before the RESPONSE or ERROR, each only if not empty and only on a
+    /// connection that negotiated `rpcnet/2`.
+    pub fn respond_with(
+        &self,
+        id: u64,
+        result: Result<Bytes, RpcError>,
+        metadata: ResponseMetadata,
+    ) -> bool {
         let mut calls = self.shared.calls.lock().unwrap();
         if !matches!(calls.get(&id), Some(CallSlot::Unary(_))) {
             return false;
@@ -255,7 +274,7 @@ impl Server {
         match calls.remove(&id) {
             Some(CallSlot::Unary(tx)) => {
                 drop(calls);
-                tx.send(result).is_ok()
+                tx.send((result, metadata)).is_ok()
             }
             _ => false,
         }
@@ -288,6 +307,14 @@ impl Server {
         q.push(item)
     }
 
+    /// Queues the response headers of a streaming call, sent before the items pushed after them
+    /// (PROTOCOL.md section 5.6; not sent on an `rpcnet/1` connection). A director forwards only
+    /// the first HEADERS of a call, before any item. See [`PushStatus`].
+    pub fn push_headers(&self, id: u64, metadata: Metadata) -> PushStatus {
+        self.queue(id)
+            .map_or(PushStatus::Closed, |q| q.headers(metadata))
+    }
+
     /// Records `ctx.checkpoint(state)` of a streaming call, in order with its items. See
     /// [`PushStatus`].
     pub fn checkpoint(&self, id: u64, state: Bytes) -> PushStatus {
@@ -311,9 +338,15 @@ impl Server {
     /// Ends a streaming call: `Ok(())` sends END after the queued items, `Err` sends ERROR.
     /// Returns false if the call is unknown or already over.
     pub fn end(&self, id: u64, result: Result<(), RpcError>) -> bool {
+        self.end_with(id, result, Metadata::new())
+    }
+
+    /// [`Server::end`] with trailers, sent just before the END or ERROR (PROTOCOL.md section
+    /// 5.6; if not empty and on an `rpcnet/2` connection).
+    pub fn end_with(&self, id: u64, result: Result<(), RpcError>, trailers: Metadata) -> bool {
         let ending = match result {
-            Ok(()) => Ending::End,
-            Err(e) => Ending::Error(e),
+            Ok(()) => Ending::End(trailers),
+            Err(e) => Ending::Error(e, trailers),
         };
         self.queue(id).is_some_and(|q| q.finish(ending))
     }

@@ -11,13 +11,14 @@ use super::frame::{finish_header, parse_header, FLAG_ZSTD, HEADER_LEN};
 use super::malformed;
 use super::types::{CallSnapshot, SessionSnapshot};
 use crate::migration::wire::{put_bytes16, put_bytes32, put_u32, put_u64, ReadError, Reader};
+use crate::metadata::Metadata;
 use crate::migration::MigrationError;
 
 /// Encodes a snapshot in the plain format (RFC-001 section 3.3), body uncompressed:
 ///
 /// ```text
 /// header (16 bytes, big-endian u32 each):
-///   version  = 1
+///   version  = 2 (2 added the call headers)
 ///   flags    = 0           (bit 0 set = body is a zstd frame; other bits must be 0)
 ///   length   = body length in bytes
 ///   checksum = first 4 bytes of SHA-256(body), read as a big-endian u32 (detects accidental
@@ -28,6 +29,7 @@ use crate::migration::MigrationError;
 ///     call_id u64 | method str16 | request bytes32 | streaming u8 (0/1) | deadline_ms u32
 ///     next_seq u64 | pending_count u32, then per item: seq u64 | payload bytes32
 ///     checkpoint: u8 0 (none) or 1 followed by seq u64 and bytes32
+///     headers bytes32 (a metadata block, PROTOCOL.md section 5.6; empty = none)
 /// ```
 ///
 /// Errors: `SNAPSHOT_MALFORMED` when the snapshot breaks an invariant the decoder checks
@@ -121,6 +123,9 @@ pub(super) fn encode_body_into(
                 put_bytes32(out, cp, "checkpoint").map_err(too_long)?;
             }
         }
+        let mut headers = bytes::BytesMut::new();
+        c.headers.encode(&mut headers);
+        put_bytes32(out, &headers, "headers").map_err(too_long)?;
     }
     Ok(())
 }
@@ -141,7 +146,7 @@ fn check_seq(call_id: u64, next_seq: u64, i: usize, seq: u64) -> Result<(), Migr
 
 /// Smallest encoded call (all variable fields empty) and pending item, used to bound counts
 /// by the bytes actually present before allocating.
-const MIN_CALL_LEN: usize = 8 + 2 + 4 + 1 + 4 + 8 + 4 + 1;
+const MIN_CALL_LEN: usize = 8 + 2 + 4 + 1 + 4 + 8 + 4 + 1 + 4;
 const MIN_ITEM_LEN: usize = 8 + 4;
 
 pub(super) fn decode_body(body: &Bytes) -> Result<SessionSnapshot, MigrationError> {
@@ -219,6 +224,10 @@ fn read_call(r: &mut Reader<'_>) -> Result<CallSnapshot, Result<ReadError, Migra
     } else {
         None
     };
+    let block = r.bytes32("headers").map_err(Ok)?;
+    let headers = Metadata::decode(&block).map_err(|e| {
+        Err(malformed(format!("call {call_id}: headers: {e}")))
+    })?;
     Ok(CallSnapshot {
         call_id,
         method,
@@ -228,5 +237,6 @@ fn read_call(r: &mut Reader<'_>) -> Result<CallSnapshot, Result<ReadError, Migra
         next_seq,
         pending,
         checkpoint,
+        headers,
     })
 }

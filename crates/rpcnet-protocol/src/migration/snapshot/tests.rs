@@ -29,6 +29,12 @@ fn sample() -> SessionSnapshot {
                     (11, Bytes::from_static(b"b")),
                 ],
                 checkpoint: Some((3, Bytes::from_static(b"cp"))),
+                headers: {
+                    let mut m = crate::metadata::Metadata::new();
+                    m.append("x-handler", "feed").unwrap();
+                    m.append("trace-bin", vec![0u8, 0xff]).unwrap();
+                    m
+                },
             },
             CallSnapshot {
                 call_id: 2,
@@ -42,7 +48,7 @@ fn sample() -> SessionSnapshot {
 #[test]
 fn header_layout_is_as_documented() {
     let enc = encode(&sample()).unwrap();
-    assert_eq!(&enc[..4], &1u32.to_be_bytes());
+    assert_eq!(&enc[..4], &2u32.to_be_bytes());
     assert_eq!(&enc[4..8], &0u32.to_be_bytes());
     let len = u32::from_be_bytes(enc[8..12].try_into().unwrap()) as usize;
     assert_eq!(len, enc.len() - HEADER_LEN);
@@ -132,12 +138,12 @@ fn uncompressed_sealing_option() {
 fn header_errors() {
     let enc = encode(&sample()).unwrap();
     let mut v = enc.clone();
-    v[3] = 2;
+    v[3] = 1;
     assert_eq!(
         decode(&v).unwrap_err(),
         MigrationError::SnapshotVersion {
-            found: 2,
-            supported: 1
+            found: 1,
+            supported: 2
         }
     );
     let mut v = enc.clone();
@@ -209,7 +215,7 @@ fn body_validation() {
     let mut s = SessionSnapshot::default();
     s.calls.push(CallSnapshot::default());
     let mut body = body_of(&s);
-    let at = body.len() - 1 - 4 - 8 - 4 - 1; // streaming byte
+    let at = body.len() - 4 - 1 - 4 - 8 - 4 - 1; // streaming byte
     body[at] = 2;
     assert!(decode(&framed(&body))
         .unwrap_err()

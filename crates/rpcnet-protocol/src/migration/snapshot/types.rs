@@ -4,6 +4,8 @@
 
 use bytes::Bytes;
 
+use crate::metadata::Metadata;
+
 /// The server side of one client connection, frozen at an item boundary (RFC-001 section 3.2,
 /// phase 4). What migrates between workers; also what failover rebuilds from checkpoints.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,6 +45,10 @@ pub struct CallSnapshot {
     /// The handler's last checkpoint, if any: `(seq, state)` = after producing `seq` items the
     /// handler saved `state` with `ctx.checkpoint(state)`. A resumed handler restarts there.
     pub checkpoint: Option<(u64, Bytes)>,
+    /// The response headers the handler set (PROTOCOL.md section 5.6), empty if none. The
+    /// target sends them before the pending items, so that a client which had not received them
+    /// still gets them before its next item (the director forwards them only then).
+    pub headers: Metadata,
 }
 
 impl CallSnapshot {
@@ -67,6 +73,7 @@ impl CallSnapshot {
             next_seq: last_received_seq.map_or(0, |s| s.saturating_add(1)),
             pending: Vec::new(),
             checkpoint,
+            headers: Metadata::new(),
         }
     }
 }
