@@ -36,6 +36,7 @@ test('no Native type, fromNative or internal module is reachable from index.d.ts
     'dist/errors.d.ts',
     'dist/index.d.ts',
     'dist/interceptor.d.ts',
+    'dist/metadata.d.ts',
     'dist/server.d.ts',
     'dist/service.d.ts',
     'dist/stats.d.ts',

@@ -65,6 +65,12 @@ function exactlyOnce(t: { is: (a: unknown, b: unknown, m?: string) => void }, r:
   t.is(r.gaps, 0, 'no gap');
   t.is(r.duplicates, 0, 'no duplicate');
   t.is(r.foreignConnection, 0, 'every item of this session');
+  // Metadata across resumes (PROTOCOL.md 5.6): every handler saw the client's request headers
+  // and the session id; the response headers came once, the trailer at the end.
+  t.is(r.foreignMetadata, 0, 'every handler saw the same request headers');
+  t.is(r.headers, 1, 'the response headers arrived once');
+  t.is(r.stream, 'tokens');
+  t.is(r.trailer, String(COUNT), 'the trailer arrived with the end');
 }
 
 test('a director upgraded with SIGTERM moves its client to the other director; the stream goes on exactly once', async (t) => {

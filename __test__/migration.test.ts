@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import test from 'ava';
 import { RpcClient, RpcError, RpcWorker } from '../dist/index.js';
 import type { MigrationReport } from '../dist/index.js';
-import { streamTokens } from '../dist/demo/client.js';
+import { streamTokens, type StreamRecord } from '../dist/demo/client.js';
 import { startDirector, startWorker, type DirectorProc, type Proc } from '../dist/demo/harness.js';
 import { sleep } from './helpers.ts';
 
@@ -41,6 +41,18 @@ function stream(director: DirectorProc, count: number, intervalMs: number) {
   return streamTokens({ address: director.address, pin: director.fingerprint, count, intervalMs });
 }
 
+/**
+ * Metadata across the moves (PROTOCOL.md 5.6): every handler, on every worker, saw the client's
+ * request headers and the director's `rpcnet-session-id`; the response headers reached the
+ * client once, the trailer with the end.
+ */
+function metadataOnce(t: { is: (a: unknown, b: unknown, m?: string) => void }, r: StreamRecord, count: number) {
+  t.is(r.foreignMetadata, 0, 'every handler saw the same request headers');
+  t.is(r.headers, 1, 'the response headers arrived once');
+  t.is(r.stream, 'tokens');
+  t.is(r.trailer, String(count), 'the trailer arrived with the end');
+}
+
 async function sessionOf(director: DirectorProc): Promise<string> {
   for (let i = 0; i < 100; i++) {
     const sessions = await director.proc.command<{ sessionId: string }[]>({ cmd: 'sessions' });
@@ -63,6 +75,7 @@ test.serial('graceful drain: SIGTERM moves the session, the worker exits 0, noth
     t.is(r.gaps, 0);
     t.is(r.duplicates, 0);
     t.is(r.foreignConnection, 0, 'every item names the one client connection');
+    metadataOnce(t, r, 80);
     t.deepEqual(r.workers, ['worker-a', 'worker-b']);
     const done = director.proc.messages.filter((m) => m.type === 'event' && (m.event as { kind: string }).kind === 'migration-completed');
     t.is(done.length, 1);
@@ -151,6 +164,7 @@ test.serial('admin migrate moves a live stream and back, exactly once', async (t
     t.is(r.gaps + r.duplicates, 0);
     t.deepEqual(r.workers, ['worker-a', 'worker-b']);
     t.is(r.switches.length, 2);
+    metadataOnce(t, r, 100);
     const restored = director.proc.messages.filter((m) => m.type === 'event' && (m.event as { kind: string }).kind === 'migration-completed');
     t.is(restored.length, 2, 'the director reported both migrations');
   } finally {
@@ -171,6 +185,7 @@ test.serial('failover after SIGKILL resumes from the checkpoint without loss or 
     t.deepEqual(r.workers, ['worker-a', 'worker-b']);
     t.is(r.switches.length, 1);
     t.true(r.switches[0]!.pauseMs < 3000, `pause ${r.switches[0]!.pauseMs} ms`);
+    metadataOnce(t, r, 80);
     const failover = director.proc.messages.find((m) => m.type === 'event' && (m.event as { kind: string }).kind === 'failover');
     t.truthy(failover, 'the director reported the failover');
   } finally {
@@ -242,6 +257,7 @@ test.serial('100 back-and-forth migrations of one streaming call under load: no 
     t.is(r.gaps, 0);
     t.is(r.duplicates, 0);
     t.is(r.foreignConnection, 0);
+    metadataOnce(t, r, 4000);
     t.true(r.switches.length >= 90, `the client saw ${r.switches.length} changes of worker`);
     const frozen = reports.map((x) => x.frozenMs).sort((a, b) => a - b);
     t.log(`frozen p50 ${frozen[50]!.toFixed(2)} ms, max ${frozen[99]!.toFixed(2)} ms`);

@@ -3,19 +3,24 @@
  * connects to the rpcnet TypeScript server ({@link RpcClient}, certificate pinned; or a director,
  * `--ca-file` = the cluster CA, for `directors.ts`) or to the grpc-js
  * server (TLS, the self-signed certificate as root CA), runs the warm-up and then the measured
- * window, and prints one JSON line ({@link ClientResult}). The Rust-only client is
- * crates/rpcnet-runtime/examples/bench.rs, which prints the same fields.
+ * window, and prints one JSON line ({@link ClientResult}). The protobuf scenario calls
+ * `Greeter.SayHello` as an application would: rpcnet through `createClient(fromProtobuf(Greeter))`,
+ * grpc-js through `greeterService`'s protobuf (de)serializers. The Rust-only client is
+ * crates/rpcnet-runtime/examples/bench.rs, which prints the same fields (it has no protobuf).
  * @module
  */
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
-import { RpcClient } from '../dist/index.js';
+import { createClient, fromProtobuf, RpcClient } from '../dist/index.js';
+import { Greeter, type HelloReply } from '../__test__/proto/greeter_pb.ts';
 import {
   exitWhenParentGoes,
+  greeting,
   GRPC_STREAM_PATH,
   GRPC_UNARY_PATH,
+  HELLO_NAME,
   printJsonLine,
   STREAM_COUNT,
   STREAM_METHOD,
@@ -25,7 +30,7 @@ import {
   UNARY_SIZE,
   type ClientResult,
 } from './common.ts';
-import { raw } from './grpc-service.ts';
+import { GRPC_SAY_HELLO_PATH, helloReply, helloRequest, raw, type HelloRequestInit } from './grpc-service.ts';
 
 /** What one measured window produced. */
 interface Window {
@@ -36,10 +41,12 @@ interface Window {
   latencies: number[];
 }
 
-/** One system's client, reduced to the two operations the scenarios need. */
+/** One system's client, reduced to the three operations the scenarios need. */
 interface BenchClient {
   /** One unary call of the 64-byte request; resolves with the response. */
   unary(request: Buffer): Promise<Buffer>;
+  /** One `Greeter.SayHello` call (protobuf); resolves with the decoded reply. */
+  sayHello(request: HelloRequestInit): Promise<HelloReply>;
   /**
    * One streaming call: discards items until `warmEnd`, counts those that arrive before `end`
    * (performance.now() times), then cancels the call.
@@ -77,8 +84,10 @@ async function rpcnetClient(): Promise<BenchClient> {
   // A plain server's certificate is pinned; a director's is issued by the cluster CA (`--ca-file`).
   const tls = values['ca-file'] ? { caFile: values['ca-file'] } : { pin: values.fingerprint ?? fail('--fingerprint or --ca-file is required') };
   const client = await RpcClient.connect(addr, { tls });
+  const greeter = createClient(fromProtobuf(Greeter), client);
   return {
     unary: (request) => client.call(UNARY_METHOD, request),
+    sayHello: (request) => greeter.sayHello(request),
     async stream(warmEnd, end) {
       const w: Window = { ops: 0, errors: 0, bytes: 0, elapsedMs: end - warmEnd, latencies: [] };
       // Breaking out of the loop cancels the call.
@@ -112,6 +121,16 @@ async function grpcClient(): Promise<BenchClient> {
           error ? reject(error) : resolve(value!),
         ),
       ),
+    sayHello: (request) =>
+      new Promise<HelloReply>((resolve, reject) =>
+        client.makeUnaryRequest<HelloRequestInit, HelloReply>(
+          GRPC_SAY_HELLO_PATH,
+          helloRequest.serialize,
+          helloReply.deserialize,
+          request,
+          (error, value) => (error ? reject(error) : resolve(value!)),
+        ),
+      ),
     stream(warmEnd, end) {
       return new Promise<Window>((resolve, reject) => {
         const w: Window = { ops: 0, errors: 0, bytes: 0, elapsedMs: end - warmEnd, latencies: [] };
@@ -142,9 +161,11 @@ async function grpcClient(): Promise<BenchClient> {
   };
 }
 
-/** Runs `concurrency` loops of calls for `ms`, each with one call outstanding at a time. */
-async function unaryWindow(client: BenchClient, ms: number, record: boolean): Promise<Window> {
-  const request = Buffer.alloc(UNARY_SIZE, 0x42);
+/**
+ * Runs `concurrency` loops of `call` for `ms`, each with one call outstanding at a time; `size`
+ * gives the payload bytes of a response.
+ */
+async function unaryWindow<R>(call: () => Promise<R>, size: (response: R) => number, ms: number, record: boolean): Promise<Window> {
   const w: Window = { ops: 0, errors: 0, bytes: 0, elapsedMs: 0, latencies: [] };
   const start = performance.now();
   const end = start + ms;
@@ -153,10 +174,10 @@ async function unaryWindow(client: BenchClient, ms: number, record: boolean): Pr
     while (performance.now() < end) {
       const t0 = performance.now();
       try {
-        const response = await client.unary(request);
+        const response = await call();
         const t1 = performance.now();
         w.ops++;
-        w.bytes += response.length;
+        w.bytes += size(response);
         if (record) w.latencies.push(t1 - t0);
       } catch (error) {
         firstError ??= error;
@@ -170,11 +191,23 @@ async function unaryWindow(client: BenchClient, ms: number, record: boolean): Pr
   return w;
 }
 
+/** Warm-up, then the measured window, of unary calls. */
+async function unaryScenario<R>(call: () => Promise<R>, size: (response: R) => number): Promise<Window> {
+  await unaryWindow(call, size, warmupMs, false);
+  return unaryWindow(call, size, durationMs, true);
+}
+
 const client = values.system === 'rpcnet-ts' ? await rpcnetClient() : values.system === 'grpc-js' ? await grpcClient() : fail(`unknown --system ${values.system}`);
 let window: Window;
 if (values.scenario === 'unary') {
-  await unaryWindow(client, warmupMs, false);
-  window = await unaryWindow(client, durationMs, true);
+  const request = Buffer.alloc(UNARY_SIZE, 0x42);
+  window = await unaryScenario(() => client.unary(request), (response) => response.length);
+} else if (values.scenario === 'protobuf') {
+  const request: HelloRequestInit = { name: HELLO_NAME };
+  // One checked call first: the window counts replies, so make sure they are the right ones.
+  const first = await client.sayHello(request);
+  if (first.message !== greeting(HELLO_NAME)) fail(`SayHello answered ${JSON.stringify(first.message)}`);
+  window = await unaryScenario(() => client.sayHello(request), (reply) => reply.message.length);
 } else if (values.scenario === 'stream') {
   const warmEnd = performance.now() + warmupMs;
   window = await client.stream(warmEnd, warmEnd + durationMs);

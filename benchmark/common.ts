@@ -1,8 +1,9 @@
 /**
  * What the benchmark's processes agree on: method names and payload sizes (the same as in
- * crates/rpcnet-runtime/examples/bench.rs), the scenarios, the shape of a client's result line, and
- * the small helpers the driver and the child processes share (percentiles, JSON-line handshakes
- * with a child process, waiting for the parent to go away).
+ * crates/rpcnet-runtime/examples/bench.rs), the protobuf scenario's request and reply, the
+ * scenarios, the shape of a client's result line, and the small helpers the driver and the child
+ * processes share (percentiles, JSON-line handshakes with a child process, waiting for the parent
+ * to go away).
  * @module
  */
 import type { ChildProcess } from 'node:child_process';
@@ -22,6 +23,17 @@ export const UNARY_SIZE = 64;
 export const ITEM_SIZE = 1024;
 /** Item count asked for by a streaming client: more than any run consumes; it cancels at the end. */
 export const STREAM_COUNT = 0xffffffff;
+
+/**
+ * `name` of every `SayHello` request of the protobuf scenario, the same on both systems: 50 ASCII
+ * bytes (a 52-byte `HelloRequest` on the wire).
+ */
+export const HELLO_NAME = 'B'.repeat(50);
+
+/** What both servers answer `SayHello` with: `Hello, <name>` (57 bytes for {@link HELLO_NAME}). */
+export function greeting(name: string): string {
+  return `Hello, ${name}`;
+}
 
 /** Encodes a streaming request: the item count as a u32, big-endian. */
 export function streamRequest(count: number): Buffer {
@@ -69,23 +81,53 @@ export type System = (typeof SYSTEMS)[number];
 export interface Scenario {
   /** Stable name, used in the table and the JSON. */
   name: string;
-  /** Unary calls or one streaming call. */
-  kind: 'unary' | 'stream';
+  /**
+   * Unary calls of raw bytes (`unary`), one streaming call of raw bytes (`stream`), or unary calls
+   * of the protobuf `Greeter.SayHello` (`protobuf`), also the `client.ts --scenario` value.
+   */
+  kind: 'unary' | 'stream' | 'protobuf';
   /** Call loops running at once on one connection/channel (1 for streaming). */
   concurrency: number;
+  /** The systems that can run it, when not all of {@link SYSTEMS}; the others' rows are "n/a". */
+  systems?: readonly System[];
+  /** With `systems`: why the others cannot run it (the note under the table). */
+  notApplicable?: string;
 }
 
-/** The scenarios, in table order. */
+/** The scenario kinds, for `run.ts --scenarios`. */
+export const SCENARIO_KINDS: readonly Scenario['kind'][] = ['unary', 'stream', 'protobuf'];
+
+/** Who runs the protobuf scenarios: the Rust-only client and server have no protobuf codec. */
+const PROTOBUF: Pick<Scenario, 'systems' | 'notApplicable'> = {
+  systems: ['grpc-js', 'rpcnet-ts'],
+  notApplicable: 'rpcnet-rust has no protobuf codec (its client and server carry raw bytes), so the protobuf rows compare rpcnet-ts with grpc-js only',
+};
+
+/** The scenarios of `run.ts`, in table order. */
 export const SCENARIOS: readonly Scenario[] = [
   { name: 'unary 64 B, c=1', kind: 'unary', concurrency: 1 },
   { name: 'unary 64 B, c=100', kind: 'unary', concurrency: 100 },
   { name: 'stream 1 KiB items', kind: 'stream', concurrency: 1 },
+  { name: 'protobuf unary, c=1', kind: 'protobuf', concurrency: 1, ...PROTOBUF },
+  { name: 'protobuf unary, c=100', kind: 'protobuf', concurrency: 100, ...PROTOBUF },
 ];
+
+/**
+ * The scenarios on raw bytes (all but `protobuf`): what `directors.ts` measures through the
+ * relay, whose worker serves only the raw methods.
+ */
+export const RAW_SCENARIOS: readonly Scenario[] = SCENARIOS.filter((s) => s.kind !== 'protobuf');
+
+/** Whether `system` can run `scenario` (see {@link Scenario.systems}). */
+export function appliesTo(scenario: Scenario, system: System): boolean {
+  return !scenario.systems || scenario.systems.includes(system);
+}
 
 /**
  * The JSON line a client process prints (the TypeScript client and the Rust example print the same
  * fields). `ops` counts completed calls (unary) or received items (streaming) in the measured
- * window; latencies are per call, ms, and `null` for streaming.
+ * window; `bytes` the payload received (responses, items; for protobuf the replies' `message`
+ * lengths); latencies are per call, ms, and `null` for streaming.
  */
 export interface ClientResult {
   ops: number;

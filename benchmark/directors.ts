@@ -17,12 +17,13 @@
  *    client's `reconnecting` event (noticing), and the resume itself (`reconnecting` to WELCOME,
  *    the client's `resumed.pauseMs`). Every stream must deliver every item exactly once, in
  *    order (no gap, no repeat, no item of another session); the run exits 1 otherwise.
- * 2. **The relay's cost.** The RPC benchmark's scenarios (common.ts `SCENARIOS`: unary 64 B at
- *    concurrency 1 and 100, a stream of 1 KiB items), measured by its client (`client.ts`, a
- *    process per row) against a plain `RpcServer` (`rpcnet-server.ts`, certificate pinned) and
- *    through one director (forked from dist/demo) to one worker (`rpcnet-worker.ts`, the same
- *    handlers; the client trusts the cluster CA). Each server, the director and each client are
- *    their own process; one client runs at a time, direct and through the director alternately.
+ * 2. **The relay's cost.** The RPC benchmark's raw-bytes scenarios (common.ts `RAW_SCENARIOS`:
+ *    unary 64 B at concurrency 1 and 100, a stream of 1 KiB items; not the protobuf ones),
+ *    measured by its client (`client.ts`, a process per row) against a plain `RpcServer`
+ *    (`rpcnet-server.ts`, certificate pinned) and through one director (forked from dist/demo) to
+ *    one worker (`rpcnet-worker.ts`, the same handlers; the client trusts the cluster CA). Each
+ *    server, the director and each client are their own process; one client runs at a time,
+ *    direct and through the director alternately.
  *
  * ```sh
  * npm run bench:directors    # builds first
@@ -43,7 +44,7 @@ import { parseArgs } from 'node:util';
 
 import { streamTokens, type StreamRecord } from '../dist/demo/client.js';
 import { startDirector, startWorker, type DirectorProc, type Proc } from '../dist/demo/harness.js';
-import { firstJsonLine, percentile, SCENARIOS, type Scenario, type ServerReady } from './common.ts';
+import { firstJsonLine, percentile, RAW_SCENARIOS, type Scenario, type ServerReady } from './common.ts';
 import { drainPipes, machineTicks, portOf, within } from './drain.ts';
 import { childPids, HERE, killChildren, measureClient, scenarioArgs, spawnTs, stop, track, type Measured } from './driver.ts';
 
@@ -430,7 +431,7 @@ async function measureRelay(): Promise<{ rows: RelayRow[]; load: Load }> {
     for (let round = 1; round <= rounds; round++) {
       // Alternate which path goes first, so that a drift in the machine's load favours neither.
       const order: Path[] = round % 2 === 1 ? ['direct', 'director'] : ['director', 'direct'];
-      for (const scenario of SCENARIOS) {
+      for (const scenario of RAW_SCENARIOS) {
         for (const path of order) {
           const base = { round, scenario: scenario.name, kind: scenario.kind, concurrency: scenario.concurrency, path };
           process.stderr.write(`directors: relay round ${round}: ${scenario.name}, ${path} ...`);
@@ -503,7 +504,7 @@ function relayTable(rows: RelayRow[]): { table: string; ratios: Record<string, n
     '|---|--:|--:|--:|--:|--:|--:|--:|',
   ];
   const ratios: Record<string, number> = {};
-  for (const scenario of SCENARIOS) {
+  for (const scenario of RAW_SCENARIOS) {
     const a = relaySummary(rows, scenario, 'direct');
     const b = relaySummary(rows, scenario, 'director');
     const cell = (s: typeof a) =>
@@ -618,7 +619,7 @@ async function main(): Promise<number> {
     );
     console.log(t.table);
     const streams = (['direct', 'director'] as const).map((path) => {
-      const s = relaySummary(relay!.rows, SCENARIOS.find((x) => x.kind === 'stream')!, path);
+      const s = relaySummary(relay!.rows, RAW_SCENARIOS.find((x) => x.kind === 'stream')!, path);
       return s ? `${path === 'direct' ? 'direct' : 'through director'} ${s.mibPerSec.toFixed(1)} MiB/s` : undefined;
     });
     console.log(`\nstream payload throughput: ${streams.filter(Boolean).join(', ')}`);

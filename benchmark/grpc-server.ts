@@ -1,15 +1,17 @@
 /**
  * The grpc-js server of the benchmark, run as its own process by `benchmark/run.ts`: HTTP/2 + TLS
  * on 127.0.0.1 with the PEM certificate and key given as `--cert` / `--key` (the driver makes a
- * self-signed pair with the openssl CLI), serving the same two methods as the rpcnet server. It
- * prints `{"addr"}` as one JSON line and serves until killed or until stdin closes.
+ * self-signed pair with the openssl CLI), serving the same two raw methods as the rpcnet server and
+ * the protobuf `Greeter.SayHello` (`greeterService`, grpc-service.ts). It prints `{"addr"}` as one
+ * JSON line and serves until killed or until stdin closes.
  * @module
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
-import { exitWhenParentGoes, ITEM_SIZE, printJsonLine, streamCount, UNARY_SIZE, type ServerReady } from './common.ts';
-import { benchService } from './grpc-service.ts';
+import type { HelloRequest } from '../__test__/proto/greeter_pb.ts';
+import { exitWhenParentGoes, greeting, ITEM_SIZE, printJsonLine, streamCount, UNARY_SIZE, type ServerReady } from './common.ts';
+import { benchService, greeterService, type HelloReplyInit } from './grpc-service.ts';
 
 exitWhenParentGoes();
 
@@ -47,6 +49,11 @@ server.addService(benchService, {
     };
     pump();
   },
+});
+
+server.addService(greeterService, {
+  SayHello: (call: grpc.ServerUnaryCall<HelloRequest, HelloReplyInit>, callback: grpc.sendUnaryData<HelloReplyInit>) =>
+    callback(null, { message: greeting(call.request.name) }),
 });
 
 const credentials = grpc.ServerCredentials.createSsl(null, [

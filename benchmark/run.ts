@@ -8,9 +8,14 @@
  * builds nothing: it expects `npm run build` (dist/) and
  * `cargo build --release -p rpcnet-runtime --examples` (target/release/examples/bench) to be done.
  *
+ * Besides raw bytes, a protobuf unary scenario (`Greeter.SayHello` from
+ * __test__/proto/greeter_pb.ts) measures the typed API against grpc-js with protobuf-es
+ * (de)serializers; rpcnet-rust has no protobuf, so its rows there are "n/a".
+ *
  * ```sh
  * node --import @oxc-node/core/register benchmark/run.ts [--duration-ms 5000] [--warmup-ms 1000]
  *   [--json benchmark/results/latest.json] [--systems grpc-js,rpcnet-ts,rpcnet-rust]
+ *   [--scenarios unary,stream,protobuf]
  * ```
  * @module
  */
@@ -19,7 +24,17 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { firstJsonLine, SCENARIOS, SYSTEMS, type ClientResult, type Scenario, type ServerReady, type System } from './common.ts';
+import {
+  appliesTo,
+  firstJsonLine,
+  SCENARIO_KINDS,
+  SCENARIOS,
+  SYSTEMS,
+  type ClientResult,
+  type Scenario,
+  type ServerReady,
+  type System,
+} from './common.ts';
 import { HERE, killChildren, measureClient, ROOT, scenarioArgs, spawnChild, spawnTs, stop } from './driver.ts';
 
 /** One row of the results: a scenario measured on a system. */
@@ -30,6 +45,8 @@ export interface Row {
   system: System;
   /** Set when the run failed; the numbers are then absent. */
   error?: string;
+  /** Set when the system cannot run the scenario (why: {@link Scenario.notApplicable}); nothing was run. */
+  notApplicable?: string;
   result?: ClientResult;
   /** Calls (unary) or items (streaming) per second in the measured window. */
   opsPerSec?: number;
@@ -72,6 +89,8 @@ function makeCertificate(dir: string): { cert: string; key: string } {
 interface Settings {
   durationMs: number;
   warmupMs: number;
+  /** The scenarios selected (`--scenarios`), in table order. */
+  scenarios: readonly Scenario[];
   cert: { cert: string; key: string };
 }
 
@@ -98,10 +117,17 @@ function startClient(system: System, scenario: Scenario, server: ServerReady, s:
   }
 }
 
-/** Runs every scenario against one system: one server process, one client process per scenario. */
+/**
+ * Runs every selected scenario against one system: one server process, one client process per
+ * scenario; a scenario the system cannot run gets an "n/a" row (no server at all if none is left).
+ */
 async function runSystem(system: System, s: Settings): Promise<Row[]> {
-  const rows: Row[] = [];
   const base = (scenario: Scenario): Row => ({ scenario: scenario.name, kind: scenario.kind, concurrency: scenario.concurrency, system });
+  const rows: Row[] = s.scenarios
+    .filter((scenario) => !appliesTo(scenario, system))
+    .map((scenario) => ({ ...base(scenario), notApplicable: scenario.notApplicable ?? `${system} does not run ${scenario.name}` }));
+  const scenarios = s.scenarios.filter((scenario) => appliesTo(scenario, system));
+  if (!scenarios.length) return rows;
   const server = startServer(system, s);
   try {
     let ready: ServerReady;
@@ -110,9 +136,9 @@ async function runSystem(system: System, s: Settings): Promise<Row[]> {
     } catch (e) {
       const error = (e as Error).message;
       console.error(`bench: ${error}`);
-      return SCENARIOS.map((scenario) => ({ ...base(scenario), error }));
+      return [...rows, ...scenarios.map((scenario) => ({ ...base(scenario), error }))];
     }
-    for (const scenario of SCENARIOS) {
+    for (const scenario of scenarios) {
       process.stderr.write(`bench: ${system}: ${scenario.name} ...`);
       try {
         const measured = await measureClient(`${system} client`, () => startClient(system, scenario, ready, s), s);
@@ -140,6 +166,10 @@ export function markdownTable(rows: Row[]): string {
     for (const system of SYSTEMS) {
       const row = rows.find((r) => r.scenario === scenario.name && r.system === system);
       if (!row) continue;
+      if (row.notApplicable) {
+        lines.push(`| ${scenario.name} | ${system} | n/a | - | - | - |`);
+        continue;
+      }
       if (!row.result || row.opsPerSec === undefined) {
         lines.push(`| ${scenario.name} | ${system} | failed | - | - | - |`);
         continue;
@@ -154,6 +184,21 @@ export function markdownTable(rows: Row[]): string {
   return lines.join('\n');
 }
 
+/** The note under the table on its "n/a" rows: why each is (empty when there are none). */
+export function notApplicableNote(rows: Row[]): string {
+  const reasons = [...new Set(rows.flatMap((r) => (r.notApplicable ? [r.notApplicable] : [])))];
+  return reasons.length ? `n/a: ${reasons.join('; ')}.` : '';
+}
+
+/** The scenarios of the comma-separated kinds `list` (`--scenarios`), in table order. */
+function selectScenarios(list: string): Scenario[] {
+  const kinds = list.split(',').map((kind) => {
+    if (!(SCENARIO_KINDS as readonly string[]).includes(kind)) throw new Error(`unknown scenario kind ${kind}; known: ${SCENARIO_KINDS.join(', ')}`);
+    return kind as Scenario['kind'];
+  });
+  return SCENARIOS.filter((scenario) => kinds.includes(scenario.kind));
+}
+
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
@@ -161,6 +206,7 @@ async function main(): Promise<number> {
       'warmup-ms': { type: 'string', default: '1000' },
       json: { type: 'string', default: join(HERE, 'results', 'latest.json') },
       systems: { type: 'string', default: SYSTEMS.join(',') },
+      scenarios: { type: 'string', default: SCENARIO_KINDS.join(',') },
     },
   });
   const durationMs = Number(values['duration-ms']);
@@ -170,6 +216,7 @@ async function main(): Promise<number> {
     if (!(SYSTEMS as readonly string[]).includes(name)) throw new Error(`unknown system ${name}; known: ${SYSTEMS.join(', ')}`);
     return name as System;
   });
+  const scenarios = selectScenarios(values.scenarios);
   const missing = [join(ROOT, 'dist', 'index.js'), RUST_BENCH].filter((p) => !existsSync(p));
   if (missing.length) {
     throw new Error(
@@ -178,7 +225,7 @@ async function main(): Promise<number> {
   }
 
   tempDir = mkdtempSync(join(os.tmpdir(), 'rpcnet-bench-'));
-  const settings: Settings = { durationMs, warmupMs, cert: makeCertificate(tempDir) };
+  const settings: Settings = { durationMs, warmupMs, scenarios, cert: makeCertificate(tempDir) };
   const cpus = os.cpus();
   const meta = {
     date: new Date().toISOString(),
@@ -205,6 +252,8 @@ async function main(): Promise<number> {
     .filter((r) => r.kind === 'stream' && r.mibPerSec !== undefined)
     .map((r) => `${r.system} ${r.mibPerSec!.toFixed(1)} MiB/s`);
   console.log(`\n${header}\n\n${markdownTable(rows)}\n`);
+  const note = notApplicableNote(rows);
+  if (note) console.log(`${note}\n`);
   if (streams.length) console.log(`stream payload throughput: ${streams.join(', ')}\n`);
 
   const jsonPath = resolve(values.json);

@@ -6,8 +6,9 @@
 import { EventEmitter } from 'node:events';
 import { native, type Native } from './binding.js';
 import { asRpcError, fromBinding, RpcError } from './errors.js';
-import { chain, type ClientInterceptor, type ClientRequest, type ClientResponse } from './interceptor.js';
-import { bytes, invalid, optionalBoolean, optionalFunctions, optionalInteger, optionalSignal, optionalString, record, string, stringList, U32_MAX } from './options.js';
+import { chain, type ClientInterceptor, type ClientRequest, type ClientResponse, type ClientStreamResponse } from './interceptor.js';
+import { appendAll, fromEntries, headersOf, toEntries, type MetadataInit } from './metadata.js';
+import { bytes, invalid, optionalFunc, optionalBoolean, optionalFunctions, optionalInteger, optionalSignal, optionalString, record, string, stringList, U32_MAX } from './options.js';
 import type { ConnectionStats } from './stats.js';
 
 /**
@@ -101,6 +102,17 @@ export interface CallOptions {
    * with `UNAVAILABLE` (its message says why).
    */
   idempotent?: boolean;
+  /**
+   * Request headers (PROTOCOL.md section 5.6): a `Headers`, an array of `[key, value]` pairs
+   * or a record. Keys are case-insensitive ASCII; a key ending in `-bin` carries bytes, given
+   * as base64 ({@link encodeBinaryHeader}). At most 8 KiB in all. Through a director, keys
+   * starting with `rpcnet-` are refused (`INVALID_ARGUMENT`): the director sets those.
+   */
+  headers?: MetadataInit;
+  /** Called with the response headers, before the result (unary) or the first item. */
+  onHeader?: (headers: Headers) => void;
+  /** Called with the response trailers when the call ends, also when it fails. */
+  onTrailer?: (trailers: Headers) => void;
 }
 
 /** Items taken from the native stream per crossing. */
@@ -113,10 +125,13 @@ interface CheckedCall {
   deadlineMs: number;
   signal: AbortSignal | undefined;
   idempotent: boolean;
+  header: Headers;
+  onHeader: ((headers: Headers) => void) | undefined;
+  onTrailer: ((trailers: Headers) => void) | undefined;
 }
 
 function checkCall(method: string, request: Uint8Array, options: CallOptions | undefined): CheckedCall {
-  const o = record('options', options, ['deadlineMs', 'signal', 'idempotent']);
+  const o = record('options', options, ['deadlineMs', 'signal', 'idempotent', 'headers', 'onHeader', 'onTrailer']);
   const d = o.deadlineMs ?? 0;
   if (typeof d !== 'number' || !Number.isFinite(d) || d < 0 || d > U32_MAX) {
     throw invalid('deadlineMs', `a non-negative number (ms) no larger than ${U32_MAX}`, d);
@@ -127,12 +142,15 @@ function checkCall(method: string, request: Uint8Array, options: CallOptions | u
     deadlineMs: Math.ceil(d),
     signal: optionalSignal('signal', o.signal),
     idempotent: optionalBoolean('idempotent', o.idempotent) ?? false,
+    header: headersOf('headers', o.headers),
+    onHeader: optionalFunc('onHeader', o.onHeader as CheckedCall['onHeader']),
+    onTrailer: optionalFunc('onTrailer', o.onTrailer as CheckedCall['onTrailer']),
   };
 }
 
 /** The interceptors' view of a checked call. */
 function requestOf(stream: boolean, c: CheckedCall): ClientRequest {
-  return { stream, method: c.method, message: c.payload, deadlineMs: c.deadlineMs, signal: c.signal, idempotent: c.idempotent };
+  return { stream, method: c.method, message: c.payload, deadlineMs: c.deadlineMs, signal: c.signal, idempotent: c.idempotent, header: c.header };
 }
 
 function aborted(): RpcError {
@@ -174,7 +192,7 @@ export class RpcClient extends EventEmitter<SessionEvents> {
   }
 
   /**
-   * Connects (QUIC + TLS 1.3, ALPN `rpcnet/1`) to `address` (`host:port`), or to the first of
+   * Connects (QUIC + TLS 1.3, ALPN `rpcnet/2` or `rpcnet/1`) to `address` (`host:port`), or to the first of
    * several that answers (the directors of a cluster; a DNS name may also resolve to several).
    * @throws {RpcError} `INVALID_ARGUMENT` for bad options (checked before connecting: types,
    * ranges, unknown keys) or a bad pin or address; `UNAVAILABLE` when the server cannot be
@@ -242,8 +260,17 @@ export class RpcClient extends EventEmitter<SessionEvents> {
    * `DEADLINE_EXCEEDED`; `CANCELLED`; `UNAVAILABLE` on connection loss; `PROTOCOL`.
    */
   async call(method: string, request: Uint8Array, options?: CallOptions): Promise<Buffer> {
-    const response = await this.#intercepted(requestOf(false, checkCall(method, request, options)));
+    const checked = checkCall(method, request, options);
+    let response: ClientResponse;
+    try {
+      response = await this.#intercepted(requestOf(false, checked));
+    } catch (e) {
+      if (e instanceof RpcError) checked.onTrailer?.(e.metadata);
+      throw e;
+    }
     if (response.stream) throw new RpcError('INTERNAL', `an interceptor answered the unary call ${method} with a stream`);
+    checked.onHeader?.(response.header);
+    checked.onTrailer?.(response.trailer);
     return response.message;
   }
 
@@ -254,17 +281,27 @@ export class RpcClient extends EventEmitter<SessionEvents> {
    * request or option; from the iterator: as {@link RpcClient.call}.
    */
   callStreaming(method: string, request: Uint8Array, options?: CallOptions): AsyncIterable<Buffer> {
-    const checked = requestOf(true, checkCall(method, request, options));
+    const checked = checkCall(method, request, options);
     const intercepted = (r: ClientRequest) => this.#intercepted(r);
     return {
       async *[Symbol.asyncIterator]() {
-        const response = await intercepted(checked);
+        let response: ClientResponse;
+        try {
+          response = await intercepted(requestOf(true, checked));
+        } catch (e) {
+          if (e instanceof RpcError) checked.onTrailer?.(e.metadata);
+          throw e;
+        }
         if (!response.stream) throw new RpcError('INTERNAL', `an interceptor answered the streaming call ${method} with a unary response`);
+        checked.onHeader?.(response.header);
         try {
           yield* response.message;
         } catch (e) {
-          throw asRpcError(e, 'a streaming response failed');
+          const error = asRpcError(e, 'a streaming response failed');
+          checked.onTrailer?.(response.trailer);
+          throw error;
         }
+        checked.onTrailer?.(response.trailer);
       },
     };
   }
@@ -290,28 +327,42 @@ export class RpcClient extends EventEmitter<SessionEvents> {
    * arrived, so that an interceptor around it sees the call's failure and its timing.
    */
   async #send(request: ClientRequest, started: number): Promise<ClientResponse> {
-    const c = checkCall(request.method, request.message, { deadlineMs: request.deadlineMs, signal: request.signal, idempotent: request.idempotent });
+    const c = checkCall(request.method, request.message, {
+      deadlineMs: request.deadlineMs,
+      signal: request.signal,
+      idempotent: request.idempotent,
+      headers: request.header,
+    });
     let deadlineMs = c.deadlineMs;
     if (deadlineMs > 0) {
       const left = Math.ceil(deadlineMs - (performance.now() - started));
       if (left <= 0) throw new RpcError('DEADLINE_EXCEEDED', `deadline of ${deadlineMs} ms exceeded before the call was sent`);
       deadlineMs = left;
     }
-    if (request.stream) {
-      return { stream: true, method: c.method, message: await this.#stream(c.method, c.payload, deadlineMs, c.signal) };
-    }
-    return { stream: false, method: c.method, message: await this.#unary(c.method, c.payload, deadlineMs, c.signal, c.idempotent) };
+    const entries = toEntries(c.header);
+    if (request.stream) return this.#stream(c.method, c.payload, deadlineMs, c.signal, entries);
+    const reply = await this.#unary(c.method, c.payload, deadlineMs, c.signal, c.idempotent, entries);
+    const header = fromEntries(reply.metadata?.header);
+    const trailer = fromEntries(reply.metadata?.trailer);
+    return { stream: false, method: c.method, message: reply.payload, header, trailer };
   }
 
-  async #unary(m: string, payload: Buffer, d: number, signal: AbortSignal | undefined, idempotent: boolean): Promise<Buffer> {
+  async #unary(
+    m: string,
+    payload: Buffer,
+    d: number,
+    signal: AbortSignal | undefined,
+    idempotent: boolean,
+    entries: Native.NativeMetadataEntry[] | undefined,
+  ): Promise<Native.NativeReply> {
     try {
-      if (!signal) return await this.#native.unary(m, payload, d, idempotent);
+      if (!signal) return await this.#native.unary(m, payload, d, idempotent, entries);
       if (signal.aborted) throw aborted();
       const call = this.#native.newCall();
       const onAbort = () => call.cancel();
       signal.addEventListener('abort', onAbort, { once: true });
       try {
-        return await call.unary(m, payload, d, idempotent);
+        return await call.unary(m, payload, d, idempotent, entries);
       } finally {
         signal.removeEventListener('abort', onAbort);
       }
@@ -325,32 +376,53 @@ export class RpcClient extends EventEmitter<SessionEvents> {
    * returns the items as an iterable that reads the rest as the caller iterates; breaking out of
    * it (or the signal) cancels the call.
    */
-  async #stream(m: string, payload: Buffer, d: number, signal: AbortSignal | undefined): Promise<AsyncIterable<Buffer>> {
+  async #stream(
+    m: string,
+    payload: Buffer,
+    d: number,
+    signal: AbortSignal | undefined,
+    entries: Native.NativeMetadataEntry[] | undefined,
+  ): Promise<ClientStreamResponse> {
     if (signal?.aborted) throw aborted();
     let stream: Native.NativeStream;
     try {
-      stream = await this.#native.openStream(m, payload, d);
+      stream = await this.#native.openStream(m, payload, d, entries);
     } catch (e) {
       throw fromBinding(e);
     }
+    const header = new Headers();
+    const trailer = new Headers();
+    /** Fills `header` (once) and `trailer` from what the stream received. */
+    const readMetadata = (final: boolean) => {
+      const got = stream.responseMetadata();
+      if ([...header.keys()].length === 0) appendAll(header, fromEntries(got.header));
+      if (final) appendAll(trailer, fromEntries(got.trailer));
+    };
     const onAbort = () => stream.cancel();
     signal?.addEventListener('abort', onAbort, { once: true });
     if (signal?.aborted) stream.cancel();
     const next = async (): Promise<Buffer[] | null> => {
       try {
-        return await stream.nextBatch(ITEM_BATCH);
+        const batch = await stream.nextBatch(ITEM_BATCH);
+        if (batch === null) readMetadata(true);
+        return batch;
       } catch (e) {
-        throw fromBinding(e);
+        readMetadata(true);
+        const error = fromBinding(e);
+        appendAll(error.metadata, header);
+        appendAll(error.metadata, trailer);
+        throw error;
       }
     };
     let first: Buffer[] | null;
     try {
       first = await next();
+      readMetadata(false);
     } catch (e) {
       signal?.removeEventListener('abort', onAbort);
       throw e;
     }
-    return {
+    const message = {
       async *[Symbol.asyncIterator]() {
         let ended = false;
         try {
@@ -370,6 +442,7 @@ export class RpcClient extends EventEmitter<SessionEvents> {
         }
       },
     };
+    return { stream: true, method: m, message, header, trailer };
   }
 
   /**

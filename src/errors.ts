@@ -4,6 +4,8 @@
  * follow gRPC's numbering where gRPC has the code.
  * @module
  */
+import type { Native } from './binding.js';
+import { appendAll, fromEntries, type MetadataInit } from './metadata.js';
 
 /** The stable error codes (PROTOCOL.md "Error codes"). */
 export const ERROR_CODES = [
@@ -79,14 +81,23 @@ export class RpcError extends Error {
   readonly code: ErrorCode;
 
   /**
+   * Metadata that came with the error (PROTOCOL.md section 5.6): on the client, the response
+   * headers and trailers the server sent with its ERROR (as connect-es's
+   * `ConnectError.metadata`); thrown by a handler, trailers sent with the ERROR. Empty
+   * otherwise.
+   */
+  readonly metadata: Headers;
+
+  /**
    * @param code - stable code, see {@link ErrorCode}
    * @param message - human-readable description naming the problem
-   * @param options - standard `ErrorOptions` (`cause`)
+   * @param options - standard `ErrorOptions` (`cause`), and `metadata`
    */
-  constructor(code: ErrorCode, message: string, options?: ErrorOptions) {
+  constructor(code: ErrorCode, message: string, options?: ErrorOptions & { metadata?: MetadataInit }) {
     super(message, options);
     this.name = 'RpcError';
     this.code = code;
+    this.metadata = new Headers(options?.metadata);
   }
 }
 
@@ -99,8 +110,14 @@ export class RpcError extends Error {
 export function fromBinding(error: unknown): RpcError {
   if (error instanceof RpcError) return error;
   if (error instanceof Error) {
-    const code = (error as { code?: unknown }).code;
-    return new RpcError(isErrorCode(code) ? code : 'INTERNAL', error.message, { cause: error });
+    const { code, metadata } = error as { code?: unknown; metadata?: Native.NativeResponseMetadata };
+    const e = new RpcError(isErrorCode(code) ? code : 'INTERNAL', error.message, { cause: error });
+    // The binding's call errors carry the response headers and trailers (src/metadata.ts).
+    if (metadata) {
+      appendAll(e.metadata, fromEntries(metadata.header));
+      appendAll(e.metadata, fromEntries(metadata.trailer));
+    }
+    return e;
   }
   return new RpcError('INTERNAL', String(error), { cause: error });
 }

@@ -19,6 +19,8 @@ export type {
 export { RpcClient } from './client.js';
 export type { ClientOptions, ClientTlsOptions, CallOptions } from './client.js';
 export { RpcError, ERROR_CODES, isErrorCode } from './errors.js';
+export { encodeBinaryHeader, decodeBinaryHeader } from './metadata.js';
+export type { MetadataInit } from './metadata.js';
 export type {
   ClientInterceptor,
   ClientCallFn,

@@ -26,6 +26,11 @@ export interface ClientRequest {
   readonly signal?: AbortSignal;
   /** Unary calls: whether the call may be sent again after a resume. */
   readonly idempotent: boolean;
+  /**
+   * The request headers (PROTOCOL.md section 5.6). An interceptor may add to them
+   * (`req.header.set('authorization', ...)`) before calling `next`.
+   */
+  readonly header: Headers;
 }
 
 /** A unary call's response: the response bytes. */
@@ -36,6 +41,10 @@ export interface ClientUnaryResponse {
   readonly method: string;
   /** The response bytes. */
   readonly message: Buffer;
+  /** The response headers. */
+  readonly header: Headers;
+  /** The response trailers. */
+  readonly trailer: Headers;
 }
 
 /** A server-streaming call's response: its items, read as the caller iterates. */
@@ -46,6 +55,10 @@ export interface ClientStreamResponse {
   readonly method: string;
   /** The items, in order, exactly once. */
   readonly message: AsyncIterable<Buffer>;
+  /** The response headers (they arrive before the first item). */
+  readonly header: Headers;
+  /** The response trailers: filled in once the items have all been read. */
+  readonly trailer: Headers;
 }
 
 /** What a client call returns through the interceptors. */
@@ -67,6 +80,11 @@ export interface ServerRequest {
   readonly message: Buffer;
   /** The call's context (deadline, AbortSignal, connection, checkpoint, resume), as handlers get it. */
   readonly context: CallContext;
+  /**
+   * The request headers: `context.metadata`. Response headers and trailers are set on
+   * `context.responseHeader` and `context.responseTrailer`.
+   */
+  readonly header: Headers;
 }
 
 /** What a handler answered: the response bytes (unary) or the items (server-streaming). */

@@ -8,6 +8,7 @@
 import { native, type Native } from './binding.js';
 import { fromBinding, reportInternal, RpcError, toWire, unknownKind } from './errors.js';
 import { chain, type ServerCallFn, type ServerInterceptor } from './interceptor.js';
+import { appendAll, fromEntries, toEntries } from './metadata.js';
 import { bytes, connectionTimers, describe, func, invalid, optionalFunctions, optionalInteger, optionalPemFiles, optionalPort, optionalString, record, U32_MAX } from './options.js';
 import type { ConnectionStats } from './stats.js';
 
@@ -72,6 +73,23 @@ export interface CallContext {
   readonly signal: AbortSignal;
   /** The connection the call arrived on. */
   readonly connection: CallConnection;
+  /**
+   * The request headers (PROTOCOL.md section 5.6), lowercase keys, `-bin` values as base64
+   * ({@link decodeBinaryHeader}). Through a director they include `rpcnet-session-id` (the
+   * session id, 16 hex digits); a migrated, failed-over or resumed call sees the same headers.
+   */
+  readonly metadata: Headers;
+  /**
+   * Response headers to send: set them before the first item is yielded (or before returning,
+   * for a unary call); later changes are not sent. A resumed handler sets them again, and the
+   * client still receives them once.
+   */
+  readonly responseHeader: Headers;
+  /**
+   * Response trailers, sent just before the result, the end of the stream or the error (an
+   * error thrown as an {@link RpcError} adds its `metadata`).
+   */
+  readonly responseTrailer: Headers;
   /**
    * Set when this call resumes elsewhere after a migration or a failover: continue producing
    * from item `seq` with the state saved by {@link CallContext.checkpoint} (README "Resumable
@@ -188,7 +206,7 @@ export class RpcServer {
   }
 
   /**
-   * Binds a QUIC endpoint (TLS 1.3, ALPN `rpcnet/1`) and starts serving.
+   * Binds a QUIC endpoint (TLS 1.3, ALPN `rpcnet/2`, also accepting `rpcnet/1` clients) and starts serving.
    * @throws {RpcError} `INVALID_ARGUMENT` for bad options (checked before binding: types,
    * ranges, unknown keys) or unreadable PEM files, `UNAVAILABLE` when the address cannot be bound.
    */
@@ -327,10 +345,13 @@ export class RpcServer {
         stats: () => n.connectionStats(connectionId) ?? undefined,
       },
       resume: event.resume ? { seq: event.resume.seq, state: event.resume.state } : undefined,
+      metadata: fromEntries(event.metadata),
+      responseHeader: new Headers(),
+      responseTrailer: new Headers(),
     };
     const done = () => this.#calls.delete(id);
     if (!handler) {
-      n.fail(id, 'UNIMPLEMENTED', `no such method: ${method}`);
+      n.fail(id, 'UNIMPLEMENTED', `no such method: ${method}`, undefined, undefined);
       done();
       return;
     }
@@ -341,16 +362,15 @@ export class RpcServer {
         handler.streaming ? { message: handler.fn(req.message, req.context) } : { message: await handler.fn(req.message, req.context) },
       );
     } catch (e) {
-      const { code, message } = toWire(e);
-      n.fail(id, code, message);
+      fail(n, id, e, ctx, true);
       done();
       return;
     }
     if (!handler.streaming) {
-      const fn: UnaryHandler = async (message, context) => (await call({ stream: false, method, message, context })).message as Uint8Array;
+      const fn: UnaryHandler = async (message, context) => (await call({ stream: false, method, message, context, header: context.metadata })).message as Uint8Array;
       void runUnary(n, id, fn, event.payload, ctx).finally(done);
     } else {
-      const fn: ServerStreamingHandler = (message, context) => intercepted(call({ stream: true, method, message, context }));
+      const fn: ServerStreamingHandler = (message, context) => intercepted(call({ stream: true, method, message, context, header: context.metadata }));
       void runStreaming(n, id, fn, event.payload, ctx, checkpoints!).finally(done);
     }
   }
@@ -380,13 +400,20 @@ function untilAborted(signal: AbortSignal): Promise<void> {
 async function runUnary(n: Native.NativeServer, id: number, fn: UnaryHandler, request: Buffer, ctx: CallContext) {
   try {
     const response = await fn(request, ctx);
-    if (!ctx.signal.aborted) n.respond(id, handlerBytes(ctx.method, response));
+    if (!ctx.signal.aborted) n.respond(id, handlerBytes(ctx.method, response), toEntries(ctx.responseHeader), toEntries(ctx.responseTrailer));
   } catch (e) {
-    if (!ctx.signal.aborted) {
-      const { code, message } = toWire(e);
-      n.fail(id, code, message);
-    }
+    if (!ctx.signal.aborted) fail(n, id, e, ctx, true);
   }
+}
+
+/**
+ * Fails a call with what `e` says (code, message; an {@link RpcError}'s `metadata` joins the
+ * trailers), sending the response headers too if `headerUnsent`.
+ */
+function fail(n: Native.NativeServer, id: number, e: unknown, ctx: CallContext, headerUnsent: boolean): void {
+  const { code, message } = toWire(e);
+  if (e instanceof RpcError) appendAll(ctx.responseTrailer, e.metadata);
+  n.fail(id, code, message, headerUnsent ? toEntries(ctx.responseHeader) : undefined, toEntries(ctx.responseTrailer));
 }
 
 async function runStreaming(
@@ -399,6 +426,7 @@ async function runStreaming(
 ) {
   let iterator: AsyncIterator<Uint8Array> | Iterator<Uint8Array> | undefined;
   let finished = false;
+  let headerUnsent = true;
   try {
     const iterable = fn(request, ctx);
     iterator =
@@ -409,7 +437,9 @@ async function runStreaming(
       if (ctx.signal.aborted) return;
       const step = await iterator.next();
       if (step.done) break;
-      const status = n.push(id, handlerBytes(ctx.method, step.value), checkpoints.take());
+      const header = headerUnsent ? toEntries(ctx.responseHeader) : undefined;
+      headerUnsent = false;
+      const status = n.push(id, handlerBytes(ctx.method, step.value), checkpoints.take(), header);
       if (status === 'ready') continue;
       if (status === 'full') {
         if (await n.writable(id)) continue;
@@ -421,13 +451,10 @@ async function runStreaming(
     }
     finished = true;
     checkpoints.take(); // the call is complete: nothing will resume it
-    n.end(id);
+    n.end(id, headerUnsent ? toEntries(ctx.responseHeader) : undefined, toEntries(ctx.responseTrailer));
   } catch (e) {
     finished = true;
-    if (!ctx.signal.aborted) {
-      const { code, message } = toWire(e);
-      n.fail(id, code, message);
-    }
+    if (!ctx.signal.aborted) fail(n, id, e, ctx, headerUnsent);
   } finally {
     if (!finished && iterator?.return) {
       try {

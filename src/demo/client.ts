@@ -35,6 +35,19 @@ export interface StreamRecord {
   switches: { from: string; to: string; seq: number; pauseMs: number }[];
   /** Workers seen, in order of first appearance. */
   workers: string[];
+  /** The request header `x-tenant` the client sent. */
+  tenant: string;
+  /**
+   * Items whose handler saw other request headers than the client sent: an `x-tenant` other
+   * than {@link StreamRecord.tenant}, or an `rpcnet-session-id` other than `connectionId`.
+   */
+  foreignMetadata: number;
+  /** How many times the response headers arrived (`onHeader`); 1 when all is well. */
+  headers: number;
+  /** The response header `x-stream`, when the headers arrived. */
+  stream: string | null;
+  /** The response trailer `x-items` (the count the handler promised), at the end. */
+  trailer: string | null;
 }
 
 /** Options of {@link streamTokens}. */
@@ -87,6 +100,11 @@ export async function streamTokens(options: StreamOptions): Promise<StreamRecord
     foreignConnection: 0,
     switches: [],
     workers: [],
+    tenant: `tenant-${Math.random().toString(36).slice(2, 10)}`,
+    foreignMetadata: 0,
+    headers: 0,
+    stream: null,
+    trailer: null,
   };
   let expected = 0;
   let last: { worker: string; at: number } | undefined;
@@ -97,7 +115,17 @@ export async function streamTokens(options: StreamOptions): Promise<StreamRecord
   });
   const request = Buffer.from(JSON.stringify({ count: options.count, intervalMs: options.intervalMs }));
   try {
-    for await (const raw of client.callStreaming('tokens', request)) {
+    const callOptions = {
+      headers: { 'x-tenant': record.tenant },
+      onHeader: (h: Headers) => {
+        record.headers++;
+        record.stream = h.get('x-stream');
+      },
+      onTrailer: (t: Headers) => {
+        record.trailer = t.get('x-items');
+      },
+    };
+    for await (const raw of client.callStreaming('tokens', request, callOptions)) {
       const item = JSON.parse(raw.toString()) as TokenItem;
       const now = performance.now();
       const pending = record.resumptions.find((r) => r.seenPauseMs < 0);
@@ -107,6 +135,7 @@ export async function streamTokens(options: StreamOptions): Promise<StreamRecord
       expected = Math.max(expected, item.seq + 1);
       record.items++;
       if (item.conn !== record.connectionId) record.foreignConnection++;
+      if (item.tenant !== record.tenant || item.session !== record.connectionId) record.foreignMetadata++;
       if (!record.workers.includes(item.worker)) record.workers.push(item.worker);
       if (last && last.worker !== item.worker) {
         const s = { from: last.worker, to: item.worker, seq: item.seq, pauseMs: Math.max(0, now - last.at - options.intervalMs) };

@@ -157,6 +157,9 @@ const summary = {
   duplicates: rec.duplicates,
   sessionId: rec.connectionId,
   itemsFromOtherSessions: rec.foreignConnection,
+  // Request headers every handler saw (x-tenant, the director's rpcnet-session-id) and the
+  // response metadata the client got: headers once, the trailer at the end.
+  metadata: { itemsWithOtherHeaders: rec.foreignMetadata, responseHeaders: rec.headers, trailer: rec.trailer },
   workers: rec.workers,
   migrations: { graceful: completed.filter((e) => e.kind === 'migration-completed' && e.report.reason === 'drain').length, admin: 0, failover: failovers.length },
   aborted: events.filter((e) => e.kind === 'migration-aborted').length,
@@ -185,6 +188,9 @@ const ok =
   summary.gaps === 0 &&
   summary.duplicates === 0 &&
   summary.itemsFromOtherSessions === 0 &&
+  summary.metadata.itemsWithOtherHeaders === 0 &&
+  summary.metadata.responseHeaders === 1 &&
+  summary.metadata.trailer === String(count) &&
   summary.migrations.graceful >= 1 &&
   summary.migrations.failover >= 1 &&
   summary.directorUpgrades >= 1 &&
@@ -197,6 +203,9 @@ for (const d of Object.values(directors)) d.proc.kill('SIGKILL');
 
 say('');
 say(`summary: ${summary.items}/${count} items, ${summary.gaps} gaps, ${summary.duplicates} duplicates, session ${summary.sessionId}`);
+say(
+  `summary: metadata: ${summary.metadata.itemsWithOtherHeaders} items with other request headers, response headers ${summary.metadata.responseHeaders}x, trailer x-items=${summary.metadata.trailer}`,
+);
 say(`summary: migrations: ${summary.migrations.graceful} graceful, ${summary.migrations.failover} failover, ${summary.migrations.admin} admin, ${summary.aborted} aborted`);
 say(`summary: directors: ${summary.directorUpgrades} upgrade (SIGTERM, exit ${upExit.code}), ${summary.directorCrashes} crash (SIGKILL); ${summary.resumptions} resumptions; TLS handshakes: ${summary.fullHandshakes} full, ${summary.resumedHandshakes} resumed`);
 for (const r of summary.resumes) {

@@ -26,6 +26,10 @@ export interface TokenItem {
   token: string;
   /** Wall-clock time the item was produced, ms. */
   at: number;
+  /** The request header `x-tenant` as the handler saw it (`ctx.metadata`). */
+  tenant: string | null;
+  /** The request header `rpcnet-session-id` the director added. */
+  session: string | null;
 }
 
 interface State {
@@ -44,11 +48,23 @@ export function tokensHandler(worker: string) {
     const state: State = ctx.resume?.state.length
       ? (JSON.parse(ctx.resume.state.toString()) as State)
       : { startedAt: Date.now(), hash: 17 };
+    // Response metadata: the headers go out before the first item (once per call, even when the
+    // handler resumes elsewhere), the trailers with the end.
+    ctx.responseHeader.set('x-stream', 'tokens');
+    ctx.responseTrailer.set('x-items', String(count));
     while (seq < count && !ctx.signal.aborted) {
       await sleep(state.startedAt + seq * intervalMs - Date.now());
       if (ctx.signal.aborted) return;
       state.hash = (Math.imul(state.hash, 31) + seq) >>> 0;
-      const item: TokenItem = { seq, worker, conn: ctx.connection.id, token: WORDS[state.hash % WORDS.length]!, at: Date.now() };
+      const item: TokenItem = {
+        seq,
+        worker,
+        conn: ctx.connection.id,
+        token: WORDS[state.hash % WORDS.length]!,
+        at: Date.now(),
+        tenant: ctx.metadata.get('x-tenant'),
+        session: ctx.metadata.get('rpcnet-session-id'),
+      };
       yield Buffer.from(JSON.stringify(item));
       seq++;
       ctx.checkpoint(Buffer.from(JSON.stringify(state)));

@@ -127,7 +127,7 @@ impl<T> From<std::result::Result<T, RpcError>> for Fallible<T> {
 impl<T: ToNapiValue> Fallible<T> {
     /// The value, or the error to throw together with the JavaScript error object it refers to
     /// (null when the environment is tearing down), so that a caller may add properties to it.
-    unsafe fn to_napi_value_or_error(
+    unsafe fn into_napi_value_or_error(
         self,
         env: sys::napi_env,
     ) -> std::result::Result<sys::napi_value, (Error, sys::napi_value)> {
@@ -143,7 +143,10 @@ impl<T: ToNapiValue> Fallible<T> {
                 }
                 // An error that refers to the JS object: napi-rs throws (or rejects with) that
                 // very object, `code` included.
-                Err((Error::from(unsafe { Unknown::from_raw_unchecked(env, js) }), js))
+                Err((
+                    Error::from(unsafe { Unknown::from_raw_unchecked(env, js) }),
+                    js,
+                ))
             }
         }
     }
@@ -151,7 +154,7 @@ impl<T: ToNapiValue> Fallible<T> {
 
 impl<T: ToNapiValue> ToNapiValue for Fallible<T> {
     unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
-        unsafe { val.to_napi_value_or_error(env) }.map_err(|(e, _)| e)
+        unsafe { val.into_napi_value_or_error(env) }.map_err(|(e, _)| e)
     }
 }
 

@@ -31,7 +31,9 @@ pub struct NativeResponseMetadata {
 ///
 /// Errors: `INVALID_ARGUMENT` naming the key or value that breaks the rules of
 /// [`Metadata::append`].
-pub(crate) fn to_metadata(entries: Option<Vec<NativeMetadataEntry>>) -> std::result::Result<Metadata, RpcError> {
+pub(crate) fn to_metadata(
+    entries: Option<Vec<NativeMetadataEntry>>,
+) -> std::result::Result<Metadata, RpcError> {
     let mut m = Metadata::new();
     for e in entries.into_iter().flatten() {
         m.append(&e.key, bytes(&e.value))
@@ -67,13 +69,12 @@ impl<T: ToNapiValue> ToNapiValue for WithMetadata<T> {
     unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
         let WithMetadata(result, metadata) = val;
         let failed = result.is_err();
-        let js = unsafe { Fallible(result).to_napi_value_or_error(env) };
+        let js = unsafe { Fallible(result).into_napi_value_or_error(env) };
         match js {
             Ok(v) => Ok(v),
             Err((e, error_object)) if failed && !error_object.is_null() => {
-                let value = unsafe {
-                    NativeResponseMetadata::to_napi_value(env, response(&metadata))?
-                };
+                let value =
+                    unsafe { NativeResponseMetadata::to_napi_value(env, response(&metadata))? };
                 unsafe {
                     sys::napi_set_named_property(env, error_object, c"metadata".as_ptr(), value)
                 };

@@ -79,7 +79,10 @@ impl Metadata {
     #[must_use]
     pub fn get(&self, key: &str) -> Option<&Bytes> {
         let lower = key.to_ascii_lowercase();
-        self.entries.iter().find(|(k, _)| *k == lower).map(|(_, v)| v)
+        self.entries
+            .iter()
+            .find(|(k, _)| *k == lower)
+            .map(|(_, v)| v)
     }
 
     /// The entries, in order.
@@ -110,7 +113,10 @@ impl Metadata {
     /// Size in bytes of the encoded block: per entry 1 + key + 2 + value.
     #[must_use]
     pub fn encoded_len(&self) -> usize {
-        self.entries.iter().map(|(k, v)| 3 + k.len() + v.len()).sum()
+        self.entries
+            .iter()
+            .map(|(k, v)| 3 + k.len() + v.len())
+            .sum()
     }
 
     /// Appends the encoded block to `dst` (PROTOCOL.md section 5.6).
@@ -137,10 +143,14 @@ impl Metadata {
             let key_len = block[at] as usize;
             let key_end = at + 1 + key_len;
             let Some(key) = block.get(at + 1..key_end) else {
-                return Err(format!("metadata entry at byte {at}: key_len {key_len} runs past the block"));
+                return Err(format!(
+                    "metadata entry at byte {at}: key_len {key_len} runs past the block"
+                ));
             };
             let Some(len) = block.get(key_end..key_end + 2) else {
-                return Err(format!("metadata entry at byte {at}: no value_len after the key"));
+                return Err(format!(
+                    "metadata entry at byte {at}: no value_len after the key"
+                ));
             };
             let value_len = u16::from_be_bytes([len[0], len[1]]) as usize;
             let value_end = key_end + 2 + value_len;

@@ -9,8 +9,7 @@ use rpcnet_protocol::codec::peek_header;
 use rpcnet_protocol::frame::{encode_item_header, encode_response_header, MAX_METHOD_LEN};
 use rpcnet_protocol::{
     Decoder, ErrorCode, Frame, FrameErrorKind, FrameType, Metadata, Request, Version, ALPN,
-    ALPN_V1, DEFAULT_MAX_FRAME_SIZE,
-    HEADER_LEN,
+    ALPN_V1, DEFAULT_MAX_FRAME_SIZE, HEADER_LEN,
 };
 
 const PROTOCOL_MD: &str = include_str!("../../../PROTOCOL.md");
@@ -828,7 +827,9 @@ fn a_version_1_decoder_refuses_version_2_frames() {
         },
     ] {
         let ty = frame.frame_type().as_u8();
-        let err = v1.decode(&mut BytesMut::from(&frame.to_bytes()[..])).unwrap_err();
+        let err = v1
+            .decode(&mut BytesMut::from(&frame.to_bytes()[..]))
+            .unwrap_err();
         assert_eq!(err.kind(), &FrameErrorKind::UnknownType(ty));
     }
     let with_metadata = Frame::Request(Request {
@@ -847,7 +848,10 @@ fn a_version_1_decoder_refuses_version_2_frames() {
         }
     );
     let plain = request("m", 0, true, b"x").to_bytes();
-    assert!(v1.decode(&mut BytesMut::from(&plain[..])).unwrap().is_some());
+    assert!(v1
+        .decode(&mut BytesMut::from(&plain[..]))
+        .unwrap()
+        .is_some());
 }
 
 /// PROTOCOL.md section 5.6: the metadata limit is enforced while decoding: HEADERS from its

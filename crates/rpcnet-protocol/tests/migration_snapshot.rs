@@ -214,13 +214,13 @@ fn migration_id_is_bound_to_the_key() {
 #[test]
 fn unsupported_version_inside_the_seal() {
     let mut frame = snapshot::encode(&session(b"x".to_vec(), 1)).unwrap();
-    frame[..4].copy_from_slice(&2u32.to_be_bytes());
+    frame[..4].copy_from_slice(&1u32.to_be_bytes());
     let sealed = snapshot::seal_frame(&frame, SECRET, 77, 0xfeed, 1, [0; 12]).unwrap();
     let err = snapshot::open(&sealed, SECRET, None, LIMIT).unwrap_err();
     assert_eq!(err.code(), "SNAPSHOT_VERSION");
     assert_eq!(
         err.to_string(),
-        "snapshot format version 2 is not supported (this build reads version 1)"
+        "snapshot format version 1 is not supported (this build reads version 2)"
     );
 }
 
@@ -228,7 +228,7 @@ fn unsupported_version_inside_the_seal() {
 /// could), so the decompression limits are what is tested.
 fn seal_zstd_body(body: &[u8]) -> Vec<u8> {
     let mut frame = vec![0u8; HEADER_LEN];
-    frame[..4].copy_from_slice(&1u32.to_be_bytes());
+    frame[..4].copy_from_slice(&snapshot::SNAPSHOT_VERSION.to_be_bytes());
     frame[4..8].copy_from_slice(&1u32.to_be_bytes());
     frame[8..12].copy_from_slice(&(body.len() as u32).to_be_bytes());
     let sum = ring::digest::digest(&ring::digest::SHA256, body);

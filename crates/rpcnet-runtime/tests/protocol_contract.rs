@@ -71,16 +71,7 @@ fn request(method: &str, streaming: bool) -> Bytes {
 /// One call the way PROTOCOL.md section 3 describes it: REQUEST + FIN, then every frame until the
 /// server's FIN. Returns the frames.
 async fn raw_call(conn: &quinn::Connection, bytes: &[u8]) -> Vec<Frame> {
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    send.write_all(bytes).await.unwrap();
-    send.finish().unwrap();
-    let data = recv.read_to_end(1 << 20).await.unwrap();
-    let mut buf = BytesMut::from(&data[..]);
-    let mut frames = Vec::new();
-    while let Some(f) = Decoder::default().decode_eof(&mut buf).unwrap() {
-        frames.push(f);
-    }
-    frames
+    common::raw_frames(conn, bytes).await
 }
 
 /// A plain server and a director with worker-a, both serving `count` (3 items).

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use rpcnet_protocol::{Decoder, ErrorCode, Frame, Request};
+use rpcnet_protocol::{Decoder, ErrorCode, Frame, Metadata, Request};
 use rpcnet_runtime::tls::parse_fingerprint;
 use rpcnet_runtime::{
     Client, ClientConfig, ClientTrust, MethodKind, Server, ServerConfig, ServerEvent,
@@ -332,4 +332,122 @@ async fn the_server_idle_timeout_is_an_option() {
             .contains("keep_alive_ms must be below idle_timeout_ms"),
         "{bad}"
     );
+}
+
+fn metadata(entries: &[(&str, &str)]) -> Metadata {
+    let mut m = Metadata::new();
+    for (k, v) in entries {
+        m.append(k, v.to_string()).unwrap();
+    }
+    m
+}
+
+/// PROTOCOL.md section 2: a server accepts `rpcnet/2` and `rpcnet/1` and prefers 2; a peer
+/// that offers only `rpcnet/1` gets exactly version 1: version 2's flag and frames are refused
+/// as in version 1, and no HEADERS or TRAILERS reach it.
+#[tokio::test]
+async fn a_version_1_peer_gets_version_1() {
+    let server = echo_server(ServerConfig::default()).await;
+    let (addr, pin) = (server.local_addr(), server.cert_fingerprint().to_owned());
+    let v2 = common::raw_connection(addr, &pin, None).await;
+    let v1 = common::raw_connection_offering(addr, &pin, None, &[rpcnet_protocol::ALPN_V1]).await;
+    let alpn = |c: &quinn::Connection| {
+        c.handshake_data()
+            .unwrap()
+            .downcast::<quinn::crypto::rustls::HandshakeData>()
+            .unwrap()
+            .protocol
+            .unwrap()
+    };
+    assert_eq!(alpn(&v2), b"rpcnet/2");
+    assert_eq!(alpn(&v1), b"rpcnet/1");
+
+    let with_headers = Frame::Request(Request {
+        method: "echo".into(),
+        payload: Bytes::from_static(b"hi"),
+        metadata: metadata(&[("authorization", "t")]),
+        ..Request::default()
+    })
+    .to_bytes();
+    // Version 2: the echo server answers the request headers as response headers.
+    let frames = common::raw_frames(&v2, &with_headers).await;
+    assert_eq!(
+        frames,
+        [
+            Frame::Headers {
+                metadata: metadata(&[("authorization", "t")])
+            },
+            Frame::Response {
+                payload: Bytes::from_static(b"hi")
+            }
+        ]
+    );
+    // Version 1: flag 0x02 is reserved, type 0x06 unknown.
+    let msg = expect_error(raw_call(&v1, &with_headers).await, ErrorCode::Protocol);
+    assert!(msg.contains("reserved flag"), "{msg}");
+    let headers = Frame::Headers {
+        metadata: metadata(&[("k", "v")]),
+    }
+    .to_bytes();
+    let msg = expect_error(raw_call(&v1, &headers).await, ErrorCode::Protocol);
+    assert!(msg.contains("unknown frame type 0x06"), "{msg}");
+    // A version-1 call of the same method: a plain RESPONSE.
+    let plain = Frame::Request(Request {
+        method: "echo".into(),
+        payload: Bytes::from_static(b"hi"),
+        ..Request::default()
+    })
+    .to_bytes();
+    let frames = common::raw_frames(&v1, &plain).await;
+    assert_eq!(
+        frames,
+        [Frame::Response {
+            payload: Bytes::from_static(b"hi")
+        }]
+    );
+}
+
+/// PROTOCOL.md section 5.6: the server enforces the metadata limit while decoding the REQUEST
+/// (RESOURCE_EXHAUSTED), and the connection goes on.
+#[tokio::test]
+async fn request_metadata_over_the_limit_is_refused_by_the_server() {
+    let server = echo_server(ServerConfig::default()).await;
+    let conn = raw_connection(&server).await;
+    let big = "v".repeat(9_000);
+    let request = Frame::Request(Request {
+        method: "echo".into(),
+        metadata: metadata(&[("x-big", &big)]),
+        ..Request::default()
+    })
+    .to_bytes();
+    let msg = expect_error(
+        raw_call(&conn, &request).await,
+        ErrorCode::ResourceExhausted,
+    );
+    assert!(
+        msg.contains("exceeds the maximum metadata size of 8192 bytes"),
+        "{msg}"
+    );
+    // The Rust client checks before sending, with the same words.
+    let client = Client::connect(server.local_addr(), pinned(&server))
+        .await
+        .unwrap();
+    let m = metadata(&[("x-big", &big)]);
+    let options = rpcnet_runtime::CallOptions {
+        metadata: &m,
+        ..Default::default()
+    };
+    let out = client.unary_with("echo", Bytes::new(), options).await;
+    let e = out.result.unwrap_err();
+    assert_eq!(e.code, ErrorCode::ResourceExhausted);
+    let m = metadata(&[("authorization", "t")]);
+    let options = rpcnet_runtime::CallOptions {
+        metadata: &m,
+        ..Default::default()
+    };
+    let out = client
+        .unary_with("echo", Bytes::from_static(b"ok"), options)
+        .await;
+    assert_eq!(out.result.unwrap(), Bytes::from_static(b"ok"));
+    assert_eq!(out.metadata.headers, m, "the echo server sent them back");
 }

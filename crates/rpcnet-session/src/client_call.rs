@@ -102,7 +102,10 @@ impl ClientCall {
         let result = self.classify(frame);
         if !matches!(
             result,
-            Ok(Delivery::Item { .. } | Delivery::Headers(_) | Delivery::Trailers(_) | Delivery::Skipped)
+            Ok(Delivery::Item { .. }
+                | Delivery::Headers(_)
+                | Delivery::Trailers(_)
+                | Delivery::Skipped)
         ) {
             self.done = true;
         }
@@ -130,7 +133,12 @@ impl ClientCall {
     }
 
     fn classify(&mut self, frame: Frame) -> Result<Delivery, CallError> {
-        if self.trailers && !matches!(frame, Frame::Response { .. } | Frame::End { .. } | Frame::Error { .. }) {
+        if self.trailers
+            && !matches!(
+                frame,
+                Frame::Response { .. } | Frame::End { .. } | Frame::Error { .. }
+            )
+        {
             return Err(CallError::protocol(format!(
                 "{} frame after TRAILERS; only RESPONSE, END or ERROR may follow them",
                 frame.frame_type().name()

@@ -21,6 +21,7 @@
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
+use rpcnet_protocol::metadata::DEFAULT_MAX_METADATA_SIZE;
 use rpcnet_protocol::{Decoder, ErrorCode, Frame, Metadata, Request, HEADER_LEN};
 
 use crate::{CallError, ClientCall, Delivery};
@@ -96,8 +97,9 @@ impl ClientStream {
     /// and every frame received.
     ///
     /// Errors: `INVALID_ARGUMENT` for a method name that is empty or longer than 65 535 bytes;
-    /// `RESOURCE_EXHAUSTED` for a REQUEST whose body exceeds `max_frame_size` (section 10: a
-    /// client checks sizes before sending).
+    /// `RESOURCE_EXHAUSTED` for a REQUEST whose body exceeds `max_frame_size` or whose request
+    /// headers exceed the 8 KiB metadata limit (sections 5.6 and 10: a client checks sizes
+    /// before sending).
     pub fn start(request: Request, max_frame_size: u32) -> Result<(Self, Frame), CallError> {
         check_method(&request.method)?;
         let (streaming, deadline_ms) = (request.streaming, request.deadline_ms);
@@ -370,6 +372,18 @@ fn check_method(method: &str) -> Result<(), CallError> {
 }
 
 fn check_request_size(frame: &Frame, max_frame_size: u32) -> Result<(), CallError> {
+    if let Frame::Request(r) = frame {
+        let len = r.metadata.encoded_len();
+        if len > DEFAULT_MAX_METADATA_SIZE as usize {
+            return Err(CallError::new(
+                ErrorCode::ResourceExhausted,
+                format!(
+                    "metadata of {len} bytes exceeds the maximum metadata size of \
+                     {DEFAULT_MAX_METADATA_SIZE} bytes"
+                ),
+            ));
+        }
+    }
     if frame.encoded_len() - HEADER_LEN > max_frame_size as usize {
         return Err(CallError::new(
             ErrorCode::ResourceExhausted,

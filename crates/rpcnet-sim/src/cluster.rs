@@ -3,12 +3,12 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
+use rpcnet_protocol::metadata::SESSION_ID_KEY;
 use rpcnet_protocol::migration::{
     ConfirmationDecision, ManagementMessage, MigrationConfig, MigrationConfirmation,
     MigrationReason, SessionSnapshot, TokenKey,
 };
 use rpcnet_protocol::resume::ResumeError;
-use rpcnet_protocol::metadata::SESSION_ID_KEY;
 use rpcnet_protocol::{Attach, ErrorCode, Frame, Request};
 use rpcnet_session::coordinator::{CoordinatorEvent, MigrationStart, Transmit, WorkerMethod};
 use rpcnet_session::participant::{
@@ -1210,10 +1210,9 @@ impl Sim {
             }
             Ok(Delivery::Trailers(m)) => {
                 if m != trailers_for(call_id) {
-                    return Err(self.violation(
-                        "metadata",
-                        format!("call {call_id}: TRAILERS {m:?}"),
-                    ));
+                    return Err(
+                        self.violation("metadata", format!("call {call_id}: TRAILERS {m:?}"))
+                    );
                 }
                 self.clients[call].trailers_seen = true;
             }
@@ -1866,7 +1865,10 @@ impl Sim {
                 {
                     return Err(self.violation(
                         "metadata",
-                        format!("call {} attached with request headers {sent:?}", attach.call_id),
+                        format!(
+                            "call {} attached with request headers {sent:?}",
+                            attach.call_id
+                        ),
                     ));
                 }
                 let (machine, first) = ServerCall::attached(&attach, &request, restored);

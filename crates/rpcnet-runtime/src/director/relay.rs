@@ -160,7 +160,11 @@ pub(crate) async fn relay(
     let decoder = Decoder::new(inner.config.max_frame_size).with_version(version);
     let head = read_head(&mut client_recv, decoder, session.resumable, read)
         .await
-        .and_then(|h| check_client_metadata(&h.1).map(|()| h).map_err(RpcError::from));
+        .and_then(|h| {
+            check_client_metadata(&h.1)
+                .map(|()| h)
+                .map_err(RpcError::from)
+        });
     let (named, request, after) = match head {
         Ok(h) => h,
         Err(e) => {

@@ -92,12 +92,7 @@ fn error_frame(e: &RpcError) -> Bytes {
 fn with_trailers(version: Version, trailers: Metadata, last: Bytes) -> Vec<Bytes> {
     let mut out = Vec::with_capacity(2);
     if version >= Version::V2 && !trailers.is_empty() {
-        out.push(
-            Frame::Trailers {
-                metadata: trailers,
-            }
-            .to_bytes(),
-        );
+        out.push(Frame::Trailers { metadata: trailers }.to_bytes());
     }
     out.push(last);
     out
@@ -131,14 +126,13 @@ pub(crate) async fn serve_call(
     let link = shared.config.cluster.is_some();
     let version = connection.version;
     let decoder = Decoder::new(shared.config.max_frame_size).with_version(version);
-    let (attach, request, after_request) =
-        match read_head(&mut recv, decoder, link).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!(connection_id = %connection.id, error = %e, "bad request");
-                return fail(&mut send, &mut recv, e).await;
-            }
-        };
+    let (attach, request, after_request) = match read_head(&mut recv, decoder, link).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(connection_id = %connection.id, error = %e, "bad request");
+            return fail(&mut send, &mut recv, e).await;
+        }
+    };
     let kind = shared.methods.read().unwrap().get(&request.method).copied();
     let kind = match kind {
         None => {

@@ -16,7 +16,8 @@ use rpcnet_runtime::tls::{client_crypto, parse_fingerprint};
 use rpcnet_runtime::transport::transport_config;
 use rpcnet_runtime::worker::{Worker, WorkerConfig};
 use rpcnet_runtime::{
-    Client, ClientConfig, ClientTrust, MethodKind, PushStatus, Server, ServerConfig, ServerEvent,
+    Client, ClientConfig, ClientTrust, MethodKind, PushStatus, ResponseMetadata, Server,
+    ServerConfig, ServerEvent,
 };
 
 /// Loads (creating on first use) the credentials of `name` in the cluster directory `dir`.
@@ -162,11 +163,17 @@ pub async fn echo_server(config: ServerConfig) -> Arc<Server> {
                     id,
                     method,
                     payload,
+                    metadata,
                     ..
                 } = e
                 {
                     if method == "echo" {
-                        s.respond(id, Ok(payload));
+                        // The request headers come back as response headers (PROTOCOL.md 5.6).
+                        let echoed = ResponseMetadata {
+                            headers: metadata,
+                            ..ResponseMetadata::default()
+                        };
+                        s.respond_with(id, Ok(payload), echoed);
                     } else {
                         let s = s.clone();
                         tokio::spawn(async move {
@@ -196,8 +203,20 @@ pub async fn raw_connection(
     fingerprint: &str,
     key_log: Option<Arc<dyn rustls::KeyLog>>,
 ) -> quinn::Connection {
+    raw_connection_offering(addr, fingerprint, key_log, &rpcnet_protocol::ALPNS).await
+}
+
+/// [`raw_connection`] offering the ALPN identifiers `alpns` (e.g. only `rpcnet/1`, as a
+/// version-1 peer does).
+pub async fn raw_connection_offering(
+    addr: std::net::SocketAddr,
+    fingerprint: &str,
+    key_log: Option<Arc<dyn rustls::KeyLog>>,
+    alpns: &[&[u8]],
+) -> quinn::Connection {
     let pin = parse_fingerprint(fingerprint).unwrap();
     let mut crypto = client_crypto(&ClientTrust::Pin(pin)).unwrap();
+    crypto.alpn_protocols = alpns.iter().map(|a| a.to_vec()).collect();
     if let Some(key_log) = key_log {
         crypto.key_log = key_log;
     }
@@ -208,4 +227,21 @@ pub async fn raw_connection(
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     endpoint.set_default_client_config(cfg);
     endpoint.connect(addr, "localhost").unwrap().await.unwrap()
+}
+
+/// One raw call: `bytes` then FIN, then every frame the server sends until its FIN.
+pub async fn raw_frames(conn: &quinn::Connection, bytes: &[u8]) -> Vec<rpcnet_protocol::Frame> {
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(bytes).await.unwrap();
+    send.finish().unwrap();
+    let data = recv.read_to_end(1 << 20).await.unwrap();
+    let mut buf = bytes::BytesMut::from(&data[..]);
+    let mut frames = Vec::new();
+    while let Some(f) = rpcnet_protocol::Decoder::default()
+        .decode_eof(&mut buf)
+        .unwrap()
+    {
+        frames.push(f);
+    }
+    frames
 }

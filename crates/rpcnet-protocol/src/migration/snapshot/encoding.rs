@@ -10,8 +10,8 @@ use bytes::Bytes;
 use super::frame::{finish_header, parse_header, FLAG_ZSTD, HEADER_LEN};
 use super::malformed;
 use super::types::{CallSnapshot, SessionSnapshot};
-use crate::migration::wire::{put_bytes16, put_bytes32, put_u32, put_u64, ReadError, Reader};
 use crate::metadata::Metadata;
+use crate::migration::wire::{put_bytes16, put_bytes32, put_u32, put_u64, ReadError, Reader};
 use crate::migration::MigrationError;
 
 /// Encodes a snapshot in the plain format (RFC-001 section 3.3), body uncompressed:
@@ -225,9 +225,8 @@ fn read_call(r: &mut Reader<'_>) -> Result<CallSnapshot, Result<ReadError, Migra
         None
     };
     let block = r.bytes32("headers").map_err(Ok)?;
-    let headers = Metadata::decode(&block).map_err(|e| {
-        Err(malformed(format!("call {call_id}: headers: {e}")))
-    })?;
+    let headers = Metadata::decode(&block)
+        .map_err(|e| Err(malformed(format!("call {call_id}: headers: {e}"))))?;
     Ok(CallSnapshot {
         call_id,
         method,
