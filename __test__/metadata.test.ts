@@ -106,12 +106,12 @@ test('an error carries the headers and trailers; a handler adds trailers through
       ctx.responseTrailer.set('x-at', '1');
       throw new RpcError('ABORTED', 'conflict');
     });
-    let trailer: Headers | undefined;
-    const e = await t.throwsAsync(client.call('deny', Buffer.alloc(0), { onTrailer: (tr) => (trailer = tr) }), { instanceOf: RpcError });
+    let called = 0;
+    const e = await t.throwsAsync(client.call('deny', Buffer.alloc(0), { onHeader: () => called++, onTrailer: () => called++ }), { instanceOf: RpcError });
     t.is(e.code, 'PERMISSION_DENIED');
-    t.is(e.metadata.get('x-policy'), 'v2');
-    t.is(e.metadata.get('x-reason'), 'quota');
-    t.is(trailer?.get('x-reason'), 'quota', 'onTrailer is called for a failed call too');
+    t.is(e.metadata.get('x-policy'), 'v2', 'the headers');
+    t.is(e.metadata.get('x-reason'), 'quota', 'the trailers');
+    t.is(called, 0, 'a failed call runs neither callback (as connect-es)');
     const items: string[] = [];
     const e2 = await t.throwsAsync(
       (async () => {
@@ -123,6 +123,35 @@ test('an error carries the headers and trailers; a handler adds trailers through
     t.is(e2.code, 'ABORTED');
     t.is(e2.metadata.get('x-started'), 'yes');
     t.is(e2.metadata.get('x-at'), '1');
+  } finally {
+    await close();
+  }
+});
+
+test('a handler whose response metadata is over 8 KiB fails with INTERNAL; the server goes on', async (t) => {
+  const { server, client, close } = await pair();
+  try {
+    server.unary('big', (req, ctx) => {
+      ctx.responseHeader.set('x-big', 'v'.repeat(9000));
+      return req;
+    });
+    server.serverStreaming('big-stream', async function* (_req, ctx) {
+      ctx.responseTrailer.set('x-big', 'v'.repeat(9000));
+      yield Buffer.from('a');
+    });
+    const e = await t.throwsAsync(client.call('big', Buffer.alloc(0)), { instanceOf: RpcError });
+    t.is(e.code, 'INTERNAL');
+    t.regex(e.message, /response headers are \d+ bytes, more than the maximum metadata size of 8192 bytes/);
+    const items: string[] = [];
+    const e2 = await t.throwsAsync(
+      (async () => {
+        for await (const item of client.callStreaming('big-stream', Buffer.alloc(0))) items.push(item.toString());
+      })(),
+      { instanceOf: RpcError },
+    );
+    t.deepEqual(items, ['a']);
+    t.is(e2.code, 'INTERNAL');
+    t.regex(e2.message, /response trailers/);
   } finally {
     await close();
   }

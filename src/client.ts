@@ -109,9 +109,14 @@ export interface CallOptions {
    * starting with `rpcnet-` are refused (`INVALID_ARGUMENT`): the director sets those.
    */
   headers?: MetadataInit;
-  /** Called with the response headers, before the result (unary) or the first item. */
+  /**
+   * Called with the response headers when the call succeeds: before the result is returned
+   * (unary), or as soon as they arrive, before the first item (server-streaming). A failed
+   * call calls neither callback (as connect-es): its {@link RpcError.metadata} holds the
+   * headers and trailers that came.
+   */
   onHeader?: (headers: Headers) => void;
-  /** Called with the response trailers when the call ends, also when it fails. */
+  /** Called with the response trailers when the call ends successfully (see `onHeader`). */
   onTrailer?: (trailers: Headers) => void;
 }
 
@@ -261,13 +266,7 @@ export class RpcClient extends EventEmitter<SessionEvents> {
    */
   async call(method: string, request: Uint8Array, options?: CallOptions): Promise<Buffer> {
     const checked = checkCall(method, request, options);
-    let response: ClientResponse;
-    try {
-      response = await this.#intercepted(requestOf(false, checked));
-    } catch (e) {
-      if (e instanceof RpcError) checked.onTrailer?.(e.metadata);
-      throw e;
-    }
+    const response = await this.#intercepted(requestOf(false, checked));
     if (response.stream) throw new RpcError('INTERNAL', `an interceptor answered the unary call ${method} with a stream`);
     checked.onHeader?.(response.header);
     checked.onTrailer?.(response.trailer);
@@ -285,21 +284,13 @@ export class RpcClient extends EventEmitter<SessionEvents> {
     const intercepted = (r: ClientRequest) => this.#intercepted(r);
     return {
       async *[Symbol.asyncIterator]() {
-        let response: ClientResponse;
-        try {
-          response = await intercepted(requestOf(true, checked));
-        } catch (e) {
-          if (e instanceof RpcError) checked.onTrailer?.(e.metadata);
-          throw e;
-        }
+        const response = await intercepted(requestOf(true, checked));
         if (!response.stream) throw new RpcError('INTERNAL', `an interceptor answered the streaming call ${method} with a unary response`);
         checked.onHeader?.(response.header);
         try {
           yield* response.message;
         } catch (e) {
-          const error = asRpcError(e, 'a streaming response failed');
-          checked.onTrailer?.(response.trailer);
-          throw error;
+          throw asRpcError(e, 'a streaming response failed');
         }
         checked.onTrailer?.(response.trailer);
       },

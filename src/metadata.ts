@@ -8,6 +8,9 @@
  * Keys are case-insensitive ASCII (`Headers` lowercases them). A key ending in `-bin` carries
  * binary bytes, which `Headers` holds as base64 text, as gRPC-web and Connect do: use
  * {@link encodeBinaryHeader} and {@link decodeBinaryHeader}. On the wire the bytes travel raw.
+ * `Headers` keeps HTTP's rules: a key given several values reads back as one value joined with
+ * `, ` (and is sent as that one value, except `-bin` keys, whose base64 parts are sent as
+ * separate entries), and values lose leading and trailing spaces.
  * This module converts between `Headers` and the binding's entries; the rules themselves
  * (allowed characters, sizes) are checked in Rust, where the frames are built.
  * @module
@@ -66,7 +69,12 @@ export function toEntries(headers: Headers | undefined): Native.NativeMetadataEn
   if (!headers) return undefined;
   const out: Native.NativeMetadataEntry[] = [];
   headers.forEach((value, key) => {
-    out.push({ key, value: key.endsWith('-bin') ? Buffer.from(decodeBinaryHeader(value)) : Buffer.from(value, 'latin1') });
+    if (!key.endsWith('-bin')) {
+      out.push({ key, value: Buffer.from(value, 'latin1') });
+      return;
+    }
+    // Headers joined repeated values with ", ": each base64 part is its own entry.
+    for (const part of value.split(',')) out.push({ key, value: Buffer.from(decodeBinaryHeader(part)) });
   });
   return out.length === 0 ? undefined : out;
 }

@@ -242,9 +242,13 @@ impl NativeServer {
         header: Option<Vec<NativeMetadataEntry>>,
         trailer: Option<Vec<NativeMetadataEntry>>,
     ) -> bool {
+        // Invalid metadata does not hide the handler's own code: it joins the message.
         let (e, m) = match response_metadata(header, trailer) {
             Ok(m) => (RpcError::new(code.into(), message), m),
-            Err(e) => (e, ResponseMetadata::default()),
+            Err(bad) => (
+                RpcError::new(code.into(), format!("{message} ({})", bad.message)),
+                ResponseMetadata::default(),
+            ),
         };
         let id = id as u64;
         if self.inner.respond_with(id, Err(e.clone()), m.clone()) {

@@ -242,8 +242,9 @@ impl Decoder {
     /// [`FrameError`] if the input is invalid; `src` is then untouched and the call must be
     /// abandoned (PROTOCOL.md section 11): [`FrameErrorKind::UnknownType`],
     /// [`FrameErrorKind::ReservedFlags`] or [`FrameErrorKind::TooLarge`] as soon as the 6 header
-    /// bytes are present (before the body is buffered), [`FrameErrorKind::Malformed`] once the
-    /// whole body is present. Never [`FrameErrorKind::Truncated`].
+    /// bytes are present (before the body is buffered), [`FrameErrorKind::MetadataTooLarge`] from
+    /// a HEADERS or TRAILERS header or a REQUEST's `metadata_len`, [`FrameErrorKind::Malformed`]
+    /// once the whole body is present. Never [`FrameErrorKind::Truncated`].
     pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
         Ok(self.decode_raw(src)?.map(|(frame, _)| frame))
     }

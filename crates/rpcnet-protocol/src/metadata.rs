@@ -71,8 +71,11 @@ impl Metadata {
     /// As [`Metadata::append`].
     pub fn set(&mut self, key: &str, value: impl Into<Bytes>) -> Result<(), MetadataError> {
         let lower = key.to_ascii_lowercase();
+        let value = value.into();
+        check_entry(&lower, &value)?;
         self.entries.retain(|(k, _)| *k != lower);
-        self.append(&lower, value)
+        self.entries.push((lower, value));
+        Ok(())
     }
 
     /// The first value of `key` (case-insensitive).

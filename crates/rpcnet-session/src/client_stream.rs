@@ -34,6 +34,10 @@ pub const CANCELLED_MESSAGE: &str = "call cancelled by the client";
 pub enum Received {
     /// Items of a streaming call in seq order: at least one, at most the pull's `max_items`.
     Items(Vec<Bytes>),
+    /// The response headers of a streaming call arrived, with no item ready yet (handed out
+    /// once, so that the caller learns of them before the first item; read them with
+    /// [`ClientStream::headers`]). Unary calls never get it.
+    Headers,
     /// The result of a unary call.
     Response(Bytes),
     /// A streaming call ended (END) and every item was handed out.
@@ -77,6 +81,10 @@ pub struct ClientStream {
     headers: Option<Metadata>,
     /// The response trailers, once received.
     trailers: Option<Metadata>,
+    /// A streaming call: [`Received::Headers`] is handed out when headers come before items.
+    streaming: bool,
+    /// The headers were handed out (with [`Received::Headers`] or along with items).
+    headers_told: bool,
 }
 
 /// What a call of a resumable session keeps to be re-attached on a new connection.
@@ -117,6 +125,8 @@ impl ClientStream {
             resumable: None,
             headers: None,
             trailers: None,
+            streaming,
+            headers_told: false,
         };
         Ok((stream, frame))
     }
@@ -201,7 +211,8 @@ impl ClientStream {
         request.deadline_ms = deadline_left_ms;
         self.buf.clear();
         self.fin = false;
-        self.decoder = Decoder::new(self.decoder.max_frame_size());
+        // A fresh decoder with the same settings (maximum sizes, protocol version).
+        self.decoder = self.decoder.clone();
         self.call.reattach();
         self.trailers = None;
         Ok([
@@ -211,6 +222,12 @@ impl ClientStream {
             },
             Frame::Request(request),
         ])
+    }
+
+    /// This call's connection negotiated `version` (PROTOCOL.md section 2): frames of a later
+    /// version are refused as unknown.
+    pub fn set_version(&mut self, version: rpcnet_protocol::Version) {
+        self.decoder = self.decoder.clone().with_version(version);
     }
 
     /// The response headers, once the server sent them (before its first item or its result).
@@ -283,8 +300,14 @@ impl ClientStream {
     /// nothing is ready: the driver reads more (or waits for the deadline or a cancellation).
     pub fn poll(&mut self, max_items: usize) -> Option<Received> {
         if !self.items.is_empty() {
+            self.headers_told = true;
             let n = max_items.clamp(1, self.items.len());
             return Some(Received::Items(self.items.drain(..n).collect()));
+        }
+        if self.streaming && self.headers.is_some() && !self.headers_told && self.outcome.is_none()
+        {
+            self.headers_told = true;
+            return Some(Received::Headers);
         }
         let mut outcome = self.outcome.clone()?;
         if let Received::Failed(f) = &mut outcome {
@@ -454,6 +477,61 @@ mod tests {
         assert_eq!(s.poll(8), Some(Received::End));
         assert_eq!(s.poll(8), Some(Received::End));
         assert!(!s.cancel().abort, "the server had ended the call");
+    }
+
+    /// PROTOCOL.md 5.6: a stream's headers are handed out before its first item (once), its
+    /// trailers are kept for the end; a HEADERS after an item, or a frame after TRAILERS other
+    /// than the final one, breaks the protocol; a version-1 connection knows no HEADERS.
+    #[test]
+    fn stream_headers_come_first_and_trailers_last() {
+        let mut m = Metadata::new();
+        m.append("x-a", "1").unwrap();
+        let mut s = start(true, 0);
+        s.on_data(&bytes(Frame::Headers {
+            metadata: m.clone(),
+        }));
+        assert_eq!(s.poll(8), Some(Received::Headers));
+        assert_eq!(s.headers(), Some(&m));
+        assert_eq!(s.poll(8), None, "handed out once");
+        s.on_data(&item(0));
+        s.on_data(&bytes(Frame::Trailers {
+            metadata: m.clone(),
+        }));
+        s.on_data(&bytes(Frame::End { items: 1 }));
+        assert_eq!(s.poll(8), Some(items(1)));
+        assert_eq!(s.poll(8), Some(Received::End));
+        assert_eq!(s.trailers(), Some(&m));
+
+        let mut late = start(true, 0);
+        late.on_data(
+            &[
+                item(0),
+                bytes(Frame::Headers {
+                    metadata: m.clone(),
+                }),
+            ]
+            .concat(),
+        );
+        late.poll(8);
+        assert_eq!(failure(late.poll(8)).error.code, ErrorCode::Protocol);
+        let mut after_trailers = start(true, 0);
+        let frames = [
+            bytes(Frame::Trailers {
+                metadata: m.clone(),
+            }),
+            item(0),
+        ]
+        .concat();
+        after_trailers.on_data(&frames);
+        assert_eq!(
+            failure(after_trailers.poll(8)).error.code,
+            ErrorCode::Protocol
+        );
+        let mut v1 = start(true, 0);
+        v1.set_version(rpcnet_protocol::Version::V1);
+        v1.on_data(&bytes(Frame::Headers { metadata: m }));
+        let e = failure(v1.poll(8)).error;
+        assert!(e.message.contains("unknown frame type 0x06"), "{e}");
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub struct ServerCall {
     /// The response headers the handler set (or the restored call carried); a freeze keeps
     /// them in the snapshot (PROTOCOL.md section 5.6).
     headers: Metadata,
+    /// An item was numbered or HEADERS went out on this attach: later HEADERS are dropped.
+    started: bool,
 }
 
 /// The items of a resumable call that the client has not acknowledged (PROTOCOL.md section
@@ -91,6 +93,7 @@ impl ServerCall {
             link: false,
             retained: None,
             headers: Metadata::new(),
+            started: false,
         }
     }
 
@@ -151,6 +154,7 @@ impl ServerCall {
                 acked: client_next,
                 ..Retained::default()
             }),
+            started: !first.is_empty(),
             headers,
         };
         for f in &first {
@@ -201,10 +205,12 @@ impl ServerCall {
     }
 
     /// Numbers one produced entry and returns the frame to send, if any: an ITEM (none for an
-    /// item the client already has), on a cluster link a CHECKPOINT, or HEADERS.
+    /// item the client already has), on a cluster link a CHECKPOINT, or HEADERS (none once an
+    /// item or HEADERS went out: PROTOCOL.md section 5.6).
     pub fn on_produced(&mut self, produced: Produced) -> Option<Frame> {
         match produced {
             Produced::Item(payload) => {
+                self.started = true;
                 let seq = self.seq;
                 self.seq += 1;
                 let frame = (seq >= self.skip_below).then_some(Frame::Item { seq, payload })?;
@@ -218,7 +224,10 @@ impl ServerCall {
                     state,
                 })
             }
+            // PROTOCOL.md 5.6: HEADERS only as the call's first frame; later ones are dropped.
+            Produced::Headers(_) if self.started => None,
             Produced::Headers(metadata) => {
+                self.started = true;
                 self.headers = metadata.clone();
                 Some(Frame::Headers { metadata })
             }

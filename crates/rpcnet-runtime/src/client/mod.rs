@@ -111,7 +111,8 @@ impl Client {
             ));
         };
         let mut client_config = match &config.cluster {
-            Some(creds) => creds.quinn_client_config(&rpcnet_protocol::ALPNS)?,
+            // A cluster link (PROTOCOL.md section 13) speaks only rpcnet/2.
+            Some(creds) => creds.quinn_client_config(&[rpcnet_protocol::ALPN])?,
             None => {
                 let crypto = client_crypto(&config.trust)?;
                 let quic =
@@ -231,7 +232,8 @@ impl Client {
         };
         Ok(match &self.session {
             None => {
-                let (machine, frame) = ClientStream::start(request, self.max_frame_size)?;
+                let (mut machine, frame) = ClientStream::start(request, self.max_frame_size)?;
+                machine.set_version(self.info.version);
                 (machine, vec![frame])
             }
             Some(s) => {

@@ -77,7 +77,8 @@ impl ItemStream {
     }
 
     /// Waits for at least one item and returns every item already received, up to `max_items`.
-    /// `Ok(None)` after the END frame. Items received before a failure come first; the failure
+    /// An empty batch when the response headers arrived before any item (read them with
+    /// [`ItemStream::response_metadata`]). `Ok(None)` after the END frame. Items received before a failure come first; the failure
     /// then comes on this and every later call.
     ///
     /// Errors: the server's ERROR; `DEADLINE_EXCEEDED`; `CANCELLED` after [`ItemStream::cancel`];
@@ -85,6 +86,8 @@ impl ItemStream {
     pub async fn next_batch(&mut self, max_items: usize) -> Result<Option<Vec<Bytes>>, RpcError> {
         match self.call.pull(max_items, &self.alarms).await? {
             Received::Items(items) => Ok(Some(items)),
+            // The headers came first: an empty batch, so the caller can read them now.
+            Received::Headers => Ok(Some(Vec::new())),
             Received::End => Ok(None),
             other => unreachable!("a streaming call's machine yielded {other:?}"),
         }

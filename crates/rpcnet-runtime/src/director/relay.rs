@@ -16,7 +16,7 @@ use super::{Inner, Session, WorkerLink};
 use crate::ack_reader::AckReader;
 use crate::error::{app_code, RpcError};
 use crate::mgmt::now_ms;
-use rpcnet_protocol::{Decoder, ErrorCode, Frame, Version};
+use rpcnet_protocol::{Decoder, ErrorCode, Frame, FrameErrorKind, Version};
 
 /// How long a call waits for a usable route (a live owner, not frozen) before failing, ms.
 const ROUTE_WAIT_MS: u64 = 10_000;
@@ -371,6 +371,17 @@ where
             let (frame, raw) = match decoded {
                 Ok(Some(f)) => f,
                 Ok(None) => return (out, Step::Read),
+                Err(e) if matches!(e.kind(), FrameErrorKind::MetadataTooLarge { .. }) => {
+                    // The handler's own metadata is too large: running it again elsewhere would
+                    // do the same, so the call ends here (PROTOCOL.md section 5.6).
+                    self.call.cancel();
+                    let error = Frame::Error {
+                        code: ErrorCode::Internal,
+                        message: format!("the worker's response {e}"),
+                    };
+                    out.push(error.to_bytes());
+                    return (out, Step::Finished);
+                }
                 Err(e) => {
                     self.call.owner_lost(now_ms());
                     return (

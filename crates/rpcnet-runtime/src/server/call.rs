@@ -21,6 +21,10 @@ use rpcnet_protocol::{Decoder, ErrorCode, Frame, Metadata, Request, Version};
 use rpcnet_session::participant::AttachDecision;
 use rpcnet_session::ServerCall;
 
+/// The metadata limit of a cluster link: the client's limit plus room for the director's
+/// `rpcnet-session-id` entry (3 + 17 + 16 = 36 bytes; PROTOCOL.md section 5.6).
+const LINK_MAX_METADATA_SIZE: u32 = rpcnet_protocol::metadata::DEFAULT_MAX_METADATA_SIZE + 64;
+
 /// Most items written to the stream in one batch.
 const WRITE_BATCH: usize = 256;
 
@@ -125,7 +129,11 @@ pub(crate) async fn serve_call(
     let mut recv = crate::recv::ReadToFin::new(recv);
     let link = shared.config.cluster.is_some();
     let version = connection.version;
-    let decoder = Decoder::new(shared.config.max_frame_size).with_version(version);
+    let mut decoder = Decoder::new(shared.config.max_frame_size).with_version(version);
+    if link {
+        // Room for the header a director adds to the client's (PROTOCOL.md section 5.6).
+        decoder = decoder.with_max_metadata_size(LINK_MAX_METADATA_SIZE);
+    }
     let (attach, request, after_request) = match read_head(&mut recv, decoder, link).await {
         Ok(r) => r,
         Err(e) => {

@@ -175,7 +175,9 @@ impl Server {
         crate::log::init();
         let (server_config, fingerprint) = match &config.cluster {
             Some(creds) => (
-                creds.quinn_server_config(&rpcnet_protocol::ALPNS)?,
+                // Cluster links speak only rpcnet/2 (PROTOCOL.md section 2): a peer of an
+                // older build fails the handshake instead of every relayed call.
+                creds.quinn_server_config(&[rpcnet_protocol::ALPN])?,
                 crate::tls::fingerprint(&creds.chain[0]),
             ),
             None => {
@@ -267,6 +269,10 @@ impl Server {
         result: Result<Bytes, RpcError>,
         metadata: ResponseMetadata,
     ) -> bool {
+        let (result, metadata) = match check_response_metadata(&metadata) {
+            Ok(()) => (result, metadata),
+            Err(e) => (Err(e), ResponseMetadata::default()),
+        };
         let mut calls = self.shared.calls.lock().unwrap();
         if !matches!(calls.get(&id), Some(CallSlot::Unary(_))) {
             return false;
@@ -311,6 +317,10 @@ impl Server {
     /// (PROTOCOL.md section 5.6; not sent on an `rpcnet/1` connection). A director forwards only
     /// the first HEADERS of a call, before any item. See [`PushStatus`].
     pub fn push_headers(&self, id: u64, metadata: Metadata) -> PushStatus {
+        if let Err(e) = check_metadata_size("response headers", &metadata) {
+            self.end(id, Err(e));
+            return PushStatus::Closed;
+        }
         self.queue(id)
             .map_or(PushStatus::Closed, |q| q.headers(metadata))
     }
@@ -344,6 +354,10 @@ impl Server {
     /// [`Server::end`] with trailers, sent just before the END or ERROR (PROTOCOL.md section
     /// 5.6; if not empty and on an `rpcnet/2` connection).
     pub fn end_with(&self, id: u64, result: Result<(), RpcError>, trailers: Metadata) -> bool {
+        let (result, trailers) = match check_metadata_size("response trailers", &trailers) {
+            Ok(()) => (result, trailers),
+            Err(e) => (Err(e), Metadata::new()),
+        };
         let ending = match result {
             Ok(()) => Ending::End(trailers),
             Err(e) => Ending::Error(e, trailers),
@@ -448,4 +462,25 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
             }
         });
     }
+}
+
+/// Checks a handler's response metadata against the metadata limit every receiver enforces
+/// (PROTOCOL.md section 5.6), so that an oversized block fails the call here, with a message
+/// that names it, instead of at the client's decoder.
+///
+/// Errors: `INTERNAL` (the handler's fault) naming the block and its size.
+fn check_response_metadata(m: &ResponseMetadata) -> Result<(), RpcError> {
+    check_metadata_size("response headers", &m.headers)?;
+    check_metadata_size("response trailers", &m.trailers)
+}
+
+fn check_metadata_size(what: &str, m: &Metadata) -> Result<(), RpcError> {
+    let len = m.encoded_len();
+    let max = rpcnet_protocol::metadata::DEFAULT_MAX_METADATA_SIZE as usize;
+    if len > max {
+        return Err(RpcError::internal(format!(
+            "the handler's {what} are {len} bytes, more than the maximum metadata size of {max} bytes"
+        )));
+    }
+    Ok(())
 }
