@@ -4,10 +4,12 @@
  * @module
  */
 import { EventEmitter } from 'node:events';
+import type { Span } from '@opentelemetry/api';
 import { native, type Native } from './binding.js';
 import { asRpcError, fromBinding, RpcError } from './errors.js';
 import { chain, type ClientInterceptor, type ClientRequest, type ClientResponse, type ClientStreamResponse } from './interceptor.js';
 import { appendAll, fromEntries, headersOf, toEntries, type MetadataInit } from './metadata.js';
+import { endSpan, startClientSpan } from './tracing.js';
 import { bytes, invalid, optionalFunc, optionalBoolean, optionalFunctions, optionalInteger, optionalSignal, optionalString, record, string, stringList, U32_MAX } from './options.js';
 import type { ConnectionStats } from './stats.js';
 
@@ -330,9 +332,18 @@ export class RpcClient extends EventEmitter<SessionEvents> {
       if (left <= 0) throw new RpcError('DEADLINE_EXCEEDED', `deadline of ${deadlineMs} ms exceeded before the call was sent`);
       deadlineMs = left;
     }
+    // One client span per attempt; its context travels in the headers (`traceparent`).
+    const span = startClientSpan(c.method, c.header);
     const entries = toEntries(c.header);
-    if (request.stream) return this.#stream(c.method, c.payload, deadlineMs, c.signal, entries);
-    const reply = await this.#unary(c.method, c.payload, deadlineMs, c.signal, c.idempotent, entries);
+    if (request.stream) return this.#stream(c.method, c.payload, deadlineMs, c.signal, entries, span);
+    let reply: Native.NativeReply;
+    try {
+      reply = await this.#unary(c.method, c.payload, deadlineMs, c.signal, c.idempotent, entries);
+    } catch (e) {
+      endSpan(span, e);
+      throw e;
+    }
+    endSpan(span);
     const header = fromEntries(reply.metadata?.header);
     const trailer = fromEntries(reply.metadata?.trailer);
     return { stream: false, method: c.method, message: reply.payload, header, trailer };
@@ -373,13 +384,16 @@ export class RpcClient extends EventEmitter<SessionEvents> {
     d: number,
     signal: AbortSignal | undefined,
     entries: Native.NativeMetadataEntry[] | undefined,
+    span: Span,
   ): Promise<ClientStreamResponse> {
-    if (signal?.aborted) throw aborted();
     let stream: Native.NativeStream;
     try {
+      if (signal?.aborted) throw aborted();
       stream = await this.#native.openStream(m, payload, d, entries);
     } catch (e) {
-      throw fromBinding(e);
+      const error = fromBinding(e);
+      endSpan(span, error);
+      throw error;
     }
     const header = new Headers();
     const trailer = new Headers();
@@ -411,11 +425,13 @@ export class RpcClient extends EventEmitter<SessionEvents> {
       readMetadata(false);
     } catch (e) {
       signal?.removeEventListener('abort', onAbort);
+      endSpan(span, e);
       throw e;
     }
     const message = {
       async *[Symbol.asyncIterator]() {
         let ended = false;
+        let failure: unknown;
         try {
           for (let batch = first; ; batch = await next()) {
             if (batch === null) {
@@ -426,10 +442,15 @@ export class RpcClient extends EventEmitter<SessionEvents> {
           }
         } catch (e) {
           ended = true;
+          failure = e;
           throw e;
         } finally {
           signal?.removeEventListener('abort', onAbort);
-          if (!ended) stream.cancel();
+          if (!ended) {
+            stream.cancel();
+            failure = aborted();
+          }
+          endSpan(span, failure);
         }
       },
     };

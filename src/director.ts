@@ -13,6 +13,7 @@ import { directorEvent, migrationReport } from './director-events.js';
 import { fromBinding, reportInternal, RpcError } from './errors.js';
 import { connectionTimers, integer, invalid, optionalBoolean, optionalFunc, optionalInteger, optionalPemFiles, optionalPort, optionalString, record, string, stringList, U32_MAX } from './options.js';
 import { defaultClusterDir } from './worker.js';
+import { recordMigration } from './tracing.js';
 
 /** Options of {@link Director.start}. */
 export interface DirectorOptions {
@@ -561,6 +562,8 @@ export class Director extends EventEmitter {
           reportInternal(error as RpcError);
           continue;
         }
+        // OpenTelemetry (a no-op without an SDK): a span per finished migration.
+        if (e.kind === 'migration-completed' || e.kind === 'migration-aborted') recordMigration(e.report);
         this.emit(e.kind, e as never);
         this.emit('event', e);
       }

@@ -5,10 +5,12 @@
  * per batch).
  * @module
  */
+import { context as otelContext } from '@opentelemetry/api';
 import { native, type Native } from './binding.js';
 import { fromBinding, reportInternal, RpcError, toWire, unknownKind } from './errors.js';
 import { chain, type ServerCallFn, type ServerInterceptor } from './interceptor.js';
 import { appendAll, fromEntries, toEntries } from './metadata.js';
+import { endSpan, startServerSpan } from './tracing.js';
 import { bytes, connectionTimers, describe, func, invalid, optionalFunctions, optionalInteger, optionalPemFiles, optionalPort, optionalString, record, U32_MAX } from './options.js';
 import type { ConnectionStats } from './stats.js';
 
@@ -366,12 +368,23 @@ export class RpcServer {
       done();
       return;
     }
+    // OpenTelemetry (a no-op without an SDK): the handler runs in a server span whose parent is
+    // the trace context of the request headers, the same after a migration or a resume.
+    const { span, context: spanContext } = startServerSpan(method, ctx.metadata, {
+      'rpcnet.connection.id': connectionId,
+      'rpcnet.resumed': event.resume !== null && event.resume !== undefined,
+    });
+    const inSpan = <T>(f: () => T): T => otelContext.with(spanContext, f);
+    const finish = (failure: unknown) => {
+      endSpan(span, failure);
+      done();
+    };
     if (!handler.streaming) {
       const fn: UnaryHandler = async (message, context) => (await call({ stream: false, method, message, context, header: context.metadata })).message as Uint8Array;
-      void runUnary(n, id, fn, event.payload, ctx).finally(done);
+      void inSpan(() => runUnary(n, id, fn, event.payload, ctx)).then(finish, finish);
     } else {
       const fn: ServerStreamingHandler = (message, context) => intercepted(call({ stream: true, method, message, context, header: context.metadata }));
-      void runStreaming(n, id, fn, event.payload, ctx, checkpoints!).finally(done);
+      void runStreaming(n, id, fn, event.payload, ctx, checkpoints!, inSpan).then(finish, finish);
     }
   }
 }
@@ -397,12 +410,17 @@ function untilAborted(signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
 }
 
-async function runUnary(n: Native.NativeServer, id: number, fn: UnaryHandler, request: Buffer, ctx: CallContext) {
+/** Runs a unary handler and answers; resolves with the failure it reported, if any. */
+async function runUnary(n: Native.NativeServer, id: number, fn: UnaryHandler, request: Buffer, ctx: CallContext): Promise<unknown> {
   try {
     const response = await fn(request, ctx);
-    if (!ctx.signal.aborted) n.respond(id, handlerBytes(ctx.method, response), toEntries(ctx.responseHeader), toEntries(ctx.responseTrailer));
+    if (ctx.signal.aborted) return ctx.signal.reason;
+    n.respond(id, handlerBytes(ctx.method, response), toEntries(ctx.responseHeader), toEntries(ctx.responseTrailer));
+    return undefined;
   } catch (e) {
-    if (!ctx.signal.aborted) fail(n, id, e, ctx, true);
+    if (ctx.signal.aborted) return ctx.signal.reason;
+    fail(n, id, e, ctx, true);
+    return e;
   }
 }
 
@@ -423,19 +441,21 @@ async function runStreaming(
   request: Buffer,
   ctx: CallContext,
   checkpoints: Checkpoints,
-) {
+  inSpan: <T>(f: () => T) => T,
+): Promise<unknown> {
   let iterator: AsyncIterator<Uint8Array> | Iterator<Uint8Array> | undefined;
   let finished = false;
   let headerUnsent = true;
   try {
-    const iterable = fn(request, ctx);
+    const iterable = inSpan(() => fn(request, ctx));
     iterator =
       Symbol.asyncIterator in iterable
         ? (iterable as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]()
         : (iterable as Iterable<Uint8Array>)[Symbol.iterator]();
     for (;;) {
-      if (ctx.signal.aborted) return;
-      const step = await iterator.next();
+      if (ctx.signal.aborted) return ctx.signal.reason;
+      const it = iterator;
+      const step = await inSpan(() => it.next());
       if (step.done) break;
       const header = headerUnsent ? toEntries(ctx.responseHeader) : undefined;
       headerUnsent = false;
@@ -447,14 +467,17 @@ async function runStreaming(
       // Closed: cancelled, deadline or connection lost. The runtime's cancel event, which carries
       // the reason, is on its way; wait for it so ctx.signal aborts before the iterator is closed.
       await untilAborted(ctx.signal);
-      return;
+      return ctx.signal.reason;
     }
     finished = true;
     checkpoints.take(); // the call is complete: nothing will resume it
     n.end(id, headerUnsent ? toEntries(ctx.responseHeader) : undefined, toEntries(ctx.responseTrailer));
+    return undefined;
   } catch (e) {
     finished = true;
-    if (!ctx.signal.aborted) fail(n, id, e, ctx, headerUnsent);
+    if (ctx.signal.aborted) return ctx.signal.reason;
+    fail(n, id, e, ctx, headerUnsent);
+    return e;
   } finally {
     if (!finished && iterator?.return) {
       try {
