@@ -14,6 +14,8 @@ import { fromBinding, reportInternal, RpcError } from './errors.js';
 import { connectionTimers, integer, invalid, optionalBoolean, optionalFunc, optionalInteger, optionalPemFiles, optionalPort, optionalString, record, string, stringList, U32_MAX } from './options.js';
 import { defaultClusterDir } from './worker.js';
 import { recordMigration } from './tracing.js';
+import { AdminEndpoint, checkAdmin, type AdminOptions } from './admin.js';
+import { addGaugeSource, recordFailover, recordMigrationMetrics } from './metrics.js';
 
 /** Options of {@link Director.start}. */
 export interface DirectorOptions {
@@ -67,6 +69,11 @@ export interface DirectorOptions {
    * `idleTimeoutMs`; 0 for none. Default 5000, or a third of `idleTimeoutMs` if that is less.
    */
   keepAliveMs?: number;
+  /**
+   * Serve the HTTP admin endpoint (`/metrics`, `/health/live`, `/health/ready`: a live worker is
+   * registered, `/migrations`) on this address; see the `admin` module. Default: none.
+   */
+  admin?: AdminOptions;
 
   /** Skip the Confirmation phase (RFC-001 phase 2). Default false: the target's hook is asked. */
   autoConfirm?: boolean;
@@ -312,6 +319,11 @@ export interface Director {
 export class Director extends EventEmitter {
   readonly #native: Native.NativeDirector;
   readonly #loop: Promise<void>;
+  /** Migrations in progress, by id (for `/migrations` and `rpcnet_active_migrations`). */
+  readonly #migrations = new Map<number, { migrationId: number; sessionId: string; source: string; target: string; reason: string; startedAt: string }>();
+  /** Removes this director from the metrics' gauges. */
+  readonly #gauges: () => void;
+  #admin: AdminEndpoint | undefined;
   #policy: DirectorPolicy = {};
   #policyLoop: Promise<void> | undefined;
 
@@ -322,6 +334,11 @@ export class Director extends EventEmitter {
     this.#native = n;
     this.#caFile = caFile;
     this.#loop = this.#run();
+    this.#gauges = addGaugeSource({
+      sessions: () => this.#native.sessions().length,
+      workers: () => this.workers().length,
+      activeMigrations: () => this.#migrations.size,
+    });
   }
 
   /**
@@ -380,7 +397,9 @@ export class Director extends EventEmitter {
       'shutdownOnSigterm',
       'idleTimeoutMs',
       'keepAliveMs',
+      'admin',
     ]);
+    const admin = checkAdmin(o.admin);
     const shutdownOnSigterm = optionalBoolean('shutdownOnSigterm', o.shutdownOnSigterm) ?? true;
     const tls = optionalPemFiles('tls', o.tls);
     const checked: Native.NativeDirectorOptions = {
@@ -404,11 +423,27 @@ export class Director extends EventEmitter {
     } catch (e) {
       throw fromBinding(e);
     }
+    if (admin) {
+      try {
+        director.#admin = await AdminEndpoint.start(admin, {
+          notReady: () => (director.workers().length === 0 ? 'no live worker is registered' : undefined),
+          migrations: () => [...director.#migrations.values()],
+        });
+      } catch (e) {
+        await director.close();
+        throw e;
+      }
+    }
     if (shutdownOnSigterm) {
       if (sigtermDirectors.size === 0) process.on('SIGTERM', onDirectorSigterm);
       sigtermDirectors.add(director);
     }
     return director;
+  }
+
+  /** The admin endpoint's address (`host:port`), `undefined` without the `admin` option. */
+  get adminAddress(): string | undefined {
+    return this.#admin?.address;
   }
 
   /** The user port's address, `ip:port`: clients connect here. */
@@ -545,8 +580,36 @@ export class Director extends EventEmitter {
     if (sigtermDirectors.delete(this) && sigtermDirectors.size === 0 && !sigtermShuttingDown) {
       process.off('SIGTERM', onDirectorSigterm);
     }
+    this.#gauges();
+    await this.#admin?.close();
     await this.#loop;
     await this.#policyLoop;
+  }
+
+  /** Metrics, traces and the list of migrations in progress, from an event. */
+  #observe(e: DirectorEvent): void {
+    switch (e.kind) {
+      case 'migration-started':
+        this.#migrations.set(e.migrationId, {
+          migrationId: e.migrationId,
+          sessionId: e.sessionId,
+          source: e.source,
+          target: e.target,
+          reason: e.reason,
+          startedAt: new Date().toISOString(),
+        });
+        break;
+      case 'migration-completed':
+      case 'migration-aborted':
+        this.#migrations.delete(e.report.migrationId);
+        recordMigrationMetrics(e.report);
+        recordMigration(e.report); // an OpenTelemetry span (a no-op without an SDK)
+        break;
+      case 'failover':
+        recordFailover();
+        break;
+      default:
+    }
   }
 
   async #run(): Promise<void> {
@@ -562,8 +625,7 @@ export class Director extends EventEmitter {
           reportInternal(error as RpcError);
           continue;
         }
-        // OpenTelemetry (a no-op without an SDK): a span per finished migration.
-        if (e.kind === 'migration-completed' || e.kind === 'migration-aborted') recordMigration(e.report);
+        this.#observe(e);
         this.emit(e.kind, e as never);
         this.emit('event', e);
       }

@@ -21,6 +21,8 @@ export type { ClientOptions, ClientTlsOptions, CallOptions } from './client.js';
 export { RpcError, ERROR_CODES, isErrorCode } from './errors.js';
 export { encodeBinaryHeader, decodeBinaryHeader } from './metadata.js';
 export type { MetadataInit } from './metadata.js';
+export { registry as metricsRegistry } from './metrics.js';
+export type { AdminOptions } from './admin.js';
 export type {
   ClientInterceptor,
   ClientCallFn,

@@ -7,10 +7,12 @@
  */
 import { context as otelContext } from '@opentelemetry/api';
 import { native, type Native } from './binding.js';
-import { fromBinding, reportInternal, RpcError, toWire, unknownKind } from './errors.js';
+import { asRpcError, fromBinding, reportInternal, RpcError, toWire, unknownKind } from './errors.js';
 import { chain, type ServerCallFn, type ServerInterceptor } from './interceptor.js';
 import { appendAll, fromEntries, toEntries } from './metadata.js';
 import { endSpan, startServerSpan } from './tracing.js';
+import { AdminEndpoint, checkAdmin, type AdminOptions } from './admin.js';
+import { recordCall } from './metrics.js';
 import { bytes, connectionTimers, describe, func, invalid, optionalFunctions, optionalInteger, optionalPemFiles, optionalPort, optionalString, record, U32_MAX } from './options.js';
 import type { ConnectionStats } from './stats.js';
 
@@ -50,6 +52,11 @@ export interface ServerOptions {
    * {@link RpcServer.use}). Default none.
    */
   interceptors?: ServerInterceptor[];
+  /**
+   * Serve the HTTP admin endpoint (`/metrics`, `/health/live`, `/health/ready`: the server
+   * listens) on this address; see the `admin` module. Default: none.
+   */
+  admin?: AdminOptions;
 }
 
 /** The connection a call arrived on. */
@@ -197,6 +204,7 @@ export class RpcServer {
   readonly #interceptors: ServerInterceptor[] = [];
   readonly #loop: Promise<void>;
   #closed = false;
+  #admin: AdminEndpoint | undefined;
 
   private constructor(n: Native.NativeServer) {
     this.#native = n;
@@ -213,7 +221,8 @@ export class RpcServer {
    * ranges, unknown keys) or unreadable PEM files, `UNAVAILABLE` when the address cannot be bound.
    */
   static async listen(options: ServerOptions = {}): Promise<RpcServer> {
-    const o = record('options', options, ['host', 'port', 'tls', 'maxFrameSize', 'streamWindow', 'idleTimeoutMs', 'keepAliveMs', 'interceptors']);
+    const o = record('options', options, ['host', 'port', 'tls', 'maxFrameSize', 'streamWindow', 'idleTimeoutMs', 'keepAliveMs', 'interceptors', 'admin']);
+    const admin = checkAdmin(o.admin);
     const interceptors = optionalFunctions<ServerInterceptor>('interceptors', o.interceptors);
     const tls = optionalPemFiles('tls', o.tls);
     const window = record('streamWindow', o.streamWindow, ['items', 'bytes']);
@@ -227,13 +236,22 @@ export class RpcServer {
       streamWindowBytes: optionalInteger('streamWindow.bytes', window.bytes, 1, U32_MAX, 'bytes'),
       ...connectionTimers(o.idleTimeoutMs, o.keepAliveMs),
     };
+    let server: RpcServer;
     try {
-      const server = new RpcServer(await native.listen(checked));
-      server.#interceptors.push(...interceptors);
-      return server;
+      server = new RpcServer(await native.listen(checked));
     } catch (e) {
       throw fromBinding(e);
     }
+    server.#interceptors.push(...interceptors);
+    if (admin) {
+      try {
+        server.#admin = await AdminEndpoint.start(admin, { notReady: () => (server.#closed ? 'closing' : undefined) });
+      } catch (e) {
+        await server.close();
+        throw e;
+      }
+    }
+    return server;
   }
 
   /** The bound address, `ip:port`; pass it to {@link RpcClient.connect}. */
@@ -249,6 +267,11 @@ export class RpcServer {
   /** SHA-256 fingerprint of the server certificate (64 lowercase hex digits), for `tls.pin`. */
   get certFingerprint(): string {
     return this.#native.certFingerprint;
+  }
+
+  /** The admin endpoint's address (`host:port`), `undefined` without the `admin` option. */
+  get adminAddress(): string | undefined {
+    return this.#admin?.address;
   }
 
   /** Calls currently in progress. */
@@ -305,6 +328,7 @@ export class RpcServer {
     this.#closed = true;
     const released = this.#native.close();
     for (const c of this.#calls.values()) c.abort(new RpcError('UNAVAILABLE', 'server closed'));
+    await this.#admin?.close();
     await released;
     await this.#loop;
   }
@@ -353,6 +377,8 @@ export class RpcServer {
     };
     const done = () => this.#calls.delete(id);
     if (!handler) {
+      // A fixed label: clients must not be able to create label values.
+      recordCall('(unknown)', 'UNIMPLEMENTED', 0);
       n.fail(id, 'UNIMPLEMENTED', `no such method: ${method}`, undefined, undefined);
       done();
       return;
@@ -375,8 +401,10 @@ export class RpcServer {
       'rpcnet.resumed': event.resume !== null && event.resume !== undefined,
     });
     const inSpan = <T>(f: () => T): T => otelContext.with(spanContext, f);
+    const arrived = performance.now();
     const finish = (failure: unknown) => {
       endSpan(span, failure);
+      recordCall(method, failure === undefined ? 'OK' : asRpcError(failure, 'the handler failed').code, (performance.now() - arrived) / 1000);
       done();
     };
     if (!handler.streaming) {

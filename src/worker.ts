@@ -10,6 +10,7 @@ import { fromBinding, reportInternal, RpcError, unknownKind } from './errors.js'
 import { bytes, describe, integer, invalid, optionalBoolean, optionalFunc, optionalInteger, optionalPort, optionalString, record, string, stringList, U32_MAX } from './options.js';
 import type { ServerInterceptor } from './interceptor.js';
 import { serverOver, type RpcServer, type ServerStreamingHandler, type UnaryHandler } from './server.js';
+import { AdminEndpoint, checkAdmin, type AdminOptions } from './admin.js';
 
 /** Options of {@link RpcWorker.start}. */
 export interface WorkerOptions {
@@ -69,6 +70,12 @@ export interface WorkerOptions {
    * since both handlers would run.
    */
   drainOnSigterm?: boolean;
+  /**
+   * Serve the HTTP admin endpoint (`/metrics`, `/health/live`, `/health/ready`: a director
+   * accepted this worker and it is not draining) on this address; see the `admin` module.
+   * Default: none.
+   */
+  admin?: AdminOptions;
 }
 
 /** A migration request as the target's policy hook sees it (RFC-001 MigrationRequest). */
@@ -163,6 +170,9 @@ function onSigterm(): void {
  */
 export class RpcWorker {
   readonly #native: Native.NativeWorker;
+  #admin: AdminEndpoint | undefined;
+  /** Set once {@link RpcWorker.drain} started: no longer ready for new sessions. */
+  #draining = false;
   readonly #server: RpcServer;
   #hooks: WorkerHooks = {};
   readonly #loop: Promise<void>;
@@ -197,7 +207,9 @@ export class RpcWorker {
       'heartbeatMs',
       'connectTimeoutMs',
       'drainOnSigterm',
+      'admin',
     ]);
+    const admin = checkAdmin(o.admin);
     const drainOnSigterm = optionalBoolean('drainOnSigterm', o.drainOnSigterm) ?? true;
     const checked: Native.NativeWorkerOptions = {
       id: string('id', o.id),
@@ -217,12 +229,32 @@ export class RpcWorker {
     } catch (e) {
       throw fromBinding(e);
     }
+    if (admin) {
+      try {
+        worker.#admin = await AdminEndpoint.start(admin, { notReady: () => worker.#notReady() });
+      } catch (e) {
+        await worker.close();
+        throw e;
+      }
+    }
     openWorkers.add(worker);
     if (drainOnSigterm) {
       if (sigtermWorkers.size === 0) process.on('SIGTERM', onSigterm);
       sigtermWorkers.add(worker);
     }
     return worker;
+  }
+
+  /** The admin endpoint's address (`host:port`), `undefined` without the `admin` option. */
+  get adminAddress(): string | undefined {
+    return this.#admin?.address;
+  }
+
+  /** Why the worker is not ready (`/health/ready`), `undefined` when it is. */
+  #notReady(): string | undefined {
+    if (this.#draining) return 'draining';
+    if (this.directors.length === 0) return 'no director has accepted this worker';
+    return undefined;
   }
 
   /** The worker's id. */
@@ -310,6 +342,7 @@ export class RpcWorker {
    */
   async drain(timeoutMs = 30_000): Promise<void> {
     const ms = integer('timeoutMs', timeoutMs, 1, U32_MAX, 'ms');
+    this.#draining = true;
     try {
       await this.#native.drain(ms);
     } catch (e) {
@@ -326,7 +359,7 @@ export class RpcWorker {
     openWorkers.delete(this);
     // While the handler runs it stays installed (further SIGTERMs are ignored); it removes itself.
     if (sigtermWorkers.delete(this) && sigtermWorkers.size === 0 && !sigtermDraining) process.off('SIGTERM', onSigterm);
-    await Promise.all([this.#native.close(), this.#server.close()]);
+    await Promise.all([this.#native.close(), this.#server.close(), this.#admin?.close()]);
     await this.#loop;
   }
 
