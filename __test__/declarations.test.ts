@@ -31,12 +31,14 @@ test('no Native type, fromNative or internal module is reachable from index.d.ts
   const files = reachable(join(root, packageJson.types));
   const names = [...files.keys()].map((f) => relative(root, f)).sort();
   t.deepEqual(names, [
+    'dist/admin.d.ts',
     'dist/client.d.ts',
     'dist/director.d.ts',
     'dist/errors.d.ts',
     'dist/index.d.ts',
     'dist/interceptor.d.ts',
     'dist/metadata.d.ts',
+    'dist/metrics.d.ts',
     'dist/server.d.ts',
     'dist/service.d.ts',
     'dist/stats.d.ts',
