@@ -37,6 +37,7 @@ test('no Native type, fromNative or internal module is reachable from index.d.ts
     'dist/errors.d.ts',
     'dist/index.d.ts',
     'dist/interceptor.d.ts',
+    'dist/log.d.ts',
     'dist/metadata.d.ts',
     'dist/metrics.d.ts',
     'dist/server.d.ts',

@@ -35,3 +35,49 @@ test('an unknown RPCNET_LOG_FORMAT falls back to text and says so', async (t) =>
   t.regex(stderr, /RPCNET_LOG_FORMAT must be text or json, got "yaml": writing text/);
   t.regex(stderr, /rpcnet server listening/);
 });
+
+/** Runs `body` (module code with `rpcnet` imported) in a new node process; returns stdout and stderr. */
+async function script(body: string, env: Record<string, string>): Promise<{ stdout: string; stderr: string }> {
+  const code = `const rpcnet = await import(${JSON.stringify(index)});\n${body}`;
+  return run(process.execPath, ['--input-type=module', '-e', code], { env: { ...process.env, ...env } });
+}
+
+test("setLogHandler hands the records to the application's logger instead of stderr; null gives them back", async (t) => {
+  const { stdout, stderr } = await script(
+    `
+    const records = [];
+    rpcnet.setLogHandler((r) => records.push(r));
+    const a = await rpcnet.RpcServer.listen(); await a.close();
+    await new Promise((r) => setTimeout(r, 200));
+    rpcnet.setLogHandler(null);
+    const b = await rpcnet.RpcServer.listen(); await b.close();
+    console.log(JSON.stringify(records));
+    `,
+    { RPCNET_LOG: 'rpcnet=info' },
+  );
+  const records = JSON.parse(stdout) as { level: string; target: string; message: string; fields: Record<string, string>; time: string }[];
+  const listening = records.filter((r) => r.message === 'rpcnet server listening');
+  t.is(listening.length, 1, 'the first server logged to the handler, the second to stderr');
+  t.is(listening[0]!.level, 'INFO');
+  t.regex(listening[0]!.target, /^rpcnet_runtime/);
+  t.regex(listening[0]!.fields.addr ?? '', /^127\.0\.0\.1:\d+$/);
+  t.true(Math.abs(Date.parse(listening[0]!.time) - Date.now()) < 60_000);
+  t.is(stderr.match(/rpcnet server listening/g)?.length, 1, 'only the second server wrote to stderr');
+});
+
+test('a log handler that throws is reported as a warning, and records keep coming', async (t) => {
+  const { stdout, stderr } = await script(
+    `
+    let n = 0;
+    rpcnet.setLogHandler(() => { n++; throw new Error('logger broke'); });
+    for (let i = 0; i < 2; i++) { const s = await rpcnet.RpcServer.listen(); await s.close(); }
+    await new Promise((r) => setTimeout(r, 200));
+    console.log(n);
+    `,
+    { RPCNET_LOG: 'rpcnet=info' },
+  );
+  t.true(Number(stdout) >= 2, `handler calls: ${stdout}`);
+  t.regex(stderr, /the log handler threw: logger broke/);
+  const e = await t.throwsAsync(script(`rpcnet.setLogHandler('console');`, {}));
+  t.regex(String(e?.message), /handler must be a function/);
+});

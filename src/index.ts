@@ -23,6 +23,8 @@ export { encodeBinaryHeader, decodeBinaryHeader } from './metadata.js';
 export type { MetadataInit } from './metadata.js';
 export { registry as metricsRegistry } from './metrics.js';
 export type { AdminOptions } from './admin.js';
+export { setLogHandler } from './log.js';
+export type { LogRecord } from './log.js';
 export type {
   ClientInterceptor,
   ClientCallFn,

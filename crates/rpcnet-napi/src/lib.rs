@@ -14,6 +14,7 @@
 
 mod client;
 mod director;
+mod log;
 mod metadata;
 mod server;
 mod worker;
