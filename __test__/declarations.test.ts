@@ -33,6 +33,7 @@ test('no Native type, fromNative or internal module is reachable from index.d.ts
   t.deepEqual(names, [
     'dist/admin.d.ts',
     'dist/client.d.ts',
+    'dist/config.d.ts',
     'dist/director.d.ts',
     'dist/errors.d.ts',
     'dist/index.d.ts',

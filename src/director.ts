@@ -82,6 +82,11 @@ export interface DirectorOptions {
   /** Longest migration before the Pivot; ms, a positive integer. Default 5000 (RFC-001). */
   totalTimeoutMs?: number;
   /**
+   * Migrations that run at once at most, a positive integer (RFC-001 Appendix B
+   * `max_concurrent`); a drain of more sessions queues the rest. Default 100.
+   */
+  maxConcurrentMigrations?: number;
+  /**
    * Shut down on SIGTERM, a boolean. Default true: while the director is open, a SIGTERM to the
    * process runs {@link Director.shutdown} (clients of resumable sessions move to another
    * director of the cluster, waited for up to 10 s) and then exits the process with code 0 once
@@ -394,6 +399,7 @@ export class Director extends EventEmitter {
       'autoConfirm',
       'phaseTimeoutMs',
       'totalTimeoutMs',
+      'maxConcurrentMigrations',
       'shutdownOnSigterm',
       'idleTimeoutMs',
       'keepAliveMs',
@@ -415,6 +421,7 @@ export class Director extends EventEmitter {
       autoConfirm: optionalBoolean('autoConfirm', o.autoConfirm),
       phaseTimeoutMs: optionalInteger('phaseTimeoutMs', o.phaseTimeoutMs, 1, U32_MAX, 'ms'),
       totalTimeoutMs: optionalInteger('totalTimeoutMs', o.totalTimeoutMs, 1, U32_MAX, 'ms'),
+      maxConcurrentMigrations: optionalInteger('maxConcurrentMigrations', o.maxConcurrentMigrations, 1, U32_MAX, 'migrations'),
       ...connectionTimers(o.idleTimeoutMs, o.keepAliveMs),
     };
     let director: Director;

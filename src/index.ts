@@ -24,6 +24,8 @@ export type { MetadataInit } from './metadata.js';
 export { registry as metricsRegistry } from './metrics.js';
 export type { AdminOptions } from './admin.js';
 export { setLogHandler } from './log.js';
+export { loadConfig, parseConfig, envName } from './config.js';
+export type { RpcnetConfig } from './config.js';
 export type { LogRecord } from './log.js';
 export type {
   ClientInterceptor,

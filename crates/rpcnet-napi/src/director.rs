@@ -41,6 +41,8 @@ pub struct NativeDirectorOptions {
     pub phase_timeout_ms: Option<u32>,
     /// Longest migration before the Pivot.
     pub total_timeout_ms: Option<u32>,
+    /// Migrations that run at once at most (RFC-001 Appendix B `max_concurrent`).
+    pub max_concurrent_migrations: Option<u32>,
     /// QUIC idle timeout the user port offers clients, ms.
     pub idle_timeout_ms: Option<u32>,
     /// Keep-alive PING interval of the user port, ms; 0 for none.
@@ -298,6 +300,9 @@ async fn bind(options: NativeDirectorOptions) -> std::result::Result<NativeDirec
     }
     if let Some(ms) = options.phase_timeout_ms {
         config.migration.phase_timeout_ms = ms.into();
+    }
+    if let Some(n) = options.max_concurrent_migrations {
+        config.max_concurrent_migrations = n as usize;
     }
     if let Some(ms) = options.total_timeout_ms {
         config.migration.total_timeout_ms = ms.into();
