@@ -81,6 +81,9 @@ test('the packed packages install without a Rust toolchain and work: types, RPC,
   await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', packed.main, packed.platform, '@types/node@20'], { cwd: app, env, timeout: 180_000 });
   t.deepEqual(readdirSync(join(app, 'node_modules', `rpcnet-${PLATFORM}`)).sort(), ['LICENSE-APACHE', 'LICENSE-MIT', 'README.md', 'package.json', `rpcnet.${PLATFORM}.node`]);
 
+  const cli = await run(join(app, 'node_modules', '.bin', 'rpcnet'), ['--help'], { cwd: app, env });
+  t.regex(cli.stdout, /director \[options\]/, 'the rpcnet command is installed');
+
   writeFileSync(join(app, 'main.ts'), PROGRAM);
   writeFileSync(
     join(app, 'tsconfig.json'),
