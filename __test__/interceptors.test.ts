@@ -180,3 +180,37 @@ test('interceptors must be functions', async (t) => {
   t.throws(() => server.use('x' as never), { instanceOf: RpcError, message: 'interceptor must be a function, got "x" (string)' });
   await server.close();
 });
+
+test('a streaming response an interceptor drops without reading is cancelled on the server once collected (the native handle\'s finalizer)', async (t) => {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) return t.fail('ava runs node with --expose-gc (package.json)');
+  const server = await RpcServer.listen();
+  let reason: unknown;
+  server.serverStreaming('forever', async function* (_req, ctx) {
+    ctx.signal.addEventListener('abort', () => (reason = ctx.signal.reason), { once: true });
+    for (let i = 0; !ctx.signal.aborted; i++) {
+      yield u32(i);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  });
+  // Calls next (the call starts), then answers with items of its own: the call's are dropped.
+  const substitute: ClientInterceptor = (next) => async (req) => {
+    const res = await next(req);
+    return { ...res, message: (async function* () { yield Buffer.from('cached'); })() } as typeof res;
+  };
+  const client = await RpcClient.connect(server.address, { tls: { pin: server.certFingerprint }, interceptors: [substitute] });
+  try {
+    const items: string[] = [];
+    for await (const item of client.callStreaming('forever', Buffer.alloc(0))) items.push(item.toString());
+    t.deepEqual(items, ['cached']);
+    for (let i = 0; i < 100 && reason === undefined; i++) {
+      gc();
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    t.true(reason instanceof RpcError, 'the handler was stopped');
+    t.is((reason as RpcError).code, 'CANCELLED');
+  } finally {
+    await client.close();
+    await server.close();
+  }
+});

@@ -122,6 +122,13 @@ export interface CallOptions {
   onTrailer?: (trailers: Headers) => void;
 }
 
+/**
+ * Ends the span of a streaming response that was garbage-collected before it was read to its
+ * end (no `return()` ran). The call itself is cancelled by the native stream's own finalizer:
+ * dropping its QUIC streams sends STOP_SENDING, and the server's handler sees `CANCELLED`.
+ */
+const abandoned = new FinalizationRegistry<Span>((span) => endSpan(span, aborted()));
+
 /** Items taken from the native stream per crossing. */
 const ITEM_BATCH = 1024;
 
@@ -428,6 +435,7 @@ export class RpcClient extends EventEmitter<SessionEvents> {
       endSpan(span, e);
       throw e;
     }
+    const dropped = {};
     const message = {
       async *[Symbol.asyncIterator]() {
         let ended = false;
@@ -445,6 +453,7 @@ export class RpcClient extends EventEmitter<SessionEvents> {
           failure = e;
           throw e;
         } finally {
+          abandoned.unregister(dropped);
           signal?.removeEventListener('abort', onAbort);
           if (!ended) {
             stream.cancel();
@@ -454,6 +463,8 @@ export class RpcClient extends EventEmitter<SessionEvents> {
         }
       },
     };
+    // An interceptor (or a caller) may drop the items without reading them to the end.
+    abandoned.register(message, span, dropped);
     return { stream: true, method: m, message, header, trailer };
   }
 
