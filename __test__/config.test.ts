@@ -47,6 +47,9 @@ test('environment variables override the file', (t) => {
   t.is(config.director.maxConcurrentMigrations, 7);
   t.is(config.director.host, '0.0.0.0');
   t.deepEqual(config.worker.director, ['a:1', 'b:2']);
+  t.is(parseConfig('', { RPCNET_WORKER_ID: 'true' }).worker.id, 'true', 'a string key keeps "true" as text');
+  t.deepEqual(parseConfig('', { RPCNET_CLUSTER_DIR: '' }).director, {}, 'an empty variable is unset');
+  t.is(parseConfig('', { RPCNET_MIGRATION_SECURITY_REQUIRE_AUTH: 'true' }).director.host, undefined);
   const e = t.throws(() => parseConfig('', { RPCNET_MIGRATION_TIMEOUT_MS: 'soon' }), { instanceOf: RpcError });
   t.is(e.message, 'RPCNET_MIGRATION_TIMEOUT_MS (rpcnet.migration.timeout_ms) must be a whole number, got "soon"');
 });

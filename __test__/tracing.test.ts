@@ -136,6 +136,11 @@ test.serial('a migrated call continues the same trace on the new worker; the mig
       t.is(s.parentSpanContext?.spanId, clientSpan!.spanContext().spanId, 'both are children of the client span');
     }
     t.deepEqual(servers.map((s) => s.attributes['rpcnet.resumed']).sort(), [false, true]);
+    const source = servers.find((s) => s.attributes['rpcnet.resumed'] === false)!;
+    const target = servers.find((s) => s.attributes['rpcnet.resumed'] === true)!;
+    t.is(source.status.code, SpanStatusCode.UNSET, "the source's run is not an outcome");
+    t.deepEqual(source.events.map((e) => e.name), ['rpcnet.moved']);
+    t.is(target.status.code, SpanStatusCode.OK);
     const [migration] = spans('rpcnet.migration');
     t.truthy(migration, 'the director recorded the migration');
     t.is(migration!.attributes['rpcnet.migration.completed'], true);

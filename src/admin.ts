@@ -11,6 +11,10 @@
  *   director accepted it and it is not draining; a director when it has a live worker; a plain
  *   server while it listens.
  * - `GET /migrations` (directors): the migrations in progress, as JSON.
+ *
+ * The metrics registry is the process's: every endpoint of one process serves the same series,
+ * so configure one endpoint per process (a process that runs a director and a worker gives the
+ * option to one of them).
  * @module
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -64,7 +68,9 @@ export class AdminEndpoint {
    * @throws {RpcError} `UNAVAILABLE` when the port cannot be bound.
    */
   static async start(options: { host: string; port: number }, source: AdminSource): Promise<AdminEndpoint> {
-    const server = createServer((req, res) => void answer(req, res, source));
+    const server = createServer((req, res) => {
+      answer(req, res, source).catch((e: unknown) => send(res, 500, 'text/plain', `admin endpoint failed: ${(e as Error)?.message ?? String(e)}\n`));
+    });
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e) => reject(new RpcError('UNAVAILABLE', `admin endpoint cannot listen on ${options.host}:${options.port}: ${e.message}`, { cause: e })));
       server.listen(options.port, options.host, () => resolve());

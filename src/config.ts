@@ -55,7 +55,7 @@ export interface RpcnetConfig {
   worker: Partial<WorkerOptions>;
 }
 
-type Kind = 'string' | 'port' | 'ms' | 'count' | 'strings';
+type Kind = 'string' | 'bool' | 'port' | 'ms' | 'count' | 'strings';
 
 /** One key: its kind, where it goes, and (for settings rpcnet does not vary) its only value. */
 interface Key {
@@ -77,7 +77,7 @@ const KEYS: Record<string, Key> = {
   'rpcnet.migration.failover_after_ms': { kind: 'ms', director: 'failoverAfterMs' },
   'rpcnet.migration.compression': { kind: 'string', only: 'zstd', why: 'snapshots are always zstd-compressed' },
   'rpcnet.migration.encryption': { kind: 'string', only: 'aes256gcm', why: 'snapshots are always sealed with AES-256-GCM' },
-  'rpcnet.migration.security.require_auth': { kind: 'string', only: true, why: 'migration tokens are always checked' },
+  'rpcnet.migration.security.require_auth': { kind: 'bool', only: true, why: 'migration tokens are always checked' },
   'rpcnet.migration.security.hmac_algorithm': { kind: 'string', only: 'sha256', why: 'tokens are always HMAC-SHA256' },
   'rpcnet.admin.port': { kind: 'port', director: 'admin.port', worker: 'admin.port' },
   'rpcnet.admin.host': { kind: 'string', director: 'admin.host', worker: 'admin.host' },
@@ -116,7 +116,11 @@ export function envName(key: string): string {
 /** An environment variable's text as the kind of value `key` takes. */
 function fromEnv(key: string, kind: Kind, text: string): unknown {
   if (kind === 'strings') return text.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
-  if (kind === 'string') return text === 'true' ? true : text === 'false' ? false : text;
+  if (kind === 'string') return text;
+  if (kind === 'bool') {
+    if (text === 'true' || text === 'false') return text === 'true';
+    throw configError(`${envName(key)} (${key}) must be true or false, got ${JSON.stringify(text)}`);
+  }
   if (/^\d+$/.test(text)) return Number(text);
   throw configError(`${envName(key)} (${key}) must be a whole number, got ${JSON.stringify(text)}`);
 }
@@ -184,7 +188,8 @@ export function parseConfig(text: string, env: Record<string, string | undefined
     if (!KEYS[key]) throw configError(`${key} (${source}) is not an rpcnet setting; known: ${Object.keys(KEYS).join(', ')}`);
   }
   for (const [key, spec] of Object.entries(KEYS)) {
-    const fromVariable = env[envName(key)];
+    // An empty variable counts as unset (as RPCNET_CLUSTER_DIR does in the runtime).
+    const fromVariable = env[envName(key)] || undefined;
     const [value, from] = fromVariable !== undefined ? [fromEnv(key, spec.kind, fromVariable), `environment ${envName(key)}`] : [values.get(key), source];
     if (value === undefined) continue;
     const checked = check(key, spec, value, from);

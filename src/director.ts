@@ -329,6 +329,8 @@ export class Director extends EventEmitter {
   /** Removes this director from the metrics' gauges. */
   readonly #gauges: () => void;
   #admin: AdminEndpoint | undefined;
+  /** Set by shutdown() and close(): `/health/ready` answers 503 from then on. */
+  #stopping = false;
   #policy: DirectorPolicy = {};
   #policyLoop: Promise<void> | undefined;
 
@@ -433,7 +435,7 @@ export class Director extends EventEmitter {
     if (admin) {
       try {
         director.#admin = await AdminEndpoint.start(admin, {
-          notReady: () => (director.workers().length === 0 ? 'no live worker is registered' : undefined),
+          notReady: () => (director.#stopping ? 'shutting down' : director.workers().length === 0 ? 'no live worker is registered' : undefined),
           migrations: () => [...director.#migrations.values()],
         });
       } catch (e) {
@@ -568,6 +570,7 @@ export class Director extends EventEmitter {
    */
   async shutdown(timeoutMs = SIGTERM_SHUTDOWN_MS): Promise<number> {
     const t = optionalInteger('timeoutMs', timeoutMs, 0, U32_MAX, 'ms') ?? SIGTERM_SHUTDOWN_MS;
+    this.#stopping = true;
     const stayed = await this.#native.shutdown(t); // closes both ports too
     await this.#closed();
     return stayed;
@@ -578,6 +581,7 @@ export class Director extends EventEmitter {
    * they can be bound again at once.
    */
   async close(): Promise<void> {
+    this.#stopping = true;
     await this.#native.close();
     await this.#closed();
   }

@@ -10,7 +10,7 @@ import { native, type Native } from './binding.js';
 import { asRpcError, fromBinding, reportInternal, RpcError, toWire, unknownKind } from './errors.js';
 import { chain, type ServerCallFn, type ServerInterceptor } from './interceptor.js';
 import { appendAll, fromEntries, toEntries } from './metadata.js';
-import { endSpan, startServerSpan } from './tracing.js';
+import { endMovedSpan, endSpan, startServerSpan } from './tracing.js';
 import { AdminEndpoint, checkAdmin, type AdminOptions } from './admin.js';
 import { recordCall } from './metrics.js';
 import { bytes, connectionTimers, describe, func, invalid, optionalFunctions, optionalInteger, optionalPemFiles, optionalPort, optionalString, record, U32_MAX } from './options.js';
@@ -205,6 +205,8 @@ export class RpcServer {
   readonly #loop: Promise<void>;
   #closed = false;
   #admin: AdminEndpoint | undefined;
+  /** Calls whose handler stopped because the call goes on elsewhere (migrated, kept for a resume). */
+  readonly #moved = new Set<number>();
 
   private constructor(n: Native.NativeServer) {
     this.#native = n;
@@ -343,6 +345,7 @@ export class RpcServer {
             this.#start(event);
             break;
           case 'cancel':
+            if (event.moved) this.#moved.add(event.id);
             this.#calls.get(event.id)?.abort(new RpcError(event.code, event.message));
             break;
           default:
@@ -403,8 +406,13 @@ export class RpcServer {
     const inSpan = <T>(f: () => T): T => otelContext.with(spanContext, f);
     const arrived = performance.now();
     const finish = (failure: unknown) => {
-      endSpan(span, failure);
-      recordCall(method, failure === undefined ? 'OK' : asRpcError(failure, 'the handler failed').code, (performance.now() - arrived) / 1000);
+      if (this.#moved.delete(id)) {
+        // Not an outcome: another run of the handler continues the call and records it.
+        endMovedSpan(span);
+      } else {
+        endSpan(span, failure);
+        recordCall(method, failure === undefined ? 'OK' : asRpcError(failure, 'the handler failed').code, (performance.now() - arrived) / 1000);
+      }
       done();
     };
     if (!handler.streaming) {

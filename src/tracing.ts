@@ -93,6 +93,17 @@ export function endSpan(span: Span, error?: unknown): void {
 }
 
 /**
+ * Ends the server span of a handler run that stopped because its call goes on elsewhere (a
+ * migration, or a director link lost with the call kept for a resume): no status, an event
+ * `rpcnet.moved`; the next run's span (`rpcnet.resumed` = true) carries the outcome.
+ * @internal
+ */
+export function endMovedSpan(span: Span): void {
+  span.addEvent('rpcnet.moved');
+  span.end();
+}
+
+/**
  * Records a finished migration as a span `rpcnet.migration` that covers it (it ends now and
  * started `durationMs` ago), with one event per RFC-001 phase.
  * @internal

@@ -17,6 +17,14 @@ const QUEUE: usize = 4096;
 /// Records per call into JavaScript at most.
 const BATCH: usize = 256;
 
+/// Batches waiting in napi's queue at most: the forwarding thread then waits, the channel fills
+/// and further records are dropped (counted) instead of growing memory.
+const PENDING_BATCHES: usize = 4;
+
+/// Counts handler changes, so that a forwarding thread whose JavaScript side went away clears
+/// the sink only if it is still the current one.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
 /// One log record (see `LogRecord` in src/log.ts).
 #[napi(object)]
 pub struct NativeLogRecord {
@@ -32,13 +40,21 @@ pub struct NativeLogRecord {
     pub timestamp_ms: f64,
 }
 
-type Handler =
-    ThreadsafeFunction<Vec<NativeLogRecord>, (), Vec<NativeLogRecord>, Status, false, true>;
+type Handler = ThreadsafeFunction<
+    Vec<NativeLogRecord>,
+    (),
+    Vec<NativeLogRecord>,
+    Status,
+    false,
+    true,
+    PENDING_BATCHES,
+>;
 
 /// Sends the runtime's log records (those `RPCNET_LOG` lets through) to `handler` in batches
 /// instead of stderr, or back to stderr with `null`. Replaces an earlier handler.
 #[napi(ts_args_type = "handler: ((records: Array<NativeLogRecord>) => void) | null")]
 pub fn set_log_handler(handler: Option<Function<Vec<NativeLogRecord>, ()>>) -> Result<()> {
+    let generation = GENERATION.fetch_add(1, Ordering::SeqCst) + 1;
     let Some(handler) = handler else {
         set_sink(None);
         return Ok(());
@@ -47,13 +63,14 @@ pub fn set_log_handler(handler: Option<Function<Vec<NativeLogRecord>, ()>>) -> R
         .build_threadsafe_function::<Vec<NativeLogRecord>>()
         .callee_handled::<false>()
         .weak::<true>()
+        .max_queue_size::<PENDING_BATCHES>()
         .build()?;
     let (tx, rx) = sync_channel::<LogRecord>(QUEUE);
     let dropped = Arc::new(AtomicU64::new(0));
     let counted = dropped.clone();
     std::thread::Builder::new()
         .name("rpcnet-log".into())
-        .spawn(move || forward(rx, tsfn, counted))
+        .spawn(move || forward(rx, tsfn, counted, generation))
         .map_err(|e| Error::from_reason(format!("cannot start the log thread: {e}")))?;
     set_sink(Some(Arc::new(move |record| {
         if let Err(TrySendError::Full(_)) = tx.try_send(record) {
@@ -64,8 +81,9 @@ pub fn set_log_handler(handler: Option<Function<Vec<NativeLogRecord>, ()>>) -> R
 }
 
 /// Until the sink is replaced (the channel closes): batches of records to JavaScript, with a
-/// record saying how many were dropped when the queue was full.
-fn forward(rx: Receiver<LogRecord>, tsfn: Handler, dropped: Arc<AtomicU64>) {
+/// record saying how many were dropped when the queue was full. If the JavaScript side goes away
+/// (its environment closes), logs go back to stderr, unless another handler was set since.
+fn forward(rx: Receiver<LogRecord>, tsfn: Handler, dropped: Arc<AtomicU64>, generation: u64) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![native(first)];
         while batch.len() < BATCH {
@@ -85,6 +103,9 @@ fn forward(rx: Receiver<LogRecord>, tsfn: Handler, dropped: Arc<AtomicU64>) {
             });
         }
         if tsfn.call(batch, ThreadsafeFunctionCallMode::Blocking) == Status::Closing {
+            if GENERATION.load(Ordering::SeqCst) == generation {
+                set_sink(None);
+            }
             return;
         }
     }

@@ -79,6 +79,8 @@ pub enum NativeServerEvent {
         code: NativeErrorCode,
         /// What happened, for humans.
         message: String,
+        /// The call goes on elsewhere (migrated, or kept for a resume): not a failure.
+        moved: bool,
     },
 }
 
@@ -205,10 +207,16 @@ impl NativeServer {
                         state: Buffer::from(state.to_vec()),
                     }),
                 },
-                ServerEvent::Cancelled { id, code, message } => NativeServerEvent::Cancel {
+                ServerEvent::Cancelled {
+                    id,
+                    code,
+                    message,
+                    moved,
+                } => NativeServerEvent::Cancel {
                     id: id as i64,
                     code: code.into(),
                     message,
+                    moved,
                 },
             })
             .collect()

@@ -219,12 +219,12 @@ pub(crate) async fn serve_call(
             let outcome = tokio::select! {
                 r = rx => Some(r.unwrap_or_else(|_| (Err(RpcError::internal("handler dropped the call")), Default::default()))),
                 _ = &mut sleep => {
-                    shared.emit(ServerEvent::Cancelled { id, code: ErrorCode::DeadlineExceeded, message: format!("deadline of {deadline_ms} ms exceeded") });
+                    shared.emit(ServerEvent::Cancelled { id, code: ErrorCode::DeadlineExceeded, message: format!("deadline of {deadline_ms} ms exceeded"), moved: false });
                     Some((Err(RpcError::deadline_exceeded(deadline_ms)), Default::default()))
                 }
                 r = &mut stopped => {
                     let code = stop_code(r);
-                    shared.emit(ServerEvent::Cancelled { id, code, message: "the client cancelled the call".into() });
+                    shared.emit(ServerEvent::Cancelled { id, code, message: "the client cancelled the call".into(), moved: false });
                     None
                 }
             };
@@ -432,6 +432,7 @@ pub(crate) async fn serve_call(
                         id,
                         code: ErrorCode::Unavailable,
                         message: "the director link was lost; the call is kept for a resume".into(),
+                        moved: true,
                     });
                 }
                 Stop::Frozen => {
@@ -440,6 +441,7 @@ pub(crate) async fn serve_call(
                         id,
                         code: ErrorCode::Unavailable,
                         message: "the session migrated to another worker".into(),
+                        moved: true,
                     });
                 }
                 Stop::Early(code, tell_client) => {
@@ -451,7 +453,12 @@ pub(crate) async fn serve_call(
                         ErrorCode::Cancelled => "the client cancelled the call".into(),
                         _ => "the connection was lost".into(),
                     };
-                    shared.emit(ServerEvent::Cancelled { id, code, message });
+                    shared.emit(ServerEvent::Cancelled {
+                        id,
+                        code,
+                        message,
+                        moved: false,
+                    });
                     if tell_client {
                         let _ = send
                             .write_all(&error_frame(&RpcError::deadline_exceeded(deadline_ms)))

@@ -131,6 +131,10 @@ pub enum ServerEvent {
         code: ErrorCode,
         /// What happened, for humans.
         message: String,
+        /// The call goes on elsewhere: its session migrated (State Capture), or its director link
+        /// was lost and the call is kept for a resume (PROTOCOL.md section 15.6). The handler
+        /// stops here all the same; another run of it (from its checkpoint) continues the call.
+        moved: bool,
     },
 }
 
