@@ -83,7 +83,7 @@ test('Director.start: each bad option names itself, its expected type and what i
     [{ tls: { certPath: 'c.pem' } }, 'tls.keyPath must be a non-empty string, got undefined'],
     [{ serverNames: 5 }, 'serverNames must be a non-empty string or a non-empty array of strings (a DNS name or an IP address), got 5 (number)'],
     [{ serverNames: ['rpc.example.com', 3] }, 'serverNames[1] must be a non-empty string (a DNS name or an IP address), got 3 (number)'],
-    [{ failoverAfterMS: 5 }, 'options has no option "failoverAfterMS"; known: clusterDir, host, port, mgmtPort, advertiseMgmtAddress, tls, serverNames, failoverAfterMs, autoConfirm, phaseTimeoutMs, totalTimeoutMs, shutdownOnSigterm, idleTimeoutMs, keepAliveMs'],
+    [{ failoverAfterMS: 5 }, 'options has no option "failoverAfterMS"; known: clusterDir, host, port, mgmtPort, advertiseMgmtAddress, tls, serverNames, failoverAfterMs, autoConfirm, phaseTimeoutMs, totalTimeoutMs, maxConcurrentMigrations, shutdownOnSigterm, idleTimeoutMs, keepAliveMs, admin'],
     [{ idleTimeoutMs: 0 }, 'idleTimeoutMs must be a positive integer (ms), got 0 (number)'],
     [{ idleTimeoutMs: 1000, keepAliveMs: 1000 }, 'keepAliveMs must be an integer (ms) below idleTimeoutMs (1000), got 1000 (number)'],
     ['fast', 'options must be an object, got "fast" (string)'],
@@ -156,7 +156,7 @@ test('RpcServer.listen: sizes and windows must be positive integers', async (t) 
     t,
     // @ts-expect-error no such option
     await t.throwsAsync(RpcServer.listen({ prot: 1 }), { instanceOf: RpcError }),
-    'options has no option "prot"; known: host, port, tls, maxFrameSize, streamWindow, idleTimeoutMs, keepAliveMs, interceptors',
+    'options has no option "prot"; known: host, port, tls, maxFrameSize, streamWindow, idleTimeoutMs, keepAliveMs, interceptors, admin',
   );
   invalid(
     t,
