@@ -129,8 +129,10 @@ struct BookEntry {
     /// ATTACHes at or below this route epoch are stale.
     fence: u64,
     frozen: bool,
-    /// Calls open here now, by call id, with the director that relays each.
-    open: BTreeMap<u64, DirectorKey>,
+    /// Calls open here now, by call id: the director that relays each (its latest ATTACH) and
+    /// how many of its ATTACHes are being served (a re-attach can arrive before the stream it
+    /// replaces has ended; the call is open until both ended).
+    open: BTreeMap<u64, (DirectorKey, u32)>,
     /// Calls kept from a capture (for an abort) or restored from a snapshot, by call id.
     kept: BTreeMap<u64, CallSnapshot>,
     connection_id: String,
@@ -268,14 +270,20 @@ impl SessionBook {
             s.connection_id = a.connection_id.clone();
         }
         s.via = Some(via);
-        s.open.insert(a.call_id, via);
+        let open = s.open.entry(a.call_id).or_insert((via, 0));
+        *open = (via, open.1 + 1);
         AttachDecision::Serve(s.kept.remove(&a.call_id))
     }
 
     /// A served call ended (finished, cancelled or frozen) at `now_ms`.
     pub fn call_ended(&mut self, session_id: u64, call_id: u64, now_ms: u64) {
         if let Some(s) = self.sessions.get_mut(&session_id) {
-            s.open.remove(&call_id);
+            if let Some(open) = s.open.get_mut(&call_id) {
+                open.1 = open.1.saturating_sub(1);
+                if open.1 == 0 {
+                    s.open.remove(&call_id);
+                }
+            }
             self.retire_if_idle(session_id, now_ms);
         }
     }
@@ -493,7 +501,7 @@ impl SessionBook {
             .flat_map(|(&session, s)| {
                 s.open
                     .iter()
-                    .filter(move |(_, &via)| via == d)
+                    .filter(move |(_, &(via, _))| via == d)
                     .map(move |(&call, _)| (session, call))
             })
             .collect()
@@ -664,6 +672,23 @@ pub(crate) mod tests {
             AttachDecision::Serve(Some(_))
         ));
         assert!(!b.is_frozen(9));
+    }
+
+    /// A re-attach served before the stream it replaces ended: the old stream's end does not
+    /// close the call the new one serves.
+    #[test]
+    fn a_call_is_open_until_every_served_attach_ended() {
+        let mut b = leased_book();
+        assert_eq!(b.attach(&attach(1, 1), D), AttachDecision::Serve(None));
+        assert_eq!(b.attach(&attach(1, 1), D), AttachDecision::Serve(None));
+        b.call_ended(9, 1, 0);
+        assert_eq!(
+            b.open_via(D),
+            vec![(9, 1)],
+            "the second attach still serves it"
+        );
+        b.call_ended(9, 1, 0);
+        assert!(b.open_via(D).is_empty());
     }
 
     #[test]

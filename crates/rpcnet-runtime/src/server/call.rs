@@ -421,6 +421,9 @@ pub(crate) async fn serve_call(
             }
             queue.close();
             shared.calls.lock().unwrap().remove(&id);
+            // Our freeze receiver goes first, so that close_call tells our registration from a
+            // re-attach's that may have replaced it.
+            drop(freeze);
             if let Some(a) = &attach {
                 shared.sessions.close_call(a.session_id, a.call_id);
             }

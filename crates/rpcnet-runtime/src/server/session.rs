@@ -101,10 +101,16 @@ impl Sessions {
         rx
     }
 
-    /// Forgets a call that ended (finished, cancelled or frozen).
+    /// Forgets a call that ended (finished, cancelled or frozen). Its writer is forgotten only
+    /// if no later serve of the same call registered its own (a re-attach can be served before
+    /// the stream it replaces has ended): the caller has dropped its receiver first, so its own
+    /// registration is the closed one.
     pub(crate) fn close_call(&self, session_id: u64, call_id: u64) {
         let mut inner = self.inner.lock().unwrap();
-        inner.writers.remove(&(session_id, call_id));
+        let key = (session_id, call_id);
+        if inner.writers.get(&key).is_some_and(|tx| tx.is_closed()) {
+            inner.writers.remove(&key);
+        }
         inner.book.call_ended(session_id, call_id, now_ms());
     }
 
