@@ -323,8 +323,9 @@ export class RpcClient extends EventEmitter<SessionEvents> {
 
   /**
    * The call itself, innermost in the interceptor chain: the request (as the interceptors left
-   * it) is checked again, and a streaming call resolves once its first items (or its end) have
-   * arrived, so that an interceptor around it sees the call's failure and its timing.
+   * it) is checked again, and a streaming call resolves once its first items, its response
+   * headers or its end have arrived, so that an interceptor around it sees the call's failure
+   * and its timing.
    */
   async #send(request: ClientRequest, started: number): Promise<ClientResponse> {
     const c = checkCall(request.method, request.message, {
@@ -381,9 +382,9 @@ export class RpcClient extends EventEmitter<SessionEvents> {
   }
 
   /**
-   * Opens a server-streaming call and waits for its first batch of items (or its end), then
-   * returns the items as an iterable that reads the rest as the caller iterates; breaking out of
-   * it (or the signal) cancels the call.
+   * Opens a server-streaming call and waits for its first batch of items, its response headers
+   * or its end, then returns the items as an iterable that reads the rest as the caller
+   * iterates; breaking out of it (or the signal) cancels the call.
    */
   async #stream(
     m: string,
