@@ -9,13 +9,13 @@ use rpcnet_protocol::migration::{
     MigrationReason, SessionSnapshot, TokenKey,
 };
 use rpcnet_protocol::resume::ResumeError;
-use rpcnet_protocol::{Attach, ErrorCode, Frame, Request};
+use rpcnet_protocol::{Attach, ErrorCode, Frame, Request, DEFAULT_MAX_FRAME_SIZE};
 use rpcnet_session::coordinator::{CoordinatorEvent, MigrationStart, Transmit, WorkerMethod};
 use rpcnet_session::participant::{
     choose_owner, AttachDecision, ClaimAnswer, ClaimStatus, DirectorKey, SessionBook,
 };
 use rpcnet_session::{
-    CallError, ClientCall, Coordinator, Delivery, Lease, OwnerFrame, Participant, Produced,
+    CallError, ClientStream, Coordinator, Lease, OwnerFrame, Participant, Produced, Received,
     RelayCall, Route, ServerCall,
 };
 
@@ -229,20 +229,19 @@ struct ClientSide {
     checkpoint_every: u64,
     deadline_ms: u32,
     started_at: u64,
-    machine: ClientCall,
+    /// The client's machine of the call, the runtime's own (from StartCall on).
+    machine: Option<ClientStream>,
+    /// Items handed to the caller so far (the next one's seq).
+    delivered: u64,
     inbox: VecDeque<Frame>,
     reading: bool,
     stalled_until: u64,
     outcome: Option<Result<u64, CallError>>,
-    /// The highest ACK sent (resumable sessions).
-    acked: u64,
     request: Option<Request>,
     /// The client's connection number (a new one after each resume).
     conn: u64,
     /// HEADERS frames delivered to the caller (exactly one per call, before its first item).
     headers_seen: u32,
-    /// TRAILERS delivered to the caller (exactly once, just before END).
-    trailers_seen: bool,
 }
 
 struct Relay {
@@ -442,9 +441,7 @@ impl Sim {
             .map(|c| {
                 format!(
                     "call {} has {} of {} items",
-                    c.call_id,
-                    c.machine.next_seq(),
-                    c.items
+                    c.call_id, c.delivered, c.items
                 )
             })
             .collect();
@@ -488,16 +485,15 @@ impl Sim {
             checkpoint_every: [0, 1, 2, 3, 5][self.dice.range(0, 4) as usize],
             deadline_ms,
             started_at: 0,
-            machine: ClientCall::new(true),
+            machine: None,
+            delivered: 0,
             inbox: VecDeque::new(),
             reading: false,
             stalled_until: 0,
             outcome: None,
-            acked: 0,
             request: None,
             conn: 1,
             headers_seen: 0,
-            trailers_seen: false,
         });
         let at = self.now + self.dice.range(0, 50);
         self.q.push(at, Ev::StartCall(idx));
@@ -886,7 +882,7 @@ impl Sim {
             };
             let conn = format!("{session:016x}");
             let machine = RelayCall::new(session, c.call_id, conn, request, c.started_at)
-                .resumable(c.machine.next_seq());
+                .resumable(c.delivered);
             relays.insert(
                 c.call_id,
                 Relay {
@@ -902,8 +898,11 @@ impl Sim {
             );
         }
         for c in self.clients.iter_mut().filter(|c| c.session == session) {
-            c.acked = c.machine.next_seq();
-            c.machine.reattach();
+            // The client re-attaches its open calls on the new connection (its machine's own
+            // rule: next seq, a repeated HEADERS skipped; the relay above got the same request).
+            if let (Some(m), None) = (c.machine.as_mut(), &c.outcome) {
+                let _ = m.reattach(c.deadline_ms);
+            }
         }
         self.sessions.insert(
             session,
@@ -1130,6 +1129,18 @@ impl Sim {
             metadata: request_metadata_for(cl.call_id),
         };
         cl.request = Some(request.clone());
+        let started = if self.p.resumable {
+            ClientStream::start_resumable(
+                request.clone(),
+                DEFAULT_MAX_FRAME_SIZE,
+                cl.call_id,
+                false,
+            )
+            .map(|(m, _)| m)
+        } else {
+            ClientStream::start(request.clone(), DEFAULT_MAX_FRAME_SIZE).map(|(m, _)| m)
+        };
+        cl.machine = Some(started.expect("the simulated request is valid"));
         let (session, call_id) = (cl.session, cl.call_id);
         let s = self.sessions.get_mut(&session).expect("session");
         let mut machine = RelayCall::new(session, call_id, s.connection_id.clone(), request, now);
@@ -1160,6 +1171,92 @@ impl Sim {
         }
     }
 
+    /// What the client's machine hands out after a frame: items (checked against what the
+    /// handler produced for their seq), the headers (once, before the first item), the end (with
+    /// every item, the headers and the trailers) or a failure (only a deadline that passed).
+    fn client_receive(&mut self, call: usize, now: u64) -> Result<(), Violation> {
+        let call_id = self.clients[call].call_id;
+        loop {
+            let received = self.clients[call]
+                .machine
+                .as_mut()
+                .expect("started")
+                .poll(usize::MAX);
+            let Some(received) = received else {
+                return Ok(());
+            };
+            match received {
+                Received::Items(items) => {
+                    for payload in items {
+                        let seq = self.clients[call].delivered;
+                        if payload != payload_for(call_id, seq) {
+                            return Err(self.violation(
+                                "exactly-once",
+                                format!("call {call_id} item {seq} has a payload the handler did not produce for that seq"),
+                            ));
+                        }
+                        self.clients[call].delivered += 1;
+                        self.report.items += 1;
+                    }
+                    let m = self.clients[call].machine.as_mut().expect("started");
+                    if let Some(Frame::Ack { next_seq }) = m.ack_due(ACK_EVERY, u64::MAX) {
+                        let at = self.ordered((3, call as u64));
+                        self.q.push(at, Ev::ClientAck { call, next_seq });
+                    }
+                }
+                Received::Headers => {
+                    let c = &mut self.clients[call];
+                    c.headers_seen += 1;
+                    let got = c.machine.as_ref().expect("started").headers().cloned();
+                    if got.as_ref() != Some(&headers_for(call_id)) || c.delivered > 0 {
+                        let n = c.delivered;
+                        return Err(self.violation(
+                            "metadata",
+                            format!("call {call_id}: HEADERS {got:?} after {n} items"),
+                        ));
+                    }
+                }
+                Received::End => {
+                    let c = &self.clients[call];
+                    let (want, got) = (c.items, c.delivered);
+                    if got != want {
+                        return Err(self.violation(
+                            "exactly-once",
+                            format!("call {call_id} ended after {got} of {want} items"),
+                        ));
+                    }
+                    let m = c.machine.as_ref().expect("started");
+                    let headers = m.headers() == Some(&headers_for(call_id));
+                    let trailers = m.trailers() == Some(&trailers_for(call_id));
+                    if !headers || !trailers || c.headers_seen > 1 {
+                        let seen = c.headers_seen;
+                        return Err(self.violation(
+                            "metadata",
+                            format!("call {call_id} ended with headers {headers} (handed out {seen}x), trailers {trailers}"),
+                        ));
+                    }
+                    self.clients[call].outcome = Some(Ok(got));
+                    return Ok(());
+                }
+                Received::Failed(f) => {
+                    let e = f.error;
+                    let c = &self.clients[call];
+                    let late = c.deadline_ms > 0 && now - c.started_at >= u64::from(c.deadline_ms);
+                    if !(e.code == ErrorCode::DeadlineExceeded && late) {
+                        let after = now - c.started_at;
+                        return Err(self.violation(
+                            "exactly-once",
+                            format!("call {call_id} failed after {after} ms: {e}"),
+                        ));
+                    }
+                    self.clients[call].outcome = Some(Err(e));
+                    return Ok(());
+                }
+                Received::Response(_) => unreachable!("streaming calls only"),
+            }
+        }
+    }
+
     fn client_read(&mut self, call: usize) -> Result<(), Violation> {
         let now = self.now;
         let c = &mut self.clients[call];
@@ -1172,81 +1269,10 @@ impl Sim {
             return Ok(());
         };
         let (session, call_id) = (c.session, c.call_id);
-        let delivery = c.machine.on_frame(frame);
-        match delivery {
-            Err(e) => return Err(self.violation("exactly-once", format!("call {call_id}: {e}"))),
-            Ok(Delivery::Item { seq, payload }) => {
-                if payload != payload_for(call_id, seq) {
-                    return Err(self.violation(
-                        "exactly-once",
-                        format!("call {call_id} item {seq} has a payload the handler did not produce for that seq"),
-                    ));
-                }
-                self.report.items += 1;
-                let c = &mut self.clients[call];
-                let next = c.machine.next_seq();
-                if self.p.resumable && next - c.acked >= ACK_EVERY {
-                    c.acked = next;
-                    let at = self.ordered((3, call as u64));
-                    self.q.push(
-                        at,
-                        Ev::ClientAck {
-                            call,
-                            next_seq: next,
-                        },
-                    );
-                }
-            }
-            Ok(Delivery::Headers(m)) => {
-                let c = &mut self.clients[call];
-                c.headers_seen += 1;
-                if m != headers_for(call_id) || c.machine.next_seq() > 0 || c.headers_seen > 1 {
-                    let (n, seen) = (c.machine.next_seq(), c.headers_seen);
-                    return Err(self.violation(
-                        "metadata",
-                        format!("call {call_id}: HEADERS {m:?} after {n} items, delivery {seen}"),
-                    ));
-                }
-            }
-            Ok(Delivery::Trailers(m)) => {
-                if m != trailers_for(call_id) {
-                    return Err(
-                        self.violation("metadata", format!("call {call_id}: TRAILERS {m:?}"))
-                    );
-                }
-                self.clients[call].trailers_seen = true;
-            }
-            Ok(Delivery::Skipped) => {}
-            Ok(Delivery::End { items }) => {
-                let want = self.clients[call].items;
-                if items != want {
-                    return Err(self.violation(
-                        "exactly-once",
-                        format!("call {call_id} ended after {items} of {want} items"),
-                    ));
-                }
-                let c = &self.clients[call];
-                if c.headers_seen != 1 || !c.trailers_seen {
-                    let (h, t) = (c.headers_seen, c.trailers_seen);
-                    return Err(self.violation(
-                        "metadata",
-                        format!("call {call_id} ended with {h} HEADERS and trailers {t}"),
-                    ));
-                }
-                self.clients[call].outcome = Some(Ok(items));
-            }
-            Ok(Delivery::Failed(e)) => {
-                let c = &self.clients[call];
-                let late = c.deadline_ms > 0 && now - c.started_at >= u64::from(c.deadline_ms);
-                if !(e.code == ErrorCode::DeadlineExceeded && late) {
-                    return Err(self.violation(
-                        "exactly-once",
-                        format!("call {call_id} failed after {} ms: {e}", now - c.started_at),
-                    ));
-                }
-                self.clients[call].outcome = Some(Err(e));
-            }
-            Ok(Delivery::Response(_)) => unreachable!("streaming calls only"),
+        if c.outcome.is_none() {
+            let m = c.machine.as_mut().expect("a call with frames was started");
+            m.on_data(&frame.to_bytes());
+            self.client_receive(call, now)?;
         }
         if let Some(r) = self
             .sessions
