@@ -1,7 +1,7 @@
 //! # rpcnet-sim
 //!
 //! A seeded, deterministic simulation of a whole rpcnet cluster, built from the very machines the
-//! runtime drives (`rpcnet-session`): clients ([`rpcnet_session::ClientCall`]), a director (one
+//! runtime drives (`rpcnet-session`): clients ([`rpcnet_session::ClientStream`]), a director (one
 //! [`rpcnet_session::Coordinator`] per session and one [`rpcnet_session::RelayCall`] per call),
 //! at least three workers ([`rpcnet_session::Participant`], [`rpcnet_session::participant::SessionBook`],
 //! [`rpcnet_session::ServerCall`] and the heartbeat [`rpcnet_session::Lease`]), and a simulated
