@@ -129,6 +129,9 @@ export interface CallOptions {
  */
 const abandoned = new FinalizationRegistry<Span>((span) => endSpan(span, aborted()));
 
+/** What a streaming response is read from: a server-streaming call's or a bidi call's handle. */
+type ItemSource = Pick<Native.NativeStream, 'nextBatch' | 'responseMetadata' | 'cancel'>;
+
 /** Items taken from the native stream per crossing. */
 const ITEM_BATCH = 1024;
 
@@ -160,6 +163,17 @@ function checkCall(method: string, request: Uint8Array, options: CallOptions | u
     onHeader: optionalFunc('onHeader', o.onHeader as CheckedCall['onHeader']),
     onTrailer: optionalFunc('onTrailer', o.onTrailer as CheckedCall['onTrailer']),
   };
+}
+
+/**
+ * `requests` checked to be an (async) iterable.
+ * @throws {RpcError} `INVALID_ARGUMENT` otherwise.
+ */
+function iterableOf(requests: unknown): AsyncIterable<Uint8Array> | Iterable<Uint8Array> {
+  if (requests !== null && typeof requests === 'object' && (Symbol.asyncIterator in requests || Symbol.iterator in requests)) {
+    return requests as AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
+  }
+  throw invalid('requests', 'an iterable or async iterable of Uint8Array', requests);
 }
 
 /** The interceptors' view of a checked call. */
@@ -290,10 +304,15 @@ export class RpcClient extends EventEmitter<SessionEvents> {
    */
   callStreaming(method: string, request: Uint8Array, options?: CallOptions): AsyncIterable<Buffer> {
     const checked = checkCall(method, request, options);
+    return this.#streamOf(method, checked, requestOf(true, checked));
+  }
+
+  /** The items of a server-streaming or bidi call `request`, through the interceptors. */
+  #streamOf(method: string, checked: CheckedCall, request: ClientRequest): AsyncIterable<Buffer> {
     const intercepted = (r: ClientRequest) => this.#intercepted(r);
     return {
       async *[Symbol.asyncIterator]() {
-        const response = await intercepted(requestOf(true, checked));
+        const response = await intercepted(request);
         if (!response.stream) throw new RpcError('INTERNAL', `an interceptor answered the streaming call ${method} with a unary response`);
         checked.onHeader?.(response.header);
         try {
@@ -304,6 +323,37 @@ export class RpcClient extends EventEmitter<SessionEvents> {
         checked.onTrailer?.(response.trailer);
       },
     };
+  }
+
+  /**
+   * Makes a client-streaming call (PROTOCOL.md section 3.4): sends `requests` as they are
+   * iterated (a slow handler slows the iteration: flow control), then returns the one response.
+   * Needs a server of protocol version 2 and a client without `resume`; not through a director
+   * yet.
+   * @param requests - the request messages, an (async) iterable of bytes, read once
+   * @throws {RpcError} as {@link RpcClient.call}; `UNIMPLEMENTED` with `resume`, on an `rpcnet/1`
+   * connection or through a director; what the `requests` iterable threw (as an RpcError).
+   */
+  async callClientStreaming(method: string, requests: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options?: CallOptions): Promise<Buffer> {
+    const checked = checkCall(method, new Uint8Array(), options);
+    const response = await this.#intercepted({ ...requestOf(false, checked), requests: iterableOf(requests) });
+    if (response.stream) throw new RpcError('INTERNAL', `an interceptor answered the client-streaming call ${method} with a stream`);
+    checked.onHeader?.(response.header);
+    checked.onTrailer?.(response.trailer);
+    return response.message;
+  }
+
+  /**
+   * Makes a bidi call (PROTOCOL.md section 3.4): sends `requests` as they are iterated and
+   * yields the responses as they arrive, both in order and independent of each other. Breaking
+   * out of the loop cancels the call. Same conditions as {@link RpcClient.callClientStreaming}.
+   * @throws {RpcError} `INVALID_ARGUMENT` at once for bad arguments; from the iterator: as
+   * {@link RpcClient.callClientStreaming}.
+   */
+  callBidiStreaming(method: string, requests: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options?: CallOptions): AsyncIterable<Buffer> {
+    const checked = checkCall(method, new Uint8Array(), options);
+    const source = iterableOf(requests);
+    return this.#streamOf(method, checked, { ...requestOf(true, checked), requests: source });
   }
 
   /**
@@ -343,6 +393,7 @@ export class RpcClient extends EventEmitter<SessionEvents> {
     // One client span per attempt; its context travels in the headers (`traceparent`).
     const span = startClientSpan(c.method, c.header);
     const entries = toEntries(c.header);
+    if (request.requests) return this.#duplex(c, request.requests, request.stream, deadlineMs, entries, span);
     if (request.stream) return this.#stream(c.method, c.payload, deadlineMs, c.signal, entries, span);
     let reply: Native.NativeReply;
     try {
@@ -403,6 +454,20 @@ export class RpcClient extends EventEmitter<SessionEvents> {
       endSpan(span, error);
       throw error;
     }
+    return this.#items(m, stream, signal, span);
+  }
+
+  /**
+   * The items of an open server-streaming or bidi call: waits for the first batch, the response
+   * headers or the end, then returns the rest as an iterable read as the caller iterates.
+   */
+  async #items(
+    m: string,
+    stream: ItemSource,
+    signal: AbortSignal | undefined,
+    span: Span,
+    why: () => RpcError | undefined = () => undefined,
+  ): Promise<ClientStreamResponse> {
     const header = new Headers();
     const trailer = new Headers();
     /** Fills `header` (once) and `trailer` from what the stream received. */
@@ -421,7 +486,7 @@ export class RpcClient extends EventEmitter<SessionEvents> {
         return batch;
       } catch (e) {
         readMetadata(true);
-        const error = fromBinding(e);
+        const error = why() ?? fromBinding(e);
         appendAll(error.metadata, header);
         appendAll(error.metadata, trailer);
         throw error;
@@ -467,6 +532,63 @@ export class RpcClient extends EventEmitter<SessionEvents> {
     // An interceptor (or a caller) may drop the items without reading them to the end.
     abandoned.register(message, span, dropped);
     return { stream: true, method: m, message, header, trailer };
+  }
+
+  /**
+   * A client-streaming (`serverStreaming` false) or bidi call: opens it, sends `requests` as the
+   * caller's iterable yields them (flow control applies: a slow handler slows the iteration),
+   * half-closes at their end, and answers like a unary or a streaming call. A failure of the
+   * requests (the iterable throws, an item is not bytes) cancels the call and is what the
+   * caller gets.
+   */
+  async #duplex(
+    c: CheckedCall,
+    requests: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+    serverStreaming: boolean,
+    d: number,
+    entries: Native.NativeMetadataEntry[] | undefined,
+    span: Span,
+  ): Promise<ClientResponse> {
+    let call: Native.NativeDuplex;
+    try {
+      if (c.signal?.aborted) throw aborted();
+      call = await this.#native.openDuplex(c.method, d, entries, serverStreaming);
+    } catch (e) {
+      const error = fromBinding(e);
+      endSpan(span, error);
+      throw error;
+    }
+    let failure: RpcError | undefined;
+    void (async () => {
+      try {
+        for await (const r of requests) await call.send(bytes('request', r));
+        await call.closeSend();
+      } catch (e) {
+        // A send that failed because the call ended reports nothing: the call's outcome does.
+        if (e instanceof RpcError) {
+          failure = e;
+          call.cancel();
+        } else if (!(e instanceof Error && typeof (e as { code?: unknown }).code === 'string')) {
+          failure = asRpcError(e, 'the requests failed');
+          call.cancel();
+        }
+      }
+    })();
+    if (serverStreaming) return this.#items(c.method, call, c.signal, span, () => failure);
+    const onAbort = () => call.cancel();
+    c.signal?.addEventListener('abort', onAbort, { once: true });
+    if (c.signal?.aborted) call.cancel(); // aborted while the call was being opened
+    try {
+      const reply = await call.response();
+      endSpan(span);
+      return { stream: false, method: c.method, message: reply.payload, header: fromEntries(reply.metadata?.header), trailer: fromEntries(reply.metadata?.trailer) };
+    } catch (e) {
+      const error = failure ?? fromBinding(e);
+      endSpan(span, error);
+      throw error;
+    } finally {
+      c.signal?.removeEventListener('abort', onAbort);
+    }
   }
 
   /**

@@ -15,6 +15,8 @@ export type {
   CallConnection,
   UnaryHandler,
   ServerStreamingHandler,
+  ClientStreamingHandler,
+  BidiStreamingHandler,
 } from './server.js';
 export { RpcClient } from './client.js';
 export type { ClientOptions, ClientTlsOptions, CallOptions } from './client.js';

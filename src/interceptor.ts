@@ -18,8 +18,14 @@ export interface ClientRequest {
   readonly stream: boolean;
   /** The method name. */
   readonly method: string;
-  /** The request bytes. */
+  /** The request bytes (empty for a client-streaming or bidi call: see `requests`). */
   readonly message: Uint8Array;
+  /**
+   * A client-streaming or bidi call's requests, sent as they are iterated (PROTOCOL.md
+   * section 3.4); absent for unary and server-streaming calls. They can be iterated once, so
+   * an interceptor that calls `next` again (a retry) must pass a new iterable.
+   */
+  readonly requests?: AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
   /** The call's deadline, ms; 0 = none. */
   readonly deadlineMs: number;
   /** The caller's AbortSignal, if any. */
@@ -76,8 +82,10 @@ export interface ServerRequest {
   readonly stream: boolean;
   /** The method name. */
   readonly method: string;
-  /** The request bytes. */
+  /** The request bytes (empty for a client-streaming or bidi call: see `requests`). */
   readonly message: Buffer;
+  /** A client-streaming or bidi call's requests, as the client sends them (read them once). */
+  readonly requests?: AsyncIterable<Buffer>;
   /** The call's context (deadline, AbortSignal, connection, checkpoint, resume), as handlers get it. */
   readonly context: CallContext;
   /**

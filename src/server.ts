@@ -8,7 +8,7 @@
 import { context as otelContext } from '@opentelemetry/api';
 import { native, type Native } from './binding.js';
 import { asRpcError, fromBinding, reportInternal, RpcError, toWire, unknownKind } from './errors.js';
-import { chain, type ServerCallFn, type ServerInterceptor } from './interceptor.js';
+import { chain, type ServerCallFn, type ServerInterceptor, type ServerResponse } from './interceptor.js';
 import { appendAll, fromEntries, toEntries } from './metadata.js';
 import { endMovedSpan, endSpan, startServerSpan } from './tracing.js';
 import { AdminEndpoint, checkAdmin, type AdminOptions } from './admin.js';
@@ -132,7 +132,46 @@ export type ServerStreamingHandler = (
   ctx: CallContext,
 ) => AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
 
-type Handler = { streaming: false; fn: UnaryHandler } | { streaming: true; fn: ServerStreamingHandler };
+/**
+ * A client-streaming handler (PROTOCOL.md section 3.4): the client's requests in, one response
+ * out. The requests arrive as the client sends them; iterate them once. Throw an {@link RpcError}
+ * to pick the code; a client that broke the rules makes the iteration throw `PROTOCOL`.
+ */
+export type ClientStreamingHandler = (requests: AsyncIterable<Buffer>, ctx: CallContext) => Uint8Array | Promise<Uint8Array>;
+
+/**
+ * A bidi handler (PROTOCOL.md section 3.4): the client's requests in, items out, both as they
+ * come (typically an `async function*` that iterates `requests`). Not migrated or resumed yet:
+ * it runs on plain servers, since directors do not relay client-streaming calls yet.
+ */
+export type BidiStreamingHandler = (requests: AsyncIterable<Buffer>, ctx: CallContext) => AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
+
+type Handler =
+  | { streaming: false; client: false; fn: UnaryHandler }
+  | { streaming: true; client: false; fn: ServerStreamingHandler }
+  | { streaming: false; client: true; fn: ClientStreamingHandler }
+  | { streaming: true; client: true; fn: BidiStreamingHandler };
+
+/** Client items taken from Rust per crossing. */
+const CLIENT_ITEM_BATCH = 256;
+
+/** The client's requests of call `id`, pulled from Rust in batches as the handler iterates. */
+function clientRequests(n: Native.NativeServer, id: number): AsyncIterable<Buffer> {
+  return {
+    async *[Symbol.asyncIterator]() {
+      for (;;) {
+        let batch: Buffer[] | null;
+        try {
+          batch = await n.nextClientItems(id, CLIENT_ITEM_BATCH);
+        } catch (e) {
+          throw fromBinding(e);
+        }
+        if (batch === null) return;
+        yield* batch;
+      }
+    },
+  };
+}
 
 type CallEvent = Extract<Native.NativeServerEvent, { kind: 'call' }>;
 
@@ -299,7 +338,7 @@ export class RpcServer {
    * a function.
    */
   unary(method: string, handler: UnaryHandler): this {
-    return this.#register(method, { streaming: false, fn: handler });
+    return this.#register(method, { streaming: false, client: false, fn: handler });
   }
 
   /**
@@ -308,7 +347,27 @@ export class RpcServer {
    * a function.
    */
   serverStreaming(method: string, handler: ServerStreamingHandler): this {
-    return this.#register(method, { streaming: true, fn: handler });
+    return this.#register(method, { streaming: true, client: false, fn: handler });
+  }
+
+  /**
+   * Registers a client-streaming method (PROTOCOL.md section 3.4): the handler gets the
+   * client's requests as an async iterable and returns one response. Clients of protocol
+   * version 2 only; not through a director yet.
+   * @throws {RpcError} `INVALID_ARGUMENT` as {@link RpcServer.unary}.
+   */
+  clientStreaming(method: string, handler: ClientStreamingHandler): this {
+    return this.#register(method, { streaming: false, client: true, fn: handler });
+  }
+
+  /**
+   * Registers a bidi method (PROTOCOL.md section 3.4): the handler gets the client's requests
+   * as an async iterable and yields its items. Clients of protocol version 2 only; not through
+   * a director yet.
+   * @throws {RpcError} `INVALID_ARGUMENT` as {@link RpcServer.unary}.
+   */
+  bidiStreaming(method: string, handler: BidiStreamingHandler): this {
+    return this.#register(method, { streaming: true, client: true, fn: handler });
   }
 
   #register(method: string, handler: Handler): this {
@@ -317,7 +376,7 @@ export class RpcServer {
     }
     func('handler', handler.fn);
     this.#handlers.set(method, handler);
-    this.#native.register(method, handler.streaming);
+    this.#native.register(method, handler.streaming, handler.client);
     return this;
   }
 
@@ -389,9 +448,13 @@ export class RpcServer {
     let call: ServerCallFn;
     try {
       // The interceptors' outer functions run for every call.
-      call = chain(this.#interceptors, async (req) =>
-        handler.streaming ? { message: handler.fn(req.message, req.context) } : { message: await handler.fn(req.message, req.context) },
-      );
+      call = chain(this.#interceptors, async (req): Promise<ServerResponse> => {
+        const input = req.requests ?? clientRequests(n, id);
+        if (handler.client) {
+          return handler.streaming ? { message: handler.fn(input, req.context) } : { message: await handler.fn(input, req.context) };
+        }
+        return handler.streaming ? { message: handler.fn(req.message, req.context) } : { message: await handler.fn(req.message, req.context) };
+      });
     } catch (e) {
       fail(n, id, e, ctx, true);
       done();
@@ -415,11 +478,13 @@ export class RpcServer {
       }
       done();
     };
+    const requests = handler.client ? clientRequests(n, id) : undefined;
     if (!handler.streaming) {
-      const fn: UnaryHandler = async (message, context) => (await call({ stream: false, method, message, context, header: context.metadata })).message as Uint8Array;
+      const fn: UnaryHandler = async (message, context) =>
+        (await call({ stream: false, method, message, context, header: context.metadata, requests })).message as Uint8Array;
       void inSpan(() => runUnary(n, id, fn, event.payload, ctx)).then(finish, finish);
     } else {
-      const fn: ServerStreamingHandler = (message, context) => intercepted(call({ stream: true, method, message, context, header: context.metadata }));
+      const fn: ServerStreamingHandler = (message, context) => intercepted(call({ stream: true, method, message, context, header: context.metadata, requests }));
       void runStreaming(n, id, fn, event.payload, ctx, checkpoints!, inSpan).then(finish, finish);
     }
   }

@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use rpcnet_runtime::addr::resolve_all;
-use rpcnet_runtime::client::{SessionEvent, StreamHandle};
+use rpcnet_runtime::client::{RequestSender, SessionEvent, StreamHandle};
 use rpcnet_runtime::{
     CallOptions, Canceller, Client, ClientConfig, ClientTrust, ResponseMetadata, RpcError,
     UnaryOutcome,
@@ -14,7 +15,7 @@ use rpcnet_runtime::{
 use crate::metadata::{
     response, to_metadata, NativeMetadataEntry, NativeResponseMetadata, WithMetadata,
 };
-use crate::{bytes, stats, Fallible, NativeStats};
+use crate::{buffers, bytes, stats, Fallible, NativeStats};
 
 /// A unary call's response: the payload, and the response headers and trailers when the server
 /// sent any (`null` otherwise, the common case, which saves building empty arrays).
@@ -41,6 +42,14 @@ async fn unary_call(
     options.metadata = &metadata;
     let UnaryOutcome { result, metadata } =
         client.unary_with(&method, bytes(&payload), options).await;
+    reply(result, metadata)
+}
+
+/// A call's result and response metadata as the binding's reply (metadata `null` when empty).
+fn reply(
+    result: std::result::Result<Bytes, RpcError>,
+    metadata: ResponseMetadata,
+) -> WithMetadata<NativeReply> {
     let empty = metadata.headers.is_empty() && metadata.trailers.is_empty();
     let reply = result.map(|out| NativeReply {
         payload: Buffer::from(out.to_vec()),
@@ -272,6 +281,36 @@ impl NativeClient {
             .into()
     }
 
+    /// Opens a client-streaming call (`streaming` false: read the reply with `response`) or a
+    /// bidi call (`streaming` true: read items with `nextBatch`) with the request headers
+    /// `metadata`; send the requests with `send` and `closeSend`. Rejects with the call's coded
+    /// error (`UNIMPLEMENTED` on an `rpcnet/1` connection or with `resume`).
+    #[napi(ts_return_type = "Promise<NativeDuplex>")]
+    pub async fn open_duplex(
+        &self,
+        method: String,
+        deadline_ms: u32,
+        metadata: Option<Vec<NativeMetadataEntry>>,
+        streaming: bool,
+    ) -> Fallible<NativeDuplex> {
+        let opened = async {
+            let metadata = to_metadata(metadata)?;
+            let options = CallOptions {
+                deadline_ms,
+                metadata: &metadata,
+                ..CallOptions::default()
+            };
+            self.inner.open_duplex(&method, options, streaming).await
+        };
+        opened
+            .await
+            .map(|(sender, stream)| NativeDuplex {
+                sender: Arc::new(sender),
+                stream: Arc::new(StreamHandle::new(stream)),
+            })
+            .into()
+    }
+
     /// Closes the connection; pending calls fail with `UNAVAILABLE`.
     #[napi]
     pub async fn close(&self) {
@@ -329,14 +368,7 @@ impl NativeStream {
         self.inner
             .next_batch(max as usize)
             .await
-            .map(|batch| {
-                batch.map(|items| {
-                    items
-                        .into_iter()
-                        .map(|b| Buffer::from(b.to_vec()))
-                        .collect()
-                })
-            })
+            .map(buffers)
             .into()
     }
 
@@ -351,5 +383,64 @@ impl NativeStream {
     #[napi]
     pub fn response_metadata(&self) -> NativeResponseMetadata {
         response(&self.inner.response_metadata())
+    }
+}
+
+/// A client-streaming or bidi call: its requests (`send`, `closeSend`) and its responses
+/// (`response` or `nextBatch`).
+#[napi]
+pub struct NativeDuplex {
+    sender: Arc<RequestSender>,
+    stream: Arc<StreamHandle>,
+}
+
+#[napi]
+impl NativeDuplex {
+    /// Sends one request; resolves once QUIC took it (flow control applies). Rejects when the
+    /// call is over or the requests were closed.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub async fn send(&self, payload: Buffer) -> Fallible<()> {
+        self.sender.send(bytes(&payload)).await.into()
+    }
+
+    /// Ends the requests (END, then FIN).
+    #[napi(ts_return_type = "Promise<void>")]
+    pub async fn close_send(&self) -> Fallible<()> {
+        self.sender.close().await.into()
+    }
+
+    /// The reply of a client-streaming call; on failure the requests are reset too.
+    #[napi(ts_return_type = "Promise<NativeReply>")]
+    pub async fn response(&self) -> WithMetadata<NativeReply> {
+        let result = self.stream.response().await;
+        let metadata = self.stream.response_metadata();
+        if let Err(e) = &result {
+            self.sender.abort(e.code);
+        }
+        reply(result, metadata)
+    }
+
+    /// Up to `max` items of a bidi call; `null` after the end. On failure the requests are reset
+    /// too.
+    #[napi(ts_return_type = "Promise<Array<Buffer> | null>")]
+    pub async fn next_batch(&self, max: u32) -> Fallible<Option<Vec<Buffer>>> {
+        let result = self.stream.next_batch(max as usize).await;
+        if let Err(e) = &result {
+            self.sender.abort(e.code);
+        }
+        result.map(buffers).into()
+    }
+
+    /// The response headers and trailers received so far.
+    #[napi]
+    pub fn response_metadata(&self) -> NativeResponseMetadata {
+        response(&self.stream.response_metadata())
+    }
+
+    /// Cancels the call: both directions end with `CANCELLED`.
+    #[napi]
+    pub fn cancel(&self) {
+        self.stream.cancel();
+        self.sender.abort(rpcnet_runtime::ErrorCode::Cancelled);
     }
 }

@@ -163,6 +163,16 @@ pub(crate) fn bytes(buf: &Buffer) -> Bytes {
     Bytes::copy_from_slice(buf.as_ref())
 }
 
+/// A batch of payloads as JavaScript Buffers (`None`, the end, stays `None`).
+pub(crate) fn buffers(batch: Option<Vec<Bytes>>) -> Option<Vec<Buffer>> {
+    batch.map(|items| {
+        items
+            .into_iter()
+            .map(|b| Buffer::from(b.to_vec()))
+            .collect()
+    })
+}
+
 /// quinn connection statistics.
 #[napi(object)]
 pub struct NativeStats {

@@ -11,7 +11,7 @@ use rpcnet_runtime::{
 };
 
 use crate::metadata::{entries, to_metadata, NativeMetadataEntry};
-use crate::{bytes, stats, Fallible, NativeErrorCode, NativeStats};
+use crate::{buffers, bytes, stats, Fallible, NativeErrorCode, NativeStats};
 
 /// Options of `listen`, already validated by src/options.ts (see `ServerOptions` in
 /// src/server.ts for the documented public shape). Sizes in bytes.
@@ -60,8 +60,11 @@ pub enum NativeServerEvent {
         payload: Buffer,
         /// The request headers.
         metadata: Vec<NativeMetadataEntry>,
-        /// Whether the method is server-streaming.
+        /// Whether the method is server-streaming (or bidi).
         streaming: bool,
+        /// Whether the client streams its requests (client-streaming or bidi): pull them with
+        /// `nextClientItems`.
+        client_streaming: bool,
         /// The client's deadline in ms from reception; 0 = none.
         deadline_ms: u32,
         /// The client connection's `connectionId`.
@@ -163,17 +166,24 @@ impl NativeServer {
         self.inner.cert_fingerprint().to_string()
     }
 
-    /// Registers (or replaces) a method.
+    /// Registers (or replaces) a method: `streaming` for server-streaming answers,
+    /// `client_streaming` for streamed requests (both: bidi).
     #[napi]
-    pub fn register(&self, method: String, streaming: bool) {
-        self.inner.register(
-            &method,
-            if streaming {
-                MethodKind::ServerStreaming
-            } else {
-                MethodKind::Unary
-            },
-        );
+    pub fn register(&self, method: String, streaming: bool, client_streaming: Option<bool>) {
+        let kind = MethodKind::of(streaming, client_streaming.unwrap_or(false));
+        self.inner.register(&method, kind);
+    }
+
+    /// Up to `max` of the client's items of a client-streaming or bidi call; `null` after the
+    /// client's END. Rejects with `PROTOCOL` (the client broke the rules), the code of the
+    /// client's reset, or `UNAVAILABLE` once the call is over.
+    #[napi(ts_return_type = "Promise<Array<Buffer> | null>")]
+    pub async fn next_client_items(&self, id: i64, max: u32) -> Fallible<Option<Vec<Buffer>>> {
+        self.inner
+            .next_client_items(id as u64, max as usize)
+            .await
+            .map(buffers)
+            .into()
     }
 
     /// Waits for up to `max` events; an empty array means the server is closed.
@@ -198,7 +208,8 @@ impl NativeServer {
                     method,
                     payload: Buffer::from(payload.to_vec()),
                     metadata: entries(&metadata),
-                    streaming: kind == MethodKind::ServerStreaming,
+                    streaming: kind.server_streaming(),
+                    client_streaming: kind.client_streaming(),
                     deadline_ms,
                     connection_id: client_connection_id,
                     remote_address: connection.remote_address().to_string(),

@@ -18,8 +18,8 @@ use bytes::{Bytes, BytesMut};
 use crate::code::ErrorCode;
 use crate::frame::{
     Attach, Frame, FrameType, Request, Version, ATTACH_FIXED_LEN, DEFAULT_MAX_FRAME_SIZE,
-    END_BODY_LEN, ERROR_FIXED_LEN, FLAG_HAS_CHECKPOINT, FLAG_METADATA, FLAG_RESUMABLE,
-    FLAG_STREAMING, HEADER_LEN, ITEM_FIXED_LEN, REQUEST_FIXED_LEN,
+    END_BODY_LEN, ERROR_FIXED_LEN, FLAG_CLIENT_STREAMING, FLAG_HAS_CHECKPOINT, FLAG_METADATA,
+    FLAG_RESUMABLE, FLAG_STREAMING, HEADER_LEN, ITEM_FIXED_LEN, REQUEST_FIXED_LEN,
 };
 use crate::metadata::{Metadata, DEFAULT_MAX_METADATA_SIZE};
 
@@ -599,12 +599,21 @@ fn parse_body(
                 metadata = metadata_block("REQUEST", block)?;
                 offset = start + len as usize;
             }
+            let client_streaming = flags & FLAG_CLIENT_STREAMING != 0;
+            if client_streaming && offset < body.len() {
+                return Err(FrameError::malformed(format!(
+                    "REQUEST has the client-streaming flag and a {}-byte payload; its requests \
+                     come as ITEM frames, so the payload must be empty",
+                    body.len() - offset
+                )));
+            }
             let frame = Frame::Request(Request {
                 method,
                 deadline_ms,
                 streaming: flags & FLAG_STREAMING != 0,
                 payload: Bytes::new(),
                 metadata,
+                client_streaming,
             });
             Ok((frame, Some(offset)))
         }

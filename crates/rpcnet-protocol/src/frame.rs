@@ -74,6 +74,11 @@ pub const FLAG_STREAMING: u8 = 0x01;
 /// the method (PROTOCOL.md sections 5.1 and 5.6).
 pub const FLAG_METADATA: u8 = 0x02;
 
+/// Flag bit 2 of a REQUEST frame, version 2 only: the client streams (a client-streaming call,
+/// or with [`FLAG_STREAMING`] a bidirectional one): ITEM frames and an END follow the REQUEST,
+/// whose payload is empty (PROTOCOL.md section 3.4).
+pub const FLAG_CLIENT_STREAMING: u8 = 0x04;
+
 /// ATTACH flag bit 0: the body carries a checkpoint (`checkpoint_seq` and state). PROTOCOL.md
 /// section "Cluster link frames".
 pub const FLAG_HAS_CHECKPOINT: u8 = 0x01;
@@ -159,7 +164,9 @@ impl FrameType {
     pub const fn allowed_flags(self, version: Version) -> u8 {
         match (self, version) {
             (FrameType::Request, Version::V1) => FLAG_STREAMING,
-            (FrameType::Request, Version::V2) => FLAG_STREAMING | FLAG_METADATA,
+            (FrameType::Request, Version::V2) => {
+                FLAG_STREAMING | FLAG_METADATA | FLAG_CLIENT_STREAMING
+            }
             (FrameType::Attach, _) => FLAG_HAS_CHECKPOINT | FLAG_RESUMABLE,
             _ => 0,
         }
@@ -241,6 +248,9 @@ pub struct Request {
     /// The request headers (version 2; header flag [`FLAG_METADATA`] when not empty), encoded
     /// after the method as `metadata_len: u32` and a metadata block (PROTOCOL.md section 5.6).
     pub metadata: Metadata,
+    /// `true` when the client streams its requests (header flag [`FLAG_CLIENT_STREAMING`],
+    /// version 2): ITEM frames and an END follow; the payload is then empty.
+    pub client_streaming: bool,
 }
 
 /// One frame of an rpcnet call (PROTOCOL.md section 5).
@@ -388,6 +398,9 @@ impl Frame {
                 }
                 if !r.metadata.is_empty() {
                     f |= FLAG_METADATA;
+                }
+                if r.client_streaming {
+                    f |= FLAG_CLIENT_STREAMING;
                 }
                 f
             }

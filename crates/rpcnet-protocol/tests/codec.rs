@@ -62,6 +62,7 @@ fn request(method: &str, deadline_ms: u32, streaming: bool, payload: &'static [u
         streaming,
         payload: Bytes::from_static(payload),
         metadata: Metadata::new(),
+        client_streaming: false,
     })
 }
 
@@ -152,6 +153,18 @@ fn expected_frame(name: &str) -> Frame {
             streaming: false,
             payload: Bytes::from_static(b"hi"),
             metadata: metadata(&[("authorization", b"t")]),
+            client_streaming: false,
+        }),
+        "request_client_streaming_sum" => Frame::Request(Request {
+            method: "sum".into(),
+            client_streaming: true,
+            ..Request::default()
+        }),
+        "request_bidi_chat" => Frame::Request(Request {
+            method: "chat".into(),
+            streaming: true,
+            client_streaming: true,
+            ..Request::default()
         }),
         "headers_bin" => Frame::Headers {
             metadata: metadata(&[("trace-bin", &[0x00, 0xff])]),
@@ -197,6 +210,7 @@ fn sample_frames() -> Vec<Frame> {
             streaming: true,
             payload: large.clone(),
             metadata: Metadata::new(),
+            client_streaming: false,
         }),
         Frame::Request(Request {
             method: "m".into(),
@@ -204,6 +218,7 @@ fn sample_frames() -> Vec<Frame> {
             streaming: true,
             payload: large.clone(),
             metadata: metadata(&[("a", b"1"), ("a", b"2"), ("x-bin", &[0, 1, 2])]),
+            client_streaming: false,
         }),
         Frame::Headers {
             metadata: metadata(&[("content-type", b"application/json")]),
@@ -800,7 +815,7 @@ fn frame_type_byte_mapping() {
         ]
     );
     assert_eq!(FrameType::Request.allowed_flags(Version::V1), 0x01);
-    assert_eq!(FrameType::Request.allowed_flags(Version::V2), 0x03);
+    assert_eq!(FrameType::Request.allowed_flags(Version::V2), 0x07);
     for t in [
         FrameType::Response,
         FrameType::Item,
@@ -835,6 +850,7 @@ fn a_version_1_decoder_refuses_version_2_frames() {
     let with_metadata = Frame::Request(Request {
         method: "m".into(),
         metadata: metadata(&[("k", b"v")]),
+        client_streaming: false,
         ..Request::default()
     });
     let err = v1
@@ -869,6 +885,7 @@ fn metadata_over_the_limit_is_resource_exhausted() {
     let req = Frame::Request(Request {
         method: "m".into(),
         metadata: big,
+        client_streaming: false,
         ..Request::default()
     })
     .to_bytes();
@@ -887,7 +904,7 @@ fn streaming_flag_and_reserved_request_flags() {
     let unary = request("m", 0, false, b"").to_bytes();
     let streaming = request("m", 0, true, b"").to_bytes();
     assert_eq!((unary[1], streaming[1]), (0x00, 0x01));
-    for flags in (0x04..=0xffu8).filter(|f| f & !0x03 != 0) {
+    for flags in (0x08..=0xffu8).filter(|f| f & !0x07 != 0) {
         let mut bytes = BytesMut::from(&streaming[..]);
         bytes[1] = flags;
         let err = Decoder::default().decode(&mut bytes).unwrap_err();

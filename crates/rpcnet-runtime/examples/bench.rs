@@ -186,6 +186,8 @@ async fn serve(bind: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
                         .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
                     tokio::spawn(produce(server.clone(), id, count, item.clone()));
                 }
+                // The benchmark registers no client-streaming method.
+                MethodKind::ClientStreaming | MethodKind::Bidi => {}
             }
         }
     }

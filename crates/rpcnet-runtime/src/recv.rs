@@ -24,6 +24,17 @@ impl ReadToFin {
     pub(crate) fn new(recv: quinn::RecvStream) -> Self {
         Self(Some(recv))
     }
+
+    /// The stream, unless [`ReadToFin::take`] moved it out.
+    pub(crate) fn get_mut(&mut self) -> Option<&mut quinn::RecvStream> {
+        self.0.as_mut()
+    }
+
+    /// Moves the stream out into a new owner (a task that reads the client's items); this one
+    /// must not be read any more.
+    pub(crate) fn take(&mut self) -> Self {
+        Self(self.0.take())
+    }
 }
 
 impl Deref for ReadToFin {

@@ -451,3 +451,71 @@ async fn request_metadata_over_the_limit_is_refused_by_the_server() {
     assert_eq!(out.result.unwrap(), Bytes::from_static(b"ok"));
     assert_eq!(out.metadata.headers, m, "the echo server sent them back");
 }
+
+/// PROTOCOL.md section 3.4: the client's items after a CLIENT_STREAMING REQUEST carry their own
+/// seq from 0 and end with END (the count); a gap, a wrong count or a stream without END fails
+/// the call with PROTOCOL, and the connection goes on.
+#[tokio::test]
+async fn client_items_are_checked_like_server_items() {
+    let server = echo_server(ServerConfig::default()).await;
+    let conn = raw_connection(&server).await;
+    let head = Frame::Request(Request {
+        method: "collect".into(),
+        client_streaming: true,
+        ..Request::default()
+    })
+    .to_bytes();
+    let item = |seq: u64, p: &'static [u8]| {
+        Frame::Item {
+            seq,
+            payload: Bytes::from_static(p),
+        }
+        .to_bytes()
+    };
+    let end = |items: u64| Frame::End { items }.to_bytes();
+    let call = |frames: &[Bytes]| frames.concat();
+    let ok = common::raw_frames(
+        &conn,
+        &call(&[head.clone(), item(0, b"ab"), item(1, b"c"), end(2)]),
+    )
+    .await;
+    assert_eq!(
+        ok,
+        [Frame::Response {
+            payload: Bytes::from_static(b"abc")
+        }]
+    );
+    let gap = raw_call(
+        &conn,
+        &call(&[head.clone(), item(0, b"a"), item(2, b"c"), end(3)]),
+    )
+    .await;
+    let msg = expect_error(gap, ErrorCode::Protocol);
+    assert!(
+        msg.contains("client item seq 2 received where 1 was expected"),
+        "{msg}"
+    );
+    let count = raw_call(&conn, &call(&[head.clone(), item(0, b"a"), end(5)])).await;
+    let msg = expect_error(count, ErrorCode::Protocol);
+    assert!(msg.contains("END says 5 items but 1 arrived"), "{msg}");
+    let no_end = raw_call(&conn, &call(&[head.clone(), item(0, b"a")])).await;
+    let msg = expect_error(no_end, ErrorCode::Protocol);
+    assert!(msg.contains("ended without an END"), "{msg}");
+    let with_payload = Frame::Request(Request {
+        method: "collect".into(),
+        client_streaming: true,
+        payload: Bytes::from_static(b"x"),
+        ..Request::default()
+    })
+    .to_bytes();
+    let msg = expect_error(raw_call(&conn, &with_payload).await, ErrorCode::Protocol);
+    assert!(msg.contains("payload must be empty"), "{msg}");
+    // The connection is fine afterwards.
+    let ok = common::raw_frames(&conn, &call(&[head, end(0)])).await;
+    assert_eq!(
+        ok,
+        [Frame::Response {
+            payload: Bytes::new()
+        }]
+    );
+}

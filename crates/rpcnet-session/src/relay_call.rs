@@ -404,6 +404,7 @@ mod tests {
             streaming: true,
             payload: Bytes::new(),
             metadata: Metadata::new(),
+            client_streaming: false,
         };
         RelayCall::new(1, 2, "c", request, 1_000)
     }

@@ -1127,6 +1127,7 @@ impl Sim {
             streaming: true,
             payload: Bytes::new(),
             metadata: request_metadata_for(cl.call_id),
+            client_streaming: false,
         };
         cl.request = Some(request.clone());
         let started = if self.p.resumable {

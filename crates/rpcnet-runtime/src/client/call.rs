@@ -94,7 +94,8 @@ pub(super) async fn open_on(
 /// A call's stream just opened, and its resumable session if it has one (with the epoch of the
 /// connection it was opened on).
 pub(super) struct Opened {
-    send: quinn::SendStream,
+    /// `None` when a [`super::RequestSender`] owns the send side (client-streaming calls).
+    send: Option<quinn::SendStream>,
     recv: quinn::RecvStream,
     session: Option<(Arc<Resumable>, u64)>,
 }
@@ -102,7 +103,16 @@ pub(super) struct Opened {
 impl Opened {
     pub(super) fn plain(send: quinn::SendStream, recv: quinn::RecvStream) -> Self {
         Opened {
-            send,
+            send: Some(send),
+            recv,
+            session: None,
+        }
+    }
+
+    /// A plain call whose send side belongs to a [`super::RequestSender`].
+    pub(super) fn receive_only(recv: quinn::RecvStream) -> Self {
+        Opened {
+            send: None,
             recv,
             session: None,
         }
@@ -115,7 +125,7 @@ impl Opened {
         epoch: u64,
     ) -> Self {
         Opened {
-            send,
+            send: Some(send),
             recv,
             session: Some((session, epoch)),
         }
@@ -134,7 +144,7 @@ impl Alarm {
 
 /// A call's open stream and the machine that judges what arrives on it.
 pub(super) struct CallStream {
-    send: quinn::SendStream,
+    send: Option<quinn::SendStream>,
     recv: quinn::RecvStream,
     machine: ClientStream,
     /// A resumable session's call: the session and the epoch of the connection the stream is on.
@@ -234,7 +244,9 @@ impl CallStream {
     /// failed write is the connection's loss, which the next read reports.
     async fn send_ack(&mut self) {
         if let Some(ack) = self.machine.ack_due(ACK_EVERY_ITEMS, ACK_EVERY_BYTES) {
-            let _ = self.send.write_all(&ack.to_bytes()).await;
+            if let Some(send) = self.send.as_mut() {
+                let _ = send.write_all(&ack.to_bytes()).await;
+            }
         }
     }
 
@@ -265,7 +277,7 @@ impl CallStream {
             let frames = self.machine.reattach(alarms.left_ms())?;
             match open_on(&connection, &frames, false).await {
                 Ok((send, recv)) => {
-                    self.send = send;
+                    self.send = Some(send);
                     self.recv = recv;
                     self.session = Some((session, epoch));
                     self.lost = false;
@@ -285,7 +297,9 @@ impl CallStream {
             let code = failure.error.code;
             tracing::debug!(%code, stream = %self.recv.id(), "resetting the call's stream");
             let _ = self.recv.stop(app_code(code));
-            let _ = self.send.reset(app_code(code));
+            if let Some(send) = self.send.as_mut() {
+                let _ = send.reset(app_code(code));
+            }
         }
         failure.error.into()
     }

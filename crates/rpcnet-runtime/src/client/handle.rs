@@ -61,6 +61,21 @@ impl StreamHandle {
         result
     }
 
+    /// The response of a client-streaming call (see [`ItemStream::response`]); after
+    /// [`StreamHandle::cancel`] it fails with `CANCELLED`.
+    pub async fn response(&self) -> Result<Bytes, RpcError> {
+        let mut stream = self.stream.lock().await;
+        if self.is_cancelled() {
+            return Err(stream.cancelled());
+        }
+        let result = tokio::select! {
+            r = stream.response() => r,
+            _ = self.wake.notified() => Err(stream.cancelled()),
+        };
+        *self.metadata.lock().unwrap() = stream.response_metadata();
+        result
+    }
+
     /// Cancels the call (STOP_SENDING + RESET_STREAM with code CANCELLED). Idempotent.
     pub fn cancel(&self) {
         self.cancelled

@@ -12,7 +12,8 @@
 //! - `unary`: [`Client::unary`] and [`Client::unary_cancellable`];
 //! - `stream`: [`Client::streaming`] and the [`ItemStream`] it returns;
 //! - `handle`: [`StreamHandle`], an [`ItemStream`] that several threads may pull and cancel;
-//! - `options`: [`CallOptions`] and the [`ResponseMetadata`] a call returns.
+//! - `options`: [`CallOptions`] and the [`ResponseMetadata`] a call returns;
+//! - `requests`: [`RequestSender`], the requests of client-streaming and bidi calls.
 //!
 //! Streaming calls read from the QUIC stream only when the caller asks for the next batch, so a
 //! slow reader leaves data in QUIC's flow-control window (RFC 9000 section 4) and the server's
@@ -22,6 +23,7 @@ mod call;
 mod config;
 mod handle;
 mod options;
+mod requests;
 mod resume;
 mod stream;
 mod unary;
@@ -42,6 +44,7 @@ pub use config::{
 };
 pub use handle::StreamHandle;
 pub use options::{CallOptions, ResponseMetadata, UnaryOutcome};
+pub use requests::RequestSender;
 use resume::{Directors, Resumable};
 pub use resume::{
     SessionEvent, ACK_EVERY_BYTES, ACK_EVERY_ITEMS, FIRST_BACKOFF_MS, MAX_BACKOFF_MS, MOVED_CODE,
@@ -50,6 +53,26 @@ pub use resume::{
 use rpcnet_protocol::{ErrorCode, Frame, Metadata, Request, Version};
 use rpcnet_session::ClientStream;
 pub use stream::ItemStream;
+
+/// Which sides of a call stream (PROTOCOL.md sections 3.1 to 3.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Kind {
+    /// The server answers with ITEMs and END.
+    pub(crate) server_streaming: bool,
+    /// The client sends ITEMs and END after the REQUEST.
+    pub(crate) client_streaming: bool,
+}
+
+impl Kind {
+    pub(crate) const UNARY: Kind = Kind {
+        server_streaming: false,
+        client_streaming: false,
+    };
+    pub(crate) const SERVER_STREAMING: Kind = Kind {
+        server_streaming: true,
+        client_streaming: false,
+    };
+}
 
 /// A connected client. Cheap to share behind an `Arc`; calls run concurrently on one connection.
 pub struct Client {
@@ -213,22 +236,34 @@ impl Client {
         method: &str,
         payload: Bytes,
         deadline_ms: u32,
-        streaming: bool,
+        kind: Kind,
         idempotent: bool,
         metadata: &Metadata,
     ) -> Result<(ClientStream, Vec<Frame>), RpcError> {
-        if !metadata.is_empty() && self.connection().version == Version::V1 {
+        let v1 = self.connection().version == Version::V1;
+        if !metadata.is_empty() && v1 {
             return Err(RpcError::new(
                 ErrorCode::Unimplemented,
                 "the server speaks rpcnet/1, which carries no metadata: the call was not sent",
             ));
         }
+        if kind.client_streaming && (v1 || self.session.is_some()) {
+            return Err(RpcError::new(
+                ErrorCode::Unimplemented,
+                if v1 {
+                    "the server speaks rpcnet/1, which has no client-streaming calls: the call was not sent"
+                } else {
+                    "client-streaming and bidi calls are not resumable yet: make them on a client without resume"
+                },
+            ));
+        }
         let request = Request {
             method: method.to_string(),
             deadline_ms,
-            streaming,
+            streaming: kind.server_streaming,
             payload,
             metadata: metadata.clone(),
+            client_streaming: kind.client_streaming,
         };
         Ok(match &self.session {
             None => {

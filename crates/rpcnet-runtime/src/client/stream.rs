@@ -4,8 +4,8 @@
 
 use bytes::Bytes;
 
-use super::call::{Alarms, CallStream};
-use super::{CallOptions, Client, ResponseMetadata};
+use super::call::{open_on, Alarms, CallStream, Opened};
+use super::{CallOptions, Client, Kind, RequestSender, ResponseMetadata};
 use crate::error::RpcError;
 use rpcnet_protocol::Metadata;
 use rpcnet_session::Received;
@@ -44,7 +44,7 @@ impl Client {
             method,
             payload,
             options.deadline_ms,
-            true,
+            super::Kind::SERVER_STREAMING,
             false,
             options.metadata,
         )?;
@@ -54,6 +54,42 @@ impl Client {
             call: CallStream::new(streams, machine),
             alarms,
         })
+    }
+}
+
+impl Client {
+    /// Opens a client-streaming call (`server_streaming` false: one response, read with
+    /// [`ItemStream::response`]) or a bidi call (`server_streaming` true: items, read with
+    /// [`ItemStream::next_batch`]). Requests go through the returned [`RequestSender`]: `send`
+    /// each, then `close` (PROTOCOL.md section 3.4).
+    ///
+    /// Errors: as [`Client::streaming_with`]; `UNIMPLEMENTED` on a connection that negotiated
+    /// `rpcnet/1` or in a resumable session (nothing is sent).
+    pub async fn open_duplex(
+        &self,
+        method: &str,
+        options: CallOptions<'_>,
+        server_streaming: bool,
+    ) -> Result<(RequestSender, ItemStream), RpcError> {
+        let kind = Kind {
+            server_streaming,
+            client_streaming: true,
+        };
+        let (machine, request) = self.start_call(
+            method,
+            Bytes::new(),
+            options.deadline_ms,
+            kind,
+            false,
+            options.metadata,
+        )?;
+        let alarms = Alarms::new(&machine, None);
+        let (send, recv) = open_on(&self.info, &request, false).await?;
+        let stream = ItemStream {
+            call: CallStream::new(Opened::receive_only(recv), machine),
+            alarms,
+        };
+        Ok((RequestSender::new(send), stream))
     }
 }
 
@@ -90,6 +126,19 @@ impl ItemStream {
             Received::Headers => Ok(Some(Vec::new())),
             Received::End => Ok(None),
             other => unreachable!("a streaming call's machine yielded {other:?}"),
+        }
+    }
+
+    /// The response of a client-streaming call (opened by [`Client::open_duplex`] without
+    /// `server_streaming`).
+    ///
+    /// Errors: as [`ItemStream::next_batch`].
+    pub async fn response(&mut self) -> Result<Bytes, RpcError> {
+        match self.call.pull(1, &self.alarms).await? {
+            Received::Response(payload) => Ok(payload),
+            other => Err(RpcError::internal(format!(
+                "a client-streaming call's machine yielded {other:?}, not a response"
+            ))),
         }
     }
 

@@ -75,7 +75,7 @@ impl Client {
             method,
             payload,
             options.deadline_ms,
-            false,
+            super::Kind::UNARY,
             options.idempotent,
             options.metadata,
         );

@@ -9,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::inbound::{read_client_items, Inbound};
 use super::{CallSlot, ItemQueue, MethodKind, ServerEvent, Shared, Taken};
 use crate::ack_reader::AckReader;
 use crate::connection::ConnectionInfo;
@@ -54,9 +55,10 @@ async fn read_head(
         };
         match frame {
             Some(Frame::Request(r)) => {
-                // PROTOCOL.md 3.3: the REQUEST is the client's last frame on the stream.
+                // PROTOCOL.md 3.3: the REQUEST is the client's last frame on the stream, unless
+                // ACKs (a resumable session's link) or client items (section 3.4) follow it.
                 let resumable = attach.as_ref().is_some_and(|a: &Attach| a.resumable);
-                if !buf.is_empty() && !resumable {
+                if !buf.is_empty() && !resumable && !r.client_streaming {
                     return Err(RpcError::protocol(format!(
                         "{} bytes follow the REQUEST frame",
                         buf.len()
@@ -152,17 +154,7 @@ pub(crate) async fn serve_call(
         }
         Some(k) => k,
     };
-    if request.streaming != (kind == MethodKind::ServerStreaming) {
-        let e = RpcError::invalid_argument(format!(
-            "method {} is {}, but the request's STREAMING flag is {}",
-            request.method,
-            if kind == MethodKind::Unary {
-                "unary"
-            } else {
-                "server-streaming"
-            },
-            if request.streaming { "set" } else { "clear" },
-        ));
+    if let Some(e) = kind_mismatch(&request, kind, link) {
         return fail(&mut send, &mut recv, e).await;
     }
 
@@ -184,9 +176,26 @@ pub(crate) async fn serve_call(
     let client_connection_id = attach
         .as_ref()
         .map_or_else(|| connection.id.clone(), |a| a.connection_id.clone());
+    // The client's items (PROTOCOL.md 3.4): read by a task of their own into a bounded queue
+    // the handler pulls; the queue closes with the call.
+    let _inbound = kind.client_streaming().then(|| {
+        let q = Arc::new(Inbound::new(
+            shared.config.stream_window_items,
+            shared.config.stream_window_bytes,
+        ));
+        shared.inbound.lock().unwrap().insert(id, q.clone());
+        let decoder = Decoder::new(shared.config.max_frame_size).with_version(version);
+        tokio::spawn(read_client_items(
+            recv.take(),
+            after_request.clone(),
+            decoder,
+            q,
+        ));
+        InboundGuard(&shared, id)
+    });
 
-    match kind {
-        MethodKind::Unary => {
+    match kind.server_streaming() {
+        false => {
             // A resumable session's unary call goes through the book too, so that the session
             // is known here (a resume's claim finds it, PROTOCOL.md section 15.6) even if it
             // only ever made unary calls; a stale or superseded one is answered at once,
@@ -253,7 +262,7 @@ pub(crate) async fn serve_call(
                 shared.sessions.close_call(session_id, call_id);
             }
         }
-        MethodKind::ServerStreaming => {
+        true => {
             // Where this call (re)starts is the session core's decision: an ATTACH may be stale
             // or arrive while the session is captured (SUSPENDED at once), and a served one
             // resumes from the latest checkpoint and any kept or restored state.
@@ -317,7 +326,14 @@ pub(crate) async fn serve_call(
                     unacked_items >= RETAIN_MAX_ITEMS || unacked_bytes >= RETAIN_MAX_BYTES;
                 let taken = tokio::select! {
                     t = queue.take(WRITE_BATCH), if !retention_full => t,
-                    a = acks.next(&mut recv), if acks.live() => match a {
+                    // (select! evaluates a disabled branch's expression too, so no deref of a
+                    // stream a client-item reader took.)
+                    a = async {
+                        match recv.get_mut() {
+                            Some(r) => acks.next(r).await,
+                            None => std::future::pending().await,
+                        }
+                    }, if acks.live() => match a {
                         Ok(Some(next_seq)) => {
                             call.on_ack(next_seq);
                             continue 'call;
@@ -474,6 +490,47 @@ pub(crate) async fn serve_call(
             }
         }
     }
+}
+
+/// Removes a call's client-item queue when the call ends, closing it (its reader stops and a
+/// handler still pulling gets `UNAVAILABLE`).
+struct InboundGuard<'a>(&'a Shared, u64);
+
+impl Drop for InboundGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(q) = self.0.inbound.lock().unwrap().remove(&self.1) {
+            q.close();
+        }
+    }
+}
+
+/// Why `request` does not fit the method's `kind` (its STREAMING and CLIENT_STREAMING flags,
+/// PROTOCOL.md 3.3), if it does not: `INVALID_ARGUMENT`; `UNIMPLEMENTED` for a client-streaming
+/// call on a cluster link (section 3.4: not relayed yet).
+fn kind_mismatch(request: &Request, kind: MethodKind, link: bool) -> Option<RpcError> {
+    let flag = |set: bool| if set { "set" } else { "clear" };
+    if request.streaming != kind.server_streaming() {
+        return Some(RpcError::invalid_argument(format!(
+            "method {} is {}, but the request's STREAMING flag is {}",
+            request.method,
+            kind.name(),
+            flag(request.streaming),
+        )));
+    }
+    if request.client_streaming != kind.client_streaming() {
+        return Some(RpcError::invalid_argument(format!(
+            "method {} is {}, but the request's CLIENT_STREAMING flag is {}",
+            request.method,
+            kind.name(),
+            flag(request.client_streaming),
+        )));
+    }
+    (link && request.client_streaming).then(|| {
+        RpcError::new(
+            ErrorCode::Unimplemented,
+            "client-streaming and bidi calls are not relayed through directors yet",
+        )
+    })
 }
 
 /// Waits for the next live freeze request (State Capture); requests whose capture already gave up

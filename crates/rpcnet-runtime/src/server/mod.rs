@@ -7,6 +7,7 @@
 //! the N-API boundary once per batch, not once per call.
 
 mod call;
+mod inbound;
 mod item_queue;
 mod session;
 
@@ -30,6 +31,7 @@ use crate::error::RpcError;
 use crate::events::EventQueue;
 use crate::tls::{server_crypto, ServerIdentity};
 use crate::transport::{serving_transport_config, CallWindow, MAX_CONCURRENT_CALLS};
+use inbound::Inbound;
 use rpcnet_protocol::{ErrorCode, Metadata, DEFAULT_MAX_FRAME_SIZE};
 
 /// Default number of items a streaming call may have queued before `push` answers `Full`.
@@ -37,13 +39,50 @@ pub const DEFAULT_STREAM_WINDOW_ITEMS: usize = 256;
 /// Default number of queued bytes per streaming call before `push` answers `Full` (1 MiB).
 pub const DEFAULT_STREAM_WINDOW_BYTES: usize = 1024 * 1024;
 
-/// The kind of a registered method (PROTOCOL.md "Call kinds").
+/// The kind of a registered method (PROTOCOL.md section 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MethodKind {
     /// One request, one RESPONSE.
     Unary,
     /// One request, ITEM frames then END.
     ServerStreaming,
+    /// The client's ITEM frames then its END, one RESPONSE (version 2, section 3.4).
+    ClientStreaming,
+    /// ITEM frames both ways, each side ending with END (version 2, section 3.4).
+    Bidi,
+}
+
+impl MethodKind {
+    /// The kind whose REQUEST flags are STREAMING = `server_streaming` and CLIENT_STREAMING =
+    /// `client_streaming`.
+    pub fn of(server_streaming: bool, client_streaming: bool) -> MethodKind {
+        match (server_streaming, client_streaming) {
+            (false, false) => MethodKind::Unary,
+            (true, false) => MethodKind::ServerStreaming,
+            (false, true) => MethodKind::ClientStreaming,
+            (true, true) => MethodKind::Bidi,
+        }
+    }
+
+    /// The server answers with ITEMs and END.
+    pub fn server_streaming(self) -> bool {
+        matches!(self, MethodKind::ServerStreaming | MethodKind::Bidi)
+    }
+
+    /// The client sends ITEMs and END after its REQUEST.
+    pub fn client_streaming(self) -> bool {
+        matches!(self, MethodKind::ClientStreaming | MethodKind::Bidi)
+    }
+
+    /// The name used in messages, e.g. `client-streaming`.
+    pub fn name(self) -> &'static str {
+        match self {
+            MethodKind::Unary => "unary",
+            MethodKind::ServerStreaming => "server-streaming",
+            MethodKind::ClientStreaming => "client-streaming",
+            MethodKind::Bidi => "bidi",
+        }
+    }
 }
 
 /// Server settings.
@@ -149,6 +188,8 @@ enum CallSlot {
 pub(crate) struct Shared {
     methods: RwLock<HashMap<String, MethodKind>>,
     calls: Mutex<HashMap<u64, CallSlot>>,
+    /// The client items of client-streaming and bidi calls, by call id.
+    inbound: Mutex<HashMap<u64, Arc<Inbound>>>,
     next_id: AtomicU64,
     connections: Mutex<HashMap<String, ConnectionInfo>>,
     shutdown: Canceller,
@@ -211,6 +252,7 @@ impl Server {
         let shared = Arc::new(Shared {
             methods: RwLock::new(HashMap::new()),
             calls: Mutex::new(HashMap::new()),
+            inbound: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             connections: Mutex::new(HashMap::new()),
             shutdown: Canceller::new(),
@@ -315,6 +357,26 @@ impl Server {
             }
         }
         q.push(item)
+    }
+
+    /// Up to `max` of the client's items of a client-streaming or bidi call, waiting for one;
+    /// `Ok(None)` once the client's END came and every item was taken (PROTOCOL.md section 3.4).
+    ///
+    /// Errors: `PROTOCOL` when the client broke the rules (a seq gap, a wrong END count, no
+    /// END), the code of its reset, `UNAVAILABLE` once the call is over or when `id` is not a
+    /// client-streaming call.
+    pub async fn next_client_items(
+        &self,
+        id: u64,
+        max: usize,
+    ) -> Result<Option<Vec<Bytes>>, RpcError> {
+        let inbound = self.shared.inbound.lock().unwrap().get(&id).cloned();
+        match inbound {
+            Some(q) => q.take(max).await,
+            None => Err(RpcError::unavailable(format!(
+                "call {id} is over or is not a client-streaming call"
+            ))),
+        }
     }
 
     /// Queues the response headers of a streaming call, sent before the items pushed after them

@@ -151,6 +151,7 @@ pub async fn echo_server(config: ServerConfig) -> Arc<Server> {
     let server = Arc::new(Server::bind(config).await.unwrap());
     server.register("echo", MethodKind::Unary);
     server.register("count", MethodKind::ServerStreaming);
+    server.register("collect", MethodKind::ClientStreaming);
     let s = server.clone();
     tokio::spawn(async move {
         loop {
@@ -167,7 +168,24 @@ pub async fn echo_server(config: ServerConfig) -> Arc<Server> {
                     ..
                 } = e
                 {
-                    if method == "echo" {
+                    if method == "collect" {
+                        // The client's items, concatenated (PROTOCOL.md 3.4); a broken stream of
+                        // items fails the call with its error.
+                        let s = s.clone();
+                        tokio::spawn(async move {
+                            let mut all = Vec::new();
+                            let result = loop {
+                                match s.next_client_items(id, 64).await {
+                                    Ok(Some(items)) => {
+                                        items.iter().for_each(|i| all.extend_from_slice(i))
+                                    }
+                                    Ok(None) => break Ok(Bytes::from(all)),
+                                    Err(e) => break Err(e),
+                                }
+                            };
+                            s.respond(id, result);
+                        });
+                    } else if method == "echo" {
                         // The request headers come back as response headers (PROTOCOL.md 5.6).
                         let echoed = ResponseMetadata {
                             headers: metadata,
