@@ -5,8 +5,11 @@
  * server (TLS, the self-signed certificate as root CA), runs the warm-up and then the measured
  * window, and prints one JSON line ({@link ClientResult}). The protobuf scenario calls
  * `Greeter.SayHello` as an application would: rpcnet through `createClient(fromProtobuf(Greeter))`,
- * grpc-js through `greeterService`'s protobuf (de)serializers. The Rust-only client is
- * crates/rpcnet-runtime/examples/bench.rs, which prints the same fields (it has no protobuf).
+ * grpc-js through `greeterService`'s protobuf (de)serializers. The bidi scenario opens
+ * `--concurrency` bidi echo calls, each keeping up to `BIDI_WINDOW` 1 KiB messages ahead of the
+ * echoes it has received, and counts the echoes of the measured window. The Rust-only client is
+ * crates/rpcnet-runtime/examples/bench.rs, which prints the same fields (it has no protobuf and
+ * no bidi).
  * @module
  */
 import { readFileSync } from 'node:fs';
@@ -16,8 +19,12 @@ import * as grpc from '@grpc/grpc-js';
 import { createClient, fromProtobuf, RpcClient } from '../dist/index.js';
 import { Greeter, type HelloReply } from '../__test__/proto/greeter_pb.ts';
 import {
+  BIDI_MESSAGE_SIZE,
+  BIDI_METHOD,
+  BIDI_WINDOW,
   exitWhenParentGoes,
   greeting,
+  GRPC_BIDI_PATH,
   GRPC_STREAM_PATH,
   GRPC_UNARY_PATH,
   HELLO_NAME,
@@ -41,7 +48,7 @@ interface Window {
   latencies: number[];
 }
 
-/** One system's client, reduced to the three operations the scenarios need. */
+/** One system's client, reduced to the operations the scenarios need. */
 interface BenchClient {
   /** One unary call of the 64-byte request; resolves with the response. */
   unary(request: Buffer): Promise<Buffer>;
@@ -52,6 +59,12 @@ interface BenchClient {
    * (performance.now() times), then cancels the call.
    */
   stream(warmEnd: number, end: number): Promise<Window>;
+  /**
+   * One bidi echo call: sends `message` while fewer than {@link BIDI_WINDOW} of its messages
+   * await their echo, discards echoes until `warmEnd`, counts those that arrive before `end`
+   * (performance.now() times), then cancels the call.
+   */
+  bidi(message: Buffer, warmEnd: number, end: number): Promise<Window>;
   close(): Promise<void>;
 }
 
@@ -98,6 +111,49 @@ async function rpcnetClient(): Promise<BenchClient> {
         w.ops++;
         w.bytes += item.length;
       }
+      return w;
+    },
+    async bidi(message, warmEnd, end) {
+      const w: Window = { ops: 0, errors: 0, bytes: 0, elapsedMs: end - warmEnd, latencies: [] };
+      let inFlight = 0;
+      let stopped = false;
+      let wake: (() => void) | undefined;
+      const resume = () => {
+        const f = wake;
+        wake = undefined;
+        f?.();
+      };
+      // The requests: one message whenever fewer than BIDI_WINDOW await their echo.
+      async function* requests(): AsyncGenerator<Buffer> {
+        while (!stopped) {
+          if (inFlight >= BIDI_WINDOW) {
+            await new Promise<void>((r) => (wake = r));
+            continue;
+          }
+          inFlight++;
+          yield message;
+        }
+      }
+      try {
+        // Breaking out of the loop cancels the call (both directions).
+        for await (const echo of client.callBidiStreaming(BIDI_METHOD, requests())) {
+          inFlight--;
+          resume();
+          const t = performance.now();
+          if (t < warmEnd) continue;
+          if (t >= end) {
+            stopped = true;
+            break;
+          }
+          if (echo.length === message.length) w.ops++;
+          else w.errors++;
+          w.bytes += echo.length;
+        }
+      } finally {
+        stopped = true;
+        resume();
+      }
+      if (performance.now() < end) fail('the bidi call ended before the window did');
       return w;
     },
     close: () => client.close(),
@@ -157,6 +213,45 @@ async function grpcClient(): Promise<BenchClient> {
         call.on('end', () => finish(new Error('stream ended before the window did')));
       });
     },
+    bidi(message, warmEnd, end) {
+      return new Promise<Window>((resolve, reject) => {
+        const w: Window = { ops: 0, errors: 0, bytes: 0, elapsedMs: end - warmEnd, latencies: [] };
+        const call = client.makeBidiStreamRequest<Buffer, Buffer>(GRPC_BIDI_PATH, raw, raw);
+        let inFlight = 0;
+        let done = false;
+        const finish = (error?: Error) => {
+          if (done) return;
+          done = true;
+          clearTimeout(safety);
+          call.cancel();
+          if (error) reject(error);
+          else resolve(w);
+        };
+        // If echoes stop arriving, end the window anyway.
+        const safety = setTimeout(() => finish(), end - performance.now() + 5_000);
+        // Send while fewer than BIDI_WINDOW messages await their echo.
+        const fill = () => {
+          while (!done && inFlight < BIDI_WINDOW) {
+            inFlight++;
+            call.write(message);
+          }
+        };
+        call.on('data', (echo: Buffer) => {
+          inFlight--;
+          const t = performance.now();
+          if (t >= end) return finish();
+          if (t >= warmEnd) {
+            if (echo.length === message.length) w.ops++;
+            else w.errors++;
+            w.bytes += echo.length;
+          }
+          fill();
+        });
+        call.on('error', (error) => finish(error));
+        call.on('end', () => finish(new Error('bidi call ended before the window did')));
+        fill();
+      });
+    },
     close: async () => client.close(),
   };
 }
@@ -211,6 +306,18 @@ if (values.scenario === 'unary') {
 } else if (values.scenario === 'stream') {
   const warmEnd = performance.now() + warmupMs;
   window = await client.stream(warmEnd, warmEnd + durationMs);
+} else if (values.scenario === 'bidi') {
+  const message = Buffer.alloc(BIDI_MESSAGE_SIZE, 0x42);
+  const warmEnd = performance.now() + warmupMs;
+  const end = warmEnd + durationMs;
+  // `concurrency` bidi calls on one connection/channel, over the same window; their echoes add up.
+  const calls = await Promise.all(Array.from({ length: concurrency }, () => client.bidi(message, warmEnd, end)));
+  window = { ops: 0, errors: 0, bytes: 0, elapsedMs: durationMs, latencies: [] };
+  for (const c of calls) {
+    window.ops += c.ops;
+    window.errors += c.errors;
+    window.bytes += c.bytes;
+  }
 } else {
   fail(`unknown --scenario ${values.scenario}`);
 }

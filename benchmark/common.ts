@@ -1,7 +1,7 @@
 /**
  * What the benchmark's processes agree on: method names and payload sizes (the same as in
- * crates/rpcnet-runtime/examples/bench.rs), the protobuf scenario's request and reply, the
- * scenarios, the shape of a client's result line, and the small helpers the driver and the child
+ * crates/rpcnet-runtime/examples/bench.rs), the protobuf scenario's request and reply, the bidi
+ * echo's message size and window, the scenarios, the shape of a client's result line, and the small helpers the driver and the child
  * processes share (percentiles, JSON-line handshakes with a child process, waiting for the parent
  * to go away).
  * @module
@@ -13,14 +13,25 @@ import { createInterface } from 'node:readline';
 export const UNARY_METHOD = 'echo';
 /** rpcnet server-streaming method: the request is a u32 big-endian item count; items are 1 KiB. */
 export const STREAM_METHOD = 'stream';
+/** rpcnet bidi method: echoes every request message as an item (rpcnet-server.ts only). */
+export const BIDI_METHOD = 'bidi-echo';
 /** grpc-js path of the unary method. */
 export const GRPC_UNARY_PATH = '/rpcnet.bench.Bench/Echo';
 /** grpc-js path of the server-streaming method. */
 export const GRPC_STREAM_PATH = '/rpcnet.bench.Bench/Stream';
+/** grpc-js path of the bidi echo method. */
+export const GRPC_BIDI_PATH = '/rpcnet.bench.Bench/BidiEcho';
 /** Unary request and response size, bytes. */
 export const UNARY_SIZE = 64;
 /** Streaming item size, bytes. */
 export const ITEM_SIZE = 1024;
+/** Bidi echo message size, bytes (requests and their echoes). */
+export const BIDI_MESSAGE_SIZE = 1024;
+/**
+ * Messages a bidi echo call keeps unacknowledged: the client sends up to this many ahead of the
+ * echoes it has received, then waits for the next echo (both systems).
+ */
+export const BIDI_WINDOW = 64;
 /** Item count asked for by a streaming client: more than any run consumes; it cancels at the end. */
 export const STREAM_COUNT = 0xffffffff;
 
@@ -82,11 +93,15 @@ export interface Scenario {
   /** Stable name, used in the table and the JSON. */
   name: string;
   /**
-   * Unary calls of raw bytes (`unary`), one streaming call of raw bytes (`stream`), or unary calls
-   * of the protobuf `Greeter.SayHello` (`protobuf`), also the `client.ts --scenario` value.
+   * Unary calls of raw bytes (`unary`), one streaming call of raw bytes (`stream`), unary calls
+   * of the protobuf `Greeter.SayHello` (`protobuf`), or bidi calls echoing raw 1 KiB messages
+   * (`bidi`), also the `client.ts --scenario` value.
    */
-  kind: 'unary' | 'stream' | 'protobuf';
-  /** Call loops running at once on one connection/channel (1 for streaming). */
+  kind: 'unary' | 'stream' | 'protobuf' | 'bidi';
+  /**
+   * Call loops (unary) or bidi calls running at once on one connection/channel (1 for
+   * server-streaming).
+   */
   concurrency: number;
   /** The systems that can run it, when not all of {@link SYSTEMS}; the others' rows are "n/a". */
   systems?: readonly System[];
@@ -95,12 +110,18 @@ export interface Scenario {
 }
 
 /** The scenario kinds, for `run.ts --scenarios`. */
-export const SCENARIO_KINDS: readonly Scenario['kind'][] = ['unary', 'stream', 'protobuf'];
+export const SCENARIO_KINDS: readonly Scenario['kind'][] = ['unary', 'stream', 'protobuf', 'bidi'];
 
 /** Who runs the protobuf scenarios: the Rust-only client and server have no protobuf codec. */
 const PROTOBUF: Pick<Scenario, 'systems' | 'notApplicable'> = {
   systems: ['grpc-js', 'rpcnet-ts'],
   notApplicable: 'rpcnet-rust has no protobuf codec (its client and server carry raw bytes), so the protobuf rows compare rpcnet-ts with grpc-js only',
+};
+
+/** Who runs the bidi scenarios: the Rust bench client (examples/bench.rs) makes no bidi calls. */
+const BIDI: Pick<Scenario, 'systems' | 'notApplicable'> = {
+  systems: ['grpc-js', 'rpcnet-ts'],
+  notApplicable: "the Rust bench client (crates/rpcnet-runtime/examples/bench.rs) makes no bidi calls, so the bidi rows compare rpcnet-ts with grpc-js only",
 };
 
 /** The scenarios of `run.ts`, in table order. */
@@ -110,13 +131,16 @@ export const SCENARIOS: readonly Scenario[] = [
   { name: 'stream 1 KiB items', kind: 'stream', concurrency: 1 },
   { name: 'protobuf unary, c=1', kind: 'protobuf', concurrency: 1, ...PROTOBUF },
   { name: 'protobuf unary, c=100', kind: 'protobuf', concurrency: 100, ...PROTOBUF },
+  { name: 'bidi echo 1 KiB, c=1', kind: 'bidi', concurrency: 1, ...BIDI },
+  { name: 'bidi echo 1 KiB, c=16', kind: 'bidi', concurrency: 16, ...BIDI },
 ];
 
 /**
- * The scenarios on raw bytes (all but `protobuf`): what `directors.ts` measures through the
- * relay, whose worker serves only the raw methods.
+ * The unary and server-streaming scenarios on raw bytes (not `protobuf`, not `bidi`): what
+ * `directors.ts` measures through the relay, whose worker serves only those methods (directors
+ * do not relay bidi calls yet).
  */
-export const RAW_SCENARIOS: readonly Scenario[] = SCENARIOS.filter((s) => s.kind !== 'protobuf');
+export const RAW_SCENARIOS: readonly Scenario[] = SCENARIOS.filter((s) => s.kind === 'unary' || s.kind === 'stream');
 
 /** Whether `system` can run `scenario` (see {@link Scenario.systems}). */
 export function appliesTo(scenario: Scenario, system: System): boolean {
@@ -125,9 +149,10 @@ export function appliesTo(scenario: Scenario, system: System): boolean {
 
 /**
  * The JSON line a client process prints (the TypeScript client and the Rust example print the same
- * fields). `ops` counts completed calls (unary) or received items (streaming) in the measured
- * window; `bytes` the payload received (responses, items; for protobuf the replies' `message`
- * lengths); latencies are per call, ms, and `null` for streaming.
+ * fields). `ops` counts completed calls (unary), received items (streaming) or received echoes
+ * (bidi) in the measured window; `bytes` the payload received (responses, items, echoes; for
+ * protobuf the replies' `message` lengths); latencies are per call, ms, and `null` for streaming
+ * and bidi.
  */
 export interface ClientResult {
   ops: number;

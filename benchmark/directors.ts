@@ -18,7 +18,7 @@
  *    the client's `resumed.pauseMs`). Every stream must deliver every item exactly once, in
  *    order (no gap, no repeat, no item of another session); the run exits 1 otherwise.
  * 2. **The relay's cost.** The RPC benchmark's raw-bytes scenarios (common.ts `RAW_SCENARIOS`:
- *    unary 64 B at concurrency 1 and 100, a stream of 1 KiB items; not the protobuf ones),
+ *    unary 64 B at concurrency 1 and 100, a stream of 1 KiB items; not the protobuf or bidi ones),
  *    measured by its client (`client.ts`, a process per row) against a plain `RpcServer`
  *    (`rpcnet-server.ts`, certificate pinned) and through one director (forked from dist/demo) to
  *    one worker (`rpcnet-worker.ts`, the same handlers; the client trusts the cluster CA). Each

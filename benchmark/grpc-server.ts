@@ -1,9 +1,10 @@
 /**
  * The grpc-js server of the benchmark, run as its own process by `benchmark/run.ts`: HTTP/2 + TLS
  * on 127.0.0.1 with the PEM certificate and key given as `--cert` / `--key` (the driver makes a
- * self-signed pair with the openssl CLI), serving the same two raw methods as the rpcnet server and
- * the protobuf `Greeter.SayHello` (`greeterService`, grpc-service.ts). It prints `{"addr"}` as one
- * JSON line and serves until killed or until stdin closes.
+ * self-signed pair with the openssl CLI), serving the same three raw methods as the rpcnet server
+ * (unary `Echo`, server-streaming `Stream`, bidi `BidiEcho`) and the protobuf `Greeter.SayHello`
+ * (`greeterService`, grpc-service.ts). It prints `{"addr"}` as one JSON line and serves until
+ * killed or until stdin closes.
  * @module
  */
 import { readFileSync } from 'node:fs';
@@ -48,6 +49,13 @@ server.addService(benchService, {
       if (!cancelled) call.end();
     };
     pump();
+  },
+  // Every request message back as a response, in order; the client bounds what is in flight.
+  BidiEcho: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+    call.on('data', (message: Buffer) => call.write(message));
+    call.on('end', () => call.end());
+    // The client cancels the call at the end of its window.
+    call.on('error', () => {});
   },
 });
 

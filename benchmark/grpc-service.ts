@@ -1,5 +1,5 @@
 /**
- * The grpc-js half of the comparison needs no .proto compile step: its two raw methods are declared
+ * The grpc-js half of the comparison needs no .proto compile step: its three raw methods are declared
  * here as a generic service definition whose (de)serializers pass raw Buffers through, so grpc-js
  * carries the same 64-byte and 1 KiB payloads as rpcnet. The protobuf scenario's `Greeter` is
  * declared the same way, but its (de)serializers are protobuf-es's `create` + `toBinary` /
@@ -11,12 +11,12 @@
 import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
 import type { deserialize, serialize, ServiceDefinition } from '@grpc/grpc-js';
 import { Greeter, HelloReplySchema, HelloRequestSchema } from '../__test__/proto/greeter_pb.ts';
-import { GRPC_STREAM_PATH, GRPC_UNARY_PATH } from './common.ts';
+import { GRPC_BIDI_PATH, GRPC_STREAM_PATH, GRPC_UNARY_PATH } from './common.ts';
 
 /** Identity (de)serializer: the payload is already bytes. */
 export const raw = (b: Buffer): Buffer => b;
 
-/** `Echo` (unary) and `Stream` (server-streaming), both Buffer in, Buffer out. */
+/** `Echo` (unary), `Stream` (server-streaming) and `BidiEcho` (bidi), all Buffer in, Buffer out. */
 export const benchService: ServiceDefinition = {
   Echo: {
     path: GRPC_UNARY_PATH,
@@ -30,6 +30,15 @@ export const benchService: ServiceDefinition = {
   Stream: {
     path: GRPC_STREAM_PATH,
     requestStream: false,
+    responseStream: true,
+    requestSerialize: raw,
+    requestDeserialize: raw,
+    responseSerialize: raw,
+    responseDeserialize: raw,
+  },
+  BidiEcho: {
+    path: GRPC_BIDI_PATH,
+    requestStream: true,
     responseStream: true,
     requestSerialize: raw,
     requestDeserialize: raw,

@@ -10,12 +10,14 @@
  *
  * Besides raw bytes, a protobuf unary scenario (`Greeter.SayHello` from
  * __test__/proto/greeter_pb.ts) measures the typed API against grpc-js with protobuf-es
- * (de)serializers; rpcnet-rust has no protobuf, so its rows there are "n/a".
+ * (de)serializers; rpcnet-rust has no protobuf, so its rows there are "n/a". A bidi echo scenario
+ * (1 KiB messages, up to 64 unacknowledged per call, 1 and 16 calls) counts echoes per second;
+ * the Rust bench client makes no bidi calls, so its rows there are "n/a" too.
  *
  * ```sh
  * node --import @oxc-node/core/register benchmark/run.ts [--duration-ms 5000] [--warmup-ms 1000]
  *   [--json benchmark/results/latest.json] [--systems grpc-js,rpcnet-ts,rpcnet-rust]
- *   [--scenarios unary,stream,protobuf]
+ *   [--scenarios unary,stream,protobuf,bidi]
  * ```
  * @module
  */
@@ -48,9 +50,9 @@ export interface Row {
   /** Set when the system cannot run the scenario (why: {@link Scenario.notApplicable}); nothing was run. */
   notApplicable?: string;
   result?: ClientResult;
-  /** Calls (unary) or items (streaming) per second in the measured window. */
+  /** Calls (unary), items (streaming) or echoes (bidi) per second in the measured window. */
   opsPerSec?: number;
-  /** Payload MiB per second received by the client (response or item bytes). */
+  /** Payload MiB per second received by the client (response, item or echo bytes). */
   mibPerSec?: number;
   /** opsPerSec ÷ grpc-js opsPerSec for the same scenario. */
   vsGrpcJs?: number;
@@ -255,6 +257,10 @@ async function main(): Promise<number> {
   const note = notApplicableNote(rows);
   if (note) console.log(`${note}\n`);
   if (streams.length) console.log(`stream payload throughput: ${streams.join(', ')}\n`);
+  const bidis = rows
+    .filter((r) => r.kind === 'bidi' && r.mibPerSec !== undefined)
+    .map((r) => `${r.system} c=${r.concurrency} ${r.mibPerSec!.toFixed(1)} MiB/s`);
+  if (bidis.length) console.log(`bidi echo payload throughput (echoes received; as much again sent): ${bidis.join(', ')}\n`);
 
   const jsonPath = resolve(values.json);
   mkdirSync(dirname(jsonPath), { recursive: true });
