@@ -269,14 +269,7 @@ impl NativeServer {
                 ResponseMetadata::default(),
             ),
         };
-        let id = id as u64;
-        if self.inner.respond_with(id, Err(e.clone()), m.clone()) {
-            return true;
-        }
-        if !m.headers.is_empty() {
-            self.inner.push_headers(id, m.headers);
-        }
-        self.inner.end_with(id, Err(e), m.trailers)
+        self.inner.fail(id as u64, e, m)
     }
 
     /// Pushes one item of a streaming call, after `checkpoint` (the handler's latest
@@ -331,15 +324,9 @@ impl NativeServer {
         header: Option<Vec<NativeMetadataEntry>>,
         trailer: Option<Vec<NativeMetadataEntry>>,
     ) -> bool {
-        let id = id as u64;
         match response_metadata(header, trailer) {
-            Ok(m) => {
-                if !m.headers.is_empty() {
-                    self.inner.push_headers(id, m.headers);
-                }
-                self.inner.end_with(id, Ok(()), m.trailers)
-            }
-            Err(e) => self.inner.end(id, Err(e)),
+            Ok(m) => self.inner.finish(id as u64, Ok(()), m),
+            Err(e) => self.inner.end(id as u64, Err(e)),
         }
     }
 

@@ -417,6 +417,28 @@ impl Server {
         self.end_with(id, result, Metadata::new())
     }
 
+    /// Ends a streaming call with `result` after its response `metadata`: the headers (if the
+    /// handler pushed none before; a later HEADERS is dropped, PROTOCOL.md section 5.6), then the
+    /// trailers and END or ERROR. Returns false if the call is unknown or already over.
+    pub fn finish(
+        &self,
+        id: u64,
+        result: Result<(), RpcError>,
+        metadata: ResponseMetadata,
+    ) -> bool {
+        if !metadata.headers.is_empty() {
+            self.push_headers(id, metadata.headers);
+        }
+        self.end_with(id, result, metadata.trailers)
+    }
+
+    /// Fails a call of any kind with `e` after its response `metadata`: a unary call as
+    /// [`Server::respond_with`], a streaming one as [`Server::finish`]. Returns false if the call
+    /// is unknown or already over.
+    pub fn fail(&self, id: u64, e: RpcError, metadata: ResponseMetadata) -> bool {
+        self.respond_with(id, Err(e.clone()), metadata.clone()) || self.finish(id, Err(e), metadata)
+    }
+
     /// [`Server::end`] with trailers, sent just before the END or ERROR (PROTOCOL.md section
     /// 5.6; if not empty and on an `rpcnet/2` connection).
     pub fn end_with(&self, id: u64, result: Result<(), RpcError>, trailers: Metadata) -> bool {
