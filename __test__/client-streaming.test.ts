@@ -169,7 +169,7 @@ test('cancellation: breaking out of a bidi call and an AbortSignal stop the hand
   }
 });
 
-test('refused: a wrong kind, through a director (not relayed yet), with resume', async (t) => {
+test('through a director: a wrong kind is refused by the worker, a resumable session refuses at the client', async (t) => {
   const { server, client, close } = await pair();
   try {
     server.clientStreaming('sum', async () => Buffer.alloc(0));
@@ -185,11 +185,18 @@ test('refused: a wrong kind, through a director (not relayed yet), with resume',
   const director = await Director.start({ clusterDir, shutdownOnSigterm: false });
   const worker = await RpcWorker.start({ id: 'w', director: director.mgmtAddress, clusterDir, drainOnSigterm: false });
   worker.unary('echo', (r) => r);
+  worker.clientStreaming('count', async (requests) => {
+    let n = 0;
+    for await (const _ of requests) n++;
+    return u32(n);
+  });
   try {
+    t.true(await director.waitForWorkers(1));
     const plain = await RpcClient.connect(director.address, { tls: { caFile: director.caFile } });
     const e3 = await t.throwsAsync(plain.callClientStreaming('echo', [u32(1)]), { instanceOf: RpcError });
-    t.is(e3.code, 'UNIMPLEMENTED');
-    t.regex(e3.message, /not relayed through directors yet/);
+    t.is(e3.code, 'INVALID_ARGUMENT', 'the worker checks the kind, as a plain server does');
+    t.is(e3.message, "method echo is unary, but the request's CLIENT_STREAMING flag is set");
+    t.is((await plain.callClientStreaming('count', [u32(1), u32(2), u32(3)])).readUInt32BE(0), 3, 'relayed');
     t.is((await plain.call('echo', Buffer.from('ok'))).toString(), 'ok', 'the connection goes on');
     await plain.close();
     const resumable = await RpcClient.connect(director.address, { tls: { caFile: director.caFile }, resume: true });

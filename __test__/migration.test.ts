@@ -11,7 +11,7 @@ import { RpcClient, RpcError, RpcWorker } from '../dist/index.js';
 import type { MigrationReport } from '../dist/index.js';
 import { streamTokens, type StreamRecord } from '../dist/demo/client.js';
 import { startDirector, startWorker, type DirectorProc, type Proc } from '../dist/demo/harness.js';
-import { sleep } from './helpers.ts';
+import { sessionOf, sleep } from './helpers.ts';
 
 const clusterDir = mkdtempSync(join(tmpdir(), 'rpcnet-cluster-'));
 test.after.always(() => rmSync(clusterDir, { recursive: true, force: true }));
@@ -51,15 +51,6 @@ function metadataOnce(t: { is: (a: unknown, b: unknown, m?: string) => void }, r
   t.is(r.headers, 1, 'the response headers arrived once');
   t.is(r.stream, 'tokens');
   t.is(r.trailer, String(count), 'the trailer arrived with the end');
-}
-
-async function sessionOf(director: DirectorProc): Promise<string> {
-  for (let i = 0; i < 100; i++) {
-    const sessions = await director.proc.command<{ sessionId: string }[]>({ cmd: 'sessions' });
-    if (sessions.length > 0) return sessions[0]!.sessionId;
-    await sleep(20);
-  }
-  throw new Error('no session appeared');
 }
 
 test.serial('graceful drain: SIGTERM moves the session, the worker exits 0, nothing lost', async (t) => {

@@ -43,7 +43,19 @@ export type {
 } from './interceptor.js';
 export type { ErrorCode } from './errors.js';
 export type { ConnectionStats } from './stats.js';
-export { createClient, defineService, fromProtobuf, json, protobuf, raw, registerService, serverStreaming, unary } from './service.js';
+export {
+  bidiStreaming,
+  clientStreaming,
+  createClient,
+  defineService,
+  fromProtobuf,
+  json,
+  protobuf,
+  raw,
+  registerService,
+  serverStreaming,
+  unary,
+} from './service.js';
 export type {
   AnyMethod,
   Codec,
@@ -54,6 +66,7 @@ export type {
   ProtobufMethods,
   ServiceDef,
   ServiceHandlers,
+  StreamingRequests,
   TypedClient,
 } from './service.js';
 export { RpcWorker } from './worker.js';

@@ -102,12 +102,15 @@ export interface CallContext {
   /**
    * Set when this call resumes elsewhere after a migration or a failover: continue producing
    * from item `seq` with the state saved by {@link CallContext.checkpoint} (README "Resumable
-   * handlers"). Undefined for a fresh call, which starts at item 0.
+   * handlers"). In a bidi call the requests continue from the client's request `read` (the
+   * number the handler had read when it saved that state; PROTOCOL.md section 13.6): the
+   * iterable yields request `read` first. Undefined for a fresh call, which starts at item 0
+   * and request 0.
    */
-  readonly resume?: { readonly seq: number; readonly state: Buffer };
+  readonly resume?: { readonly seq: number; readonly read: number; readonly state: Buffer };
   /**
-   * Streaming calls: records the handler's state after the items yielded so far (README
-   * "Resumable handlers"). The bytes are copied. When the handler yields its next item at once,
+   * Streaming calls: records the handler's state after the items yielded so far and, in a bidi
+   * call, the requests read so far (README "Resumable handlers"). The bytes are copied. When the handler yields its next item at once,
    * the checkpoint crosses into Rust together with that item (one crossing per item); when it
    * does not (it awaits a timer or I/O first), the checkpoint crosses on its own at the end of
    * the current turn of the event loop (`setImmediate`), so it never waits for the next item.
@@ -141,8 +144,10 @@ export type ClientStreamingHandler = (requests: AsyncIterable<Buffer>, ctx: Call
 
 /**
  * A bidi handler (PROTOCOL.md section 3.4): the client's requests in, items out, both as they
- * come (typically an `async function*` that iterates `requests`). Not migrated or resumed yet:
- * it runs on plain servers, since directors do not relay client-streaming calls yet.
+ * come (typically an `async function*` that iterates `requests`). On a cluster worker it moves
+ * like a server-streaming handler: a migration or failover restarts it from its latest
+ * `ctx.checkpoint` (`ctx.resume`), with the requests from the one it had not read yet (README
+ * "Resumable handlers"). Not in resumable sessions yet (`UNIMPLEMENTED`).
  */
 export type BidiStreamingHandler = (requests: AsyncIterable<Buffer>, ctx: CallContext) => AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
 
@@ -155,8 +160,16 @@ type Handler =
 /** Client items taken from Rust per crossing. */
 const CLIENT_ITEM_BATCH = 256;
 
-/** The client's requests of call `id`, pulled from Rust in batches as the handler iterates. */
-function clientRequests(n: Native.NativeServer, id: number): AsyncIterable<Buffer> {
+/** How many of the client's requests a handler has read (for its checkpoints). */
+interface ReadCount {
+  read: number;
+}
+
+/**
+ * The client's requests of call `id`, pulled from Rust in batches as the handler iterates;
+ * `count.read` grows as each one is handed to the handler.
+ */
+function clientRequests(n: Native.NativeServer, id: number, count: ReadCount): AsyncIterable<Buffer> {
   return {
     async *[Symbol.asyncIterator]() {
       for (;;) {
@@ -167,7 +180,10 @@ function clientRequests(n: Native.NativeServer, id: number): AsyncIterable<Buffe
           throw fromBinding(e);
         }
         if (batch === null) return;
-        yield* batch;
+        for (const request of batch) {
+          count.read++;
+          yield request;
+        }
       }
     },
   };
@@ -183,33 +199,37 @@ type CallEvent = Extract<Native.NativeServerEvent, { kind: 'call' }>;
 class Checkpoints {
   readonly #server: Native.NativeServer;
   readonly #id: number;
+  readonly #count: ReadCount;
   #state: Buffer | undefined;
+  #read = 0;
   #scheduled = false;
 
-  constructor(server: Native.NativeServer, id: number) {
+  constructor(server: Native.NativeServer, id: number, count: ReadCount) {
     this.#server = server;
     this.#id = id;
+    this.#count = count;
   }
 
-  /** `ctx.checkpoint(state)`: keeps a copy and schedules its crossing. */
+  /** `ctx.checkpoint(state)`: keeps a copy (and the requests read so far) and schedules its crossing. */
   record(state: Uint8Array): void {
     this.#state = Buffer.from(bytes('state', state));
+    this.#read = this.#count.read;
     if (this.#scheduled) return;
     this.#scheduled = true;
     setImmediate(this.#flush);
   }
 
   /** The checkpoint recorded since the last item, for the item being pushed; clears it. */
-  take(): Buffer | undefined {
+  take(): { state: Buffer; read: number } | undefined {
     const state = this.#state;
     this.#state = undefined;
-    return state;
+    return state && { state, read: this.#read };
   }
 
   readonly #flush = (): void => {
     this.#scheduled = false;
-    const state = this.take();
-    if (state) this.#server.checkpoint(this.#id, state);
+    const taken = this.take();
+    if (taken) this.#server.checkpoint(this.#id, taken.state, taken.read);
   };
 }
 
@@ -421,7 +441,10 @@ export class RpcServer {
     this.#calls.set(id, controller);
     const n = this.#native;
     const connectionId = event.connectionId;
-    const checkpoints = handler?.streaming ? new Checkpoints(n, id) : undefined;
+    // A resumed bidi handler reads the requests from where its checkpoint says (the runtime
+    // skips the ones below it).
+    const count: ReadCount = { read: event.resume?.read ?? 0 };
+    const checkpoints = handler?.streaming ? new Checkpoints(n, id, count) : undefined;
     const ctx: CallContext = {
       checkpoint: checkpoints ? (state: Uint8Array) => checkpoints.record(state) : () => {},
       method,
@@ -432,7 +455,7 @@ export class RpcServer {
         remoteAddress: event.remoteAddress,
         stats: () => n.connectionStats(connectionId) ?? undefined,
       },
-      resume: event.resume ? { seq: event.resume.seq, state: event.resume.state } : undefined,
+      resume: event.resume ? { seq: event.resume.seq, read: event.resume.read, state: event.resume.state } : undefined,
       metadata: fromEntries(event.metadata),
       responseHeader: new Headers(),
       responseTrailer: new Headers(),
@@ -449,7 +472,7 @@ export class RpcServer {
     try {
       // The interceptors' outer functions run for every call.
       call = chain(this.#interceptors, async (req): Promise<ServerResponse> => {
-        const input = req.requests ?? clientRequests(n, id);
+        const input = req.requests ?? clientRequests(n, id, count);
         if (handler.client) {
           return handler.streaming ? { message: handler.fn(input, req.context) } : { message: await handler.fn(input, req.context) };
         }
@@ -478,7 +501,7 @@ export class RpcServer {
       }
       done();
     };
-    const requests = handler.client ? clientRequests(n, id) : undefined;
+    const requests = handler.client ? clientRequests(n, id, count) : undefined;
     if (!handler.streaming) {
       const fn: UnaryHandler = async (message, context) =>
         (await call({ stream: false, method, message, context, header: context.metadata, requests })).message as Uint8Array;
@@ -560,7 +583,8 @@ async function runStreaming(
       if (step.done) break;
       const header = headerUnsent ? toEntries(ctx.responseHeader) : undefined;
       headerUnsent = false;
-      const status = n.push(id, handlerBytes(ctx.method, step.value), checkpoints.take(), header);
+      const checkpoint = checkpoints.take();
+      const status = n.push(id, handlerBytes(ctx.method, step.value), checkpoint?.state, header, checkpoint?.read);
       if (status === 'ready') continue;
       if (status === 'full') {
         if (await n.writable(id)) continue;

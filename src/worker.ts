@@ -9,7 +9,7 @@ import { native, type Native } from './binding.js';
 import { fromBinding, reportInternal, RpcError, unknownKind } from './errors.js';
 import { bytes, describe, integer, invalid, optionalBoolean, optionalFunc, optionalInteger, optionalPort, optionalString, record, string, stringList, U32_MAX } from './options.js';
 import type { ServerInterceptor } from './interceptor.js';
-import { serverOver, type RpcServer, type ServerStreamingHandler, type UnaryHandler } from './server.js';
+import { serverOver, type BidiStreamingHandler, type ClientStreamingHandler, type RpcServer, type ServerStreamingHandler, type UnaryHandler } from './server.js';
 import { AdminEndpoint, checkAdmin, type AdminOptions } from './admin.js';
 
 /** Options of {@link RpcWorker.start}. */
@@ -312,6 +312,26 @@ export class RpcWorker {
    */
   serverStreaming(method: string, handler: ServerStreamingHandler): this {
     this.#server.serverStreaming(method, handler);
+    return this;
+  }
+
+  /**
+   * Registers a client-streaming handler (see {@link RpcServer.clientStreaming}). A migration
+   * or failover runs it again from the first request (a unary handler has no checkpoint), which
+   * the director replays (README "Resumable handlers").
+   */
+  clientStreaming(method: string, handler: ClientStreamingHandler): this {
+    this.#server.clientStreaming(method, handler);
+    return this;
+  }
+
+  /**
+   * Registers a bidi handler (see {@link RpcServer.bidiStreaming}). To resume exactly after a
+   * migration or failover, continue from `ctx.resume` (`seq` for the items, `read` for the
+   * requests) and call `ctx.checkpoint`.
+   */
+  bidiStreaming(method: string, handler: BidiStreamingHandler): this {
+    this.#server.bidiStreaming(method, handler);
     return this;
   }
 

@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file greeter.proto.
  */
 export const file_greeter: GenFile = /*@__PURE__*/
-  fileDesc("Cg1ncmVldGVyLnByb3RvEhFycGNuZXQuZXhhbXBsZS52MSIcCgxIZWxsb1JlcXVlc3QSDAoEbmFtZRgBIAEoCSIdCgpIZWxsb1JlcGx5Eg8KB21lc3NhZ2UYASABKAkiHQoMQ291bnRSZXF1ZXN0Eg0KBWNvdW50GAEgASgNIhcKCkNvdW50UmVwbHkSCQoBbhgBIAEoDTKgAQoHR3JlZXRlchJKCghTYXlIZWxsbxIfLnJwY25ldC5leGFtcGxlLnYxLkhlbGxvUmVxdWVzdBodLnJwY25ldC5leGFtcGxlLnYxLkhlbGxvUmVwbHkSSQoFQ291bnQSHy5ycGNuZXQuZXhhbXBsZS52MS5Db3VudFJlcXVlc3QaHS5ycGNuZXQuZXhhbXBsZS52MS5Db3VudFJlcGx5MAFiBnByb3RvMw");
+  fileDesc("Cg1ncmVldGVyLnByb3RvEhFycGNuZXQuZXhhbXBsZS52MSIcCgxIZWxsb1JlcXVlc3QSDAoEbmFtZRgBIAEoCSIdCgpIZWxsb1JlcGx5Eg8KB21lc3NhZ2UYASABKAkiHQoMQ291bnRSZXF1ZXN0Eg0KBWNvdW50GAEgASgNIhcKCkNvdW50UmVwbHkSCQoBbhgBIAEoDTKgAQoHR3JlZXRlchJKCghTYXlIZWxsbxIfLnJwY25ldC5leGFtcGxlLnYxLkhlbGxvUmVxdWVzdBodLnJwY25ldC5leGFtcGxlLnYxLkhlbGxvUmVwbHkSSQoFQ291bnQSHy5ycGNuZXQuZXhhbXBsZS52MS5Db3VudFJlcXVlc3QaHS5ycGNuZXQuZXhhbXBsZS52MS5Db3VudFJlcGx5MAEypgEKB0NoYXR0ZXISTwoLU2F5SGVsbG9BbGwSHy5ycGNuZXQuZXhhbXBsZS52MS5IZWxsb1JlcXVlc3QaHS5ycGNuZXQuZXhhbXBsZS52MS5IZWxsb1JlcGx5KAESSgoEQ2hhdBIfLnJwY25ldC5leGFtcGxlLnYxLkhlbGxvUmVxdWVzdBodLnJwY25ldC5leGFtcGxlLnYxLkhlbGxvUmVwbHkoATABYgZwcm90bzM");
 
 /**
  * @generated from message rpcnet.example.v1.HelloRequest
@@ -105,4 +105,34 @@ export const Greeter: GenService<{
   },
 }> = /*@__PURE__*/
   serviceDesc(file_greeter, 0);
+
+/**
+ * The client-streaming and bidi kinds, in a service of their own so that Greeter's users (the
+ * README example, the benchmark) need no handlers for them.
+ *
+ * @generated from service rpcnet.example.v1.Chatter
+ */
+export const Chatter: GenService<{
+  /**
+   * One reply to all the requests (client-streaming).
+   *
+   * @generated from rpc rpcnet.example.v1.Chatter.SayHelloAll
+   */
+  sayHelloAll: {
+    methodKind: "client_streaming";
+    input: typeof HelloRequestSchema;
+    output: typeof HelloReplySchema;
+  },
+  /**
+   * A reply to each request as it comes (bidi).
+   *
+   * @generated from rpc rpcnet.example.v1.Chatter.Chat
+   */
+  chat: {
+    methodKind: "bidi_streaming";
+    input: typeof HelloRequestSchema;
+    output: typeof HelloReplySchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_greeter, 1);
 

@@ -1,5 +1,6 @@
 /**
- * Demo and test process: a worker serving the resumable `tokens` method and a unary `who`.
+ * Demo and test process: a worker serving the resumable `tokens` method, the resumable bidi
+ * `tally` method, the client-streaming `sum` and a unary `who`.
  * SIGTERM drains it (its sessions migrate to other workers), it tells its parent `drained` over
  * IPC once the director has moved them all, closes and exits 0. With `--default-sigterm` it
  * installs no SIGTERM handler of its own and relies on `RpcWorker`'s (`drainOnSigterm`), which
@@ -15,6 +16,7 @@ import { parseArgs } from 'node:util';
 
 import { RpcWorker } from '../worker.js';
 import { sampleMemory } from './memory.js';
+import { sumHandler, tallyHandler } from './tally.js';
 import { tokensHandler } from './tokens.js';
 
 const { values } = parseArgs({
@@ -38,6 +40,8 @@ const sessions = new Map<string, Buffer>();
 // `--director` may list several directors, separated by commas.
 const worker = await RpcWorker.start({ id, director: values.director!.split(','), clusterDir: values['cluster-dir'], drainOnSigterm: defaultSigterm });
 worker.serverStreaming('tokens', tokensHandler(id));
+worker.bidiStreaming('tally', tallyHandler(id));
+worker.clientStreaming('sum', sumHandler(id));
 worker.unary('who', () => Buffer.from(id));
 worker.setHooks({
   onMigrationRequest: async () => {

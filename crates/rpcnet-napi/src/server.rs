@@ -42,11 +42,16 @@ pub struct NativeServerOptions {
 pub struct NativeResume {
     /// The first item to produce.
     pub seq: f64,
+    /// The first client item the handler reads (a client-streaming or bidi call; 0 otherwise).
+    pub read: f64,
     /// The state saved by `ctx.checkpoint` (empty when the handler never checkpointed).
     pub state: Buffer,
 }
 
 /// One server event, tagged by `kind`.
+// Each event becomes a JavaScript object once and is dropped; boxing the large `Call` variant
+// would only add an allocation (napi-rs converts the fields, not the enum's layout).
+#[allow(clippy::large_enum_variant)]
 #[napi(discriminant = "kind", discriminant_case = "lowercase")]
 pub enum NativeServerEvent {
     /// A new call: answer it by `id` (`respond`/`fail` for unary, `push`/`end`/`fail` for
@@ -213,9 +218,10 @@ impl NativeServer {
                     deadline_ms,
                     connection_id: client_connection_id,
                     remote_address: connection.remote_address().to_string(),
-                    resume: resume.map(|(seq, state)| NativeResume {
-                        seq: seq as f64,
-                        state: Buffer::from(state.to_vec()),
+                    resume: resume.map(|c| NativeResume {
+                        seq: c.seq as f64,
+                        read: c.read as f64,
+                        state: Buffer::from(c.state.to_vec()),
                     }),
                 },
                 ServerEvent::Cancelled {
@@ -273,8 +279,8 @@ impl NativeServer {
     }
 
     /// Pushes one item of a streaming call, after `checkpoint` (the handler's latest
-    /// `ctx.checkpoint` since the previous item, if any) and, before its first item, the
-    /// response `header`, in one crossing.
+    /// `ctx.checkpoint` since the previous item, if any, taken after reading `read` client
+    /// items) and, before its first item, the response `header`, in one crossing.
     #[napi]
     pub fn push(
         &self,
@@ -282,6 +288,7 @@ impl NativeServer {
         payload: Buffer,
         checkpoint: Option<Buffer>,
         header: Option<Vec<NativeMetadataEntry>>,
+        read: Option<f64>,
     ) -> NativePushStatus {
         let id = id as u64;
         if header.is_some() {
@@ -298,15 +305,22 @@ impl NativeServer {
             }
         }
         self.inner
-            .push_checkpointed(id, checkpoint.as_ref().map(bytes), bytes(&payload))
+            .push_checkpointed(
+                id,
+                checkpoint.as_ref().map(|c| (bytes(c), count(read))),
+                bytes(&payload),
+            )
             .into()
     }
 
     /// Records a checkpoint of a streaming call on its own, after the items pushed so far (for
-    /// a handler that checkpoints and then waits before its next item).
+    /// a handler that checkpoints and then waits before its next item), taken after reading
+    /// `read` client items.
     #[napi]
-    pub fn checkpoint(&self, id: i64, state: Buffer) -> NativePushStatus {
-        self.inner.checkpoint(id as u64, bytes(&state)).into()
+    pub fn checkpoint(&self, id: i64, state: Buffer, read: Option<f64>) -> NativePushStatus {
+        self.inner
+            .checkpoint(id as u64, bytes(&state), count(read))
+            .into()
     }
 
     /// Resolves true once the call can take more items, false if it is over.
@@ -370,4 +384,10 @@ fn internal(e: RpcError) -> RpcError {
         ErrorCode::Internal,
         format!("the handler set invalid response metadata: {}", e.message),
     )
+}
+
+/// A count that crossed as a JavaScript number (absent = 0; negative or fractional values are
+/// clamped and truncated).
+fn count(n: Option<f64>) -> u64 {
+    n.map_or(0, |n| n.max(0.0) as u64)
 }

@@ -52,7 +52,11 @@ fn main() {
                 deadline_ms: 0,
                 next_seq: 57,
                 pending: vec![(57, Bytes::from_static(b"{\"seq\":57}"))],
-                checkpoint: Some((57, Bytes::from_static(b"{\"startedAt\":1,\"hash\":3}"))),
+                checkpoint: Some(rpcnet_protocol::Checkpoint {
+                    seq: 57,
+                    read: 0,
+                    state: Bytes::from_static(b"{\"startedAt\":1,\"hash\":3}"),
+                }),
                 headers: Default::default(),
             }],
         };

@@ -17,9 +17,10 @@ use bytes::{Bytes, BytesMut};
 
 use crate::code::ErrorCode;
 use crate::frame::{
-    Attach, Frame, FrameType, Request, Version, ATTACH_FIXED_LEN, DEFAULT_MAX_FRAME_SIZE,
-    END_BODY_LEN, ERROR_FIXED_LEN, FLAG_CLIENT_STREAMING, FLAG_HAS_CHECKPOINT, FLAG_METADATA,
-    FLAG_RESUMABLE, FLAG_STREAMING, HEADER_LEN, ITEM_FIXED_LEN, REQUEST_FIXED_LEN,
+    Attach, Checkpoint, Frame, FrameType, Request, Version, ATTACH_FIXED_LEN,
+    DEFAULT_MAX_FRAME_SIZE, END_BODY_LEN, ERROR_FIXED_LEN, FLAG_CHECKPOINT_READ,
+    FLAG_CLIENT_STREAMING, FLAG_HAS_CHECKPOINT, FLAG_METADATA, FLAG_READ, FLAG_RESUMABLE,
+    FLAG_STREAMING, HEADER_LEN, ITEM_FIXED_LEN, REQUEST_FIXED_LEN,
 };
 use crate::metadata::{Metadata, DEFAULT_MAX_METADATA_SIZE};
 
@@ -160,6 +161,7 @@ impl TryFrom<u8> for FrameType {
             0x13 => FrameType::Ack,
             0x14 => FrameType::Call,
             0x15 => FrameType::Superseded,
+            0x16 => FrameType::Consumed,
             0x20 => FrameType::Hello,
             0x21 => FrameType::Welcome,
             0x22 => FrameType::Move,
@@ -308,14 +310,14 @@ impl Decoder {
                 Frame::Request(Request { payload, .. })
                 | Frame::Response { payload }
                 | Frame::Item { payload, .. } => *payload = bytes,
-                Frame::Checkpoint { state, .. } => *state = bytes,
+                Frame::Checkpoint(c) => c.state = bytes,
                 Frame::Hello { credential } | Frame::Welcome { credential, .. } => {
                     *credential = bytes
                 }
                 Frame::Attach(Attach {
-                    checkpoint: Some((_, state)),
+                    checkpoint: Some(c),
                     ..
-                }) => *state = bytes,
+                }) => c.state = bytes,
                 _ => unreachable!("only frames with a payload get an offset"),
             }
         }
@@ -428,6 +430,12 @@ fn parse_body(
                 .to_owned();
             let after = &rest[id_len..];
             if flags & FLAG_HAS_CHECKPOINT == 0 {
+                if flags & FLAG_CHECKPOINT_READ != 0 {
+                    return Err(FrameError::malformed(
+                        "ATTACH has flag CHECKPOINT_READ (0x04) without HAS_CHECKPOINT (0x01)"
+                            .to_owned(),
+                    ));
+                }
                 if !after.is_empty() {
                     return Err(FrameError::malformed(format!(
                         "ATTACH without a checkpoint has {} trailing bytes",
@@ -445,39 +453,38 @@ fn parse_body(
                 };
                 return Ok((Frame::Attach(attach), None));
             }
-            if after.len() < 8 {
-                return Err(FrameError::malformed(
-                    "ATTACH has the checkpoint flag but no checkpoint_seq (u64)".to_owned(),
-                ));
-            }
-            let seq = u64::from_be_bytes(after[..8].try_into().expect("8 bytes"));
+            let with_read = flags & FLAG_CHECKPOINT_READ != 0;
+            let (seq, read, len) = checkpoint_fields("ATTACH", after, with_read)?;
             let attach = Attach {
                 session_id,
                 call_id,
                 next_seq,
                 route_epoch,
                 connection_id,
-                checkpoint: Some((seq, Bytes::new())),
+                checkpoint: Some(Checkpoint {
+                    seq,
+                    read,
+                    state: Bytes::new(),
+                }),
                 resumable: flags & FLAG_RESUMABLE != 0,
             };
-            Ok((Frame::Attach(attach), Some(ATTACH_FIXED_LEN + id_len + 8)))
+            Ok((Frame::Attach(attach), Some(ATTACH_FIXED_LEN + id_len + len)))
         }
         FrameType::Checkpoint => {
-            let Some(seq) = body.get(..8) else {
-                return Err(FrameError::malformed(format!(
-                    "CHECKPOINT body is {} bytes, shorter than its seq field (u64, 8 bytes)",
-                    body.len()
-                )));
+            let (seq, read, len) = checkpoint_fields("CHECKPOINT", body, flags & FLAG_READ != 0)?;
+            let checkpoint = Checkpoint {
+                seq,
+                read,
+                state: Bytes::new(),
             };
-            let seq = u64::from_be_bytes(seq.try_into().expect("8 bytes"));
-            Ok((
-                Frame::Checkpoint {
-                    seq,
-                    state: Bytes::new(),
-                },
-                Some(8),
-            ))
+            Ok((Frame::Checkpoint(checkpoint), Some(len)))
         }
+        FrameType::Consumed => Ok((
+            Frame::Consumed {
+                read: exact_u64("CONSUMED", "read", body)?,
+            },
+            None,
+        )),
         FrameType::Suspended => Ok((
             Frame::Suspended {
                 next_seq: exact_u64("SUSPENDED", "next_seq", body)?,
@@ -669,4 +676,29 @@ fn parse_body(
             Ok((Frame::Error { code, message }, None))
         }
     }
+}
+
+/// The fixed fields of a checkpoint body (ATTACH's after `connection_id`, or CHECKPOINT's):
+/// `seq: u64`, then `read: u64` when `with_read` (flag `READ` / `CHECKPOINT_READ`). Returns
+/// `(seq, read, bytes used)`; the state is the rest.
+fn checkpoint_fields(
+    frame: &str,
+    body: &[u8],
+    with_read: bool,
+) -> Result<(u64, u64, usize), FrameError> {
+    let need = if with_read { 16 } else { 8 };
+    if body.len() < need {
+        let fields = if with_read {
+            "seq and read (2 x u64)"
+        } else {
+            "seq (u64)"
+        };
+        return Err(FrameError::malformed(format!(
+            "{frame} checkpoint is {} bytes, shorter than its {fields}",
+            body.len()
+        )));
+    }
+    let u64_at = |i: usize| u64::from_be_bytes(body[i..i + 8].try_into().expect("8 bytes"));
+    let read = if with_read { u64_at(8) } else { 0 };
+    Ok((u64_at(0), read, need))
 }

@@ -83,6 +83,15 @@ pub const FLAG_CLIENT_STREAMING: u8 = 0x04;
 /// section "Cluster link frames".
 pub const FLAG_HAS_CHECKPOINT: u8 = 0x01;
 
+/// ATTACH flag bit 2, only with [`FLAG_HAS_CHECKPOINT`]: `checkpoint_read: u64` follows
+/// `checkpoint_seq` (the client items the handler had consumed; PROTOCOL.md section 13.6).
+/// Without it the checkpoint's `read` is 0.
+pub const FLAG_CHECKPOINT_READ: u8 = 0x04;
+
+/// CHECKPOINT flag bit 0: `read: u64` follows `seq` (the client items the handler had consumed
+/// when it saved the state; PROTOCOL.md section 13.6). Without it `read` is 0.
+pub const FLAG_READ: u8 = 0x01;
+
 /// ATTACH flag bit 1: the call belongs to a resumable session (PROTOCOL.md section 15). The
 /// director keeps its send side open after the REQUEST and forwards the client's ACK frames; the
 /// worker keeps every item the client has not acknowledged, and when the stream is lost it keeps
@@ -139,6 +148,10 @@ pub enum FrameType {
     /// `0x15`, worker to director, cluster link only: the ATTACH's director lost the session to
     /// a resume elsewhere. PROTOCOL.md section 15.6.
     Superseded = 0x15,
+    /// `0x16`, director to client, resumable sessions only, version 2: the handler checkpointed
+    /// after consuming every client item below `read`, so the client may forget them.
+    /// PROTOCOL.md section 15.4.
+    Consumed = 0x16,
     /// `0x20`, client to director: opens (empty credential) or resumes a session, on the first
     /// stream of a connection. PROTOCOL.md section 15.2.
     Hello = 0x20,
@@ -167,7 +180,8 @@ impl FrameType {
             (FrameType::Request, Version::V2) => {
                 FLAG_STREAMING | FLAG_METADATA | FLAG_CLIENT_STREAMING
             }
-            (FrameType::Attach, _) => FLAG_HAS_CHECKPOINT | FLAG_RESUMABLE,
+            (FrameType::Attach, _) => FLAG_HAS_CHECKPOINT | FLAG_RESUMABLE | FLAG_CHECKPOINT_READ,
+            (FrameType::Checkpoint, _) => FLAG_READ,
             _ => 0,
         }
     }
@@ -176,7 +190,7 @@ impl FrameType {
     #[must_use]
     pub const fn since(self) -> Version {
         match self {
-            FrameType::Headers | FrameType::Trailers => Version::V2,
+            FrameType::Headers | FrameType::Trailers | FrameType::Consumed => Version::V2,
             _ => Version::V1,
         }
     }
@@ -198,6 +212,7 @@ impl FrameType {
             FrameType::Ack => "ACK",
             FrameType::Call => "CALL",
             FrameType::Superseded => "SUPERSEDED",
+            FrameType::Consumed => "CONSUMED",
             FrameType::Hello => "HELLO",
             FrameType::Welcome => "WELCOME",
             FrameType::Move => "MOVE",
@@ -224,11 +239,24 @@ pub struct Attach {
     pub route_epoch: u64,
     /// The client connection's `connectionId` (at most 255 bytes).
     pub connection_id: String,
-    /// Where the handler resumes: `(seq, state)` of its last checkpoint; `None` = from the start.
-    pub checkpoint: Option<(u64, Bytes)>,
+    /// Where the handler resumes: its last checkpoint; `None` = from the start.
+    pub checkpoint: Option<Checkpoint>,
     /// Flag [`FLAG_RESUMABLE`]: ACK frames follow the REQUEST, and the worker keeps the call
     /// for a resume when the stream is lost.
     pub resumable: bool,
+}
+
+/// A handler's checkpoint (`ctx.checkpoint`, PROTOCOL.md sections 13.2 and 13.6): the state it
+/// saved after producing `seq` items and consuming `read` client items. A handler resumed from
+/// it produces from item `seq` on and reads the client's items from `read` on.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Checkpoint {
+    /// Items the handler had produced when it saved the state.
+    pub seq: u64,
+    /// Client items (of a client-streaming or bidi call) the handler had consumed; 0 otherwise.
+    pub read: u64,
+    /// Opaque handler state.
+    pub state: Bytes,
 }
 
 /// The contents of a REQUEST frame (PROTOCOL.md section 5.1): the first and only frame a client
@@ -303,14 +331,10 @@ pub enum Frame {
     /// ATTACH (`0x10`), director to worker on the cluster link, sent just before the REQUEST. See
     /// [`Attach`].
     Attach(Attach),
-    /// CHECKPOINT (`0x11`), worker to director on the cluster link: after `seq` items the
-    /// handler saved `state` (`ctx.checkpoint`). Body: `seq: u64` then the state bytes.
-    Checkpoint {
-        /// Number of items the handler had produced when it saved the state.
-        seq: u64,
-        /// Opaque handler state.
-        state: Bytes,
-    },
+    /// CHECKPOINT (`0x11`), worker to director on the cluster link: the handler saved a
+    /// [`Checkpoint`] (`ctx.checkpoint`). Body: `seq: u64`, with flag [`FLAG_READ`] `read: u64`,
+    /// then the state bytes.
+    Checkpoint(Checkpoint),
     /// SUSPENDED (`0x12`), worker to director on the cluster link: the worker froze the call for a
     /// migration; it sent items up to `next_seq - 1` and the rest comes from the new owner. Body:
     /// exactly `next_seq: u64`.
@@ -339,6 +363,13 @@ pub enum Frame {
     Superseded {
         /// The session's resume generation at the worker (the upper half of its fence).
         generation: u32,
+    },
+    /// CONSUMED (`0x16`), director to client on a resumable call's stream, version 2: the
+    /// handler checkpointed after consuming every client item below `read`; the client may
+    /// forget them (PROTOCOL.md section 15.4). Body: exactly `read: u64`.
+    Consumed {
+        /// Client items covered by the owner's latest checkpoint.
+        read: u64,
     },
     /// HELLO (`0x20`), client to director, first frame of a connection's session stream. Body:
     /// the resume credential (empty to open a new session).
@@ -375,7 +406,8 @@ impl Frame {
             Frame::Headers { .. } => FrameType::Headers,
             Frame::Trailers { .. } => FrameType::Trailers,
             Frame::Attach(_) => FrameType::Attach,
-            Frame::Checkpoint { .. } => FrameType::Checkpoint,
+            Frame::Checkpoint(_) => FrameType::Checkpoint,
+            Frame::Consumed { .. } => FrameType::Consumed,
             Frame::Suspended { .. } => FrameType::Suspended,
             Frame::Ack { .. } => FrameType::Ack,
             Frame::Call { .. } => FrameType::Call,
@@ -412,8 +444,12 @@ impl Frame {
                 if a.resumable {
                     f |= FLAG_RESUMABLE;
                 }
+                if a.checkpoint.as_ref().is_some_and(|c| c.read > 0) {
+                    f |= FLAG_CHECKPOINT_READ;
+                }
                 f
             }
+            Frame::Checkpoint(c) if c.read > 0 => FLAG_READ,
             _ => 0,
         }
     }
@@ -438,10 +474,10 @@ impl Frame {
             Frame::Attach(a) => {
                 ATTACH_FIXED_LEN
                     + a.connection_id.len()
-                    + a.checkpoint.as_ref().map_or(0, |(_, s)| 8 + s.len())
+                    + a.checkpoint.as_ref().map_or(0, checkpoint_len)
             }
-            Frame::Checkpoint { state, .. } => 8 + state.len(),
-            Frame::Suspended { .. } | Frame::Ack { .. } => 8,
+            Frame::Checkpoint(c) => checkpoint_len(c),
+            Frame::Suspended { .. } | Frame::Ack { .. } | Frame::Consumed { .. } => 8,
             Frame::Call { .. } => 16,
             Frame::Superseded { .. } => 4,
             Frame::Hello { credential } => credential.len(),
@@ -509,16 +545,13 @@ impl Frame {
                 dst.put_u64(a.route_epoch);
                 dst.put_u8(a.connection_id.len() as u8);
                 dst.put_slice(a.connection_id.as_bytes());
-                if let Some((seq, state)) = &a.checkpoint {
-                    dst.put_u64(*seq);
-                    dst.put_slice(state);
+                if let Some(c) = &a.checkpoint {
+                    put_checkpoint(dst, c);
                 }
             }
-            Frame::Checkpoint { seq, state } => {
-                dst.put_u64(*seq);
-                dst.put_slice(state);
-            }
+            Frame::Checkpoint(c) => put_checkpoint(dst, c),
             Frame::Suspended { next_seq } | Frame::Ack { next_seq } => dst.put_u64(*next_seq),
+            Frame::Consumed { read } => dst.put_u64(*read),
             Frame::Call { call_id, next_seq } => {
                 dst.put_u64(*call_id);
                 dst.put_u64(*next_seq);
@@ -599,4 +632,18 @@ pub fn encode_item_header(seq: u64, payload_len: usize, dst: &mut BytesMut) {
 pub fn encode_response_header(payload_len: usize, dst: &mut BytesMut) {
     dst.reserve(HEADER_LEN);
     put_header(FrameType::Response, 0, payload_len, dst);
+}
+
+/// Body bytes of a checkpoint: `seq`, `read` when it is not 0 (flag [`FLAG_READ`] or
+/// [`FLAG_CHECKPOINT_READ`]), the state.
+fn checkpoint_len(c: &Checkpoint) -> usize {
+    8 + if c.read > 0 { 8 } else { 0 } + c.state.len()
+}
+
+fn put_checkpoint(dst: &mut impl BufMut, c: &Checkpoint) {
+    dst.put_u64(c.seq);
+    if c.read > 0 {
+        dst.put_u64(c.read);
+    }
+    dst.put_slice(&c.state);
 }

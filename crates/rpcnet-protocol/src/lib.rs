@@ -23,7 +23,7 @@ pub mod resume;
 pub use code::ErrorCode;
 pub use codec::{Decoder, FrameError, FrameErrorKind};
 pub use frame::{
-    Attach, Frame, FrameType, Request, Version, ALPN, ALPNS, ALPN_V1, DEFAULT_MAX_FRAME_SIZE,
-    HEADER_LEN,
+    Attach, Checkpoint, Frame, FrameType, Request, Version, ALPN, ALPNS, ALPN_V1,
+    DEFAULT_MAX_FRAME_SIZE, HEADER_LEN,
 };
 pub use metadata::{Metadata, MetadataError};

@@ -46,6 +46,14 @@ fn fenced_block(tag: &str) -> Vec<&'static str> {
     block
 }
 
+fn cp(seq: u64, read: u64, state: &'static [u8]) -> rpcnet_protocol::Checkpoint {
+    rpcnet_protocol::Checkpoint {
+        seq,
+        read,
+        state: Bytes::from_static(state),
+    }
+}
+
 fn unhex(name: &str, hex: &str) -> Vec<u8> {
     assert_eq!(
         hex,
@@ -110,13 +118,21 @@ fn expected_frame(name: &str) -> Frame {
             next_seq: 40,
             route_epoch: 7,
             connection_id: "c8f6".into(),
-            checkpoint: Some((38, Bytes::from_static(b"s"))),
+            checkpoint: Some(cp(38, 0, b"s")),
             resumable: false,
         }),
-        "checkpoint_seq5" => Frame::Checkpoint {
-            seq: 5,
-            state: Bytes::from_static(b"st"),
-        },
+        "attach_checkpoint_read" => Frame::Attach(rpcnet_protocol::Attach {
+            session_id: 1,
+            call_id: 2,
+            next_seq: 40,
+            route_epoch: 7,
+            connection_id: "c8f6".into(),
+            checkpoint: Some(cp(38, 12, b"s")),
+            resumable: false,
+        }),
+        "checkpoint_seq5" => Frame::Checkpoint(cp(5, 0, b"st")),
+        "checkpoint_read" => Frame::Checkpoint(cp(5, 3, b"st")),
+        "consumed_12" => Frame::Consumed { read: 12 },
         "suspended_57" => Frame::Suspended { next_seq: 57 },
         "attach_resumable" => Frame::Attach(rpcnet_protocol::Attach {
             session_id: 1,
@@ -663,10 +679,7 @@ fn raw_decoding_returns_each_frame_s_own_encoding_zero_copy() {
             seq: 9,
             payload: Bytes::from(vec![7u8; 300]),
         },
-        Frame::Checkpoint {
-            seq: 10,
-            state: Bytes::from_static(b"s"),
-        },
+        Frame::Checkpoint(cp(10, 4, b"s")),
         Frame::End { items: 10 },
     ];
     let mut buf = BytesMut::new();
@@ -810,8 +823,8 @@ fn frame_type_byte_mapping() {
     assert_eq!(
         defined,
         [
-            0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x20,
-            0x21, 0x22
+            0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16,
+            0x20, 0x21, 0x22
         ]
     );
     assert_eq!(FrameType::Request.allowed_flags(Version::V1), 0x01);
@@ -953,7 +966,7 @@ fn cluster_link_frames_round_trip_and_reject_malformed_bodies() {
             next_seq: 0,
             route_epoch: u64::MAX,
             connection_id: String::new(),
-            checkpoint: Some((40, Bytes::from_static(b"state-at-40"))),
+            checkpoint: Some(cp(40, 7, b"state-at-40")),
             resumable: false,
         }),
         Frame::Attach(Attach {
@@ -962,17 +975,13 @@ fn cluster_link_frames_round_trip_and_reject_malformed_bodies() {
             next_seq: 3,
             route_epoch: 0,
             connection_id: "c".into(),
-            checkpoint: Some((0, Bytes::new())),
+            checkpoint: Some(cp(0, 0, b"")),
             resumable: false,
         }),
-        Frame::Checkpoint {
-            seq: 5,
-            state: Bytes::from_static(b"s"),
-        },
-        Frame::Checkpoint {
-            seq: 0,
-            state: Bytes::new(),
-        },
+        Frame::Checkpoint(cp(5, 0, b"s")),
+        Frame::Checkpoint(cp(0, 0, b"")),
+        Frame::Checkpoint(cp(0, 9, b"")),
+        Frame::Consumed { read: u64::MAX },
         Frame::Suspended { next_seq: 1234 },
     ];
     let mut buf = BytesMut::new();
@@ -995,7 +1004,9 @@ fn cluster_link_frames_round_trip_and_reject_malformed_bodies() {
     reject(&[0x12, 0, 0, 0, 0, 4, 0, 0, 0, 1], "SUSPENDED");
     reject(&[0x11, 0, 0, 0, 0, 3, 0, 0, 0], "CHECKPOINT");
     reject(&[0x10, 0, 0, 0, 0, 3, 0, 0, 0], "ATTACH");
-    reject(&[0x11, 0x01, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0], "flag");
+    // Flag READ promises a read field: 8 bytes are not enough.
+    reject(&[0x11, 0x01, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0], "read");
+    reject(&[0x11, 0x02, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0], "flag");
     // connection_id_len larger than what follows.
     let mut attach = vec![0x10, 0, 0, 0, 0, 33];
     attach.extend_from_slice(&[0u8; 32]);

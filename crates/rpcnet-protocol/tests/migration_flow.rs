@@ -120,7 +120,11 @@ fn session() -> SessionSnapshot {
                 (100, Bytes::from_static(b"t100")),
                 (101, Bytes::from_static(b"t101")),
             ],
-            checkpoint: Some((99, Bytes::from_static(b"99"))),
+            checkpoint: Some(rpcnet_protocol::Checkpoint {
+                seq: 99,
+                read: 0,
+                state: Bytes::from_static(b"99"),
+            }),
             headers: Default::default(),
         }],
     }

@@ -44,7 +44,11 @@ fn session(app_state: Vec<u8>, calls: usize) -> SessionSnapshot {
                 pending: (0..(i % 5))
                     .map(|k| (i * 100 + k, Bytes::from(rng.bytes(64))))
                     .collect(),
-                checkpoint: (i % 3 == 0).then(|| (i, Bytes::from(format!("cp{i}")))),
+                checkpoint: (i % 3 == 0).then(|| rpcnet_protocol::Checkpoint {
+                    seq: i,
+                    read: i / 2,
+                    state: Bytes::from(format!("cp{i}")),
+                }),
                 headers: Default::default(),
             })
             .collect(),
@@ -220,7 +224,7 @@ fn unsupported_version_inside_the_seal() {
     assert_eq!(err.code(), "SNAPSHOT_VERSION");
     assert_eq!(
         err.to_string(),
-        "snapshot format version 1 is not supported (this build reads version 2)"
+        "snapshot format version 1 is not supported (this build reads version 3)"
     );
 }
 

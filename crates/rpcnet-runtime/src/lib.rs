@@ -22,7 +22,6 @@
 
 #![warn(missing_docs)]
 
-mod ack_reader;
 pub mod addr;
 mod backoff;
 pub mod cancel;
@@ -36,6 +35,7 @@ pub mod events;
 pub mod log;
 pub mod mgmt;
 mod recv;
+mod request_tail;
 pub mod server;
 pub mod ticketer;
 pub mod tls;

@@ -44,18 +44,18 @@ async fn serve(worker: Arc<Worker>, every: Duration, seen: mpsc::UnboundedSender
             let _ = seen.send(Started {
                 worker: worker.id().to_string(),
                 deadline_ms,
-                resume_seq: resume.as_ref().map(|r| r.0),
+                resume_seq: resume.as_ref().map(|r| r.seq),
             });
             let server = server.clone();
             tokio::spawn(async move {
-                let mut seq = resume.map_or(0, |r| r.0);
+                let mut seq = resume.map_or(0, |r| r.seq);
                 while seq < 1_000 {
                     let item = Bytes::copy_from_slice(&seq.to_be_bytes());
                     if server.push(id, item) == PushStatus::Closed {
                         return;
                     }
                     seq += 1;
-                    server.checkpoint(id, Bytes::new());
+                    server.checkpoint(id, Bytes::new(), 0);
                     tokio::time::sleep(every).await;
                 }
                 server.end(id, Ok(()));

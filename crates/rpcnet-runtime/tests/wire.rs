@@ -492,12 +492,12 @@ async fn client_items_are_checked_like_server_items() {
     .await;
     let msg = expect_error(gap, ErrorCode::Protocol);
     assert!(
-        msg.contains("client item seq 2 received where 1 was expected"),
+        msg.contains("client ITEM seq 2 where seq 1 was expected"),
         "{msg}"
     );
     let count = raw_call(&conn, &call(&[head.clone(), item(0, b"a"), end(5)])).await;
     let msg = expect_error(count, ErrorCode::Protocol);
-    assert!(msg.contains("END says 5 items but 1 arrived"), "{msg}");
+    assert!(msg.contains("END says 5 items, but 1 were sent"), "{msg}");
     let no_end = raw_call(&conn, &call(&[head.clone(), item(0, b"a")])).await;
     let msg = expect_error(no_end, ErrorCode::Protocol);
     assert!(msg.contains("ended without an END"), "{msg}");

@@ -9,6 +9,10 @@
 //! step.
 //!
 //! - [`client_call`]: the client side of one call: seq order, END count, errors.
+//! - [`client_items`]: the handler's side of a call's client items: skipping what a resumed
+//!   handler read before, refusing gaps.
+//! - [`client_replay`]: the director's copy of a call's client items that no checkpoint covers,
+//!   replayed to each new owner.
 //! - [`client_stream`]: the client's end of one call's stream: the REQUEST it may send, the
 //!   stream's bytes and FIN judged by [`ClientCall`], batches of items, the outcome held behind
 //!   them, the local deadline and cancellation, and when the client resets the stream.
@@ -28,6 +32,8 @@
 #![warn(missing_docs)]
 
 pub mod client_call;
+pub mod client_items;
+pub mod client_replay;
 pub mod client_stream;
 pub mod coordinator;
 pub mod participant;
@@ -37,6 +43,8 @@ pub mod server_call;
 pub mod session_book;
 
 pub use client_call::{ClientCall, Delivery};
+pub use client_items::{ClientItem, ClientItems};
+pub use client_replay::{ClientReplay, MAX_REPLAY_BYTES};
 pub use client_stream::{ClientStream, Failure, Received};
 pub use coordinator::{Coordinator, CoordinatorEvent, MigrationSummary, Transmit, WorkerMethod};
 pub use participant::{AttachDecision, DirectorKey, Lease, Participant};

@@ -9,6 +9,10 @@
 //! an item above it is a failure of the owner, never forwarded, so the client sees every item
 //! exactly once, in order (PROTOCOL.md section 13.4).
 //!
+//! The client's items of a client-streaming or bidi call go the other way: the relay keeps
+//! those no checkpoint covers ([`ClientReplay`]) and replays them to every new owner after the
+//! ATTACH and REQUEST (PROTOCOL.md section 13.6).
+//!
 //! Metadata (PROTOCOL.md section 5.6) follows the same rule of "once": the client's request
 //! headers go to every owner unchanged, with the session id added; the owner's response HEADERS
 //! reach the client only while nothing else of the call has, and TRAILERS only together with
@@ -16,8 +20,9 @@
 
 use bytes::Bytes;
 use rpcnet_protocol::metadata::{Metadata, RESERVED_PREFIX, SESSION_ID_KEY};
-use rpcnet_protocol::{Attach, ErrorCode, Frame, Request};
+use rpcnet_protocol::{Attach, Checkpoint, ErrorCode, Frame, Request};
 
+use crate::client_replay::{ClientReplay, MAX_REPLAY_BYTES};
 use crate::route::Route;
 use crate::CallError;
 
@@ -29,7 +34,8 @@ pub const RETRY_SAME_ROUTE_MS: u64 = 50;
 /// What a frame from the owner means for the client, as decided by [`RelayCall::on_owner_frame`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OwnerFrame {
-    /// Forward this frame to the client (an ITEM with the next seq).
+    /// Forward this frame to the client (an ITEM with the next seq, the first HEADERS, or in a
+    /// resumable session CONSUMED after a checkpoint that read further).
     Forward(Frame),
     /// Nothing for the client: a duplicate item, or a checkpoint (now kept by the relay).
     Absorbed,
@@ -62,7 +68,9 @@ pub struct RelayCall {
     request: Request,
     started_at_ms: u64,
     expected: u64,
-    checkpoint: Option<(u64, Bytes)>,
+    checkpoint: Option<Checkpoint>,
+    /// The client's items of a client-streaming or bidi call, kept for a replay.
+    client_items: Option<ClientReplay>,
     /// Epoch of the route the call is attached under now.
     attached: Option<u64>,
     /// The route epoch the call last left (suspended or failed) and when, ms.
@@ -113,6 +121,9 @@ impl RelayCall {
             .metadata
             .set(SESSION_ID_KEY, format!("{session_id:016x}"))
             .expect("a hex session id is a valid metadata value");
+        let client_items = request
+            .client_streaming
+            .then(|| ClientReplay::new(MAX_REPLAY_BYTES));
         RelayCall {
             session_id,
             call_id,
@@ -121,6 +132,7 @@ impl RelayCall {
             started_at_ms: now_ms,
             expected: 0,
             checkpoint: None,
+            client_items,
             attached: None,
             left: None,
             finished: false,
@@ -152,7 +164,50 @@ impl RelayCall {
         self.resumable = true;
         self.expected = next_seq;
         self.acked = next_seq;
+        if self.client_items.is_some() {
+            self.client_items = Some(ClientReplay::resumed(MAX_REPLAY_BYTES));
+        }
         self
+    }
+
+    /// One of the client's items (a client-streaming or bidi call): kept for a replay, and
+    /// returned for the driver to forward to the owner if the call is attached.
+    ///
+    /// Errors: `PROTOCOL` for a call that does not stream from the client, an item after END or
+    /// a seq other than the next one (the driver fails the call with it).
+    pub fn on_client_item(&mut self, seq: u64, payload: Bytes) -> Result<Option<Frame>, CallError> {
+        let Some(items) = self.client_items.as_mut() else {
+            return Err(CallError::protocol(
+                "client ITEM on a call that does not stream from the client",
+            ));
+        };
+        items.on_item(seq, payload.clone())?;
+        Ok(self.attached.map(|_| Frame::Item { seq, payload }))
+    }
+
+    /// The client's END (its half-close): returned for the driver to forward if attached.
+    ///
+    /// Errors: `PROTOCOL` as for [`RelayCall::on_client_item`], or a wrong count.
+    pub fn on_client_end(&mut self, items: u64) -> Result<Option<Frame>, CallError> {
+        let Some(replay) = self.client_items.as_mut() else {
+            return Err(CallError::protocol(
+                "client END on a call that does not stream from the client",
+            ));
+        };
+        replay.on_end(items)?;
+        Ok(self.attached.map(|_| Frame::End { items }))
+    }
+
+    /// True once the client's END came (or the call does not stream from the client).
+    pub fn client_done(&self) -> bool {
+        self.client_items
+            .as_ref()
+            .is_none_or(ClientReplay::is_ended)
+    }
+
+    /// Payload bytes of client items kept for a replay (0 for a call without them).
+    pub fn replay_bytes(&self) -> usize {
+        self.client_items.as_ref().map_or(0, ClientReplay::bytes)
     }
 
     /// The client acknowledged every item below `next_seq` (an ACK frame): the ACK to forward
@@ -177,8 +232,8 @@ impl RelayCall {
         self.expected
     }
 
-    /// The handler's latest checkpoint `(seq, state)` relayed so far.
-    pub fn checkpoint(&self) -> Option<&(u64, Bytes)> {
+    /// The handler's latest checkpoint relayed so far.
+    pub fn checkpoint(&self) -> Option<&Checkpoint> {
         self.checkpoint.as_ref()
     }
 
@@ -238,11 +293,14 @@ impl RelayCall {
     }
 
     /// Attaches the call to `route`'s owner: the ATTACH (client position, checkpoint, route
-    /// epoch) and the REQUEST to send on a new stream, with `deadline_ms` set to what is left.
+    /// epoch) and the REQUEST to send on a new stream, with `deadline_ms` set to what is left,
+    /// then for a client-streaming or bidi call the client's items from the checkpoint's `read`
+    /// on and its END if it sent it (PROTOCOL.md section 13.6).
     ///
-    /// Errors: `DEADLINE_EXCEEDED` when no time is left (the call is then finished and the
-    /// driver sends the error to the client).
-    pub fn attach(&mut self, route: &Route, now_ms: u64) -> Result<[Frame; 2], CallError> {
+    /// Errors: `DEADLINE_EXCEEDED` when no time is left; `UNAVAILABLE` when client items the
+    /// handler must read again were dropped over [`MAX_REPLAY_BYTES`]. The call is then finished
+    /// and the driver sends the error to the client.
+    pub fn attach(&mut self, route: &Route, now_ms: u64) -> Result<Vec<Frame>, CallError> {
         let mut request = self.request.clone();
         if let Some(left) = self.remaining_deadline_ms(now_ms) {
             if left == 0 {
@@ -250,6 +308,15 @@ impl RelayCall {
             }
             request.deadline_ms = left;
         }
+        let read = self.checkpoint.as_ref().map_or(0, |c| c.read);
+        let replay = match self.client_items.as_ref().map(|c| c.replay(read)) {
+            Some(Err(e)) => {
+                self.finished = true;
+                return Err(e);
+            }
+            Some(Ok(frames)) => frames,
+            None => Vec::new(),
+        };
         self.attached = Some(route.epoch);
         let attach = Attach {
             session_id: self.session_id,
@@ -262,7 +329,9 @@ impl RelayCall {
         };
         self.acked = self.expected;
         self.trailers = None;
-        Ok([Frame::Attach(attach), Frame::Request(request)])
+        let mut frames = vec![Frame::Attach(attach), Frame::Request(request)];
+        frames.extend(replay);
+        Ok(frames)
     }
 
     /// The deadline passed while the call was waiting for a route: the call is finished with
@@ -321,12 +390,7 @@ impl RelayCall {
                 self.trailers = Some(metadata);
                 OwnerFrame::Absorbed
             }
-            Frame::Checkpoint { seq, state } => {
-                if self.checkpoint.as_ref().is_none_or(|c| seq >= c.0) {
-                    self.checkpoint = Some((seq, state));
-                }
-                OwnerFrame::Absorbed
-            }
+            Frame::Checkpoint(c) => self.on_checkpoint(c),
             Frame::Suspended { .. } => {
                 self.attached = None;
                 self.trailers = None;
@@ -372,6 +436,29 @@ impl RelayCall {
         self.trailers = None;
         if let Some(epoch) = self.attached.take() {
             self.left = Some((epoch, now_ms));
+        }
+    }
+
+    /// A CHECKPOINT is kept if it is not behind the one kept (a handler's checkpoints only go
+    /// forward, in items produced and client items read); the client items it covers are
+    /// forgotten, and a resumable session's client hears so (CONSUMED).
+    fn on_checkpoint(&mut self, c: Checkpoint) -> OwnerFrame {
+        if self
+            .checkpoint
+            .as_ref()
+            .is_some_and(|k| c.seq < k.seq || c.read < k.read)
+        {
+            return OwnerFrame::Absorbed;
+        }
+        let read = c.read;
+        self.checkpoint = Some(c);
+        match self
+            .client_items
+            .as_mut()
+            .and_then(|r| r.on_checkpoint(read))
+        {
+            Some(read) if self.resumable => OwnerFrame::Forward(Frame::Consumed { read }),
+            _ => OwnerFrame::Absorbed,
         }
     }
 
@@ -427,10 +514,11 @@ mod tests {
                 OwnerFrame::Forward(_)
             ));
         }
-        let cp = Frame::Checkpoint {
+        let cp = Frame::Checkpoint(Checkpoint {
             seq: 2,
+            read: 0,
             state: Bytes::from_static(b"x"),
-        };
+        });
         assert_eq!(r.on_owner_frame(cp, 1_000), OwnerFrame::Absorbed);
         assert_eq!(
             r.on_owner_frame(Frame::Suspended { next_seq: 3 }, 1_000),
@@ -440,11 +528,11 @@ mod tests {
         assert!(!r.can_attach(&route, true, 5_000));
         route.advance(Some("b"));
         assert!(r.can_attach(&route, true, 1_001));
-        let [Frame::Attach(a), _] = r.attach(&route, 1_001).unwrap() else {
+        let [Frame::Attach(a), _] = &r.attach(&route, 1_001).unwrap()[..] else {
             panic!()
         };
         assert_eq!((a.next_seq, a.route_epoch), (3, 2));
-        assert_eq!(a.checkpoint.unwrap().0, 2);
+        assert_eq!(a.checkpoint.as_ref().unwrap().seq, 2);
         // The resumed handler replays item 2: dropped. Item 4 before 3: owner failure.
         assert_eq!(r.on_owner_frame(item(2), 1_001), OwnerFrame::Absorbed);
         assert!(matches!(
@@ -459,7 +547,7 @@ mod tests {
         let route = Route::new("a");
         r.attach(&route, 1_000).unwrap();
         r.owner_lost(1_702);
-        let [_, Frame::Request(req)] = r.attach(&route, 1_760).unwrap() else {
+        let [_, Frame::Request(req)] = &r.attach(&route, 1_760).unwrap()[..] else {
             panic!()
         };
         assert_eq!(req.deadline_ms, 740);
@@ -513,7 +601,7 @@ mod tests {
         let mut r = RelayCall::new(0xab, 2, "c", req, 0);
         let mut route = Route::new("a");
         for _ in 0..2 {
-            let [_, Frame::Request(sent)] = r.attach(&route, 0).unwrap() else {
+            let [_, Frame::Request(sent)] = &r.attach(&route, 0).unwrap()[..] else {
                 panic!()
             };
             assert_eq!(sent.metadata.get("authorization").unwrap().as_ref(), b"t");
@@ -562,7 +650,7 @@ mod tests {
         let request = || call(0).request.clone();
         let mut call = RelayCall::new(1, 7, "c", request(), 0).resumable(5);
         assert_eq!(call.on_client_ack(5), None, "not attached");
-        let [Frame::Attach(a), _] = call.attach(&route, 0).unwrap() else {
+        let [Frame::Attach(a), _] = &call.attach(&route, 0).unwrap()[..] else {
             panic!("ATTACH first");
         };
         assert!(a.resumable);

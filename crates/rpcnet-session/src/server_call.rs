@@ -9,15 +9,21 @@
 
 use bytes::Bytes;
 use rpcnet_protocol::migration::CallSnapshot;
-use rpcnet_protocol::{Attach, Frame, Metadata, Request};
+use rpcnet_protocol::{Attach, Checkpoint, Frame, Metadata, Request};
 
 /// One thing a streaming handler produced, in production order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Produced {
     /// An item; it gets the next seq.
     Item(Bytes),
-    /// `ctx.checkpoint(state)`: the handler's state after the items produced before it.
-    Checkpoint(Bytes),
+    /// `ctx.checkpoint(state)`: the handler's state after the items produced before it and
+    /// after consuming `read` client items (0 for a call without them).
+    Checkpoint {
+        /// The handler's state.
+        state: Bytes,
+        /// Client items the handler had consumed (PROTOCOL.md section 13.6).
+        read: u64,
+    },
     /// The response headers (PROTOCOL.md section 5.6), before the handler's first item. A freeze
     /// keeps them in the snapshot; a director forwards only the first HEADERS of a call, and only
     /// before any item, so a resumed handler that sets them again does not repeat them.
@@ -28,7 +34,7 @@ impl Produced {
     /// Payload size in bytes (for the queue's byte window).
     pub fn len(&self) -> usize {
         match self {
-            Produced::Item(b) | Produced::Checkpoint(b) => b.len(),
+            Produced::Item(b) | Produced::Checkpoint { state: b, .. } => b.len(),
             Produced::Headers(m) => m.encoded_len(),
         }
     }
@@ -52,9 +58,9 @@ pub struct ServerCall {
     /// cover them.
     skip_below: u64,
     /// The handler's latest checkpoint.
-    latest: Option<(u64, Bytes)>,
+    latest: Option<Checkpoint>,
     /// Where the handler starts (`ctx.resume`).
-    resume: Option<(u64, Bytes)>,
+    resume: Option<Checkpoint>,
     link: bool,
     /// Resumable session (ATTACH flag RESUMABLE): items sent but not acknowledged, seq
     /// ascending and contiguous, kept until an ACK covers them.
@@ -138,14 +144,22 @@ impl ServerCall {
             }
         }
         if checkpoint.is_none() && (client_next > 0 || restored_any) {
-            checkpoint = Some((0, Bytes::new()));
+            checkpoint = Some(Checkpoint::default());
+        }
+        // A restored checkpoint the director does not have yet goes to it first thing (after the
+        // pending items, so it is in order with them): a director that resumed the session has
+        // no checkpoint of the call, and without this one it could only restart the handler
+        // from the start if this worker failed too (PROTOCOL.md section 13.6).
+        if checkpoint.is_some() && checkpoint != attach.checkpoint && checkpoint_useful(&checkpoint)
+        {
+            first.push(Frame::Checkpoint(checkpoint.clone().expect("checked")));
         }
         let mut call = ServerCall {
             call_id: Some(attach.call_id),
             method: request.method.clone(),
             request: request.payload.clone(),
             deadline_ms: request.deadline_ms,
-            seq: checkpoint.as_ref().map_or(0, |c| c.0),
+            seq: checkpoint.as_ref().map_or(0, |c| c.seq),
             skip_below,
             latest: checkpoint.clone(),
             resume: checkpoint,
@@ -154,7 +168,7 @@ impl ServerCall {
                 acked: client_next,
                 ..Retained::default()
             }),
-            started: !first.is_empty(),
+            started: first.iter().any(|f| !matches!(f, Frame::Checkpoint(_))),
             headers,
         };
         for f in &first {
@@ -194,9 +208,16 @@ impl ServerCall {
         }
     }
 
-    /// Where the handler starts: `None` for a fresh call, else `(seq, state)` (`ctx.resume`).
-    pub fn resume(&self) -> Option<&(u64, Bytes)> {
+    /// Where the handler starts: `None` for a fresh call, else its checkpoint (`ctx.resume`):
+    /// it produces from item `seq` and reads the client's items from `read`.
+    pub fn resume(&self) -> Option<&Checkpoint> {
         self.resume.as_ref()
+    }
+
+    /// The first client item the handler reads (a client-streaming or bidi call): the resume
+    /// checkpoint's `read`, 0 for a fresh call. Items below it are skipped ([`crate::ClientItems`]).
+    pub fn read_from(&self) -> u64 {
+        self.resume.as_ref().map_or(0, |c| c.read)
     }
 
     /// The seq the handler's next item gets.
@@ -217,12 +238,14 @@ impl ServerCall {
                 self.retain(&frame);
                 Some(frame)
             }
-            Produced::Checkpoint(state) => {
-                self.latest = Some((self.seq, state.clone()));
-                self.link.then_some(Frame::Checkpoint {
+            Produced::Checkpoint { state, read } => {
+                let checkpoint = Checkpoint {
                     seq: self.seq,
+                    read,
                     state,
-                })
+                };
+                self.latest = Some(checkpoint.clone());
+                self.link.then_some(Frame::Checkpoint(checkpoint))
             }
             // PROTOCOL.md 5.6: HEADERS only as the call's first frame; later ones are dropped.
             Produced::Headers(_) if self.started => None,
@@ -303,24 +326,42 @@ impl ServerCall {
 /// one), which must be at or below the client's position.
 fn covers(r: &CallSnapshot, client_next: u64) -> bool {
     if r.pending.is_empty() {
-        r.checkpoint.as_ref().map_or(0, |c| c.0) <= client_next
+        r.checkpoint.as_ref().map_or(0, |c| c.seq) <= client_next
     } else {
         r.next_seq <= client_next
     }
 }
 
-/// The later of two checkpoints (by seq).
-fn later(a: Option<(u64, Bytes)>, b: Option<(u64, Bytes)>) -> Option<(u64, Bytes)> {
+/// The later of two checkpoints (by seq, then read).
+fn later(a: Option<Checkpoint>, b: Option<Checkpoint>) -> Option<Checkpoint> {
     match (a, b) {
-        (Some(x), Some(y)) => Some(if y.0 > x.0 { y } else { x }),
+        (Some(x), Some(y)) => Some(if (y.seq, y.read) > (x.seq, x.read) {
+            y
+        } else {
+            x
+        }),
         (x, None) => x,
         (None, y) => y,
     }
 }
 
+/// Whether a checkpoint tells a director more than "from the start".
+fn checkpoint_useful(c: &Option<Checkpoint>) -> bool {
+    c.as_ref()
+        .is_some_and(|c| c.seq > 0 || c.read > 0 || !c.state.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cp(seq: u64, state: &'static [u8]) -> Checkpoint {
+        Checkpoint {
+            seq,
+            read: 0,
+            state: Bytes::from_static(state),
+        }
+    }
 
     fn request() -> Request {
         Request {
@@ -339,7 +380,7 @@ mod tests {
             next_seq,
             route_epoch: 1,
             connection_id: "c".into(),
-            checkpoint: checkpoint.map(|s| (s, Bytes::from_static(b"s"))),
+            checkpoint: checkpoint.map(|seq| cp(seq, b"s")),
             resumable: false,
         }
     }
@@ -352,7 +393,7 @@ mod tests {
     fn resumes_at_checkpoint_and_skips_what_the_client_has() {
         let (mut c, first) = ServerCall::attached(&attach(5, Some(3)), &request(), None);
         assert!(first.is_empty());
-        assert_eq!(c.resume().unwrap().0, 3);
+        assert_eq!(c.resume().unwrap().seq, 3);
         assert_eq!(c.on_produced(item(3)), None);
         assert_eq!(c.on_produced(item(4)), None);
         assert!(matches!(
@@ -370,13 +411,13 @@ mod tests {
             call_id: 7,
             streaming: true,
             next_seq: 19,
-            checkpoint: Some((19, Bytes::from_static(b"done"))),
+            checkpoint: Some(cp(19, b"done")),
             ..CallSnapshot::default()
         };
         let (mut c, first) =
             ServerCall::attached(&attach(15, Some(15)), &request(), Some(restored));
         assert!(first.is_empty());
-        assert_eq!(c.resume().unwrap().0, 15, "resumes where the client is");
+        assert_eq!(c.resume().unwrap().seq, 15, "resumes where the client is");
         for n in 15..19u8 {
             assert!(
                 matches!(c.on_produced(item(n)), Some(Frame::Item { seq, .. }) if seq == u64::from(n))
@@ -390,7 +431,7 @@ mod tests {
             streaming: true,
             next_seq: 19,
             pending: vec![(19, Bytes::from_static(b"p"))],
-            checkpoint: Some((20, Bytes::from_static(b"s"))),
+            checkpoint: Some(cp(20, b"s")),
             ..CallSnapshot::default()
         };
         let (mut c, first) = ServerCall::attached(
@@ -399,7 +440,7 @@ mod tests {
             Some(pending_ahead.clone()),
         );
         assert!(first.is_empty());
-        assert_eq!(c.resume().unwrap().0, 15);
+        assert_eq!(c.resume().unwrap().seq, 15);
         assert_eq!(c.on_produced(item(15)), None, "the client has 15");
         assert_eq!(c.on_produced(item(16)), None);
         assert!(matches!(
@@ -409,20 +450,30 @@ mod tests {
         // A restored state that covers the client's position is used: its pending items first.
         let (c, first) =
             ServerCall::attached(&attach(19, Some(15)), &request(), Some(pending_ahead));
-        assert_eq!(c.resume().unwrap().0, 20);
-        assert!(matches!(first.as_slice(), [Frame::Item { seq: 19, .. }]));
+        assert_eq!(c.resume().unwrap().seq, 20);
+        // Then the restored checkpoint, which the director did not have (PROTOCOL.md 13.6).
+        assert!(matches!(
+            first.as_slice(),
+            [
+                Frame::Item { seq: 19, .. },
+                Frame::Checkpoint(Checkpoint { seq: 20, .. })
+            ]
+        ));
     }
 
     #[test]
     fn freeze_then_restore_loses_and_repeats_nothing() {
         let (mut c, _) = ServerCall::attached(&attach(0, None), &request(), None);
         c.on_produced(item(0));
-        c.on_produced(Produced::Checkpoint(Bytes::from_static(b"after1")));
+        c.on_produced(Produced::Checkpoint {
+            state: Bytes::from_static(b"after1"),
+            read: 0,
+        });
         let unsent = vec![c.on_produced(item(1)).unwrap()];
         let (suspended, snap) = c.freeze(unsent, vec![item(2)]);
         assert_eq!(suspended, Frame::Suspended { next_seq: 1 });
         assert_eq!(snap.pending.iter().map(|p| p.0).collect::<Vec<_>>(), [1, 2]);
-        assert_eq!(snap.checkpoint.as_ref().unwrap().0, 1);
+        assert_eq!(snap.checkpoint.as_ref().unwrap().seq, 1);
         // The target: the relay re-attaches at next_seq 1 with checkpoint 1.
         let (mut t, first) = ServerCall::attached(&attach(1, Some(1)), &request(), Some(snap));
         assert_eq!(first.len(), 2);
@@ -437,7 +488,7 @@ mod tests {
     #[test]
     fn a_call_without_checkpoints_restarts_at_zero() {
         let (c, _) = ServerCall::attached(&attach(4, None), &request(), None);
-        assert_eq!(c.resume().unwrap().0, 0);
+        assert_eq!(c.resume().unwrap().seq, 0);
         let plain = ServerCall::plain(&request());
         assert!(plain.resume().is_none());
     }

@@ -13,7 +13,7 @@ pub struct Violation {
     /// Simulated time, ms since the schedule began.
     pub at_ms: u64,
     /// The rule: `exactly-once`, `one-owner`, `no-frozen-route`, `migration-timeout`,
-    /// `deadline`, `liveness`, `resume`, `metadata`.
+    /// `deadline`, `liveness`, `resume`, `metadata`, `client-items`.
     pub rule: &'static str,
     /// What was seen.
     pub detail: String,
@@ -61,6 +61,14 @@ pub fn payload_for(call_id: u64, seq: u64) -> bytes::Bytes {
         .wrapping_add(seq.wrapping_mul(0xbf58_476d_1ce4_e5b9));
     x ^= x >> 31;
     bytes::Bytes::copy_from_slice(&x.to_be_bytes())
+}
+
+/// The payload of a bidi client's item `seq` of call `call_id` (distinct from every item the
+/// handler produces).
+pub fn client_payload_for(call_id: u64, seq: u64) -> bytes::Bytes {
+    let mut b = payload_for(!call_id, seq).to_vec();
+    b.push(b'c');
+    bytes::Bytes::from(b)
 }
 
 /// The checkpoint state the simulated handler saves before producing item `seq`.

@@ -15,12 +15,13 @@ use rpcnet_session::participant::{
     choose_owner, AttachDecision, ClaimAnswer, ClaimStatus, DirectorKey, SessionBook,
 };
 use rpcnet_session::{
-    CallError, ClientStream, Coordinator, Lease, OwnerFrame, Participant, Produced, Received,
-    RelayCall, Route, ServerCall,
+    CallError, ClientItem, ClientItems, ClientStream, Coordinator, Lease, OwnerFrame, Participant,
+    Produced, Received, RelayCall, Route, ServerCall,
 };
 
 use crate::check::{
-    headers_for, payload_for, request_metadata_for, state_for, trailers_for, Violation,
+    client_payload_for, headers_for, payload_for, request_metadata_for, state_for, trailers_for,
+    Violation,
 };
 use crate::net::{Dice, Queue};
 use crate::params::Params;
@@ -78,6 +79,8 @@ pub struct Report {
     pub cut_connections: u64,
     /// Stale sessions (of a cut connection) given up because a worker answered SUPERSEDED.
     pub superseded: u64,
+    /// Client items of bidi calls read by handlers (a resumed handler reads some again).
+    pub client_items: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +93,8 @@ enum LinkIn {
     /// The director gave up the stream because its client connection was lost (resumable: the
     /// worker keeps the call for a resume).
     Lost,
+    /// A client ITEM or END of a bidi call, forwarded or replayed by the relay.
+    Client(Frame),
 }
 
 #[derive(Debug)]
@@ -120,6 +125,16 @@ enum Ev {
     },
     ClientRead {
         call: usize,
+    },
+    /// A bidi client sends its next item (or its END).
+    ClientSend {
+        call: usize,
+    },
+    /// A bidi client's ITEM or END reaches the director.
+    ClientToDirector {
+        call: usize,
+        conn: u64,
+        frame: Frame,
     },
     Mgmt {
         w: usize,
@@ -242,6 +257,11 @@ struct ClientSide {
     conn: u64,
     /// HEADERS frames delivered to the caller (exactly one per call, before its first item).
     headers_seen: u32,
+    /// A bidi call (PROTOCOL.md section 3.4): the client sends `items` items and END, and the
+    /// handler produces item k from client item k.
+    bidi: bool,
+    /// Client items sent so far (the next one's seq); `items + 1` once END went out.
+    sent: u64,
 }
 
 struct Relay {
@@ -283,6 +303,11 @@ struct WCall {
     next: u64,
     producing: bool,
     deadline_at: Option<u64>,
+    /// A bidi call's client items: the receive rule, the items delivered and not read yet,
+    /// and how many the handler read (its own counter, from `ctx.resume`).
+    client_items: Option<ClientItems>,
+    inbound: VecDeque<Bytes>,
+    read: u64,
 }
 
 struct WProc {
@@ -494,6 +519,10 @@ impl Sim {
             request: None,
             conn: 1,
             headers_seen: 0,
+            // Bidi calls in sessions that are not resumable (a resumed client does not re-send
+            // its items yet, so directors refuse them there).
+            bidi: !self.p.resumable && self.dice.chance(400),
+            sent: 0,
         });
         let at = self.now + self.dice.range(0, 50);
         self.q.push(at, Ev::StartCall(idx));
@@ -1018,6 +1047,10 @@ impl Sim {
                 self.schedule_read(call);
             }
             Ev::ClientRead { call } => self.client_read(call)?,
+            Ev::ClientSend { call } => self.client_send(call),
+            Ev::ClientToDirector { call, conn, frame } => {
+                self.director_client_frame(call, conn, frame)?
+            }
             Ev::Mgmt { w, inc, t, session } => self.worker_mgmt(w, inc, t, session),
             Ev::Reply {
                 session,
@@ -1127,8 +1160,12 @@ impl Sim {
             streaming: true,
             payload: Bytes::new(),
             metadata: request_metadata_for(cl.call_id),
-            client_streaming: false,
+            client_streaming: cl.bidi,
         };
+        if cl.bidi {
+            let at = now + cl.every_ms / 2;
+            self.q.push(at, Ev::ClientSend { call: c });
+        }
         cl.request = Some(request.clone());
         let started = if self.p.resumable {
             ClientStream::start_resumable(
@@ -1287,6 +1324,65 @@ impl Sim {
         Ok(())
     }
 
+    /// A bidi client sends its next item, or END after the last one, at its own pace.
+    fn client_send(&mut self, call: usize) {
+        let c = &mut self.clients[call];
+        if c.outcome.is_some() || c.sent > c.items {
+            return;
+        }
+        let frame = if c.sent < c.items {
+            Frame::Item {
+                seq: c.sent,
+                payload: client_payload_for(c.call_id, c.sent),
+            }
+        } else {
+            Frame::End { items: c.items }
+        };
+        c.sent += 1;
+        let (conn, every) = (c.conn, c.every_ms);
+        let at = self.ordered((4, call as u64));
+        self.q.push(at, Ev::ClientToDirector { call, conn, frame });
+        let next = self.now + self.dice.range(0, every);
+        self.q.push(next, Ev::ClientSend { call });
+    }
+
+    /// A bidi client's ITEM or END at the director: kept for a replay, and forwarded to the
+    /// owner if the call is attached (PROTOCOL.md section 13.6).
+    fn director_client_frame(
+        &mut self,
+        call: usize,
+        conn: u64,
+        frame: Frame,
+    ) -> Result<(), Violation> {
+        let (session, call_id) = (self.clients[call].session, self.clients[call].call_id);
+        let Some(r) = self
+            .sessions
+            .get_mut(&session)
+            .and_then(|s| s.relays.get_mut(&call_id))
+            .filter(|r| r.conn == conn && !r.machine.is_finished())
+        else {
+            return Ok(());
+        };
+        let forward = match frame {
+            Frame::Item { seq, payload } => r.machine.on_client_item(seq, payload),
+            Frame::End { items } => r.machine.on_client_end(items),
+            other => unreachable!("the client sends ITEM and END, not {other:?}"),
+        };
+        let attached = r.attached;
+        match forward {
+            Ok(Some(f)) => {
+                let (w, inc, stream) = attached.expect("forwarded only while attached");
+                self.send_on_worker_stream(w, inc, stream, LinkIn::Client(f));
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(self.violation(
+                "client-items",
+                format!("call {call_id}: the relay refused the client's frame: {e}"),
+            )),
+        }
+    }
+
     // ---- director: relays ----------------------------------------------------------------
 
     /// Attaches every waiting relay whose route is usable; fails those that waited too long.
@@ -1308,15 +1404,23 @@ impl Sim {
                 if r.machine.can_attach(&route, alive, now) {
                     let w = owner.expect("alive owner");
                     match r.machine.attach(&route, now) {
-                        Ok([Frame::Attach(a), Frame::Request(req)]) => {
+                        Ok(frames) => {
                             let stream = self.next_stream;
                             self.next_stream += 1;
                             let inc = self.dworkers[w].inc;
                             r.attached = Some((w, inc, stream));
                             r.inbox.clear();
+                            let mut frames = frames.into_iter();
+                            let (Some(Frame::Attach(a)), Some(Frame::Request(req))) =
+                                (frames.next(), frames.next())
+                            else {
+                                unreachable!("attach starts with ATTACH + REQUEST")
+                            };
                             self.send_on_worker_stream(w, inc, stream, LinkIn::Open(a, req));
+                            for f in frames {
+                                self.send_on_worker_stream(w, inc, stream, LinkIn::Client(f));
+                            }
                         }
-                        Ok(_) => unreachable!("attach returns ATTACH + REQUEST"),
                         Err(e) => self.fail_client(client, conn, e),
                     }
                     continue;
@@ -1901,14 +2005,27 @@ impl Sim {
                 let (machine, first) = ServerCall::attached(&attach, &request, restored);
                 let next = match machine.resume() {
                     None => 0,
-                    Some((seq, state)) => {
-                        if !(state.is_empty() && *seq == 0) && *state != state_for(*seq) {
+                    Some(c) => {
+                        let (seq, state) = (c.seq, &c.state);
+                        if !(state.is_empty() && seq == 0) && *state != state_for(seq) {
                             return Err(self.violation("exactly-once", format!(
                                 "call {} resumed at seq {seq} with the checkpoint of another seq", attach.call_id)));
                         }
-                        *seq
+                        // The simulated bidi handler reads client item k to produce item k.
+                        if request.client_streaming && c.read != seq {
+                            return Err(self.violation(
+                                "client-items",
+                                format!(
+                                    "call {} resumed at seq {seq} with read {}",
+                                    attach.call_id, c.read
+                                ),
+                            ));
+                        }
+                        seq
                     }
                 };
+                let read = machine.read_from();
+                let client_items = request.client_streaming.then(|| ClientItems::relayed(read));
                 let call = WCall {
                     session: attach.session_id,
                     call_id: attach.call_id,
@@ -1920,6 +2037,9 @@ impl Sim {
                     next,
                     producing: false,
                     deadline_at,
+                    client_items,
+                    inbound: VecDeque::new(),
+                    read,
                 };
                 for frame in first {
                     self.send_on_director_stream(w, inc, stream, frame);
@@ -1945,6 +2065,33 @@ impl Sim {
                     self.workers[w].book.detach(session, &[snap], now);
                 }
             }
+            LinkIn::Client(frame) => {
+                let Some(c) = self.workers[w].calls.get_mut(&stream) else {
+                    return Ok(()); // answered SUSPENDED, frozen or over: the relay moves on
+                };
+                let call_id = c.call_id;
+                let rule = c
+                    .client_items
+                    .as_mut()
+                    .expect("client frames only on bidi calls");
+                let decided = match frame {
+                    Frame::Item { seq, payload } => rule.on_item(seq).map(|d| {
+                        if d == ClientItem::Deliver {
+                            c.inbound.push_back(payload);
+                        }
+                    }),
+                    Frame::End { items } => rule.on_end(items),
+                    other => unreachable!("the relay forwards ITEM and END, not {other:?}"),
+                };
+                if let Err(e) = decided {
+                    return Err(self.violation(
+                        "client-items",
+                        format!("call {call_id}: the worker refused a client frame: {e}"),
+                    ));
+                }
+                self.pump_writer(w, stream);
+                self.schedule_produce(w, stream);
+            }
             LinkIn::Ack(next_seq) => {
                 if let Some(c) = self.workers[w].calls.get_mut(&stream) {
                     c.machine.on_ack(next_seq);
@@ -1963,6 +2110,9 @@ impl Sim {
         let total = self.clients[c.client].items;
         if c.producing || c.next >= total || c.queue.len() >= QUEUE_HIGH {
             return;
+        }
+        if c.client_items.is_some() && c.inbound.is_empty() {
+            return; // the bidi handler waits for the client's next item
         }
         c.producing = true;
         let at = self.now + self.clients[c.client].every_ms;
@@ -1990,11 +2140,30 @@ impl Sim {
         }
         let spec = &self.clients[c.client];
         let seq = c.next;
+        if c.client_items.is_some() {
+            // Exactly-once towards the handler: it reads client item k (k = seq) now.
+            let got = c
+                .inbound
+                .pop_front()
+                .expect("scheduled with an item to read");
+            if got != client_payload_for(spec.call_id, c.read) || c.read != seq {
+                let (call_id, read) = (spec.call_id, c.read);
+                return Err(self.violation(
+                    "client-items",
+                    format!("call {call_id}: the handler read a client item that is not item {read} before producing item {seq}"),
+                ));
+            }
+            c.read += 1;
+            self.report.client_items += 1;
+        }
         c.queue
             .push_back(Produced::Item(payload_for(spec.call_id, seq)));
         c.next += 1;
         if spec.checkpoint_every > 0 && c.next % spec.checkpoint_every == 0 {
-            c.queue.push_back(Produced::Checkpoint(state_for(c.next)));
+            c.queue.push_back(Produced::Checkpoint {
+                state: state_for(c.next),
+                read: c.read,
+            });
         }
         self.pump_writer(w, stream);
         self.schedule_produce(w, stream);
@@ -2016,7 +2185,8 @@ impl Sim {
             }
             let total = self.clients[c.client].items;
             let Some(entry) = c.queue.pop_front() else {
-                if c.next >= total {
+                let read_all = c.client_items.as_ref().is_none_or(ClientItems::is_ended);
+                if c.next >= total && read_all {
                     let end = c.machine.end();
                     let c = p.calls.remove(&stream).unwrap();
                     p.book.call_ended(c.session, c.call_id, now);

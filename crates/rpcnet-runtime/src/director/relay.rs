@@ -5,7 +5,15 @@
 //! What the client receives is decided by the sans-IO [`RelayCall`] (the next seq the client
 //! needs, duplicates dropped, the latest CHECKPOINT, the remaining deadline, when to re-attach);
 //! this module only moves bytes between the two streams and waits for routes.
+//!
+//! A client-streaming or bidi call moves frames both ways at once: the client's items go to the
+//! owner through a queue written with cancel-safe writes inside the same `select!` that reads
+//! the owner, so a stalled direction never stops the other (a handler blocked on sending its
+//! items while the relay blocks on sending it client items would be a deadlock). The client's
+//! items are read only while that queue is short and the call is attached, so QUIC flow control
+//! is what makes a fast client wait.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,13 +21,16 @@ use bytes::{Bytes, BytesMut};
 use rpcnet_session::{check_client_metadata, OwnerFrame, RelayCall, Route};
 
 use super::{Inner, Session, WorkerLink};
-use crate::ack_reader::AckReader;
 use crate::error::{app_code, RpcError};
 use crate::mgmt::now_ms;
+use crate::request_tail::RequestTail;
 use rpcnet_protocol::{Decoder, ErrorCode, Frame, FrameErrorKind, Version};
 
 /// How long a call waits for a usable route (a live owner, not frozen) before failing, ms.
 const ROUTE_WAIT_MS: u64 = 10_000;
+
+/// Bytes of client frames queued for the owner above which the relay stops reading the client.
+const TO_OWNER_HIGH: usize = 256 * 1024;
 
 /// The first frames of a client call: the REQUEST, preceded on a resumable session by CALL
 /// (PROTOCOL.md section 15.3), whose `(call_id, next_seq)` is returned too, and the bytes after
@@ -169,12 +180,11 @@ pub(crate) async fn relay(
                 .map(|()| h)
                 .map_err(RpcError::from)
         })
-        .and_then(|h| match h.1.client_streaming {
-            // PROTOCOL.md 3.4: not relayed yet (exactly-once of the client's items across
-            // migrations is not built).
+        .and_then(|h| match h.1.client_streaming && session.resumable {
+            // PROTOCOL.md 15.3: a resumed client does not re-send its items yet.
             true => Err(RpcError::new(
                 ErrorCode::Unimplemented,
-                "client-streaming and bidi calls are not relayed through directors yet",
+                "client-streaming and bidi calls of resumable sessions are not supported yet",
             )),
             false => Ok(h),
         });
@@ -206,7 +216,12 @@ pub(crate) async fn relay(
     if version == Version::V1 {
         call = call.without_response_metadata();
     }
-    let mut acks = AckReader::new(after, session.resumable);
+    let mut tail = RequestTail::client(
+        after,
+        Decoder::new(inner.config.max_frame_size).with_version(version),
+        session.resumable,
+        call.request().client_streaming,
+    );
     let client_stopped = client_send.stopped();
     tokio::pin!(client_stopped);
     loop {
@@ -227,7 +242,8 @@ pub(crate) async fn relay(
             client_send: &mut client_send,
             client_stopped: &mut client_stopped,
             client_recv: &mut client_recv,
-            acks: &mut acks,
+            tail: &mut tail,
+            resumable: session.resumable,
         };
         match link.pump(&owner, head).await {
             Pumped::Finished => break,
@@ -264,30 +280,37 @@ struct Link<'a, 'b, S> {
     client_send: &'a mut quinn::SendStream,
     client_stopped: &'a mut std::pin::Pin<&'b mut S>,
     client_recv: &'a mut quinn::RecvStream,
-    /// The client's ACKs (a resumable session's call), forwarded to the owner.
-    acks: &'a mut AckReader,
+    /// What the client sends after its REQUEST: ACKs (a resumable session's call) and items
+    /// (a client-streaming call), forwarded to the owner.
+    tail: &'a mut RequestTail,
+    resumable: bool,
+}
+
+/// What the relay does with a frame the client sent after its REQUEST.
+enum FromClient {
+    /// Send these bytes to the owner.
+    Forward(Bytes),
+    /// Nothing to do.
+    Nothing,
+    /// The call is over (the client broke the rules, reset its side or went away).
+    Over,
 }
 
 impl<S> Link<'_, '_, S>
 where
     S: std::future::Future<Output = Result<Option<quinn::VarInt>, quinn::StoppedError>>,
 {
-    /// Attaches to `owner` with `head` (ATTACH + REQUEST) and forwards what the relay machine
-    /// lets through until the call ends or leaves the owner.
-    async fn pump(&mut self, owner: &WorkerLink, head: [Frame; 2]) -> Pumped {
+    /// Attaches to `owner` with `head` (ATTACH + REQUEST, then the client's items replayed
+    /// from the checkpoint) and forwards what the relay machine lets through, both ways, until
+    /// the call ends or leaves the owner.
+    async fn pump(&mut self, owner: &WorkerLink, head: Vec<Frame>) -> Pumped {
         let _active = owner.track_stream();
         let (mut ws, mut wr) = match owner.link.connection().quinn().open_bi().await {
             Ok(s) => s,
             Err(e) => return self.lost(format!("cannot open a stream: {e}")),
         };
-        let mut head = head.map(|f| f.to_bytes());
-        if let Err(e) = ws.write_all_chunks(&mut head).await {
-            return self.lost(format!("cannot send the request: {e}"));
-        }
-        let resumable = self.acks.live();
-        if !resumable {
-            let _ = ws.finish();
-        }
+        let mut to_owner: VecDeque<Bytes> = head.iter().map(Frame::to_bytes).collect();
+        let mut ws_open = true;
         let mut decoder = Decoder::default();
         let mut buf = BytesMut::new();
         let mut eof = false;
@@ -321,6 +344,14 @@ where
                     return Pumped::Superseded { generation, error };
                 }
             }
+            // The owner's side is finished once it has everything the client will send: at
+            // once for a plain call, after the client's END for a client-streaming one, never
+            // for a resumable session's call (ACKs follow).
+            if ws_open && to_owner.is_empty() && !self.resumable && self.call.client_done() {
+                let _ = ws.finish();
+                ws_open = false;
+            }
+            let queued: usize = to_owner.iter().map(Bytes::len).sum();
             tokio::select! {
                 chunk = wr.read_chunk(256 * 1024, true) => match chunk {
                     Ok(Some(c)) => buf.extend_from_slice(&c.bytes),
@@ -332,28 +363,27 @@ where
                     }
                     Err(e) => return self.lost(format!("owner stream failed: {e}")),
                 },
-                _ = owner.dead.cancelled() => return self.lost("owner declared dead".into()),
-                a = self.acks.next_or_pend(self.client_recv) => match a {
-                    Ok(Some(n)) => {
-                        if let Some(ack) = self.call.on_client_ack(n) {
-                            let _ = ws.write_all(&ack.to_bytes()).await;
-                        }
+                w = ws.write_chunks(to_owner.make_contiguous()), if !to_owner.is_empty() => match w {
+                    Ok(w) => {
+                        to_owner.drain(..w.chunks);
                     }
-                    Ok(None) => {}
-                    Err(_) => {
-                        // The client's connection is gone: the owner keeps the call for a resume.
-                        let code = app_code(ErrorCode::Unavailable);
-                        let _ = wr.stop(code);
-                        let _ = ws.reset(code);
-                        self.call.cancel();
-                        return Pumped::Finished;
+                    // The owner stopped reading (it answered, failed or was frozen): what it
+                    // sends tells the relay what comes next; a replay goes to the next owner.
+                    Err(_) => to_owner.clear(),
+                },
+                _ = owner.dead.cancelled() => return self.lost("owner declared dead".into()),
+                f = self.tail.next_or_pend(self.client_recv), if queued < TO_OWNER_HIGH => {
+                    match self.on_client_frame(f, &mut wr, &mut ws).await {
+                        FromClient::Forward(bytes) => to_owner.push_back(bytes),
+                        FromClient::Nothing => {}
+                        FromClient::Over => return Pumped::Finished,
                     }
                 },
                 r = self.client_stopped.as_mut() => {
                     let code = match r {
                         Ok(Some(c)) => c,
                         // Lost rather than cancelled: a resumable call is kept by its owner.
-                        Err(_) if resumable => app_code(ErrorCode::Unavailable),
+                        Err(_) if self.resumable => app_code(ErrorCode::Unavailable),
                         _ => app_code(ErrorCode::Cancelled),
                     };
                     let _ = wr.stop(code);
@@ -362,6 +392,59 @@ where
                     self.call.cancel();
                     return Pumped::Finished;
                 }
+            }
+        }
+    }
+
+    /// Applies one frame the client sent after its REQUEST (or the end of its side) to the
+    /// relay machine: an ACK or client item to forward, or the end of the call when the client
+    /// broke the rules (ERROR `PROTOCOL` to it), reset its side, or lost its connection (a
+    /// resumable call is then kept by its owner for a resume).
+    async fn on_client_frame(
+        &mut self,
+        frame: Result<Option<Frame>, RpcError>,
+        wr: &mut quinn::RecvStream,
+        ws: &mut quinn::SendStream,
+    ) -> FromClient {
+        let forward = match frame {
+            Ok(Some(Frame::Ack { next_seq })) => Ok(self.call.on_client_ack(next_seq)),
+            Ok(Some(Frame::Item { seq, payload })) => self.call.on_client_item(seq, payload),
+            Ok(Some(Frame::End { items })) => self.call.on_client_end(items),
+            Ok(Some(other)) => Err(rpcnet_session::CallError::protocol(format!(
+                "unexpected {} frame after the REQUEST",
+                other.frame_type().name()
+            ))),
+            Ok(None) if self.call.client_done() => Ok(None),
+            Ok(None) => Err(rpcnet_session::CallError::protocol(
+                "the client's stream ended without an END frame",
+            )),
+            Err(e) => {
+                // The client reset its side or its connection is gone.
+                let code = match e.code {
+                    _ if self.resumable => app_code(ErrorCode::Unavailable),
+                    ErrorCode::Unavailable => app_code(ErrorCode::Cancelled),
+                    code => app_code(code),
+                };
+                let _ = wr.stop(code);
+                let _ = ws.reset(code);
+                if !self.resumable {
+                    let _ = self.client_send.reset(code);
+                }
+                self.call.cancel();
+                return FromClient::Over;
+            }
+        };
+        match forward {
+            Ok(Some(f)) => FromClient::Forward(f.to_bytes()),
+            Ok(None) => FromClient::Nothing,
+            Err(e) => {
+                let code = app_code(e.code);
+                let _ = wr.stop(app_code(ErrorCode::Cancelled));
+                let _ = ws.reset(app_code(ErrorCode::Cancelled));
+                let _ = self.client_recv.stop(code);
+                self.call.cancel();
+                send_error(self.client_send, e.into()).await;
+                FromClient::Over
             }
         }
     }

@@ -11,16 +11,16 @@ use tokio::time::Instant;
 
 use super::inbound::{read_client_items, Inbound};
 use super::{CallSlot, ItemQueue, MethodKind, ServerEvent, Shared, Taken};
-use crate::ack_reader::AckReader;
 use crate::connection::ConnectionInfo;
 use crate::error::{app_code, RpcError};
+use crate::request_tail::RequestTail;
 use crate::server::item_queue::Ending;
 use rpcnet_protocol::frame::encode_item_header;
 use rpcnet_protocol::migration::CallSnapshot;
 use rpcnet_protocol::Attach;
 use rpcnet_protocol::{Decoder, ErrorCode, Frame, Metadata, Request, Version};
 use rpcnet_session::participant::AttachDecision;
-use rpcnet_session::ServerCall;
+use rpcnet_session::{ClientItems, ServerCall};
 
 /// The metadata limit of a cluster link: the client's limit plus room for the director's
 /// `rpcnet-session-id` entry (3 + 17 + 16 = 36 bytes; PROTOCOL.md section 5.6).
@@ -154,7 +154,8 @@ pub(crate) async fn serve_call(
         }
         Some(k) => k,
     };
-    if let Some(e) = kind_mismatch(&request, kind, link) {
+    let resumable_link = attach.as_ref().is_some_and(|a| a.resumable);
+    if let Some(e) = kind_mismatch(&request, kind, resumable_link) {
         return fail(&mut send, &mut recv, e).await;
     }
 
@@ -177,22 +178,23 @@ pub(crate) async fn serve_call(
         .as_ref()
         .map_or_else(|| connection.id.clone(), |a| a.connection_id.clone());
     // The client's items (PROTOCOL.md 3.4): read by a task of their own into a bounded queue
-    // the handler pulls; the queue closes with the call.
-    let _inbound = kind.client_streaming().then(|| {
+    // the handler pulls; the queue closes with the call. It starts where the handler reads
+    // from (a resumed handler's checkpoint, section 13.6), so it is opened once that is known.
+    let start_inbound = |recv: &mut crate::recv::ReadToFin, rule: ClientItems| {
+        let recv = recv.take();
         let q = Arc::new(Inbound::new(
             shared.config.stream_window_items,
             shared.config.stream_window_bytes,
         ));
         shared.inbound.lock().unwrap().insert(id, q.clone());
-        let decoder = Decoder::new(shared.config.max_frame_size).with_version(version);
-        tokio::spawn(read_client_items(
-            recv.take(),
-            after_request.clone(),
-            decoder,
-            q,
-        ));
+        let mut decoder = Decoder::new(shared.config.max_frame_size).with_version(version);
+        if link {
+            decoder = decoder.with_max_metadata_size(LINK_MAX_METADATA_SIZE);
+        }
+        let reader = read_client_items(recv, after_request.clone(), decoder, q, rule);
+        tokio::spawn(reader);
         InboundGuard(&shared, id)
-    });
+    };
 
     match kind.server_streaming() {
         false => {
@@ -214,6 +216,16 @@ pub(crate) async fn serve_call(
             };
             let (tx, rx) = oneshot::channel();
             shared.calls.lock().unwrap().insert(id, CallSlot::Unary(tx));
+            // A unary handler has no checkpoints: on a link it reads every item the director
+            // replays from the first.
+            let rule = if link {
+                ClientItems::relayed(0)
+            } else {
+                ClientItems::plain()
+            };
+            let _inbound = kind
+                .client_streaming()
+                .then(|| start_inbound(&mut recv, rule));
             shared.emit(ServerEvent::Call {
                 id,
                 method: request.method,
@@ -284,6 +296,13 @@ pub(crate) async fn serve_call(
                 None => (ServerCall::plain(&request), Vec::new()),
             };
             let mut first_writes: Vec<Bytes> = first.iter().map(Frame::to_bytes).collect();
+            let rule = match attach {
+                Some(_) => ClientItems::relayed(call.read_from()),
+                None => ClientItems::plain(),
+            };
+            let _inbound = kind
+                .client_streaming()
+                .then(|| start_inbound(&mut recv, rule));
 
             let queue = Arc::new(ItemQueue::new(
                 shared.config.stream_window_items,
@@ -319,7 +338,7 @@ pub(crate) async fn serve_call(
                 Frozen,
             }
             let resumable = attach.as_ref().is_some_and(|a| a.resumable);
-            let mut acks = AckReader::new(after_request, resumable);
+            let mut acks = RequestTail::acks(after_request, resumable);
             let result: Stop = 'call: loop {
                 let (unacked_items, unacked_bytes) = call.unacked();
                 let retention_full =
@@ -334,10 +353,11 @@ pub(crate) async fn serve_call(
                             None => std::future::pending().await,
                         }
                     }, if acks.live() => match a {
-                        Ok(Some(next_seq)) => {
+                        Ok(Some(Frame::Ack { next_seq })) => {
                             call.on_ack(next_seq);
                             continue 'call;
                         }
+                        Ok(Some(_)) => unreachable!("the tail reads ACKs only"),
                         Ok(None) => continue 'call,
                         Err(e) => break Stop::Early(e.code, false),
                     },
@@ -506,8 +526,9 @@ impl Drop for InboundGuard<'_> {
 
 /// Why `request` does not fit the method's `kind` (its STREAMING and CLIENT_STREAMING flags,
 /// PROTOCOL.md 3.3), if it does not: `INVALID_ARGUMENT`; `UNIMPLEMENTED` for a client-streaming
-/// call on a cluster link (section 3.4: not relayed yet).
-fn kind_mismatch(request: &Request, kind: MethodKind, link: bool) -> Option<RpcError> {
+/// call of a resumable session (`resumable_link`: section 15.3, a resumed client does not
+/// re-send its items yet).
+fn kind_mismatch(request: &Request, kind: MethodKind, resumable_link: bool) -> Option<RpcError> {
     let flag = |set: bool| if set { "set" } else { "clear" };
     if request.streaming != kind.server_streaming() {
         return Some(RpcError::invalid_argument(format!(
@@ -525,10 +546,10 @@ fn kind_mismatch(request: &Request, kind: MethodKind, link: bool) -> Option<RpcE
             flag(request.client_streaming),
         )));
     }
-    (link && request.client_streaming).then(|| {
+    (resumable_link && request.client_streaming).then(|| {
         RpcError::new(
             ErrorCode::Unimplemented,
-            "client-streaming and bidi calls are not relayed through directors yet",
+            "client-streaming and bidi calls of resumable sessions are not supported yet",
         )
     })
 }

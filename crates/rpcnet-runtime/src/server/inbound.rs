@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use crate::error::{app_code, RpcError};
 use crate::recv::ReadToFin;
 use rpcnet_protocol::{Decoder, ErrorCode, Frame};
+use rpcnet_session::{ClientItem, ClientItems};
 
 #[derive(Debug, Default)]
 struct State {
@@ -122,18 +123,20 @@ impl Inbound {
     }
 }
 
-/// Reads the client's ITEM frames (seq 0, 1, ...) and its END from `recv` (`buf`: bytes already
-/// read after the REQUEST) into `inbound` until the END, a violation or the end of the call.
-/// A violation (a seq gap, a wrong END count, another frame type, a stream that ends without
-/// END, a malformed frame) fails the queue with `PROTOCOL` (or `RESOURCE_EXHAUSTED`) and stops
-/// the client's stream with that code.
+/// Reads the client's ITEM frames and its END from `recv` (`buf`: bytes already read after the
+/// REQUEST) into `inbound` until the END, a violation or the end of the call. `rule` decides
+/// which items the handler gets ([`ClientItems`]: on a plain server seq 0, 1, ...; on a cluster
+/// link the director's replay, minus what a resumed handler read before). A violation (a seq
+/// gap, a wrong END count, another frame type, a stream that ends without END, a malformed
+/// frame) fails the queue with `PROTOCOL` (or `RESOURCE_EXHAUSTED`) and stops the client's
+/// stream with that code.
 pub(crate) async fn read_client_items(
     mut recv: ReadToFin,
     mut buf: BytesMut,
     mut decoder: Decoder,
     inbound: Arc<Inbound>,
+    mut rule: ClientItems,
 ) {
-    let mut expected = 0u64;
     let mut eof = false;
     loop {
         loop {
@@ -143,23 +146,23 @@ pub(crate) async fn read_client_items(
                 decoder.decode(&mut buf)
             };
             let violation = match decoded {
-                Ok(Some(Frame::Item { seq, payload })) if seq == expected => {
-                    expected += 1;
-                    if !inbound.push(payload).await {
-                        return;
+                Ok(Some(Frame::Item { seq, payload })) => match rule.on_item(seq) {
+                    Ok(ClientItem::Deliver) => {
+                        if !inbound.push(payload).await {
+                            return;
+                        }
+                        continue;
                     }
-                    continue;
-                }
-                Ok(Some(Frame::Item { seq, .. })) => RpcError::protocol(format!(
-                    "client item seq {seq} received where {expected} was expected"
-                )),
-                Ok(Some(Frame::End { items })) if items == expected => {
-                    inbound.finish(Ok(()));
-                    return; // ReadToFin reads to the FIN; bytes after the END are PROTOCOL
-                }
-                Ok(Some(Frame::End { items })) => RpcError::protocol(format!(
-                    "the client's END says {items} items but {expected} arrived"
-                )),
+                    Ok(ClientItem::Skip) => continue,
+                    Err(e) => e.into(),
+                },
+                Ok(Some(Frame::End { items })) => match rule.on_end(items) {
+                    Ok(()) => {
+                        inbound.finish(Ok(()));
+                        return; // ReadToFin reads to the FIN; bytes after the END are PROTOCOL
+                    }
+                    Err(e) => e.into(),
+                },
                 Ok(Some(other)) => RpcError::protocol(format!(
                     "unexpected {} frame from the client after its REQUEST",
                     other.frame_type().name()

@@ -92,9 +92,10 @@ impl ItemQueue {
         self.push_entry(Entry::Headers(metadata))
     }
 
-    /// Appends a checkpoint (placed between the items queued before and after it).
-    pub fn checkpoint(&self, state: Bytes) -> PushStatus {
-        self.push_entry(Entry::Checkpoint(state))
+    /// Appends a checkpoint (placed between the items queued before and after it), taken
+    /// after the handler read `read` client items (0 for a call without them).
+    pub fn checkpoint(&self, state: Bytes, read: u64) -> PushStatus {
+        self.push_entry(Entry::Checkpoint { state, read })
     }
 
     fn push_entry(&self, item: Entry) -> PushStatus {

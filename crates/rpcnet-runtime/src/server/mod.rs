@@ -156,9 +156,10 @@ pub enum ServerEvent {
         connection: ConnectionInfo,
         /// The client connection's `connectionId` (from ATTACH on a worker; else `connection.id`).
         client_connection_id: String,
-        /// For a resumed call (migration or failover): `(seq, state)` of the handler's last
-        /// checkpoint; the handler continues from item `seq`. `None` = start from item 0.
-        resume: Option<(u64, Bytes)>,
+        /// For a resumed call (migration or failover): the handler's last checkpoint; the
+        /// handler continues from item `seq` and reads the client's items from `read` (a bidi
+        /// call). `None` = start from item 0.
+        resume: Option<rpcnet_protocol::Checkpoint>,
     },
     /// A call ended before the embedder answered: the client cancelled (`CANCELLED`), the deadline
     /// passed (`DEADLINE_EXCEEDED`) or the connection was lost (`UNAVAILABLE`). The embedder should
@@ -345,14 +346,19 @@ impl Server {
     }
 
     /// As [`Server::push`], after recording `checkpoint` (`ctx.checkpoint` since the previous
-    /// item), so a handler that checkpoints after every item still crosses from JavaScript once
-    /// per item.
-    pub fn push_checkpointed(&self, id: u64, checkpoint: Option<Bytes>, item: Bytes) -> PushStatus {
+    /// item: its state and the client items the handler had read), so a handler that
+    /// checkpoints after every item still crosses from JavaScript once per item.
+    pub fn push_checkpointed(
+        &self,
+        id: u64,
+        checkpoint: Option<(Bytes, u64)>,
+        item: Bytes,
+    ) -> PushStatus {
         let Some(q) = self.queue(id) else {
             return PushStatus::Closed;
         };
-        if let Some(state) = checkpoint {
-            if q.checkpoint(state) == PushStatus::Closed {
+        if let Some((state, read)) = checkpoint {
+            if q.checkpoint(state, read) == PushStatus::Closed {
                 return PushStatus::Closed;
             }
         }
@@ -391,11 +397,13 @@ impl Server {
             .map_or(PushStatus::Closed, |q| q.headers(metadata))
     }
 
-    /// Records `ctx.checkpoint(state)` of a streaming call, in order with its items. See
+    /// Records `ctx.checkpoint(state)` of a streaming call, in order with its items, taken
+    /// after the handler read `read` of the client's items (a bidi call; 0 otherwise). A
+    /// resumed handler reads the client's items from there (PROTOCOL.md section 13.6). See
     /// [`PushStatus`].
-    pub fn checkpoint(&self, id: u64, state: Bytes) -> PushStatus {
+    pub fn checkpoint(&self, id: u64, state: Bytes, read: u64) -> PushStatus {
         self.queue(id)
-            .map_or(PushStatus::Closed, |q| q.checkpoint(state))
+            .map_or(PushStatus::Closed, |q| q.checkpoint(state, read))
     }
 
     /// The sessions this server holds (meaningful in cluster mode).

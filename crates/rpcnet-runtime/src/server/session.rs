@@ -291,7 +291,11 @@ mod tests {
                 let freeze = rx.recv().await.expect("a freeze request");
                 let _ = freeze.send(CallSnapshot {
                     call_id: 0,
-                    checkpoint: Some((5, state.clone())),
+                    checkpoint: Some(rpcnet_protocol::Checkpoint {
+                        seq: 5,
+                        read: 0,
+                        state: state.clone(),
+                    }),
                     ..CallSnapshot::default()
                 });
             }
@@ -303,7 +307,7 @@ mod tests {
                 .checkpoint
                 .clone()
                 .unwrap()
-                .1
+                .state
         };
         assert_eq!(kept(1), Bytes::from_static(b"one"));
         assert_eq!(kept(2), Bytes::from_static(b"two"));

@@ -67,10 +67,10 @@ pub async fn serve_with(
         }
         for e in events {
             if let ServerEvent::Call { id, resume, .. } = e {
-                on_call(resume.as_ref().map(|r| r.0));
+                on_call(resume.as_ref().map(|r| r.seq));
                 let (server, on_push) = (server.clone(), on_push.clone());
                 tokio::spawn(async move {
-                    let mut seq = resume.map_or(0, |r| r.0);
+                    let mut seq = resume.map_or(0, |r| r.seq);
                     while seq < items {
                         if !every.is_zero() {
                             tokio::time::sleep(every).await;
@@ -88,7 +88,7 @@ pub async fn serve_with(
                         }
                         on_push(seq);
                         seq += 1;
-                        server.checkpoint(id, Bytes::new());
+                        server.checkpoint(id, Bytes::new(), 0);
                     }
                     server.end(id, Ok(()));
                 });

@@ -85,11 +85,12 @@ fn add(total: &mut Report, r: &Report) {
     total.resumes += r.resumes;
     total.cut_connections += r.cut_connections;
     total.superseded += r.superseded;
+    total.client_items += r.client_items;
 }
 
 fn describe(r: &Report) -> String {
     format!(
-        "{} steps checked, {} items delivered, {} migrations completed, {} aborted, {} failovers, {} worker crashes, {} director crashes, {} client connections cut, {} sessions resumed, {} stale sessions superseded",
-        r.steps, r.items, r.completed, r.aborted, r.failovers, r.crashes, r.director_crashes, r.cut_connections, r.resumes, r.superseded
+        "{} steps checked, {} items delivered, {} client items read, {} migrations completed, {} aborted, {} failovers, {} worker crashes, {} director crashes, {} client connections cut, {} sessions resumed, {} stale sessions superseded",
+        r.steps, r.items, r.client_items, r.completed, r.aborted, r.failovers, r.crashes, r.director_crashes, r.cut_connections, r.resumes, r.superseded
     )
 }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use super::frame::{finish_header, parse_header, FLAG_ZSTD, HEADER_LEN};
 use super::malformed;
 use super::types::{CallSnapshot, SessionSnapshot};
+use crate::frame::Checkpoint;
 use crate::metadata::Metadata;
 use crate::migration::wire::{put_bytes16, put_bytes32, put_u32, put_u64, ReadError, Reader};
 use crate::migration::MigrationError;
@@ -18,7 +19,7 @@ use crate::migration::MigrationError;
 ///
 /// ```text
 /// header (16 bytes, big-endian u32 each):
-///   version  = 2 (2 added the call headers)
+///   version  = 3 (2 added the call headers, 3 the checkpoint's read)
 ///   flags    = 0           (bit 0 set = body is a zstd frame; other bits must be 0)
 ///   length   = body length in bytes
 ///   checksum = first 4 bytes of SHA-256(body), read as a big-endian u32 (detects accidental
@@ -28,7 +29,7 @@ use crate::migration::MigrationError;
 ///   call_count u32, then per call:
 ///     call_id u64 | method str16 | request bytes32 | streaming u8 (0/1) | deadline_ms u32
 ///     next_seq u64 | pending_count u32, then per item: seq u64 | payload bytes32
-///     checkpoint: u8 0 (none) or 1 followed by seq u64 and bytes32
+///     checkpoint: u8 0 (none) or 1 followed by seq u64, read u64 and bytes32
 ///     headers bytes32 (a metadata block, PROTOCOL.md section 5.6; empty = none)
 /// ```
 ///
@@ -68,7 +69,7 @@ pub(super) fn body_len_hint(s: &SessionSnapshot) -> usize {
             40 + c.method.len()
                 + c.request.len()
                 + c.pending.iter().map(|(_, p)| 12 + p.len()).sum::<usize>()
-                + c.checkpoint.as_ref().map_or(0, |(_, b)| 12 + b.len())
+                + c.checkpoint.as_ref().map_or(0, |c| 20 + c.state.len())
         })
         .sum();
     30 + s.connection_id.len() + s.app_state.len() + calls
@@ -117,10 +118,11 @@ pub(super) fn encode_body_into(
         }
         match &c.checkpoint {
             None => out.push(0),
-            Some((seq, cp)) => {
+            Some(cp) => {
                 out.push(1);
-                put_u64(out, *seq);
-                put_bytes32(out, cp, "checkpoint").map_err(too_long)?;
+                put_u64(out, cp.seq);
+                put_u64(out, cp.read);
+                put_bytes32(out, &cp.state, "checkpoint").map_err(too_long)?;
             }
         }
         let mut headers = bytes::BytesMut::new();
@@ -220,7 +222,9 @@ fn read_call(r: &mut Reader<'_>) -> Result<CallSnapshot, Result<ReadError, Migra
     }
     let checkpoint = if r.bool("checkpoint present").map_err(Ok)? {
         let seq = r.u64("checkpoint seq").map_err(Ok)?;
-        Some((seq, r.bytes32("checkpoint").map_err(Ok)?))
+        let read = r.u64("checkpoint read").map_err(Ok)?;
+        let state = r.bytes32("checkpoint").map_err(Ok)?;
+        Some(Checkpoint { seq, read, state })
     } else {
         None
     };

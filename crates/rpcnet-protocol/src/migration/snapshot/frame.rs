@@ -8,7 +8,7 @@ use super::malformed;
 use crate::migration::MigrationError;
 
 /// The snapshot format version this build writes and reads (header field `version`).
-pub const SNAPSHOT_VERSION: u32 = 2;
+pub const SNAPSHOT_VERSION: u32 = 3;
 
 /// Length of the plain snapshot header (RFC-001 section 3.3): version, flags, length,
 /// checksum, each a big-endian `u32`.

@@ -28,7 +28,11 @@ fn sample() -> SessionSnapshot {
                     (10, Bytes::from_static(b"a")),
                     (11, Bytes::from_static(b"b")),
                 ],
-                checkpoint: Some((3, Bytes::from_static(b"cp"))),
+                checkpoint: Some(crate::Checkpoint {
+                    seq: 3,
+                    read: 2,
+                    state: Bytes::from_static(b"cp"),
+                }),
                 headers: {
                     let mut m = crate::metadata::Metadata::new();
                     m.append("x-handler", "feed").unwrap();
@@ -48,7 +52,7 @@ fn sample() -> SessionSnapshot {
 #[test]
 fn header_layout_is_as_documented() {
     let enc = encode(&sample()).unwrap();
-    assert_eq!(&enc[..4], &2u32.to_be_bytes());
+    assert_eq!(&enc[..4], &3u32.to_be_bytes());
     assert_eq!(&enc[4..8], &0u32.to_be_bytes());
     let len = u32::from_be_bytes(enc[8..12].try_into().unwrap()) as usize;
     assert_eq!(len, enc.len() - HEADER_LEN);
@@ -143,7 +147,7 @@ fn header_errors() {
         decode(&v).unwrap_err(),
         MigrationError::SnapshotVersion {
             found: 1,
-            supported: 2
+            supported: 3
         }
     );
     let mut v = enc.clone();

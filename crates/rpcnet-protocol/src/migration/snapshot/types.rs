@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 
+use crate::frame::Checkpoint;
 use crate::metadata::Metadata;
 
 /// The server side of one client connection, frozen at an item boundary (RFC-001 section 3.2,
@@ -42,9 +43,10 @@ pub struct CallSnapshot {
     /// Items produced but not yet delivered, as `(seq, payload)`, seq ascending and
     /// contiguous from `next_seq` (`next_seq`, `next_seq + 1`, ...).
     pub pending: Vec<(u64, Bytes)>,
-    /// The handler's last checkpoint, if any: `(seq, state)` = after producing `seq` items the
-    /// handler saved `state` with `ctx.checkpoint(state)`. A resumed handler restarts there.
-    pub checkpoint: Option<(u64, Bytes)>,
+    /// The handler's last checkpoint, if any: after producing `seq` items and consuming `read`
+    /// client items the handler saved `state` with `ctx.checkpoint(state)`. A resumed handler
+    /// restarts there.
+    pub checkpoint: Option<Checkpoint>,
     /// The response headers the handler set (PROTOCOL.md section 5.6), empty if none. The
     /// target sends them before the pending items, so that a client which had not received them
     /// still gets them before its next item (the director forwards them only then).
@@ -61,7 +63,7 @@ impl CallSnapshot {
         request: Bytes,
         streaming: bool,
         deadline_ms: u32,
-        checkpoint: Option<(u64, Bytes)>,
+        checkpoint: Option<Checkpoint>,
         last_received_seq: Option<u64>,
     ) -> Self {
         CallSnapshot {

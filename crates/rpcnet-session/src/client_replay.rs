@@ -1,0 +1,218 @@
+//! The client's items of a client-streaming or bidi call as a director relays them (PROTOCOL.md
+//! section 13.6), sans-IO.
+//!
+//! A relayed call outlives its owner, and so must the client's items: a handler that moves
+//! (migration, failover) restarts at its checkpoint and reads the client's items again from the
+//! checkpoint's `read`. The director therefore keeps every item it relayed that the latest
+//! CHECKPOINT does not cover, and replays them (then the END, if the client sent it) after the
+//! ATTACH and REQUEST of the next owner. A handler that never checkpoints makes the director keep
+//! everything, so the buffer is bounded ([`MAX_REPLAY_BYTES`]): past it the oldest items are
+//! dropped, and the call can no longer move (re-attaching it fails with `UNAVAILABLE`) until a
+//! checkpoint covers what was dropped.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use rpcnet_protocol::{ErrorCode, Frame};
+
+use crate::CallError;
+
+/// Payload bytes of client items a director keeps per call for a replay (README "Resumable
+/// handlers"): 8 MiB.
+pub const MAX_REPLAY_BYTES: usize = 8 * 1024 * 1024;
+
+/// The director's copy of one call's client items. See the module docs.
+#[derive(Debug, Clone)]
+pub struct ClientReplay {
+    items: VecDeque<(u64, Bytes)>,
+    bytes: usize,
+    max_bytes: usize,
+    /// Every item below this is gone from the buffer (a checkpoint covers it, or it was
+    /// dropped over the bound).
+    base: u64,
+    /// The seq the client sends next; `None` for a resumed call before its first item (the
+    /// client re-sends from the first item no CONSUMED covered, which this director cannot know).
+    next: Option<u64>,
+    ended: bool,
+    /// The highest `read` of a checkpoint relayed so far.
+    consumed: u64,
+}
+
+impl ClientReplay {
+    /// The buffer of a new call: the client's items start at seq 0.
+    pub fn new(max_bytes: usize) -> Self {
+        ClientReplay {
+            items: VecDeque::new(),
+            bytes: 0,
+            max_bytes,
+            base: 0,
+            next: Some(0),
+            ended: false,
+            consumed: 0,
+        }
+    }
+
+    /// The buffer of a call re-attached after a resume (PROTOCOL.md section 15.3): the client's
+    /// first item may have any seq.
+    pub fn resumed(max_bytes: usize) -> Self {
+        ClientReplay {
+            next: None,
+            ..Self::new(max_bytes)
+        }
+    }
+
+    /// One ITEM from the client: kept for a replay.
+    ///
+    /// Errors: `PROTOCOL` for an item after END or a seq other than the next one.
+    pub fn on_item(&mut self, seq: u64, payload: Bytes) -> Result<(), CallError> {
+        if self.ended {
+            return Err(CallError::protocol(format!(
+                "client ITEM seq {seq} after END"
+            )));
+        }
+        match self.next {
+            Some(n) if n != seq => {
+                return Err(CallError::protocol(format!(
+                    "client ITEM seq {seq} where seq {n} was expected"
+                )))
+            }
+            None => self.base = seq,
+            _ => {}
+        }
+        self.next = Some(seq + 1);
+        self.bytes += payload.len();
+        self.items.push_back((seq, payload));
+        while self.bytes > self.max_bytes {
+            let (seq, payload) = self.items.pop_front().expect("bytes > 0 means an item");
+            self.bytes -= payload.len();
+            self.base = seq + 1;
+        }
+        Ok(())
+    }
+
+    /// The client's END (the half-close).
+    ///
+    /// Errors: `PROTOCOL` for a second END or a count other than the items sent.
+    pub fn on_end(&mut self, count: u64) -> Result<(), CallError> {
+        let sent = self.next.unwrap_or(count);
+        if self.ended || count != sent {
+            return Err(CallError::protocol(format!(
+                "client END says {count} items, but {sent} were sent"
+            )));
+        }
+        self.next = Some(count);
+        self.ended = true;
+        Ok(())
+    }
+
+    /// The owner checkpointed after reading `read` client items: forgets the items below it.
+    /// Returns `read` when it is more than any earlier checkpoint said (for CONSUMED).
+    pub fn on_checkpoint(&mut self, read: u64) -> Option<u64> {
+        while self.items.front().is_some_and(|(seq, _)| *seq < read) {
+            let (_, payload) = self.items.pop_front().expect("checked");
+            self.bytes -= payload.len();
+        }
+        self.base = self.base.max(read);
+        (read > self.consumed).then(|| {
+            self.consumed = read;
+            read
+        })
+    }
+
+    /// The frames that give a new owner whose handler resumes at client item `read` (the ATTACH
+    /// checkpoint's) every client item from there: the kept items from `read` on, then END if
+    /// the client sent it.
+    ///
+    /// Errors: `UNAVAILABLE` when items at or above `read` were dropped over the bound (the
+    /// handler consumed more than [`MAX_REPLAY_BYTES`] of client items without a checkpoint).
+    pub fn replay(&self, read: u64) -> Result<Vec<Frame>, CallError> {
+        if read < self.base {
+            return Err(CallError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "the call cannot move to another worker: its handler resumes at client item \
+                     {read}, but the director keeps only the last {} bytes of client items and \
+                     has items from {} on (checkpoint more often)",
+                    self.max_bytes, self.base
+                ),
+            ));
+        }
+        let mut frames: Vec<Frame> = self
+            .items
+            .iter()
+            .filter(|(seq, _)| *seq >= read)
+            .map(|(seq, payload)| Frame::Item {
+                seq: *seq,
+                payload: payload.clone(),
+            })
+            .collect();
+        if self.ended {
+            frames.push(Frame::End {
+                items: self.next.unwrap_or(read),
+            });
+        }
+        Ok(frames)
+    }
+
+    /// Payload bytes kept.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// True once the client's END came.
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(n: usize) -> Bytes {
+        Bytes::from(vec![7u8; n])
+    }
+
+    #[test]
+    fn keeps_what_no_checkpoint_covers_and_replays_it() {
+        let mut r = ClientReplay::new(100);
+        for seq in 0..4 {
+            r.on_item(seq, b(10)).unwrap();
+        }
+        assert_eq!(r.on_checkpoint(2), Some(2));
+        assert_eq!(r.on_checkpoint(2), None);
+        let frames = r.replay(2).unwrap();
+        assert_eq!(frames.len(), 2);
+        assert!(matches!(frames[0], Frame::Item { seq: 2, .. }));
+        r.on_end(4).unwrap();
+        assert_eq!(r.replay(3).unwrap().last(), Some(&Frame::End { items: 4 }));
+        assert!(r.replay(1).is_err(), "below what a checkpoint covered");
+    }
+
+    #[test]
+    fn past_the_bound_the_call_cannot_move_until_a_checkpoint_covers_the_drop() {
+        let mut r = ClientReplay::new(25);
+        for seq in 0..4 {
+            r.on_item(seq, b(10)).unwrap();
+        }
+        assert_eq!(r.bytes(), 20);
+        assert_eq!(r.replay(0).unwrap_err().code, ErrorCode::Unavailable);
+        r.on_checkpoint(2);
+        assert_eq!(r.replay(2).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn checks_order_and_the_count() {
+        let mut r = ClientReplay::new(100);
+        assert!(r.on_item(1, b(1)).is_err());
+        r.on_item(0, b(1)).unwrap();
+        assert!(r.on_end(2).is_err());
+        let mut resumed = ClientReplay::resumed(100);
+        resumed.on_item(5, b(1)).unwrap();
+        assert_eq!(resumed.replay(5).unwrap().len(), 1);
+        assert!(
+            resumed.replay(4).is_err(),
+            "the client kept nothing below 5"
+        );
+    }
+}
