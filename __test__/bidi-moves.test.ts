@@ -41,9 +41,17 @@ async function* requests(count: number, intervalMs: number): AsyncGenerator<Buff
   }
 }
 
-/** Runs a `tally` call of `count` requests through `director`; resolves with its answers. */
-async function tally(director: DirectorProc, count: number, intervalMs: number): Promise<TallyItem[]> {
-  const client = await RpcClient.connect(director.address, { tls: { pin: director.fingerprint } });
+/**
+ * Runs a `tally` call of `count` requests through `director` (or, with several, a resumable
+ * session of all of them, the first one first); resolves with its answers.
+ */
+async function tally(director: DirectorProc | DirectorProc[], count: number, intervalMs: number): Promise<TallyItem[]> {
+  const client = Array.isArray(director)
+    ? await RpcClient.connect(
+        director.map((d) => d.address),
+        { tls: { caFile: join(clusterDir, 'ca.pem') }, resume: true },
+      )
+    : await RpcClient.connect(director.address, { tls: { pin: director.fingerprint } });
   try {
     const answers: TallyItem[] = [];
     for await (const raw of client.callBidiStreaming('tally', requests(count, intervalMs))) answers.push(JSON.parse(raw.toString()) as TallyItem);
@@ -135,5 +143,49 @@ test.serial('client-streaming across a SIGKILL failover: the handler runs again 
   } finally {
     await client.close();
     await stop();
+  }
+});
+
+/** Two directors and workers a and b registered with both (README "Resumable sessions"). */
+async function twoDirectors() {
+  const directors = [
+    await startDirector(clusterDir, { silent: true, failoverAfterMs: 400 }),
+    await startDirector(clusterDir, { silent: true, failoverAfterMs: 400 }),
+  ];
+  const workers: Record<string, Proc> = {};
+  for (const id of ['worker-a', 'worker-b']) workers[id] = await startWorker(id, directors, clusterDir, { silent: true });
+  const stop = () => {
+    for (const w of Object.values(workers)) w.kill('SIGKILL');
+    for (const d of directors) d.proc.kill('SIGKILL');
+  };
+  return { directors, workers, stop };
+}
+
+test.serial('bidi in a resumable session across a director SIGKILL: the client sends its requests again, every one read once', async (t) => {
+  const { directors, stop } = await twoDirectors();
+  try {
+    const answers = tally(directors, 100, 20);
+    await sessionOf(directors[0]!);
+    await sleep(700);
+    directors[0]!.proc.kill('SIGKILL');
+    exactlyOnce(t, await answers, 100);
+  } finally {
+    stop();
+  }
+});
+
+test.serial('bidi in a resumable session across a director SIGTERM and a worker drain, exactly once', async (t) => {
+  const { directors, workers, stop } = await twoDirectors();
+  try {
+    const answers = tally(directors, 120, 20);
+    await sessionOf(directors[0]!);
+    await sleep(500);
+    directors[0]!.proc.kill('SIGTERM');
+    await sleep(800);
+    workers['worker-a']!.kill('SIGTERM');
+    const got = await answers;
+    t.deepEqual(exactlyOnce(t, got, 120).sort(), ['worker-a', 'worker-b']);
+  } finally {
+    stop();
   }
 });

@@ -561,7 +561,7 @@ export class RpcClient extends EventEmitter<SessionEvents> {
     let failure: RpcError | undefined;
     void (async () => {
       try {
-        for await (const r of requests) await call.send(bytes('request', r));
+        await sendRequests(call, requests);
         await call.closeSend();
       } catch (e) {
         // A send that failed because the call ended reports nothing: the call's outcome does.
@@ -598,4 +598,53 @@ export class RpcClient extends EventEmitter<SessionEvents> {
   async close(): Promise<void> {
     await this.#native.close();
   }
+}
+
+/** Requests taken into one crossing at most (the rest wait for the next one)… */
+const REQUEST_BATCH = 256;
+/** …and their bytes: what the client gathers ahead of QUIC's flow control stays small. */
+const REQUEST_BATCH_BYTES = 256 * 1024;
+
+/**
+ * Sends `requests` in order, one crossing into Rust per batch: while a batch is on its way (QUIC
+ * took it when the crossing resolves, so flow control applies), the requests the iterable yields
+ * meanwhile gather into the next one, up to {@link REQUEST_BATCH} requests or
+ * {@link REQUEST_BATCH_BYTES} bytes, after which the iterable is not read until the batch in
+ * flight is taken.
+ * @throws what the iterable throws, `INVALID_ARGUMENT` for a request that is not bytes, and the
+ * crossing's rejection (the call is over).
+ */
+async function sendRequests(call: Native.NativeDuplex, requests: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<void> {
+  let gathered: Buffer[] = [];
+  let gatheredBytes = 0;
+  let inFlight: Promise<void> | undefined;
+  let failed: { error: unknown } | undefined;
+  const flush = (): Promise<void> =>
+    (async () => {
+      while (gathered.length > 0) {
+        const batch = gathered;
+        gathered = [];
+        gatheredBytes = 0;
+        await (batch.length === 1 ? call.send(batch[0]!) : call.sendMany(batch));
+      }
+    })().then(
+      () => {
+        inFlight = undefined;
+      },
+      (error: unknown) => {
+        inFlight = undefined;
+        failed = { error };
+      },
+    );
+  for await (const r of requests) {
+    if (failed) throw failed.error;
+    const request = bytes('request', r);
+    gathered.push(request);
+    gatheredBytes += request.length;
+    inFlight ??= flush();
+    if (gathered.length >= REQUEST_BATCH || gatheredBytes >= REQUEST_BATCH_BYTES) await inFlight;
+  }
+  await inFlight;
+  if (gathered.length > 0) await flush();
+  if (failed) throw failed.error;
 }

@@ -160,6 +160,12 @@ type Handler =
 /** Client items taken from Rust per crossing. */
 const CLIENT_ITEM_BATCH = 256;
 
+/**
+ * How long a handler whose requests stopped because its call ended waits for the event that
+ * says why (its `ctx.signal` aborts then), ms.
+ */
+const CANCEL_EVENT_WAIT_MS = 200;
+
 /** How many of the client's requests a handler has read (for its checkpoints). */
 interface ReadCount {
   read: number;
@@ -169,7 +175,7 @@ interface ReadCount {
  * The client's requests of call `id`, pulled from Rust in batches as the handler iterates;
  * `count.read` grows as each one is handed to the handler.
  */
-function clientRequests(n: Native.NativeServer, id: number, count: ReadCount): AsyncIterable<Buffer> {
+function clientRequests(n: Native.NativeServer, id: number, count: ReadCount, signal: AbortSignal): AsyncIterable<Buffer> {
   return {
     async *[Symbol.asyncIterator]() {
       for (;;) {
@@ -177,7 +183,14 @@ function clientRequests(n: Native.NativeServer, id: number, count: ReadCount): A
         try {
           batch = await n.nextClientItems(id, CLIENT_ITEM_BATCH);
         } catch (e) {
-          throw fromBinding(e);
+          const error = fromBinding(e);
+          // The call ended under the handler (the client cancelled, the deadline passed, it
+          // moved): the event that says why is on its way and aborts ctx.signal; the handler
+          // sees that rather than the closed queue.
+          if (['UNAVAILABLE', 'CANCELLED', 'DEADLINE_EXCEEDED'].includes(error.code) && !signal.aborted) {
+            await Promise.race([untilAborted(signal), new Promise((r) => setTimeout(r, CANCEL_EVENT_WAIT_MS))]);
+          }
+          throw signal.aborted ? signal.reason : error;
         }
         if (batch === null) return;
         for (const request of batch) {
@@ -472,7 +485,7 @@ export class RpcServer {
     try {
       // The interceptors' outer functions run for every call.
       call = chain(this.#interceptors, async (req): Promise<ServerResponse> => {
-        const input = req.requests ?? clientRequests(n, id, count);
+        const input = req.requests ?? clientRequests(n, id, count, controller.signal);
         if (handler.client) {
           return handler.streaming ? { message: handler.fn(input, req.context) } : { message: await handler.fn(input, req.context) };
         }
@@ -501,7 +514,7 @@ export class RpcServer {
       }
       done();
     };
-    const requests = handler.client ? clientRequests(n, id, count) : undefined;
+    const requests = handler.client ? clientRequests(n, id, count, controller.signal) : undefined;
     if (!handler.streaming) {
       const fn: UnaryHandler = async (message, context) =>
         (await call({ stream: false, method, message, context, header: context.metadata, requests })).message as Uint8Array;

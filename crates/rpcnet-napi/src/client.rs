@@ -403,6 +403,14 @@ impl NativeDuplex {
         self.sender.send(bytes(&payload)).await.into()
     }
 
+    /// Sends several requests in order, in one crossing; resolves once QUIC took them all.
+    /// Rejects as `send`.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub async fn send_many(&self, payloads: Vec<Buffer>) -> Fallible<()> {
+        let payloads = payloads.iter().map(bytes).collect();
+        self.sender.send_many(payloads).await.into()
+    }
+
     /// Ends the requests (END, then FIN).
     #[napi(ts_return_type = "Promise<void>")]
     pub async fn close_send(&self) -> Fallible<()> {

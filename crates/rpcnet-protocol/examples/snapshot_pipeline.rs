@@ -43,6 +43,7 @@ fn main() {
             session_id: 42,
             connection_id: "00112233aabbccdd".into(),
             captured_at_ms: 1,
+            route_epoch: 0,
             app_state: state(size),
             calls: vec![CallSnapshot {
                 call_id: 7,

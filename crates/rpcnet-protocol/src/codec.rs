@@ -161,7 +161,6 @@ impl TryFrom<u8> for FrameType {
             0x13 => FrameType::Ack,
             0x14 => FrameType::Call,
             0x15 => FrameType::Superseded,
-            0x16 => FrameType::Consumed,
             0x20 => FrameType::Hello,
             0x21 => FrameType::Welcome,
             0x22 => FrameType::Move,
@@ -479,12 +478,6 @@ fn parse_body(
             };
             Ok((Frame::Checkpoint(checkpoint), Some(len)))
         }
-        FrameType::Consumed => Ok((
-            Frame::Consumed {
-                read: exact_u64("CONSUMED", "read", body)?,
-            },
-            None,
-        )),
         FrameType::Suspended => Ok((
             Frame::Suspended {
                 next_seq: exact_u64("SUSPENDED", "next_seq", body)?,

@@ -148,10 +148,6 @@ pub enum FrameType {
     /// `0x15`, worker to director, cluster link only: the ATTACH's director lost the session to
     /// a resume elsewhere. PROTOCOL.md section 15.6.
     Superseded = 0x15,
-    /// `0x16`, director to client, resumable sessions only, version 2: the handler checkpointed
-    /// after consuming every client item below `read`, so the client may forget them.
-    /// PROTOCOL.md section 15.4.
-    Consumed = 0x16,
     /// `0x20`, client to director: opens (empty credential) or resumes a session, on the first
     /// stream of a connection. PROTOCOL.md section 15.2.
     Hello = 0x20,
@@ -190,7 +186,7 @@ impl FrameType {
     #[must_use]
     pub const fn since(self) -> Version {
         match self {
-            FrameType::Headers | FrameType::Trailers | FrameType::Consumed => Version::V2,
+            FrameType::Headers | FrameType::Trailers => Version::V2,
             _ => Version::V1,
         }
     }
@@ -212,7 +208,6 @@ impl FrameType {
             FrameType::Ack => "ACK",
             FrameType::Call => "CALL",
             FrameType::Superseded => "SUPERSEDED",
-            FrameType::Consumed => "CONSUMED",
             FrameType::Hello => "HELLO",
             FrameType::Welcome => "WELCOME",
             FrameType::Move => "MOVE",
@@ -364,13 +359,6 @@ pub enum Frame {
         /// The session's resume generation at the worker (the upper half of its fence).
         generation: u32,
     },
-    /// CONSUMED (`0x16`), director to client on a resumable call's stream, version 2: the
-    /// handler checkpointed after consuming every client item below `read`; the client may
-    /// forget them (PROTOCOL.md section 15.4). Body: exactly `read: u64`.
-    Consumed {
-        /// Client items covered by the owner's latest checkpoint.
-        read: u64,
-    },
     /// HELLO (`0x20`), client to director, first frame of a connection's session stream. Body:
     /// the resume credential (empty to open a new session).
     Hello {
@@ -407,7 +395,6 @@ impl Frame {
             Frame::Trailers { .. } => FrameType::Trailers,
             Frame::Attach(_) => FrameType::Attach,
             Frame::Checkpoint(_) => FrameType::Checkpoint,
-            Frame::Consumed { .. } => FrameType::Consumed,
             Frame::Suspended { .. } => FrameType::Suspended,
             Frame::Ack { .. } => FrameType::Ack,
             Frame::Call { .. } => FrameType::Call,
@@ -477,7 +464,7 @@ impl Frame {
                     + a.checkpoint.as_ref().map_or(0, checkpoint_len)
             }
             Frame::Checkpoint(c) => checkpoint_len(c),
-            Frame::Suspended { .. } | Frame::Ack { .. } | Frame::Consumed { .. } => 8,
+            Frame::Suspended { .. } | Frame::Ack { .. } => 8,
             Frame::Call { .. } => 16,
             Frame::Superseded { .. } => 4,
             Frame::Hello { credential } => credential.len(),
@@ -551,7 +538,6 @@ impl Frame {
             }
             Frame::Checkpoint(c) => put_checkpoint(dst, c),
             Frame::Suspended { next_seq } | Frame::Ack { next_seq } => dst.put_u64(*next_seq),
-            Frame::Consumed { read } => dst.put_u64(*read),
             Frame::Call { call_id, next_seq } => {
                 dst.put_u64(*call_id);
                 dst.put_u64(*next_seq);

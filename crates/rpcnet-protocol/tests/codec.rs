@@ -132,7 +132,6 @@ fn expected_frame(name: &str) -> Frame {
         }),
         "checkpoint_seq5" => Frame::Checkpoint(cp(5, 0, b"st")),
         "checkpoint_read" => Frame::Checkpoint(cp(5, 3, b"st")),
-        "consumed_12" => Frame::Consumed { read: 12 },
         "suspended_57" => Frame::Suspended { next_seq: 57 },
         "attach_resumable" => Frame::Attach(rpcnet_protocol::Attach {
             session_id: 1,
@@ -823,8 +822,8 @@ fn frame_type_byte_mapping() {
     assert_eq!(
         defined,
         [
-            0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16,
-            0x20, 0x21, 0x22
+            0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x20,
+            0x21, 0x22
         ]
     );
     assert_eq!(FrameType::Request.allowed_flags(Version::V1), 0x01);
@@ -981,7 +980,6 @@ fn cluster_link_frames_round_trip_and_reject_malformed_bodies() {
         Frame::Checkpoint(cp(5, 0, b"s")),
         Frame::Checkpoint(cp(0, 0, b"")),
         Frame::Checkpoint(cp(0, 9, b"")),
-        Frame::Consumed { read: u64::MAX },
         Frame::Suspended { next_seq: 1234 },
     ];
     let mut buf = BytesMut::new();

@@ -108,6 +108,7 @@ fn session() -> SessionSnapshot {
         session_id: SESSION,
         connection_id: "conn-42".into(),
         captured_at_ms: T0,
+        route_epoch: 0,
         app_state: Bytes::from_static(b"{\"counter\":7}"),
         calls: vec![CallSnapshot {
             call_id: 1,

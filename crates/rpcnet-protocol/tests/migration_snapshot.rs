@@ -32,6 +32,7 @@ fn session(app_state: Vec<u8>, calls: usize) -> SessionSnapshot {
         session_id: 0xfeed,
         connection_id: "conn-0001".into(),
         captured_at_ms: 1_700_000_000_000,
+        route_epoch: 0,
         app_state: Bytes::from(app_state),
         calls: (0..calls as u64)
             .map(|i| CallSnapshot {

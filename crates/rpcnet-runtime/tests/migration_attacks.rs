@@ -124,6 +124,7 @@ async fn forged_replayed_expired_and_tampered_messages_leave_the_session_in_plac
         session_id,
         connection_id: "forged".into(),
         captured_at_ms: now,
+        route_epoch: 0,
         app_state: Bytes::from_static(b"evil"),
         calls: vec![CallSnapshot {
             call_id: 1,

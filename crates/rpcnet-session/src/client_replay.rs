@@ -30,12 +30,9 @@ pub struct ClientReplay {
     /// Every item below this is gone from the buffer (a checkpoint covers it, or it was
     /// dropped over the bound).
     base: u64,
-    /// The seq the client sends next; `None` for a resumed call before its first item (the
-    /// client re-sends from the first item no CONSUMED covered, which this director cannot know).
-    next: Option<u64>,
+    /// The seq the client sends next.
+    next: u64,
     ended: bool,
-    /// The highest `read` of a checkpoint relayed so far.
-    consumed: u64,
 }
 
 impl ClientReplay {
@@ -46,18 +43,8 @@ impl ClientReplay {
             bytes: 0,
             max_bytes,
             base: 0,
-            next: Some(0),
+            next: 0,
             ended: false,
-            consumed: 0,
-        }
-    }
-
-    /// The buffer of a call re-attached after a resume (PROTOCOL.md section 15.3): the client's
-    /// first item may have any seq.
-    pub fn resumed(max_bytes: usize) -> Self {
-        ClientReplay {
-            next: None,
-            ..Self::new(max_bytes)
         }
     }
 
@@ -70,16 +57,13 @@ impl ClientReplay {
                 "client ITEM seq {seq} after END"
             )));
         }
-        match self.next {
-            Some(n) if n != seq => {
-                return Err(CallError::protocol(format!(
-                    "client ITEM seq {seq} where seq {n} was expected"
-                )))
-            }
-            None => self.base = seq,
-            _ => {}
+        if seq != self.next {
+            return Err(CallError::protocol(format!(
+                "client ITEM seq {seq} where seq {} was expected",
+                self.next
+            )));
         }
-        self.next = Some(seq + 1);
+        self.next = seq + 1;
         self.bytes += payload.len();
         self.items.push_back((seq, payload));
         while self.bytes > self.max_bytes {
@@ -94,29 +78,23 @@ impl ClientReplay {
     ///
     /// Errors: `PROTOCOL` for a second END or a count other than the items sent.
     pub fn on_end(&mut self, count: u64) -> Result<(), CallError> {
-        let sent = self.next.unwrap_or(count);
+        let sent = self.next;
         if self.ended || count != sent {
             return Err(CallError::protocol(format!(
                 "client END says {count} items, but {sent} were sent"
             )));
         }
-        self.next = Some(count);
         self.ended = true;
         Ok(())
     }
 
     /// The owner checkpointed after reading `read` client items: forgets the items below it.
-    /// Returns `read` when it is more than any earlier checkpoint said (for CONSUMED).
-    pub fn on_checkpoint(&mut self, read: u64) -> Option<u64> {
+    pub fn on_checkpoint(&mut self, read: u64) {
         while self.items.front().is_some_and(|(seq, _)| *seq < read) {
             let (_, payload) = self.items.pop_front().expect("checked");
             self.bytes -= payload.len();
         }
         self.base = self.base.max(read);
-        (read > self.consumed).then(|| {
-            self.consumed = read;
-            read
-        })
     }
 
     /// The frames that give a new owner whose handler resumes at client item `read` (the ATTACH
@@ -147,9 +125,7 @@ impl ClientReplay {
             })
             .collect();
         if self.ended {
-            frames.push(Frame::End {
-                items: self.next.unwrap_or(read),
-            });
+            frames.push(Frame::End { items: self.next });
         }
         Ok(frames)
     }
@@ -179,8 +155,7 @@ mod tests {
         for seq in 0..4 {
             r.on_item(seq, b(10)).unwrap();
         }
-        assert_eq!(r.on_checkpoint(2), Some(2));
-        assert_eq!(r.on_checkpoint(2), None);
+        r.on_checkpoint(2);
         let frames = r.replay(2).unwrap();
         assert_eq!(frames.len(), 2);
         assert!(matches!(frames[0], Frame::Item { seq: 2, .. }));
@@ -207,12 +182,5 @@ mod tests {
         assert!(r.on_item(1, b(1)).is_err());
         r.on_item(0, b(1)).unwrap();
         assert!(r.on_end(2).is_err());
-        let mut resumed = ClientReplay::resumed(100);
-        resumed.on_item(5, b(1)).unwrap();
-        assert_eq!(resumed.replay(5).unwrap().len(), 1);
-        assert!(
-            resumed.replay(4).is_err(),
-            "the client kept nothing below 5"
-        );
     }
 }

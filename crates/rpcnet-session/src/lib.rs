@@ -13,6 +13,8 @@
 //!   handler read before, refusing gaps.
 //! - [`client_replay`]: the director's copy of a call's client items that no checkpoint covers,
 //!   replayed to each new owner.
+//! - [`client_requests`]: the client's own requests: their seqs, END, and in a resumable
+//!   session all of them, to send again after a resume.
 //! - [`client_stream`]: the client's end of one call's stream: the REQUEST it may send, the
 //!   stream's bytes and FIN judged by [`ClientCall`], batches of items, the outcome held behind
 //!   them, the local deadline and cancellation, and when the client resets the stream.
@@ -34,6 +36,7 @@
 pub mod client_call;
 pub mod client_items;
 pub mod client_replay;
+pub mod client_requests;
 pub mod client_stream;
 pub mod coordinator;
 pub mod participant;
@@ -45,6 +48,7 @@ pub mod session_book;
 pub use client_call::{ClientCall, Delivery};
 pub use client_items::{ClientItem, ClientItems};
 pub use client_replay::{ClientReplay, MAX_REPLAY_BYTES};
+pub use client_requests::{ClientRequests, MAX_KEPT_BYTES};
 pub use client_stream::{ClientStream, Failure, Received};
 pub use coordinator::{Coordinator, CoordinatorEvent, MigrationSummary, Transmit, WorkerMethod};
 pub use participant::{AttachDecision, DirectorKey, Lease, Participant};

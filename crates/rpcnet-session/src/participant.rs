@@ -63,6 +63,8 @@ struct Open {
     session: u64,
     part: Option<Part>,
     since_ms: u64,
+    /// The State Capture's route epoch (a captured source), stamped on the sealed snapshot.
+    capture_epoch: u64,
 }
 
 /// The worker's migration rules. See the module docs.
@@ -147,6 +149,7 @@ impl Participant {
                 session,
                 part,
                 since_ms: now_ms,
+                capture_epoch: 0,
             },
         );
         self.by_time.insert((now_ms, migration_id));
@@ -245,11 +248,14 @@ impl Participant {
             Some(Part::Captured),
             now_ms,
         );
+        if let Some(o) = self.open.get_mut(&req.migration_id) {
+            o.capture_epoch = req.route_epoch;
+        }
         Ok(())
     }
 
     /// Seals a captured snapshot for the target (StateTransfer), with a 96-bit `nonce` drawn by
-    /// the driver.
+    /// the driver, stamped with the capture's route epoch ([`SessionSnapshot::route_epoch`]).
     ///
     /// Errors: `SNAPSHOT_MALFORMED` when the snapshot cannot be encoded.
     pub fn seal(
@@ -258,7 +264,17 @@ impl Participant {
         migration_id: u64,
         nonce: [u8; 12],
     ) -> Result<ManagementMessage, MigrationError> {
-        let sealed = snapshot::seal(snap, &self.secret, migration_id, snap.captured_at_ms, nonce)?;
+        let mut snap = snap.clone();
+        if let Some(o) = self.open.get(&migration_id) {
+            snap.route_epoch = snap.route_epoch.max(o.capture_epoch);
+        }
+        let sealed = snapshot::seal(
+            &snap,
+            &self.secret,
+            migration_id,
+            snap.captured_at_ms,
+            nonce,
+        )?;
         Ok(ManagementMessage::StateTransfer(StateTransfer {
             migration_id,
             sealed: Bytes::from(sealed),

@@ -34,8 +34,7 @@ pub const RETRY_SAME_ROUTE_MS: u64 = 50;
 /// What a frame from the owner means for the client, as decided by [`RelayCall::on_owner_frame`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OwnerFrame {
-    /// Forward this frame to the client (an ITEM with the next seq, the first HEADERS, or in a
-    /// resumable session CONSUMED after a checkpoint that read further).
+    /// Forward this frame to the client (an ITEM with the next seq, or the first HEADERS).
     Forward(Frame),
     /// Nothing for the client: a duplicate item, or a checkpoint (now kept by the relay).
     Absorbed,
@@ -164,9 +163,6 @@ impl RelayCall {
         self.resumable = true;
         self.expected = next_seq;
         self.acked = next_seq;
-        if self.client_items.is_some() {
-            self.client_items = Some(ClientReplay::resumed(MAX_REPLAY_BYTES));
-        }
         self
     }
 
@@ -318,16 +314,25 @@ impl RelayCall {
             None => Vec::new(),
         };
         self.attached = Some(route.epoch);
+        // A resumable call's owner keeps what the client has not acknowledged (PROTOCOL.md
+        // 15.4), and the ATTACH acknowledges everything below its `next_seq`: so it says what
+        // the client acknowledged, not what was forwarded (a director that dies loses items on
+        // their way to the client). The owner may then send items the client has; they are
+        // dropped as duplicates.
+        let next_seq = if self.resumable {
+            self.acked
+        } else {
+            self.expected
+        };
         let attach = Attach {
             session_id: self.session_id,
             call_id: self.call_id,
-            next_seq: self.expected,
+            next_seq,
             route_epoch: route.epoch,
             connection_id: self.connection_id.clone(),
             checkpoint: self.checkpoint.clone(),
             resumable: self.resumable,
         };
-        self.acked = self.expected;
         self.trailers = None;
         let mut frames = vec![Frame::Attach(attach), Frame::Request(request)];
         frames.extend(replay);
@@ -441,7 +446,7 @@ impl RelayCall {
 
     /// A CHECKPOINT is kept if it is not behind the one kept (a handler's checkpoints only go
     /// forward, in items produced and client items read); the client items it covers are
-    /// forgotten, and a resumable session's client hears so (CONSUMED).
+    /// forgotten (PROTOCOL.md section 13.6).
     fn on_checkpoint(&mut self, c: Checkpoint) -> OwnerFrame {
         if self
             .checkpoint
@@ -450,16 +455,11 @@ impl RelayCall {
         {
             return OwnerFrame::Absorbed;
         }
-        let read = c.read;
-        self.checkpoint = Some(c);
-        match self
-            .client_items
-            .as_mut()
-            .and_then(|r| r.on_checkpoint(read))
-        {
-            Some(read) if self.resumable => OwnerFrame::Forward(Frame::Consumed { read }),
-            _ => OwnerFrame::Absorbed,
+        if let Some(replay) = self.client_items.as_mut() {
+            replay.on_checkpoint(c.read);
         }
+        self.checkpoint = Some(c);
+        OwnerFrame::Absorbed
     }
 
     fn owner_failed(&mut self, why: String, now_ms: u64) -> OwnerFrame {

@@ -363,6 +363,9 @@ impl SessionBook {
     /// `via`.
     pub fn restore(&mut self, snap: &SessionSnapshot, via: DirectorKey) {
         let s = self.live(snap.session_id);
+        // The restored state is the capture's: a claim weighs it at the capture's epoch, above
+        // an older capture's frozen copy elsewhere (PROTOCOL.md section 15.6).
+        s.epoch = s.epoch.max(snap.route_epoch);
         s.connection_id = snap.connection_id.clone();
         s.held = true;
         s.via = Some(via);

@@ -15,8 +15,8 @@ use rpcnet_session::participant::{
     choose_owner, AttachDecision, ClaimAnswer, ClaimStatus, DirectorKey, SessionBook,
 };
 use rpcnet_session::{
-    CallError, ClientItem, ClientItems, ClientStream, Coordinator, Lease, OwnerFrame, Participant,
-    Produced, Received, RelayCall, Route, ServerCall,
+    CallError, ClientItem, ClientItems, ClientRequests, ClientStream, Coordinator, Lease,
+    OwnerFrame, Participant, Produced, Received, RelayCall, Route, ServerCall, MAX_KEPT_BYTES,
 };
 
 use crate::check::{
@@ -260,8 +260,9 @@ struct ClientSide {
     /// A bidi call (PROTOCOL.md section 3.4): the client sends `items` items and END, and the
     /// handler produces item k from client item k.
     bidi: bool,
-    /// Client items sent so far (the next one's seq); `items + 1` once END went out.
-    sent: u64,
+    /// The client's requests: their seqs, END, and in a resumable session all of them, to send
+    /// again after a resume (the runtime's own machine).
+    requests: ClientRequests,
 }
 
 struct Relay {
@@ -519,10 +520,8 @@ impl Sim {
             request: None,
             conn: 1,
             headers_seen: 0,
-            // Bidi calls in sessions that are not resumable (a resumed client does not re-send
-            // its items yet, so directors refuse them there).
-            bidi: !self.p.resumable && self.dice.chance(400),
-            sent: 0,
+            bidi: self.dice.chance(400),
+            requests: ClientRequests::new(self.p.resumable, MAX_KEPT_BYTES),
         });
         let at = self.now + self.dice.range(0, 50);
         self.q.push(at, Ev::StartCall(idx));
@@ -698,6 +697,7 @@ impl Sim {
                 Ev::ToWorker { .. }
                     | Ev::ToDirector { .. }
                     | Ev::ToClient { .. }
+                    | Ev::ClientToDirector { .. }
                     | Ev::ClientAck { .. }
                     | Ev::Reply { .. }
                     | Ev::CoordTimer { .. }
@@ -926,11 +926,23 @@ impl Sim {
                 },
             );
         }
-        for c in self.clients.iter_mut().filter(|c| c.session == session) {
+        let mut resent = Vec::new();
+        for (i, c) in self.clients.iter_mut().enumerate() {
+            if c.session != session {
+                continue;
+            }
             // The client re-attaches its open calls on the new connection (its machine's own
-            // rule: next seq, a repeated HEADERS skipped; the relay above got the same request).
+            // rule: next seq, a repeated HEADERS skipped; the relay above got the same request),
+            // then sends all its requests again (PROTOCOL.md 15.4).
             if let (Some(m), None) = (c.machine.as_mut(), &c.outcome) {
                 let _ = m.reattach(c.deadline_ms);
+                if c.bidi && c.request.is_some() {
+                    let frames = c
+                        .requests
+                        .resend()
+                        .expect("small requests stay under the bound");
+                    resent.extend(frames.into_iter().map(|f| (i, c.conn, f)));
+                }
             }
         }
         self.sessions.insert(
@@ -944,6 +956,10 @@ impl Sim {
         );
         self.resuming.remove(&session);
         self.report.resumes += 1;
+        for (call, conn, frame) in resent {
+            let at = self.ordered((4, call as u64));
+            self.q.push(at, Ev::ClientToDirector { call, conn, frame });
+        }
     }
 
     /// A client's ACK reaches the relay, which forwards what is new to the owner.
@@ -1324,24 +1340,25 @@ impl Sim {
         Ok(())
     }
 
-    /// A bidi client sends its next item, or END after the last one, at its own pace.
+    /// A bidi client sends its next item, or END after the last one, at its own pace. While its
+    /// session is resuming there is no connection to send on: the request is only kept, and
+    /// the re-attach sends it ([`ClientRequests::resend`]).
     fn client_send(&mut self, call: usize) {
         let c = &mut self.clients[call];
-        if c.outcome.is_some() || c.sent > c.items {
+        if c.outcome.is_some() || c.requests.is_ended() {
             return;
         }
-        let frame = if c.sent < c.items {
-            Frame::Item {
-                seq: c.sent,
-                payload: client_payload_for(c.call_id, c.sent),
-            }
+        let frame = if c.requests.sent() < c.items {
+            let payload = client_payload_for(c.call_id, c.requests.sent());
+            c.requests.item(payload).expect("not ended")
         } else {
-            Frame::End { items: c.items }
+            c.requests.end().expect("not ended")
         };
-        c.sent += 1;
-        let (conn, every) = (c.conn, c.every_ms);
-        let at = self.ordered((4, call as u64));
-        self.q.push(at, Ev::ClientToDirector { call, conn, frame });
+        let (conn, every, session) = (c.conn, c.every_ms, c.session);
+        if !self.resuming.contains(&session) && self.sessions.contains_key(&session) {
+            let at = self.ordered((4, call as u64));
+            self.q.push(at, Ev::ClientToDirector { call, conn, frame });
+        }
         let next = self.now + self.dice.range(0, every);
         self.q.push(next, Ev::ClientSend { call });
     }
@@ -2277,6 +2294,7 @@ impl Sim {
                     session_id: req.session_id,
                     connection_id: p.book.connection_id(req.session_id),
                     captured_at_ms: now,
+                    route_epoch: 0,
                     app_state: Bytes::from_static(b"app"),
                     calls: p.book.kept_calls(req.session_id),
                 };

@@ -109,12 +109,16 @@ impl Opened {
         }
     }
 
-    /// A plain call whose send side belongs to a [`super::RequestSender`].
-    pub(super) fn receive_only(recv: quinn::RecvStream) -> Self {
+    /// A call whose send side belongs to a [`super::RequestSender`], of a resumable session
+    /// (with the epoch of the connection it was opened on) or not.
+    pub(super) fn receive_only(
+        recv: quinn::RecvStream,
+        session: Option<(Arc<Resumable>, u64)>,
+    ) -> Self {
         Opened {
             send: None,
             recv,
-            session: None,
+            session,
         }
     }
 
@@ -151,6 +155,8 @@ pub(super) struct CallStream {
     session: Option<(Arc<Resumable>, u64)>,
     /// The stream's connection was lost: re-attach on the session's next connection.
     lost: bool,
+    /// A client-streaming call's requests, which own the send side (its ACKs go there too).
+    requests: Option<super::RequestSender>,
 }
 
 impl CallStream {
@@ -162,7 +168,15 @@ impl CallStream {
             machine,
             session: opened.session,
             lost: false,
+            requests: None,
         }
+    }
+
+    /// The call's requests go through `requests`, which owns the send side: ACKs go out there,
+    /// and a re-attach hands it the new stream ([`super::RequestSender::switch`]).
+    pub(super) fn with_requests(mut self, requests: super::RequestSender) -> Self {
+        self.requests = Some(requests);
+        self
     }
 
     /// The machine's view of the call.
@@ -246,6 +260,8 @@ impl CallStream {
         if let Some(ack) = self.machine.ack_due(ACK_EVERY_ITEMS, ACK_EVERY_BYTES) {
             if let Some(send) = self.send.as_mut() {
                 let _ = send.write_all(&ack.to_bytes()).await;
+            } else if let Some(requests) = &self.requests {
+                requests.send_frame(ack).await;
             }
         }
     }
@@ -277,7 +293,17 @@ impl CallStream {
             let frames = self.machine.reattach(alarms.left_ms())?;
             match open_on(&connection, &frames, false).await {
                 Ok((send, recv)) => {
-                    self.send = Some(send);
+                    match &self.requests {
+                        // The requests go out again on the new stream, after CALL and REQUEST.
+                        Some(requests) => {
+                            if let Err(e) = requests.switch(send).await {
+                                self.machine.on_read_error(e.clone().into());
+                                self.lost = false;
+                                return Err(e);
+                            }
+                        }
+                        None => self.send = Some(send),
+                    }
                     self.recv = recv;
                     self.session = Some((session, epoch));
                     self.lost = false;

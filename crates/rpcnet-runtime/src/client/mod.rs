@@ -247,14 +247,10 @@ impl Client {
                 "the server speaks rpcnet/1, which carries no metadata: the call was not sent",
             ));
         }
-        if kind.client_streaming && (v1 || self.session.is_some()) {
+        if kind.client_streaming && v1 {
             return Err(RpcError::new(
                 ErrorCode::Unimplemented,
-                if v1 {
-                    "the server speaks rpcnet/1, which has no client-streaming calls: the call was not sent"
-                } else {
-                    "client-streaming and bidi calls are not resumable yet: make them on a client without resume"
-                },
+                "the server speaks rpcnet/1, which has no client-streaming calls: the call was not sent",
             ));
         }
         let request = Request {

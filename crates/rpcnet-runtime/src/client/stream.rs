@@ -63,8 +63,11 @@ impl Client {
     /// [`ItemStream::next_batch`]). Requests go through the returned [`RequestSender`]: `send`
     /// each, then `close` (PROTOCOL.md section 3.4).
     ///
+    /// In a resumable session the call re-attaches after a resume and sends its requests again
+    /// (PROTOCOL.md section 15.4; [`RequestSender`]).
+    ///
     /// Errors: as [`Client::streaming_with`]; `UNIMPLEMENTED` on a connection that negotiated
-    /// `rpcnet/1` or in a resumable session (nothing is sent).
+    /// `rpcnet/1` (nothing is sent).
     pub async fn open_duplex(
         &self,
         method: &str,
@@ -84,12 +87,23 @@ impl Client {
             options.metadata,
         )?;
         let alarms = Alarms::new(&machine, None);
-        let (send, recv) = open_on(&self.info, &request, false).await?;
+        let (send, opened) = match &self.session {
+            None => {
+                let (send, recv) = open_on(&self.info, &request, false).await?;
+                (send, Opened::receive_only(recv, None))
+            }
+            Some(s) => {
+                let (connection, epoch) = s.current()?;
+                let (send, recv) = open_on(&connection, &request, false).await?;
+                (send, Opened::receive_only(recv, Some((s.clone(), epoch))))
+            }
+        };
+        let sender = RequestSender::new(send, self.session.is_some());
         let stream = ItemStream {
-            call: CallStream::new(Opened::receive_only(recv), machine),
+            call: CallStream::new(opened, machine).with_requests(sender.clone()),
             alarms,
         };
-        Ok((RequestSender::new(send), stream))
+        Ok((sender, stream))
     }
 }
 

@@ -179,14 +179,6 @@ pub(crate) async fn relay(
             check_client_metadata(&h.1)
                 .map(|()| h)
                 .map_err(RpcError::from)
-        })
-        .and_then(|h| match h.1.client_streaming && session.resumable {
-            // PROTOCOL.md 15.3: a resumed client does not re-send its items yet.
-            true => Err(RpcError::new(
-                ErrorCode::Unimplemented,
-                "client-streaming and bidi calls of resumable sessions are not supported yet",
-            )),
-            false => Ok(h),
         });
     let (named, request, after) = match head {
         Ok(h) => h,

@@ -154,8 +154,7 @@ pub(crate) async fn serve_call(
         }
         Some(k) => k,
     };
-    let resumable_link = attach.as_ref().is_some_and(|a| a.resumable);
-    if let Some(e) = kind_mismatch(&request, kind, resumable_link) {
+    if let Some(e) = kind_mismatch(&request, kind) {
         return fail(&mut send, &mut recv, e).await;
     }
 
@@ -180,7 +179,9 @@ pub(crate) async fn serve_call(
     // The client's items (PROTOCOL.md 3.4): read by a task of their own into a bounded queue
     // the handler pulls; the queue closes with the call. It starts where the handler reads
     // from (a resumed handler's checkpoint, section 13.6), so it is opened once that is known.
-    let start_inbound = |recv: &mut crate::recv::ReadToFin, rule: ClientItems| {
+    let start_inbound = |recv: &mut crate::recv::ReadToFin,
+                         rule: ClientItems,
+                         acks: Option<tokio::sync::watch::Sender<u64>>| {
         let recv = recv.take();
         let q = Arc::new(Inbound::new(
             shared.config.stream_window_items,
@@ -191,9 +192,19 @@ pub(crate) async fn serve_call(
         if link {
             decoder = decoder.with_max_metadata_size(LINK_MAX_METADATA_SIZE);
         }
-        let reader = read_client_items(recv, after_request.clone(), decoder, q, rule);
+        let reader = read_client_items(recv, after_request.clone(), decoder, q.clone(), rule, acks);
         tokio::spawn(reader);
-        InboundGuard(&shared, id)
+        (InboundGuard(&shared, id), q)
+    };
+    // Resolves when the client cancels by resetting its requests (a client-streaming call).
+    let client_cancelled = |inbound: &Option<(InboundGuard<'_>, Arc<Inbound>)>| {
+        let q = inbound.as_ref().map(|i| i.1.clone());
+        async move {
+            match q {
+                Some(q) => q.cancelled().await,
+                None => std::future::pending().await,
+            }
+        }
     };
 
     match kind.server_streaming() {
@@ -223,9 +234,11 @@ pub(crate) async fn serve_call(
             } else {
                 ClientItems::plain()
             };
-            let _inbound = kind
+            let inbound = kind
                 .client_streaming()
-                .then(|| start_inbound(&mut recv, rule));
+                .then(|| start_inbound(&mut recv, rule, None));
+            let reset = client_cancelled(&inbound);
+            tokio::pin!(reset);
             shared.emit(ServerEvent::Call {
                 id,
                 method: request.method,
@@ -245,6 +258,10 @@ pub(crate) async fn serve_call(
                 }
                 r = &mut stopped => {
                     let code = stop_code(r);
+                    shared.emit(ServerEvent::Cancelled { id, code, message: "the client cancelled the call".into(), moved: false });
+                    None
+                }
+                code = &mut reset => {
                     shared.emit(ServerEvent::Cancelled { id, code, message: "the client cancelled the call".into(), moved: false });
                     None
                 }
@@ -300,9 +317,15 @@ pub(crate) async fn serve_call(
                 Some(_) => ClientItems::relayed(call.read_from()),
                 None => ClientItems::plain(),
             };
-            let _inbound = kind
+            // A resumable session's ACKs come between the client's items: the item reader
+            // passes them on to this call's writer.
+            let resumable = attach.as_ref().is_some_and(|a| a.resumable);
+            let (ack_tx, mut ack_rx) = tokio::sync::watch::channel(0u64);
+            let inbound = kind
                 .client_streaming()
-                .then(|| start_inbound(&mut recv, rule));
+                .then(|| start_inbound(&mut recv, rule, resumable.then_some(ack_tx)));
+            let reset = client_cancelled(&inbound);
+            tokio::pin!(reset);
 
             let queue = Arc::new(ItemQueue::new(
                 shared.config.stream_window_items,
@@ -337,8 +360,8 @@ pub(crate) async fn serve_call(
                 Early(ErrorCode, bool),
                 Frozen,
             }
-            let resumable = attach.as_ref().is_some_and(|a| a.resumable);
-            let mut acks = RequestTail::acks(after_request, resumable);
+            let mut acks = RequestTail::acks(after_request, resumable && !kind.client_streaming());
+            let mut acks_from_items = resumable && kind.client_streaming();
             let result: Stop = 'call: loop {
                 let (unacked_items, unacked_bytes) = call.unacked();
                 let retention_full =
@@ -361,8 +384,16 @@ pub(crate) async fn serve_call(
                         Ok(None) => continue 'call,
                         Err(e) => break Stop::Early(e.code, false),
                     },
+                    a = ack_rx.changed(), if acks_from_items => {
+                        match a {
+                            Ok(()) => call.on_ack(*ack_rx.borrow_and_update()),
+                            Err(_) => acks_from_items = false, // the item reader is done
+                        }
+                        continue 'call;
+                    }
                     _ = &mut sleep => break Stop::Early(ErrorCode::DeadlineExceeded, true),
                     r = &mut stopped => break Stop::Early(stop_code(r), false),
+                    code = &mut reset => break Stop::Early(code, false),
                     f = next_freeze(&mut freeze) => {
                         // State Capture at an item boundary, with nothing in flight.
                         suspend(&mut send, &queue, f, Vec::new(), &mut call).await;
@@ -525,10 +556,8 @@ impl Drop for InboundGuard<'_> {
 }
 
 /// Why `request` does not fit the method's `kind` (its STREAMING and CLIENT_STREAMING flags,
-/// PROTOCOL.md 3.3), if it does not: `INVALID_ARGUMENT`; `UNIMPLEMENTED` for a client-streaming
-/// call of a resumable session (`resumable_link`: section 15.3, a resumed client does not
-/// re-send its items yet).
-fn kind_mismatch(request: &Request, kind: MethodKind, resumable_link: bool) -> Option<RpcError> {
+/// PROTOCOL.md 3.3), if it does not: `INVALID_ARGUMENT`.
+fn kind_mismatch(request: &Request, kind: MethodKind) -> Option<RpcError> {
     let flag = |set: bool| if set { "set" } else { "clear" };
     if request.streaming != kind.server_streaming() {
         return Some(RpcError::invalid_argument(format!(
@@ -546,12 +575,7 @@ fn kind_mismatch(request: &Request, kind: MethodKind, resumable_link: bool) -> O
             flag(request.client_streaming),
         )));
     }
-    (resumable_link && request.client_streaming).then(|| {
-        RpcError::new(
-            ErrorCode::Unimplemented,
-            "client-streaming and bidi calls of resumable sessions are not supported yet",
-        )
-    })
+    None
 }
 
 /// Waits for the next live freeze request (State Capture); requests whose capture already gave up

@@ -23,6 +23,9 @@ struct State {
     end: Option<Result<(), RpcError>>,
     /// The call is over: the reader stops, takers fail.
     closed: bool,
+    /// The client reset its requests with this code (`CANCELLED`, `DEADLINE_EXCEEDED`): a
+    /// cancellation, which the call's task ends the call with.
+    cancelled: Option<ErrorCode>,
 }
 
 /// The queue of one call's client items (see module docs).
@@ -121,6 +124,27 @@ impl Inbound {
     fn is_closed(&self) -> bool {
         self.state.lock().unwrap().closed
     }
+
+    /// Resolves with the code once the client cancelled the call by resetting its requests
+    /// (PROTOCOL.md section 3.4: a client that cancels resets its send side and stops its
+    /// receive side; the reset may arrive first). The handler's reading does not fail first:
+    /// the call's task ends the call as cancelled, so the handler sees its signal abort.
+    pub async fn cancelled(&self) -> ErrorCode {
+        loop {
+            let notified = self.readable.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(code) = self.state.lock().unwrap().cancelled {
+                return code;
+            }
+            notified.await;
+        }
+    }
+
+    fn cancel(&self, code: ErrorCode) {
+        self.state.lock().unwrap().cancelled = Some(code);
+        self.readable.notify_waiters();
+    }
 }
 
 /// Reads the client's ITEM frames and its END from `recv` (`buf`: bytes already read after the
@@ -130,12 +154,18 @@ impl Inbound {
 /// gap, a wrong END count, another frame type, a stream that ends without END, a malformed
 /// frame) fails the queue with `PROTOCOL` (or `RESOURCE_EXHAUSTED`) and stops the client's
 /// stream with that code.
+///
+/// On a resumable session's call (`acks` given) the director's ACK frames come on the same
+/// stream, before and after the END: each one's `next_seq` goes to `acks` for the call's writer
+/// (PROTOCOL.md section 15.4), and the reader goes on to the FIN. A lost or reset stream there
+/// is the writer's to handle (it keeps the call for a resume), so the handler is not failed.
 pub(crate) async fn read_client_items(
     mut recv: ReadToFin,
     mut buf: BytesMut,
     mut decoder: Decoder,
     inbound: Arc<Inbound>,
     mut rule: ClientItems,
+    acks: Option<tokio::sync::watch::Sender<u64>>,
 ) {
     let mut eof = false;
     loop {
@@ -159,10 +189,23 @@ pub(crate) async fn read_client_items(
                 Ok(Some(Frame::End { items })) => match rule.on_end(items) {
                     Ok(()) => {
                         inbound.finish(Ok(()));
+                        if acks.is_some() {
+                            continue; // ACKs follow until the FIN
+                        }
                         return; // ReadToFin reads to the FIN; bytes after the END are PROTOCOL
                     }
                     Err(e) => e.into(),
                 },
+                Ok(Some(Frame::Ack { next_seq })) if acks.is_some() => {
+                    let acks = acks.as_ref().expect("checked");
+                    acks.send_if_modified(|acked| {
+                        let newer = next_seq > *acked;
+                        *acked = (*acked).max(next_seq);
+                        newer
+                    });
+                    continue;
+                }
+                Ok(None) if eof && acks.is_some() && rule.is_ended() => return,
                 Ok(Some(other)) => RpcError::protocol(format!(
                     "unexpected {} frame from the client after its REQUEST",
                     other.frame_type().name()
@@ -185,6 +228,20 @@ pub(crate) async fn read_client_items(
             chunk = recv.read_chunk(64 * 1024, true) => match chunk {
                 Ok(Some(c)) => buf.extend_from_slice(&c.bytes),
                 Ok(None) => eof = true,
+                Err(_) if acks.is_some() => return,
+                Err(quinn::ReadError::Reset(code))
+                    if [ErrorCode::Cancelled, ErrorCode::DeadlineExceeded]
+                        .iter()
+                        .any(|c| code == app_code(*c)) =>
+                {
+                    let code = if code == app_code(ErrorCode::Cancelled) {
+                        ErrorCode::Cancelled
+                    } else {
+                        ErrorCode::DeadlineExceeded
+                    };
+                    inbound.cancel(code);
+                    return;
+                }
                 Err(e) => {
                     let e = RpcError::from(e);
                     let e = if e.code == ErrorCode::Unavailable { e } else {

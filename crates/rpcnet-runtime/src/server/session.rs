@@ -160,6 +160,7 @@ impl Sessions {
             session_id,
             connection_id: inner.book.connection_id(session_id),
             captured_at_ms: 0,
+            route_epoch: 0,
             app_state: Default::default(),
             calls: inner.book.kept_calls(session_id),
         })

@@ -19,13 +19,14 @@ use crate::migration::MigrationError;
 ///
 /// ```text
 /// header (16 bytes, big-endian u32 each):
-///   version  = 3 (2 added the call headers, 3 the checkpoint's read)
+///   version  = 3 (2 added the call headers, 3 the checkpoint's read and the route epoch)
 ///   flags    = 0           (bit 0 set = body is a zstd frame; other bits must be 0)
 ///   length   = body length in bytes
 ///   checksum = first 4 bytes of SHA-256(body), read as a big-endian u32 (detects accidental
 ///              corruption of stored snapshots; integrity in transit comes from AES-256-GCM)
 /// body (big-endian; str16 = u16 length + UTF-8, bytes32 = u32 length + bytes):
-///   session_id u64 | connection_id str16 | captured_at_ms u64 | app_state bytes32
+///   session_id u64 | connection_id str16 | captured_at_ms u64 | route_epoch u64
+///   app_state bytes32
 ///   call_count u32, then per call:
 ///     call_id u64 | method str16 | request bytes32 | streaming u8 (0/1) | deadline_ms u32
 ///     next_seq u64 | pending_count u32, then per item: seq u64 | payload bytes32
@@ -72,7 +73,7 @@ pub(super) fn body_len_hint(s: &SessionSnapshot) -> usize {
                 + c.checkpoint.as_ref().map_or(0, |c| 20 + c.state.len())
         })
         .sum();
-    30 + s.connection_id.len() + s.app_state.len() + calls
+    38 + s.connection_id.len() + s.app_state.len() + calls
 }
 
 pub(super) fn encode_body_into(
@@ -83,6 +84,7 @@ pub(super) fn encode_body_into(
     put_u64(out, s.session_id);
     put_bytes16(out, s.connection_id.as_bytes(), "connection_id").map_err(too_long)?;
     put_u64(out, s.captured_at_ms);
+    put_u64(out, s.route_epoch);
     put_bytes32(out, &s.app_state, "app_state").map_err(too_long)?;
     let count = u32::try_from(s.calls.len()).map_err(|_| {
         malformed(format!(
@@ -165,6 +167,7 @@ fn read_body(r: &mut Reader<'_>) -> Result<SessionSnapshot, Result<ReadError, Mi
     let session_id = r.u64("session_id").map_err(Ok)?;
     let connection_id = r.str16("connection_id").map_err(Ok)?;
     let captured_at_ms = r.u64("captured_at_ms").map_err(Ok)?;
+    let route_epoch = r.u64("route_epoch").map_err(Ok)?;
     let app_state = r.bytes32("app_state").map_err(Ok)?;
     let count = r.u32("call_count").map_err(Ok)? as usize;
     if count > r.remaining() / MIN_CALL_LEN {
@@ -192,6 +195,7 @@ fn read_body(r: &mut Reader<'_>) -> Result<SessionSnapshot, Result<ReadError, Mi
         session_id,
         connection_id,
         captured_at_ms,
+        route_epoch,
         app_state,
         calls,
     })

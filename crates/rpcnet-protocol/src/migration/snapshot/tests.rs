@@ -15,6 +15,7 @@ fn sample() -> SessionSnapshot {
         session_id: 7,
         connection_id: "conn-7".into(),
         captured_at_ms: 1_700_000_000_000,
+        route_epoch: 0,
         app_state: Bytes::from_static(b"{\"user\":1}"),
         calls: vec![
             CallSnapshot {
@@ -190,10 +191,10 @@ fn body_validation() {
     let e = encode(&s).unwrap_err();
     assert!(e.to_string().contains("has seq 13, expected 11"), "{e}");
     let mut body = body_of(&sample());
-    // Find "b" item seq 11 and change it to 13: session(8)+conn(8)+cap(8)+app(4+10)+count(4)
+    // Find "b" item seq 11 and change it to 13: session(8)+conn(8)+cap(8)+epoch(8)+app(4+10)+count(4)
     // + call_id 8 + method 2+14 + request 4+3 + streaming 1 + deadline 4 + next_seq 8 + n 4
     // + item0 8+4+1 = offset of item1 seq.
-    let off = 8 + 8 + 8 + 14 + 4 + 8 + 16 + 7 + 1 + 4 + 8 + 4 + 13;
+    let off = 8 + 8 + 8 + 8 + 14 + 4 + 8 + 16 + 7 + 1 + 4 + 8 + 4 + 13;
     assert_eq!(&body[off..off + 8], &11u64.to_be_bytes());
     body[off + 7] = 13;
     let e = decode(&framed(&body)).unwrap_err();

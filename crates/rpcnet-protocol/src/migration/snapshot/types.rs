@@ -18,6 +18,11 @@ pub struct SessionSnapshot {
     pub connection_id: String,
     /// When the source froze the session, unix ms.
     pub captured_at_ms: u64,
+    /// The route epoch the source was captured at (the State Capture request's `route_epoch`,
+    /// PROTOCOL.md section 13.5; 0 when unknown). The target reports it as the epoch it holds
+    /// the session at when a resume claims it (section 15.6), so that a restored state is
+    /// preferred to an older capture's.
+    pub route_epoch: u64,
     /// Opaque application state from the TypeScript capture hook (may be empty).
     pub app_state: Bytes,
     /// Every open call; `call_id`s are unique.
