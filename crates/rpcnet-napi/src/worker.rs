@@ -123,6 +123,8 @@ pub(crate) async fn credentials(
     dir: String,
     name: String,
 ) -> std::result::Result<Arc<ClusterCredentials>, RpcError> {
+    // Logging first: loading warns about key files others can read.
+    rpcnet_runtime::log::init();
     let creds = tokio::task::spawn_blocking(move || {
         ClusterCredentials::load_or_create(std::path::Path::new(&dir), &name)
     })
