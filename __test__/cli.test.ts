@@ -41,7 +41,15 @@ test('a director and a worker from the command line serve a client, and stop on 
   const config = join(dir, 'rpcnet.toml');
   writeFileSync(config, `[rpcnet]\ncluster_dir = ${JSON.stringify(join(dir, 'cluster'))}\n[rpcnet.dual_port]\nuserspace_port = 0\nmanagement_port = 0\n[rpcnet.admin]\nport = 0\n`);
   const handlers = join(dir, 'handlers.mjs');
-  writeFileSync(handlers, `export const unary = { echo: (req) => req };\nexport const serverStreaming = { count: async function* () { yield Buffer.from('1'); } };\n`);
+  writeFileSync(
+    handlers,
+    [
+      `export const unary = { echo: (req) => req };`,
+      `export const serverStreaming = { count: async function* () { yield Buffer.from('1'); } };`,
+      `export const bidiStreaming = { upper: async function* (requests) { for await (const r of requests) yield Buffer.from(r.toString().toUpperCase()); } };`,
+      '',
+    ].join('\n'),
+  );
   const director = await start(['director', '--config', config, '--json']);
   t.is(director.ready.role, 'director');
   t.regex(director.ready.adminAddress ?? '', /^127\.0\.0\.1:\d+$/);
@@ -51,6 +59,9 @@ test('a director and a worker from the command line serve a client, and stop on 
   const client = await RpcClient.connect(director.ready.address!, { tls: { caFile: director.ready.caFile! } });
   try {
     t.is((await client.call('echo', Buffer.from('hi'))).toString(), 'hi');
+    const upper: string[] = [];
+    for await (const item of client.callBidiStreaming('upper', [Buffer.from('a'), Buffer.from('b')])) upper.push(item.toString());
+    t.deepEqual(upper, ['A', 'B'], 'a bidi handler exported by the module, through the director');
     const ready = await fetch(`http://${director.ready.adminAddress}/health/ready`);
     t.is(ready.status, 200, 'the director has its worker');
   } finally {

@@ -13,6 +13,7 @@
  * - `export default function (worker) { worker.unary(...); worker.setHooks(...); }` (or a named
  *   `setup`), which may be async;
  * - `export const unary = { name: handler }`, `export const serverStreaming = { name: handler }`,
+ *   `export const clientStreaming = { name: handler }`, `export const bidiStreaming = { name: handler }`,
  *   `export const hooks = { onMigrationRequest, captureState, restoreState }`.
  *
  * Both processes print where they listen (`--json`: one JSON object) and stop gracefully on
@@ -26,7 +27,7 @@ import { Command, CommanderError } from 'commander';
 import { loadConfig, parseConfig, type RpcnetConfig } from './config.js';
 import { Director } from './director.js';
 import { RpcError } from './errors.js';
-import type { ServerStreamingHandler, UnaryHandler } from './server.js';
+import type { BidiStreamingHandler, ClientStreamingHandler, ServerStreamingHandler, UnaryHandler } from './server.js';
 import { RpcWorker, type WorkerHooks, type WorkerOptions } from './worker.js';
 
 /** What a handlers module may export (see the module docs). */
@@ -35,6 +36,8 @@ interface HandlersModule {
   setup?: unknown;
   unary?: Record<string, UnaryHandler>;
   serverStreaming?: Record<string, ServerStreamingHandler>;
+  clientStreaming?: Record<string, ClientStreamingHandler>;
+  bidiStreaming?: Record<string, BidiStreamingHandler>;
   hooks?: WorkerHooks;
 }
 
@@ -59,12 +62,17 @@ async function director(options: { config?: string; json?: boolean }): Promise<v
 function installer(path: string, module: HandlersModule): (worker: RpcWorker) => Promise<void> {
   const setup = typeof module.default === 'function' ? module.default : module.setup;
   if (typeof setup === 'function') return async (worker) => void (await (setup as (w: RpcWorker) => unknown)(worker));
-  if (!module.unary && !module.serverStreaming) {
-    throw new RpcError('INVALID_ARGUMENT', `${path} exports no handlers: export a default function (worker) => ..., or objects named unary / serverStreaming`);
+  if (!module.unary && !module.serverStreaming && !module.clientStreaming && !module.bidiStreaming) {
+    throw new RpcError(
+      'INVALID_ARGUMENT',
+      `${path} exports no handlers: export a default function (worker) => ..., or objects named unary / serverStreaming / clientStreaming / bidiStreaming`,
+    );
   }
   return async (worker) => {
     for (const [name, fn] of Object.entries(module.unary ?? {})) worker.unary(name, fn);
     for (const [name, fn] of Object.entries(module.serverStreaming ?? {})) worker.serverStreaming(name, fn);
+    for (const [name, fn] of Object.entries(module.clientStreaming ?? {})) worker.clientStreaming(name, fn);
+    for (const [name, fn] of Object.entries(module.bidiStreaming ?? {})) worker.bidiStreaming(name, fn);
     if (module.hooks) worker.setHooks(module.hooks);
   };
 }
