@@ -64,12 +64,15 @@ impl ClientReplay {
             )));
         }
         self.next = seq + 1;
+        if seq < self.base {
+            return Ok(()); // a checkpoint covers it already (one the owner sent first)
+        }
         self.bytes += payload.len();
         self.items.push_back((seq, payload));
         while self.bytes > self.max_bytes {
             let (seq, payload) = self.items.pop_front().expect("bytes > 0 means an item");
             self.bytes -= payload.len();
-            self.base = seq + 1;
+            self.base = self.base.max(seq + 1);
         }
         Ok(())
     }

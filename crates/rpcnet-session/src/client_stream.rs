@@ -193,8 +193,9 @@ impl ClientStream {
         let unresumable = match &self.resumable {
             None => Some("the call's session is not resumable"),
             Some(r) if !r.request.streaming && !r.idempotent => Some(
-                "the connection to the director was lost while this unary call was in flight, \
-                 and it is not marked idempotent, so it was not sent again",
+                "the connection to the director was lost while this call (one response: unary \
+                 or client-streaming) was in flight, and it is not marked idempotent, so it was \
+                 not sent again",
             ),
             Some(_) => None,
         };

@@ -207,6 +207,13 @@ impl CallStream {
             self.read_ready(max_items).await;
             if let Some(received) = self.machine.poll(max_items) {
                 self.send_ack().await;
+                if let (Received::End | Received::Response(_), Some(requests)) =
+                    (&received, self.requests.clone())
+                {
+                    // The call has its outcome: the requests' side is finished (in a resumable
+                    // session it stayed open for ACKs).
+                    tokio::spawn(async move { requests.finish().await });
+                }
                 return match received {
                     Received::Failed(failure) => Err(self.fail(failure)),
                     other => Ok(other),
@@ -260,8 +267,10 @@ impl CallStream {
         if let Some(ack) = self.machine.ack_due(ACK_EVERY_ITEMS, ACK_EVERY_BYTES) {
             if let Some(send) = self.send.as_mut() {
                 let _ = send.write_all(&ack.to_bytes()).await;
-            } else if let Some(requests) = &self.requests {
-                requests.send_frame(ack).await;
+            } else if let Some(requests) = self.requests.clone() {
+                // The requests own the send side, and a send may hold it while QUIC holds the
+                // requests back: the ACK goes out after it, and the items keep coming meanwhile.
+                tokio::spawn(async move { requests.send_frame(ack).await });
             }
         }
     }
@@ -326,6 +335,10 @@ impl CallStream {
             if let Some(send) = self.send.as_mut() {
                 let _ = send.reset(app_code(code));
             }
+        }
+        // The call is over: its requests end too (a send that waits fails).
+        if let Some(requests) = &self.requests {
+            requests.abort(failure.error.code);
         }
         failure.error.into()
     }

@@ -120,6 +120,17 @@ impl RequestSender {
         Ok(())
     }
 
+    /// The call has its outcome: no more requests, and the send side is finished (FIN), which a
+    /// resumable session's call kept open for its ACKs until now.
+    pub(super) async fn finish(&self) {
+        let mut s = self.0.state.lock().await;
+        s.closed = true;
+        s.finished = true;
+        if let Some(send) = s.send.as_mut() {
+            let _ = send.finish();
+        }
+    }
+
     /// Writes `frame` (an ACK) on the call's current stream; nothing while it has none.
     pub(super) async fn send_frame(&self, frame: Frame) {
         let mut s = self.0.state.lock().await;

@@ -8,10 +8,12 @@
 //!
 //! A client-streaming or bidi call moves frames both ways at once: the client's items go to the
 //! owner through a queue written with cancel-safe writes inside the same `select!` that reads
-//! the owner, so a stalled direction never stops the other (a handler blocked on sending its
-//! items while the relay blocks on sending it client items would be a deadlock). The client's
-//! items are read only while that queue is short and the call is attached, so QUIC flow control
-//! is what makes a fast client wait.
+//! the owner, so the owner not reading the client's items never stops its own frames (a handler
+//! blocked on sending its items while the relay blocks on sending it client items would be a
+//! deadlock). The client's items are read only while that queue is short and the call is
+//! attached, so QUIC flow control is what makes a fast client wait. A client that does not read
+//! its responses stops the relay as it would stop a server: the relay waits on the write to the
+//! client and forwards nothing else meanwhile.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -62,7 +64,7 @@ async fn read_head(
                 )))
             }
             // Client items (PROTOCOL.md 3.4) may follow a client-streaming REQUEST; the relay
-            // refuses such calls below, with UNIMPLEMENTED rather than PROTOCOL.
+            // reads them with the call's RequestTail.
             Some(Frame::Request(r)) if resumable || buf.is_empty() || r.client_streaming => {
                 return Ok((named, r, buf))
             }
