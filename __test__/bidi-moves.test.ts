@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import test, { type ExecutionContext } from 'ava';
-import { RpcClient } from '../dist/index.js';
+import { RpcClient, RpcError } from '../dist/index.js';
 import type { MigrationReport } from '../dist/index.js';
 import type { TallyItem } from '../dist/demo/tally.js';
 import { startDirector, startWorker, type DirectorProc, type Proc } from '../dist/demo/harness.js';
@@ -186,6 +186,32 @@ test.serial('bidi in a resumable session across a director SIGTERM and a worker 
     const got = await answers;
     t.deepEqual(exactlyOnce(t, got, 120).sort(), ['worker-a', 'worker-b']);
   } finally {
+    stop();
+  }
+});
+
+test.serial('client-streaming in a resumable session across a director SIGKILL: sent again with its requests when idempotent, else UNAVAILABLE', async (t) => {
+  const { directors, stop } = await twoDirectors();
+  const client = await RpcClient.connect(
+    directors.map((d) => d.address),
+    { tls: { caFile: join(clusterDir, 'ca.pem') }, resume: true },
+  );
+  try {
+    const count = 60;
+    const again = client.callClientStreaming('sum', requests(count, 20), { idempotent: true });
+    const once = client.callClientStreaming('sum', requests(count, 20));
+    await sessionOf(directors[0]!);
+    await sleep(500);
+    directors[0]!.proc.kill('SIGKILL');
+    const result = JSON.parse((await again).toString()) as { count: number; sum: number };
+    let sum = 0;
+    for (let i = 0; i < count; i++) sum += nOf(i);
+    t.deepEqual({ count: result.count, sum: result.sum }, { count, sum }, 'the handler ran again on every request');
+    const e = await t.throwsAsync(once, { instanceOf: RpcError });
+    t.is(e?.code, 'UNAVAILABLE');
+    t.regex(e?.message ?? '', /not marked idempotent/);
+  } finally {
+    await client.close();
     stop();
   }
 });

@@ -99,9 +99,10 @@ export interface CallOptions {
   /** Aborting it cancels the call on both ends; the call rejects with `CANCELLED`. */
   signal?: AbortSignal;
   /**
-   * Unary calls of a resumable session: the request may run twice, so a call in flight when
-   * the connection is lost is sent again after the resume. Default false: such a call fails
-   * with `UNAVAILABLE` (its message says why).
+   * Calls with one response (unary, client-streaming) of a resumable session: the handler may
+   * run twice, so a call in flight when the connection is lost is sent again after the resume
+   * (a client-streaming one with all its requests). Default false: such a call fails with
+   * `UNAVAILABLE` (its message says why).
    */
   idempotent?: boolean;
   /**
@@ -552,7 +553,7 @@ export class RpcClient extends EventEmitter<SessionEvents> {
     let call: Native.NativeDuplex;
     try {
       if (c.signal?.aborted) throw aborted();
-      call = await this.#native.openDuplex(c.method, d, entries, serverStreaming);
+      call = await this.#native.openDuplex(c.method, d, entries, serverStreaming, c.idempotent);
     } catch (e) {
       const error = fromBinding(e);
       endSpan(span, error);

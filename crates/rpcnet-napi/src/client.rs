@@ -292,12 +292,14 @@ impl NativeClient {
         deadline_ms: u32,
         metadata: Option<Vec<NativeMetadataEntry>>,
         streaming: bool,
+        idempotent: Option<bool>,
     ) -> Fallible<NativeDuplex> {
         let opened = async {
             let metadata = to_metadata(metadata)?;
             let options = CallOptions {
                 deadline_ms,
                 metadata: &metadata,
+                idempotent: idempotent.unwrap_or(false),
                 ..CallOptions::default()
             };
             self.inner.open_duplex(&method, options, streaming).await

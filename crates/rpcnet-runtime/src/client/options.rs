@@ -16,8 +16,9 @@ pub struct CallOptions<'a> {
     pub deadline_ms: u32,
     /// Cancels the call (unary calls; a stream has [`crate::client::ItemStream::cancel`]).
     pub canceller: Option<&'a Canceller>,
-    /// Unary calls of a resumable session: the call may be sent again after a resume
-    /// (PROTOCOL.md section 15.3).
+    /// Calls with one response (unary, client-streaming) of a resumable session: the call may be
+    /// sent again after a resume, a client-streaming one with all its requests (PROTOCOL.md
+    /// sections 15.3 and 15.4).
     pub idempotent: bool,
     /// The request headers (PROTOCOL.md section 5.6); empty for none.
     pub metadata: &'a Metadata,

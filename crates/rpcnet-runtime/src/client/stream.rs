@@ -83,7 +83,7 @@ impl Client {
             Bytes::new(),
             options.deadline_ms,
             kind,
-            false,
+            options.idempotent,
             options.metadata,
         )?;
         let alarms = Alarms::new(&machine, None);
