@@ -118,19 +118,8 @@ impl ClientReplay {
                 ),
             ));
         }
-        let mut frames: Vec<Frame> = self
-            .items
-            .iter()
-            .filter(|(seq, _)| *seq >= read)
-            .map(|(seq, payload)| Frame::Item {
-                seq: *seq,
-                payload: payload.clone(),
-            })
-            .collect();
-        if self.ended {
-            frames.push(Frame::End { items: self.next });
-        }
-        Ok(frames)
+        let items = self.items.iter().filter(|(seq, _)| *seq >= read).cloned();
+        Ok(items_then_end(items, self.ended.then_some(self.next)))
     }
 
     /// Payload bytes kept.
@@ -142,6 +131,19 @@ impl ClientReplay {
     pub fn is_ended(&self) -> bool {
         self.ended
     }
+}
+
+/// ITEM frames for `items` (seq and payload), then END with `end` items if given: what a
+/// director replays to an owner and what a resumed client sends again.
+pub(crate) fn items_then_end(
+    items: impl Iterator<Item = (u64, Bytes)>,
+    end: Option<u64>,
+) -> Vec<Frame> {
+    let mut frames: Vec<Frame> = items
+        .map(|(seq, payload)| Frame::Item { seq, payload })
+        .collect();
+    frames.extend(end.map(|items| Frame::End { items }));
+    frames
 }
 
 #[cfg(test)]

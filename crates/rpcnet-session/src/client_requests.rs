@@ -103,18 +103,11 @@ impl ClientRequests {
                 ),
             ));
         }
-        let mut frames: Vec<Frame> = kept
-            .iter()
-            .enumerate()
-            .map(|(seq, payload)| Frame::Item {
-                seq: seq as u64,
-                payload: payload.clone(),
-            })
-            .collect();
-        if self.ended {
-            frames.push(Frame::End { items: self.next });
-        }
-        Ok(frames)
+        let items = (0u64..).zip(kept.iter().cloned());
+        Ok(crate::client_replay::items_then_end(
+            items,
+            self.ended.then_some(self.next),
+        ))
     }
 
     /// Requests made so far (the next one's seq).

@@ -201,11 +201,6 @@ impl RelayCall {
             .is_none_or(ClientReplay::is_ended)
     }
 
-    /// Payload bytes of client items kept for a replay (0 for a call without them).
-    pub fn replay_bytes(&self) -> usize {
-        self.client_items.as_ref().map_or(0, ClientReplay::bytes)
-    }
-
     /// The client acknowledged every item below `next_seq` (an ACK frame): the ACK to forward
     /// to the owner, if the call is attached and this one tells it something new. An ACK beyond
     /// what was forwarded is capped at `expected` (a client cannot have more).
@@ -666,6 +661,15 @@ mod tests {
             Some(Frame::Ack { next_seq: 8 }),
             "capped at what was forwarded"
         );
+        // Re-attached, the ATTACH says what the client acknowledged (8), not what was forwarded
+        // (9): item 8 may have died on its way with a director (PROTOCOL.md 15.4).
+        call.on_owner_frame(item(8), 0);
+        call.owner_lost(0);
+        let [Frame::Attach(again), _] = &call.attach(&Route::resumed("w", 1), 100).unwrap()[..]
+        else {
+            panic!("ATTACH first");
+        };
+        assert_eq!((again.next_seq, call.expected()), (8, 9));
         let plain = &mut RelayCall::new(1, 8, "c", request(), 0);
         plain.attach(&route, 0).unwrap();
         assert_eq!(plain.on_client_ack(1), None, "not resumable");

@@ -74,7 +74,8 @@ pub struct ClaimAnswer {
     pub worker: String,
     /// What it holds.
     pub status: ClaimStatus,
-    /// The highest route epoch it served the session under (0 if never).
+    /// The highest route epoch it served the session under, or a restored session's capture
+    /// epoch if higher (0 if neither).
     pub epoch: u64,
 }
 
@@ -692,6 +693,42 @@ pub(crate) mod tests {
         );
         b.call_ended(9, 1, 0);
         assert!(b.open_via(D).is_empty());
+    }
+
+    /// A resume's claim weighs a restored session at its capture's route epoch (PROTOCOL.md
+    /// 15.6), so a later migration's target wins over an older capture still frozen elsewhere.
+    #[test]
+    fn a_restored_session_is_claimed_at_its_capture_epoch() {
+        let mut target = leased_book();
+        let snap = SessionSnapshot {
+            session_id: 9,
+            route_epoch: 7,
+            ..Default::default()
+        };
+        target.restore(&snap, D);
+        let mut old_source = leased_book();
+        assert_eq!(
+            old_source.attach(&attach(3, 1), D),
+            AttachDecision::Serve(None)
+        );
+        old_source.freeze(9, 3).unwrap();
+        let (t_status, t_epoch) = target.claim(9, 0, 0).unwrap();
+        let (s_status, s_epoch) = old_source.claim(9, 0, 0).unwrap();
+        assert_eq!((t_status, t_epoch), (ClaimStatus::Restored, 7));
+        assert_eq!((s_status, s_epoch), (ClaimStatus::Captured, 3));
+        let answers = [
+            ClaimAnswer {
+                worker: "old".into(),
+                status: s_status,
+                epoch: s_epoch,
+            },
+            ClaimAnswer {
+                worker: "target".into(),
+                status: t_status,
+                epoch: t_epoch,
+            },
+        ];
+        assert_eq!(choose_owner(&answers), Some("target"));
     }
 
     #[test]

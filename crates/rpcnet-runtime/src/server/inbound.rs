@@ -23,9 +23,6 @@ struct State {
     end: Option<Result<(), RpcError>>,
     /// The call is over: the reader stops, takers fail.
     closed: bool,
-    /// The client reset its requests with this code (`CANCELLED`, `DEADLINE_EXCEEDED`): a
-    /// cancellation, which the call's task ends the call with.
-    cancelled: Option<ErrorCode>,
 }
 
 /// The queue of one call's client items (see module docs).
@@ -36,6 +33,9 @@ pub struct Inbound {
     window_bytes: usize,
     readable: Notify,
     space: Notify,
+    /// The client reset its requests with this code (`CANCELLED`, `DEADLINE_EXCEEDED`): a
+    /// cancellation, which the call's task ends the call with.
+    cancelled: tokio::sync::watch::Sender<Option<ErrorCode>>,
 }
 
 impl Inbound {
@@ -47,6 +47,7 @@ impl Inbound {
             window_bytes: window_bytes.max(1),
             readable: Notify::new(),
             space: Notify::new(),
+            cancelled: tokio::sync::watch::Sender::new(None),
         }
     }
 
@@ -130,20 +131,19 @@ impl Inbound {
     /// receive side; the reset may arrive first). The handler's reading does not fail first:
     /// the call's task ends the call as cancelled, so the handler sees its signal abort.
     pub async fn cancelled(&self) -> ErrorCode {
-        loop {
-            let notified = self.readable.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(code) = self.state.lock().unwrap().cancelled {
-                return code;
-            }
-            notified.await;
+        let mut rx = self.cancelled.subscribe();
+        let code = match rx.wait_for(Option::is_some).await {
+            Ok(code) => *code,
+            Err(_) => None, // the sender lives as long as `self`
+        };
+        match code {
+            Some(code) => code,
+            None => std::future::pending().await,
         }
     }
 
     fn cancel(&self, code: ErrorCode) {
-        self.state.lock().unwrap().cancelled = Some(code);
-        self.readable.notify_waiters();
+        self.cancelled.send_replace(Some(code));
     }
 }
 
