@@ -31,9 +31,11 @@ test('no Native type, fromNative or internal module is reachable from index.d.ts
   const files = reachable(join(root, packageJson.types));
   const names = [...files.keys()].map((f) => relative(root, f)).sort();
   t.deepEqual(names, [
+    'dist/admin-client.d.ts',
     'dist/admin.d.ts',
     'dist/client.d.ts',
     'dist/config.d.ts',
+    'dist/credentials.d.ts',
     'dist/director.d.ts',
     'dist/errors.d.ts',
     'dist/index.d.ts',

@@ -1,106 +1,39 @@
 #!/usr/bin/env node
 /**
- * The `rpcnet` command (package.json `bin`), built with commander: starts a director or a worker
- * from the command line and a config file (src/config.ts), so that a cluster runs without writing
- * a launcher. It exists as its own module so that the library never parses `process.argv`.
+ * The `rpcnet` command (package.json `bin`), built with commander. It exists as its own module
+ * so that the library never parses `process.argv`; each group of commands lives in src/cli/:
  *
  * ```sh
- * rpcnet director --config rpcnet.toml
- * rpcnet worker --handlers ./handlers.js --config rpcnet.toml --id worker-a --director 10.0.0.1:8081
+ * rpcnet director --config rpcnet.toml                      # src/cli/serve.ts
+ * rpcnet worker --handlers ./handlers.js --config rpcnet.toml
+ * rpcnet sessions --director 10.0.0.1:7001                   # src/cli/admin.ts
+ * rpcnet workers | migrate SESSION [--to WORKER] | drain WORKER
+ * rpcnet cluster init DIR                                    # src/cli/cluster.ts
+ * rpcnet cluster issue NAME --role worker|director|admin
  * ```
  *
- * A handlers module exports what the worker serves, in either shape:
- * - `export default function (worker) { worker.unary(...); worker.setHooks(...); }` (or a named
- *   `setup`), which may be async;
- * - `export const unary = { name: handler }`, `export const serverStreaming = { name: handler }`,
- *   `export const clientStreaming = { name: handler }`, `export const bidiStreaming = { name: handler }`,
- *   `export const hooks = { onMigrationRequest, captureState, restoreState }`.
- *
- * Both processes print where they listen (`--json`: one JSON object) and stop gracefully on
- * SIGTERM (a director moves its clients to the other directors, a worker drains). Bad input
- * exits with status 2 and a message that names it; a failure to start exits with 1.
+ * Every command has `--help`. Bad input exits with status 2 and a message that names it; a
+ * failure (a director unreachable, a migration rolled back, a refused certificate) exits with 1.
  * @module
  */
-import { pathToFileURL } from 'node:url';
-import { resolve } from 'node:path';
-import { Command, CommanderError } from 'commander';
-import { loadConfig, parseConfig, type RpcnetConfig } from './config.js';
-import { Director } from './director.js';
+import { Command, CommanderError, Option } from 'commander';
+import { ROLES } from './credentials.js';
 import { RpcError } from './errors.js';
-import type { BidiStreamingHandler, ClientStreamingHandler, ServerStreamingHandler, UnaryHandler } from './server.js';
-import { RpcWorker, type WorkerHooks, type WorkerOptions } from './worker.js';
+import * as admin from './cli/admin.js';
+import * as cluster from './cli/cluster.js';
+import * as serve from './cli/serve.js';
 
-/** What a handlers module may export (see the module docs). */
-interface HandlersModule {
-  default?: unknown;
-  setup?: unknown;
-  unary?: Record<string, UnaryHandler>;
-  serverStreaming?: Record<string, ServerStreamingHandler>;
-  clientStreaming?: Record<string, ClientStreamingHandler>;
-  bidiStreaming?: Record<string, BidiStreamingHandler>;
-  hooks?: WorkerHooks;
-}
+const CONFIG_HELP = 'TOML config file (RFC-001 Appendix B shape; environment variables override it)';
 
-function config(path: string | undefined): RpcnetConfig {
-  return path === undefined ? parseConfig('', process.env, 'the environment') : loadConfig(path);
-}
-
-function print(json: boolean, role: string, fields: Record<string, string | undefined>): void {
-  if (json) console.log(JSON.stringify({ role, ...fields }));
-  else console.log(`rpcnet ${role}: ${Object.entries(fields).map(([k, v]) => `${k} ${v ?? '-'}`).join(', ')}`);
-}
-
-async function director(options: { config?: string; json?: boolean }): Promise<void> {
-  const d = await Director.start(config(options.config).director);
-  print(!!options.json, 'director', { address: d.address, mgmtAddress: d.mgmtAddress, adminAddress: d.adminAddress, caFile: d.caFile });
-}
-
-/**
- * What registers `module`'s exports on a worker, checked before the worker starts.
- * @throws {RpcError} `INVALID_ARGUMENT` when the module exports nothing usable.
- */
-function installer(path: string, module: HandlersModule): (worker: RpcWorker) => Promise<void> {
-  const setup = typeof module.default === 'function' ? module.default : module.setup;
-  if (typeof setup === 'function') return async (worker) => void (await (setup as (w: RpcWorker) => unknown)(worker));
-  if (!module.unary && !module.serverStreaming && !module.clientStreaming && !module.bidiStreaming) {
-    throw new RpcError(
-      'INVALID_ARGUMENT',
-      `${path} exports no handlers: export a default function (worker) => ..., or objects named unary / serverStreaming / clientStreaming / bidiStreaming`,
-    );
-  }
-  return async (worker) => {
-    for (const [name, fn] of Object.entries(module.unary ?? {})) worker.unary(name, fn);
-    for (const [name, fn] of Object.entries(module.serverStreaming ?? {})) worker.serverStreaming(name, fn);
-    for (const [name, fn] of Object.entries(module.clientStreaming ?? {})) worker.clientStreaming(name, fn);
-    for (const [name, fn] of Object.entries(module.bidiStreaming ?? {})) worker.bidiStreaming(name, fn);
-    if (module.hooks) worker.setHooks(module.hooks);
-  };
-}
-
-async function worker(options: { handlers: string; config?: string; id?: string; director?: string[]; json?: boolean }): Promise<void> {
-  const path = resolve(options.handlers);
-  let module: HandlersModule;
-  try {
-    module = (await import(pathToFileURL(path).href)) as HandlersModule;
-  } catch (e) {
-    throw new RpcError('INVALID_ARGUMENT', `cannot load the handlers module ${path}: ${(e as Error).message}`, { cause: e });
-  }
-  const install = installer(path, module);
-  const fromConfig = config(options.config).worker;
-  const id = options.id ?? fromConfig.id;
-  const directors = options.director ?? fromConfig.director;
-  if (id === undefined) throw new RpcError('INVALID_ARGUMENT', 'the worker needs an id: --id, rpcnet.worker.id in the config, or RPCNET_WORKER_ID');
-  if (directors === undefined) {
-    throw new RpcError('INVALID_ARGUMENT', 'the worker needs its directors: --director, rpcnet.worker.directors in the config, or RPCNET_WORKER_DIRECTORS');
-  }
-  const w = await RpcWorker.start({ ...fromConfig, id, director: directors } as WorkerOptions);
-  try {
-    await install(w);
-  } catch (e) {
-    await w.close();
-    throw e;
-  }
-  print(!!options.json, 'worker', { id: w.id, address: w.address, mgmtAddress: w.mgmtAddress, adminAddress: w.adminAddress });
+/** Adds the options every admin command takes. */
+function adminCommand(program: Command, name: string, description: string): Command {
+  return program
+    .command(name)
+    .description(description)
+    .option('-d, --director <host:port>', `the director's management address (else ${admin.DIRECTOR_ENV})`)
+    .option('--cluster-dir <dir>', 'admin credentials (rpcnet cluster issue NAME --role admin); default $RPCNET_CLUSTER_DIR or .rpcnet/cluster')
+    .option('--timeout-ms <ms>', 'how long the request may take (default 60000)')
+    .option('--json', 'print one JSON document instead of a table');
 }
 
 /** The command line's program. */
@@ -108,17 +41,41 @@ function program(): Command {
   const p = new Command('rpcnet').description('rpcnet: QUIC RPC with live session migration').exitOverride();
   p.command('director')
     .description('start a director (clients connect to it; it relays calls to its workers)')
-    .option('-c, --config <file>', 'TOML config file (RFC-001 Appendix B shape; environment variables override it)')
+    .option('-c, --config <file>', CONFIG_HELP)
     .option('--json', 'print where it listens as one JSON object')
-    .action(director);
+    .action(serve.director);
   p.command('worker')
     .description('start a worker serving the handlers of a module')
     .requiredOption('--handlers <module>', 'ES module exporting the handlers and hooks')
-    .option('-c, --config <file>', 'TOML config file (RFC-001 Appendix B shape; environment variables override it)')
-    .option('--id <id>', 'the worker id (else rpcnet.worker.id / RPCNET_WORKER_ID)')
+    .option('-c, --config <file>', CONFIG_HELP)
+    .option('--id <id>', "the worker id (else rpcnet.worker.id / RPCNET_WORKER_ID, else the name in the worker's certificate)")
     .option('--director <host:port...>', "directors' management addresses (else rpcnet.worker.directors / RPCNET_WORKER_DIRECTORS)")
     .option('--json', 'print where it listens as one JSON object')
-    .action(worker);
+    .action(serve.worker);
+  adminCommand(p, 'sessions', "list a director's open sessions").action(admin.sessions);
+  adminCommand(p, 'workers', "list a director's live workers").action(admin.workers);
+  adminCommand(p, 'migrate', 'move a session to another worker (all RFC-001 phases)')
+    .argument('<session>', 'session id, 16 hex digits (rpcnet sessions)')
+    .option('--to <worker>', 'target worker (default: the one with the fewest sessions)')
+    .action(admin.migrate);
+  adminCommand(p, 'drain', 'move every session off a worker and place no new ones there')
+    .argument('<worker>', 'worker id')
+    .action(admin.drain);
+  const c = p.command('cluster').description("manage the cluster's credentials");
+  c.command('init')
+    .description('create a cluster CA (ca.pem, ca.key) and secret (secret.bin) in DIR')
+    .argument('<dir>', 'a new or empty directory')
+    .option('--json', 'print what was written as one JSON object')
+    .action(cluster.init);
+  c.command('issue')
+    .description("issue a host's own certificate and key with the cluster CA")
+    .argument('<name>', "the host's name: a worker's id, a director's name")
+    .addOption(new Option('--role <role>', 'what the certificate allows').choices(ROLES).makeOptionMandatory())
+    .option('--ca <dir>', 'the CA directory (rpcnet cluster init); default $RPCNET_CLUSTER_DIR or .rpcnet/cluster')
+    .option('--out <dir>', 'where to write the credentials (default ./NAME)')
+    .option('--host <name...>', 'more DNS names or IP addresses the certificate is valid for (a director: what clients connect to)')
+    .option('--json', 'print what was written as one JSON object')
+    .action(cluster.issue);
   return p;
 }
 
@@ -126,7 +83,7 @@ async function main(): Promise<void> {
   try {
     await program().parseAsync(process.argv);
   } catch (e) {
-    if (e instanceof CommanderError) process.exit(e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : 2);
+    if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : 2);
     const error = e instanceof RpcError ? e : new RpcError('INTERNAL', String((e as Error)?.message ?? e));
     console.error(`rpcnet: ${error.code}: ${error.message}`);
     process.exit(error.code === 'INVALID_ARGUMENT' ? 2 : 1);

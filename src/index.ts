@@ -71,6 +71,10 @@ export type {
 } from './service.js';
 export { RpcWorker } from './worker.js';
 export type { WorkerOptions, WorkerHooks, MigrationRequestInfo, MigrationDecision } from './worker.js';
+export { AdminClient } from './admin-client.js';
+export type { AdminClientOptions, AdminWorkerInfo, SessionInfo } from './admin-client.js';
+export { initCluster, issueCredentials, ROLES } from './credentials.js';
+export type { IssueOptions, IssuedCredentials, Role } from './credentials.js';
 export { Director } from './director.js';
 export type {
   DirectorOptions,

@@ -14,8 +14,12 @@ import { AdminEndpoint, checkAdmin, type AdminOptions } from './admin.js';
 
 /** Options of {@link RpcWorker.start}. */
 export interface WorkerOptions {
-  /** The worker's id in the cluster, e.g. `worker-a` (1..253 of `A-Za-z0-9._-`). Required. */
-  id: string;
+  /**
+   * The worker's id in the cluster, e.g. `worker-a` (1..253 of `A-Za-z0-9._-`). With issued
+   * credentials (`rpcnet cluster issue NAME --role worker`) it is the certificate's name: leave it
+   * out, or give that name. Required with a development CA directory.
+   */
+  id?: string;
   /**
    * The management address of the director to register with, `host:port` (an IP address, IPv6
    * in brackets, or a DNS name; {@link Director.advertisedMgmtAddress}), or an array of them to
@@ -187,10 +191,13 @@ export class RpcWorker {
    * Binds the user and management ports and registers with the director(s). Resolves once one
    * director accepted the worker; the others are retried in the background.
    * @throws {RpcError} `INVALID_ARGUMENT` for bad options (checked before anything starts:
-   * required `id` and `director`, types, ranges, unknown keys), a bad id, cluster directory or
+   * required `director`, types, ranges, unknown keys), a bad id, an id that is not the name in
+   * the worker's issued certificate, a missing id with a development CA directory, credentials
+   * that are missing or for another role (naming the file and the command that makes it), a bad
    * address (a `director` entry that is not `host:port`, an advertised address that does not
    * resolve), or an id that a live worker (one the director has not declared dead) already
-   * holds; `UNAVAILABLE` if a director's TLS handshake fails (a certificate of another cluster:
+   * holds; `PERMISSION_DENIED` if the director refuses the worker's certificate (another name or
+   * role); `UNAVAILABLE` if a director's TLS handshake fails (a certificate of another cluster:
    * at once) or no director accepted the worker within `connectTimeoutMs` (the message names
    * each director address and why).
    */
@@ -212,7 +219,7 @@ export class RpcWorker {
     const admin = checkAdmin(o.admin);
     const drainOnSigterm = optionalBoolean('drainOnSigterm', o.drainOnSigterm) ?? true;
     const checked: Native.NativeWorkerOptions = {
-      id: string('id', o.id),
+      id: optionalString('id', o.id),
       director: stringList('director', o.director, 'host:port'),
       clusterDir: optionalString('clusterDir', o.clusterDir) ?? defaultClusterDir(),
       host: optionalString('host', o.host),

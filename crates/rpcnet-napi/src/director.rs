@@ -7,8 +7,9 @@ use rpcnet_runtime::addr::bind_address;
 use rpcnet_runtime::director::{Director, DirectorConfig, DirectorEvent, MigrationReport};
 use rpcnet_runtime::{RpcError, ServerIdentity};
 
-use crate::worker::credentials;
+use crate::cluster::credentials;
 use crate::Fallible;
+use rpcnet_runtime::cluster::Role;
 
 /// Options of `startDirector`, already validated by src/options.ts (see `DirectorOptions` in
 /// src/director.ts). Durations in ms.
@@ -276,7 +277,7 @@ pub async fn start_director(options: NativeDirectorOptions) -> Fallible<NativeDi
 
 async fn bind(options: NativeDirectorOptions) -> std::result::Result<NativeDirector, RpcError> {
     let mut config =
-        DirectorConfig::new(credentials(options.cluster_dir, "director".into()).await?);
+        DirectorConfig::new(credentials(options.cluster_dir, Role::Director, None).await?);
     config.bind = bind_address(options.host.as_deref(), options.port).await?;
     config.mgmt_bind = bind_address(options.host.as_deref(), options.mgmt_port).await?;
     config.advertise_mgmt = options.advertise_mgmt_address;

@@ -13,6 +13,7 @@
 #![deny(clippy::all)]
 
 mod client;
+mod cluster;
 mod director;
 mod log;
 mod metadata;

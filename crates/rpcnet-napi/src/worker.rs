@@ -6,7 +6,9 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use rpcnet_protocol::migration::ConfirmationDecision;
 use rpcnet_runtime::addr::bind_address;
-use rpcnet_runtime::cluster::ClusterCredentials;
+use rpcnet_runtime::cluster::Role;
+
+use crate::cluster::credentials;
 use rpcnet_runtime::worker::{HookAnswer, Worker, WorkerConfig, WorkerHook};
 use rpcnet_runtime::RpcError;
 
@@ -17,8 +19,8 @@ use crate::{bytes, Fallible};
 /// src/worker.ts).
 #[napi(object)]
 pub struct NativeWorkerOptions {
-    /// The worker's id in the cluster.
-    pub id: String,
+    /// The worker's id in the cluster; absent: the name in its issued certificate.
+    pub id: Option<String>,
     /// The directors' management addresses, each `host:port` (a DNS name or an IP address).
     pub director: Vec<String>,
     /// Directory of the cluster CA and secret.
@@ -119,20 +121,6 @@ pub struct NativeWorker {
     inner: Arc<Worker>,
 }
 
-pub(crate) async fn credentials(
-    dir: String,
-    name: String,
-) -> std::result::Result<Arc<ClusterCredentials>, RpcError> {
-    // Logging first: loading warns about key files others can read.
-    rpcnet_runtime::log::init();
-    let creds = tokio::task::spawn_blocking(move || {
-        ClusterCredentials::load_or_create(std::path::Path::new(&dir), &name)
-    })
-    .await
-    .map_err(|e| RpcError::internal(e.to_string()))??;
-    Ok(Arc::new(creds))
-}
-
 /// Starts a worker and registers it with the directors. Rejects with `INVALID_ARGUMENT` (bad id,
 /// address or cluster directory, or a director refuses the id) or `UNAVAILABLE` (no director
 /// accepted it within `connect_timeout_ms`).
@@ -142,8 +130,8 @@ pub async fn start_worker(options: NativeWorkerOptions) -> Fallible<NativeWorker
 }
 
 async fn start(options: NativeWorkerOptions) -> std::result::Result<NativeWorker, RpcError> {
-    let cluster = credentials(options.cluster_dir, options.id.clone()).await?;
-    let mut config = WorkerConfig::new(options.id, options.director, cluster);
+    let cluster = credentials(options.cluster_dir, Role::Worker, options.id).await?;
+    let mut config = WorkerConfig::new(cluster.name.clone(), options.director, cluster);
     config.user = bind_address(options.host.as_deref(), options.user_port).await?;
     config.mgmt = bind_address(options.host.as_deref(), options.mgmt_port).await?;
     config.advertise_user = options.advertise_address;

@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod addr;
+pub mod admin;
 mod backoff;
 pub mod cancel;
 pub mod client;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rpcnet_runtime::cluster::{default_cluster_dir, ClusterCredentials, CLUSTER_SERVER_NAME};
+use rpcnet_runtime::cluster::{default_cluster_dir, ClusterCredentials, Role, CLUSTER_SERVER_NAME};
 use rpcnet_runtime::tls::fingerprint;
 use rpcnet_runtime::transport::transport_config;
 use rpcnet_runtime::ErrorCode;
@@ -48,8 +48,8 @@ fn mode(path: &Path) -> u32 {
 fn load_or_create_reuses_ca_and_secret_and_protects_files() {
     let tmp = TempDir::new("reuse");
     let dir = tmp.path().join("nested").join("cluster");
-    let a = ClusterCredentials::load_or_create(&dir, "worker-a").unwrap();
-    let b = ClusterCredentials::load_or_create(&dir, "worker-b").unwrap();
+    let a = ClusterCredentials::load_or_create(&dir, Role::Worker, Some("worker-a")).unwrap();
+    let b = ClusterCredentials::load_or_create(&dir, Role::Worker, Some("worker-b")).unwrap();
     assert_eq!(a.ca_cert, b.ca_cert, "second call must reuse the stored CA");
     assert_eq!(
         a.secret, b.secret,
@@ -65,7 +65,7 @@ fn load_or_create_reuses_ca_and_secret_and_protects_files() {
         "each process gets a fresh leaf"
     );
 
-    let loaded = ClusterCredentials::load(&dir, "director").unwrap();
+    let loaded = ClusterCredentials::load(&dir, Role::Director, Some("director")).unwrap();
     assert_eq!(loaded.ca_cert, a.ca_cert);
     assert_eq!(loaded.secret, a.secret);
 
@@ -110,7 +110,12 @@ fn concurrent_creation_agrees_on_one_ca() {
                 let barrier = barrier.clone();
                 std::thread::spawn(move || {
                     barrier.wait();
-                    ClusterCredentials::load_or_create(&dir, &format!("worker-{i}")).unwrap()
+                    ClusterCredentials::load_or_create(
+                        &dir,
+                        Role::Worker,
+                        Some(format!("worker-{i}").as_str()),
+                    )
+                    .unwrap()
                 })
             })
             .collect();
@@ -126,7 +131,7 @@ fn concurrent_creation_agrees_on_one_ca() {
                 "round {round}: all threads must end with the same secret"
             );
         }
-        let stored = ClusterCredentials::load(&dir, "check").unwrap();
+        let stored = ClusterCredentials::load(&dir, Role::Worker, Some("check")).unwrap();
         assert_eq!(stored.ca_cert, creds[0].ca_cert);
         assert_eq!(stored.secret, creds[0].secret);
     }
@@ -213,8 +218,10 @@ async fn exchange(
 #[tokio::test]
 async fn cluster_peers_connect_and_see_each_others_fingerprint() {
     let tmp = TempDir::new("mtls");
-    let server_creds = ClusterCredentials::load_or_create(tmp.path(), "director").unwrap();
-    let client_creds = ClusterCredentials::load_or_create(tmp.path(), "worker-a").unwrap();
+    let server_creds =
+        ClusterCredentials::load_or_create(tmp.path(), Role::Director, Some("director")).unwrap();
+    let client_creds =
+        ClusterCredentials::load_or_create(tmp.path(), Role::Worker, Some("worker-a")).unwrap();
     let server = server_endpoint(&server_creds);
     let addr = server.local_addr().unwrap();
     let mut seen = spawn_echo_server(server.clone());
@@ -255,7 +262,8 @@ async fn cluster_peers_connect_and_see_each_others_fingerprint() {
 #[tokio::test]
 async fn client_without_certificate_gets_no_application_data() {
     let tmp = TempDir::new("nocert");
-    let server_creds = ClusterCredentials::load_or_create(tmp.path(), "director").unwrap();
+    let server_creds =
+        ClusterCredentials::load_or_create(tmp.path(), Role::Director, Some("director")).unwrap();
     let server = server_endpoint(&server_creds);
     let addr = server.local_addr().unwrap();
     let mut seen = spawn_echo_server(server.clone());
@@ -293,8 +301,10 @@ async fn client_without_certificate_gets_no_application_data() {
 async fn peers_of_another_cluster_are_refused_both_ways() {
     let tmp_a = TempDir::new("cluster-a");
     let tmp_b = TempDir::new("cluster-b");
-    let a_server = ClusterCredentials::load_or_create(tmp_a.path(), "director").unwrap();
-    let b_client = ClusterCredentials::load_or_create(tmp_b.path(), "intruder").unwrap();
+    let a_server =
+        ClusterCredentials::load_or_create(tmp_a.path(), Role::Director, Some("director")).unwrap();
+    let b_client =
+        ClusterCredentials::load_or_create(tmp_b.path(), Role::Worker, Some("intruder")).unwrap();
     assert_ne!(a_server.ca_cert, b_client.ca_cert);
     assert_ne!(a_server.secret, b_client.secret);
 
@@ -340,8 +350,11 @@ async fn peers_of_another_cluster_are_refused_both_ways() {
     server.close(0u32.into(), b"done");
 
     // A client of cluster A against a server of cluster B: the client refuses the server.
-    let b_server = ClusterCredentials::load_or_create(tmp_b.path(), "other-director").unwrap();
-    let a_client = ClusterCredentials::load_or_create(tmp_a.path(), "worker-a").unwrap();
+    let b_server =
+        ClusterCredentials::load_or_create(tmp_b.path(), Role::Director, Some("other-director"))
+            .unwrap();
+    let a_client =
+        ClusterCredentials::load_or_create(tmp_a.path(), Role::Worker, Some("worker-a")).unwrap();
     let server = server_endpoint(&b_server);
     let addr = server.local_addr().unwrap();
     let _seen = spawn_echo_server(server.clone());
@@ -362,7 +375,7 @@ fn load_reports_missing_and_corrupt_files() {
     let tmp = TempDir::new("load");
     let dir = tmp.path();
 
-    let e = ClusterCredentials::load(dir, "worker-a").unwrap_err();
+    let e = ClusterCredentials::load(dir, Role::Worker, Some("worker-a")).unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidArgument);
     assert!(
         e.message.contains(&dir.display().to_string()),
@@ -371,7 +384,7 @@ fn load_reports_missing_and_corrupt_files() {
     );
 
     std::fs::create_dir_all(dir).unwrap();
-    let e = ClusterCredentials::load(dir, "worker-a").unwrap_err();
+    let e = ClusterCredentials::load(dir, Role::Worker, Some("worker-a")).unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidArgument);
     assert!(
         e.message.contains(&dir.display().to_string()),
@@ -385,37 +398,37 @@ fn load_reports_missing_and_corrupt_files() {
     );
 
     // A valid directory, then break each file in turn.
-    ClusterCredentials::load_or_create(dir, "worker-a").unwrap();
+    ClusterCredentials::load_or_create(dir, Role::Worker, Some("worker-a")).unwrap();
     let pem = std::fs::read(dir.join("ca.pem")).unwrap();
     std::fs::write(dir.join("ca.pem"), b"not a certificate\n").unwrap();
-    let e = ClusterCredentials::load(dir, "worker-a").unwrap_err();
+    let e = ClusterCredentials::load(dir, Role::Worker, Some("worker-a")).unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidArgument);
     assert!(e.message.contains("ca.pem"), "{}", e.message);
     // load_or_create does not overwrite a corrupt directory either.
-    let e = ClusterCredentials::load_or_create(dir, "worker-a").unwrap_err();
+    let e = ClusterCredentials::load_or_create(dir, Role::Worker, Some("worker-a")).unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidArgument);
 
     // ca.pem from another cluster: valid PEM, wrong key.
     let other = TempDir::new("load-other");
-    ClusterCredentials::load_or_create(other.path(), "x").unwrap();
+    ClusterCredentials::load_or_create(other.path(), Role::Worker, Some("x")).unwrap();
     std::fs::copy(other.path().join("ca.pem"), dir.join("ca.pem")).unwrap();
-    let e = ClusterCredentials::load(dir, "worker-a").unwrap_err();
+    let e = ClusterCredentials::load(dir, Role::Worker, Some("worker-a")).unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidArgument);
     assert!(e.message.contains("ca.pem"), "{}", e.message);
     std::fs::write(dir.join("ca.pem"), &pem).unwrap();
 
     std::fs::write(dir.join("ca.key"), b"garbage").unwrap();
-    let e = ClusterCredentials::load(dir, "worker-a").unwrap_err();
+    let e = ClusterCredentials::load(dir, Role::Worker, Some("worker-a")).unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidArgument);
     assert!(e.message.contains("ca.key"), "{}", e.message);
 
     std::fs::remove_file(dir.join("ca.key")).unwrap();
-    ClusterCredentials::load(dir, "worker-a").unwrap_err();
+    ClusterCredentials::load(dir, Role::Worker, Some("worker-a")).unwrap_err();
 
     let fresh = TempDir::new("load-secret");
-    ClusterCredentials::load_or_create(fresh.path(), "worker-a").unwrap();
+    ClusterCredentials::load_or_create(fresh.path(), Role::Worker, Some("worker-a")).unwrap();
     std::fs::write(fresh.path().join("secret.bin"), [1u8; 31]).unwrap();
-    let e = ClusterCredentials::load(fresh.path(), "worker-a").unwrap_err();
+    let e = ClusterCredentials::load(fresh.path(), Role::Worker, Some("worker-a")).unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidArgument);
     assert!(
         e.message.contains("secret.bin") && e.message.contains("32"),
@@ -423,7 +436,8 @@ fn load_reports_missing_and_corrupt_files() {
         e.message
     );
 
-    let e = ClusterCredentials::load_or_create(fresh.path(), "bad name").unwrap_err();
+    let e = ClusterCredentials::load_or_create(fresh.path(), Role::Worker, Some("bad name"))
+        .unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidArgument);
 }
 

@@ -48,7 +48,9 @@ async fn forged_replayed_expired_and_tampered_messages_leave_the_session_in_plac
 
     // A cluster member acting on its own: it holds a cluster certificate, so mutual TLS lets it in,
     // and the token and snapshot checks must stop it.
-    let peer_creds = common::creds(&dir, "intruder");
+    // A director certificate: only directors may call a worker's migration methods, so the
+    // attacks below reach the token and snapshot checks.
+    let peer_creds = common::creds_as(&dir, rpcnet_runtime::cluster::Role::Director, "intruder");
     let to_b = Client::connect(
         workers[1].mgmt_addr(),
         ClientConfig::cluster(peer_creds.clone()),

@@ -18,6 +18,7 @@
 //! - `config` and `events`: settings and what the embedder observes;
 //! - this module: [`Director`], the handle the embedder holds.
 
+mod admin;
 mod clients;
 mod config;
 mod events;
@@ -182,7 +183,10 @@ impl Director {
                 return Err(e);
             }
         };
-        for m in mgmt::DIRECTOR_METHODS {
+        for m in mgmt::DIRECTOR_METHODS
+            .into_iter()
+            .chain(crate::admin::METHODS)
+        {
             mgmt.register(m, MethodKind::Unary);
         }
         let inner = Arc::new(Inner {

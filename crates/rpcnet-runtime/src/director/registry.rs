@@ -28,7 +28,7 @@ pub(crate) struct WorkerLink {
     pub(crate) mgmt: Client,
     /// The user and management addresses it registered with: they tell a re-registration of
     /// this worker from another worker claiming its id.
-    addrs: (SocketAddr, SocketAddr),
+    pub(crate) addrs: (SocketAddr, SocketAddr),
     last_heartbeat: AtomicU64,
     pub(crate) dead: Canceller,
     draining: AtomicBool,

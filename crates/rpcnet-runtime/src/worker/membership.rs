@@ -43,7 +43,7 @@ use tokio::sync::{mpsc, Notify};
 use super::Inner;
 use crate::backoff::{random_u32, Backoff};
 use crate::client::{Client, ClientConfig};
-use crate::cluster::ClusterCredentials;
+use crate::cluster::{PeerIdentity, Role};
 use crate::error::RpcError;
 use crate::mgmt::{self, now_ms};
 
@@ -433,8 +433,10 @@ async fn run_slot(
                 return;
             }
             Err(e) => {
-                let refused = matches!(e.code, ErrorCode::InvalidArgument | ErrorCode::Protocol)
-                    || handshake_refused(&e);
+                let refused = matches!(
+                    e.code,
+                    ErrorCode::InvalidArgument | ErrorCode::Protocol | ErrorCode::PermissionDenied
+                ) || handshake_refused(&e);
                 // A refusal fails a start still waiting; after the start it is retried.
                 let waiting = outcomes.as_ref().is_some_and(|tx| !tx.is_closed());
                 if refused && waiting {
@@ -472,19 +474,35 @@ async fn attempt(inner: &Inner, slot: &Slot) -> Result<Attempt, RpcError> {
             let mut config = ClientConfig::cluster(inner.cluster.clone());
             config.connect_timeout_ms = CONNECT_ATTEMPT_MS;
             let client = Arc::new(Client::connect(slot.addr, config).await?);
-            let Some(fingerprint) =
-                ClusterCredentials::peer_fingerprint(client.connection().quinn())
-            else {
-                client.close().await;
-                return Err(RpcError::unavailable(
-                    "the director presented no certificate",
-                ));
+            let peer = PeerIdentity::of_peer(client.connection().quinn())
+                .ok_or_else(|| RpcError::unavailable("the director presented no certificate"))
+                .and_then(|p| {
+                    p.require(Role::Director, "a director's management port")
+                        .map(|_| p)
+                });
+            let peer = match peer {
+                Ok(p) => p,
+                Err(e) => {
+                    client.close().await;
+                    return Err(e);
+                }
             };
+            let fingerprint = peer.fingerprint;
             if let Some(other) = inner.membership.holder_of(&fingerprint, slot) {
                 client.close().await;
                 return Ok(Attempt::Duplicate(other));
             }
+            let known = {
+                let st = slot.state.lock().unwrap();
+                st.generation > 0 && st.fingerprint.as_deref() == Some(fingerprint.as_str())
+            };
             adopt(inner, slot, client.clone(), fingerprint).await;
+            // The same certificate as before: the same director run after a lost connection,
+            // or (issued credentials are kept across restarts) a restarted one, which no
+            // longer knows this worker.
+            if known && director_forgot(inner, &client).await {
+                declared_dead(inner, slot).await;
+            }
             client
         }
     };
@@ -517,6 +535,20 @@ async fn adopt(inner: &Inner, slot: &Slot, client: Arc<Client>, fingerprint: Str
         forget(inner, old_key).await;
         sessions.forget_director_key(&old);
     }
+}
+
+/// Whether the director on `client` answers a Heartbeat with `NOT_FOUND`: it does not know this
+/// worker (it was restarted, or declared the worker dead while the connection was down).
+async fn director_forgot(inner: &Inner, client: &Client) -> bool {
+    let hb = ManagementMessage::Heartbeat(Heartbeat {
+        worker_id: inner.id.clone(),
+        sessions: inner.user.sessions().len() as u32,
+        at_ms: now_ms(),
+    });
+    matches!(
+        mgmt::call(client, mgmt::HEARTBEAT, &hb, REGISTER_TIMEOUT_MS).await,
+        Err(e) if e.code == ErrorCode::NotFound
+    )
 }
 
 /// Stops producing for the calls director `key` relays and forgets its sessions.

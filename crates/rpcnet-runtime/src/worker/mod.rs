@@ -30,7 +30,7 @@ use tokio::sync::oneshot;
 
 use crate::addr;
 use crate::cancel::Canceller;
-use crate::cluster::ClusterCredentials;
+use crate::cluster::{ClusterCredentials, PeerIdentity, Role};
 use crate::error::RpcError;
 use crate::events::EventQueue;
 use crate::mgmt::{self, now_ms, rejected};
@@ -483,15 +483,19 @@ async fn serve_mgmt(inner: Arc<Inner>) {
             {
                 let inner = inner.clone();
                 tokio::spawn(async move {
-                    // Defence in depth: only cluster peers reach this port (mutual TLS), and we
-                    // log which one asked.
-                    let peer = ClusterCredentials::peer_fingerprint(connection.quinn())
-                        .unwrap_or_default();
+                    // Only cluster peers reach this port (mutual TLS), and of those only
+                    // directors may drive migrations (PROTOCOL.md section 14.2).
+                    let asker =
+                        PeerIdentity::require_peer(connection.quinn(), Role::Director, &method);
                     // Its handle would keep the management port's socket open (Worker::close).
                     drop(connection);
+                    let peer = asker
+                        .as_ref()
+                        .map(|p| p.fingerprint.clone())
+                        .unwrap_or_default();
                     // The director that asks: a session migrated here is relayed by it.
                     let via = inner.user.sessions().known_director(&peer);
-                    let result = match mgmt::decode(&payload) {
+                    let result = match asker.and_then(|_| mgmt::decode(&payload)) {
                         Ok(msg) => handle(&inner, &method, msg, via).await,
                         Err(e) => Err(e),
                     };

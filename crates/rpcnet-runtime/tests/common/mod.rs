@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rpcnet_runtime::cluster::ClusterCredentials;
+use rpcnet_runtime::cluster::{ClusterCredentials, Role};
 use rpcnet_runtime::director::{Director, DirectorConfig};
 use rpcnet_runtime::tls::{client_crypto, parse_fingerprint};
 use rpcnet_runtime::transport::transport_config;
@@ -20,9 +20,20 @@ use rpcnet_runtime::{
     ServerConfig, ServerEvent,
 };
 
-/// Loads (creating on first use) the credentials of `name` in the cluster directory `dir`.
+/// Loads (creating on first use) the credentials of `name` in the cluster directory `dir`: a
+/// director's for a name starting with `director`, else a worker's.
 pub fn creds(dir: &std::path::Path, name: &str) -> Arc<ClusterCredentials> {
-    Arc::new(ClusterCredentials::load_or_create(dir, name).unwrap())
+    let role = if name.starts_with("director") {
+        Role::Director
+    } else {
+        Role::Worker
+    };
+    creds_as(dir, role, name)
+}
+
+/// Loads (creating on first use) the credentials of `name` as `role` in `dir`.
+pub fn creds_as(dir: &std::path::Path, role: Role, name: &str) -> Arc<ClusterCredentials> {
+    Arc::new(ClusterCredentials::load_or_create(dir, role, Some(name)).unwrap())
 }
 
 /// Serves `count`: `items` items of `item_bytes` bytes (the first 8 bytes are the seq), `every`

@@ -1,31 +1,48 @@
 //! Cluster credentials: mutual TLS under a cluster CA for the management plane (register,
-//! heartbeat, migrate) and the director -> worker data link.
+//! heartbeat, migrate, admin) and the director -> worker data link.
 //!
-//! Embedded default: the cluster CA and a 32-byte cluster secret are generated into a local
-//! directory on first run and reused after. Every process of the cluster gets a fresh leaf
-//! certificate issued in memory by that CA, presents it on both sides of a connection and accepts
-//! only peers whose leaf chains to the same CA. A peer without a cluster certificate cannot
-//! register, heartbeat or migrate: the server requires a client certificate (TLS 1.3
-//! CertificateRequest, RFC 8446 section 4.3.2) and the client verifies the server, so either side
-//! from another cluster, or without a certificate, fails the handshake.
+//! Every process of a cluster presents a certificate issued by the cluster CA, on both sides of
+//! every connection, and accepts only peers whose certificate chains to the same CA: the server
+//! requires a client certificate (TLS 1.3 CertificateRequest, RFC 8446 section 4.3.2) and the
+//! client verifies the server, so a peer from another cluster, or without a certificate, fails
+//! the handshake. Each certificate names its holder (subject CN) and its role (subject OU,
+//! [`Role`]), which every request is checked against ([`role`]).
 //!
-//! The cluster directory (see [`default_cluster_dir`], `.rpcnet/cluster` unless
-//! `RPCNET_CLUSTER_DIR` says otherwise) holds:
+//! A process finds its credentials in its cluster directory (see [`default_cluster_dir`],
+//! `.rpcnet/cluster` unless `RPCNET_CLUSTER_DIR` says otherwise), in one of two layouts:
+//!
+//! - **Issued (production)**: `ca.pem`, `cert.pem`, `key.pem` and, for workers and directors,
+//!   `secret.bin`, as written by `rpcnet cluster issue NAME --role ROLE` ([`enroll::issue`]).
+//!   The process holds its own certificate and key, never the CA's key; its name is the one in
+//!   its certificate.
+//! - **CA directory (development)**: `ca.pem`, `ca.key`, `secret.bin`, as written by
+//!   `rpcnet cluster init` ([`enroll::init`]), or generated on first start into a directory that
+//!   holds none of these files (with a warning). The process issues itself a fresh leaf in
+//!   memory for its name and role at every start, so it holds the CA's key: fine on one
+//!   development machine, not across hosts.
 //!
 //! | file         | content                                                   | mode |
 //! |--------------|-----------------------------------------------------------|------|
 //! | `ca.pem`     | the CA certificate (PEM, ECDSA P-256, self-signed)        | 0644 |
-//! | `ca.key`     | the CA private key (PKCS#8 PEM)                           | 0600 |
+//! | `ca.key`     | the CA private key (PKCS#8 PEM); CA directory only        | 0600 |
+//! | `cert.pem`   | this host's certificate (PEM), issued directory only      | 0644 |
+//! | `key.pem`    | its private key (PKCS#8 PEM), issued directory only       | 0600 |
 //! | `secret.bin` | 32 random bytes: the cluster secret (raw, no encoding)    | 0600 |
 //!
-//! The directory itself is created with mode 0700. All processes of a cluster must see the same
-//! directory (same host, or a copy of it on every host). The secret is the input keying material
-//! for migration-token HMAC keys and snapshot sealing keys; it never leaves the process otherwise.
+//! Directories are created with mode 0700. The secret is the input keying material for
+//! migration-token HMAC keys, snapshot sealing keys, session-ticket keys and the stateless reset
+//! key; it never leaves the process otherwise. Admin tools do not get it.
 //!
 //! Creation is race-safe between processes started at the same time: every file is written to a
 //! temporary file in the directory and published with `hard_link` (which fails if the target
 //! exists), so exactly one process wins and the others load what it published. To rotate the CA
-//! and the secret, stop the cluster and delete the directory.
+//! and the secret, stop the cluster, run `rpcnet cluster init` in a new directory and issue every
+//! host's credentials again.
+
+pub mod enroll;
+pub mod role;
+
+pub use role::{PeerIdentity, Role};
 
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};
@@ -109,9 +126,12 @@ pub struct ClusterCredentials {
     pub secret: [u8; SECRET_LEN],
     /// Name the leaf was issued for (also its DNS SAN and CN), e.g. `"worker-a"`.
     pub name: String,
+    /// Role the leaf was issued for (its subject OU).
+    pub role: Role,
     /// The cluster CA as an issuer (its key from `ca.key`), for
-    /// [`issue_server_identity`](Self::issue_server_identity).
-    issuer: Arc<Issuer>,
+    /// [`issue_server_identity`](Self::issue_server_identity); `None` with issued credentials,
+    /// which hold no CA key.
+    issuer: Option<Arc<Issuer>>,
 }
 
 /// The cluster CA rebuilt as an rcgen issuer: same subject DN and key as the stored certificate,
@@ -131,15 +151,39 @@ impl Issuer {
         params: CertificateParams,
         what: &str,
     ) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), RpcError> {
+        let (cert, key) = self.sign(params, what)?;
+        Ok((
+            cert.der().clone(),
+            PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        ))
+    }
+
+    /// [`issue`](Self::issue), for writing to files: the certificate (DER and PEM) and the key
+    /// as PKCS#8 PEM.
+    fn issue_pem(
+        &self,
+        params: CertificateParams,
+        what: &str,
+    ) -> Result<(enroll::IssuedCert, String), RpcError> {
+        let (cert, key) = self.sign(params, what)?;
+        let issued = enroll::IssuedCert {
+            der: cert.der().clone(),
+            pem: cert.pem(),
+        };
+        Ok((issued, key.serialize_pem()))
+    }
+
+    fn sign(
+        &self,
+        params: CertificateParams,
+        what: &str,
+    ) -> Result<(rcgen::Certificate, KeyPair), RpcError> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .map_err(|e| RpcError::internal(format!("key generation for {what} failed: {e}")))?;
         let cert = params
             .signed_by(&key, &self.cert, &self.key)
             .map_err(|e| RpcError::internal(format!("{what} failed: {e}")))?;
-        Ok((
-            cert.der().clone(),
-            PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        ))
+        Ok((cert, key))
     }
 }
 
@@ -151,6 +195,7 @@ impl Clone for ClusterCredentials {
             key: self.key.clone_key(),
             secret: self.secret,
             name: self.name.clone(),
+            role: self.role,
             issuer: self.issuer.clone(),
         }
     }
@@ -160,6 +205,8 @@ impl std::fmt::Debug for ClusterCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClusterCredentials")
             .field("name", &self.name)
+            .field("role", &self.role)
+            .field("holds_ca_key", &self.issuer.is_some())
             .field("ca_fingerprint", &fingerprint(&self.ca_cert))
             .field("leaf_fingerprint", &self.leaf_fingerprint())
             .field("key", &"<redacted>")
@@ -169,24 +216,41 @@ impl std::fmt::Debug for ClusterCredentials {
 }
 
 impl ClusterCredentials {
-    /// Loads the cluster CA (`ca.pem`, `ca.key`) and secret (`secret.bin`, 32 bytes, mode 0600)
-    /// from `dir`, creating them (and `dir`, mode 0700, with missing parents) on first use; then
-    /// issues a fresh leaf for `name` in memory (ECDSA P-256, DNS SANs `[name, "rpcnet-cluster"]`,
-    /// extended key usage server + client auth, valid for 1 year). Nothing about the leaf is
-    /// written to disk.
+    /// The credentials of this process in the cluster directory `dir`, as `role`:
+    ///
+    /// - a directory of issued credentials (`cert.pem` present): loads them
+    ///   ([`enroll::load_issued`]); `name`, if given, must be the certificate's name;
+    /// - a CA directory (`ca.key` present): issues a fresh leaf for `name` and `role` in memory
+    ///   (ECDSA P-256, DNS SANs `[name, "rpcnet-cluster"]`, subject OU the role, extended key
+    ///   usage server + client auth, valid for 1 year; nothing written);
+    /// - a missing directory, or one with none of `ca.pem`, `ca.key`, `cert.pem`: generates a
+    ///   development CA and secret there first (`dir` created with mode 0700 and missing
+    ///   parents) and logs a warning saying so, then as for a CA directory.
+    ///
+    /// `name`: 1 to 253 characters of `A-Z a-z 0-9 . - _`; `None` takes the certificate's name
+    /// (issued credentials) or the role's name (`director`, `admin`; a worker needs one).
     ///
     /// Race-safe between processes (and threads) calling it at the same time on the same `dir`:
     /// all end with the same CA and secret. A caller that loses the race waits up to 10 s for the
     /// winner to publish `ca.pem`. Blocking (file I/O, key generation): from async code call it
     /// through `tokio::task::spawn_blocking`.
     ///
-    /// `name`: 1 to 253 characters of `A-Z a-z 0-9 . - _`.
-    ///
     /// Errors: `INVALID_ARGUMENT` for a bad `name`, a directory or file that cannot be created or
-    /// read, or existing files that are malformed or do not belong together (the message names the
-    /// file); `INTERNAL` if key or certificate generation fails.
-    pub fn load_or_create(dir: &Path, name: &str) -> Result<Self, RpcError> {
+    /// read, existing files that are malformed, do not belong together or are for another role
+    /// or name (the message names the file and how to make a right one); `INTERNAL` if key or
+    /// certificate generation fails.
+    pub fn load_or_create(dir: &Path, role: Role, name: Option<&str>) -> Result<Self, RpcError> {
+        if dir.join(enroll::CERT_FILE).exists() {
+            return enroll::load_issued(dir, role, name);
+        }
+        let name = leaf_name(role, name)?;
         validate_name(name)?;
+        if dir.join(CA_CERT_FILE).exists() && !dir.join(CA_KEY_FILE).exists() {
+            // A host's directory without its credentials (the CA publishes `ca.key` before
+            // `ca.pem`, so this is no creation race): never generate a CA next to it.
+            return Self::load(dir, role, Some(name));
+        }
+        let fresh = !dir.join(CA_CERT_FILE).exists() && !dir.join(CA_KEY_FILE).exists();
         create_dir(dir)?;
         if !dir.join(SECRET_FILE).exists() {
             create_secret(dir)?;
@@ -194,106 +258,42 @@ impl ClusterCredentials {
         if !dir.join(CA_KEY_FILE).exists() {
             create_ca(dir)?;
         }
+        if fresh {
+            tracing::warn!(dir = %dir.display(), "no cluster credentials found: using a development cluster CA in this directory (every process that uses it holds the CA key); across hosts, run `rpcnet cluster init` once and give each host its own credentials with `rpcnet cluster issue NAME --role worker|director|admin`");
+        }
         wait_for_file(&dir.join(CA_CERT_FILE), PUBLISH_WAIT);
-        Self::load(dir, name)
+        Self::load(dir, role, Some(name))
     }
 
-    /// Loads an existing cluster directory only (nothing is created), then issues a fresh leaf for
-    /// `name` in memory as [`load_or_create`](Self::load_or_create) does.
+    /// Loads existing credentials only (nothing is created): issued credentials, or a CA
+    /// directory from which a fresh leaf for `name` and `role` is issued in memory, as
+    /// [`load_or_create`](Self::load_or_create) does.
     ///
-    /// Errors: `INVALID_ARGUMENT`, with the path in the message, when `dir` or one of `ca.pem`,
-    /// `ca.key`, `secret.bin` is missing or malformed (no PEM certificate, unparsable key, secret
-    /// not exactly 32 bytes, key not matching the certificate), or when `name` is invalid;
-    /// `INTERNAL` if leaf generation fails.
-    pub fn load(dir: &Path, name: &str) -> Result<Self, RpcError> {
+    /// Errors: `INVALID_ARGUMENT`, with the path in the message and the command that makes the
+    /// file, when `dir` or one of its files is missing or malformed (no PEM certificate,
+    /// unparsable key, secret not exactly 32 bytes, key not matching the certificate), the
+    /// credentials are for another role or name, or `name` is invalid; `INTERNAL` if leaf
+    /// generation fails.
+    pub fn load(dir: &Path, role: Role, name: Option<&str>) -> Result<Self, RpcError> {
+        if dir.join(enroll::CERT_FILE).exists() {
+            return enroll::load_issued(dir, role, name);
+        }
+        let name = leaf_name(role, name)?;
         validate_name(name)?;
-        if !dir.is_dir() {
-            return Err(RpcError::invalid_argument(format!(
-                "cluster directory {} does not exist (create it with load_or_create)",
-                dir.display()
-            )));
-        }
-        let cert_path = dir.join(CA_CERT_FILE);
-        let key_path = dir.join(CA_KEY_FILE);
-        let secret_path = dir.join(SECRET_FILE);
-        for path in [&cert_path, &key_path, &secret_path] {
-            if !path.is_file() {
-                return Err(RpcError::invalid_argument(format!(
-                    "cluster directory {} is incomplete: {} is missing",
-                    dir.display(),
-                    path.display()
-                )));
-            }
-        }
-
-        let ca_cert = CertificateDer::from_pem_file(&cert_path).map_err(|e| {
-            RpcError::invalid_argument(format!(
-                "no usable PEM certificate in cluster CA file {}: {e}",
-                cert_path.display()
-            ))
-        })?;
-        warn_if_exposed(&key_path);
-        let key_pem = fs::read_to_string(&key_path).map_err(|e| {
-            RpcError::invalid_argument(format!(
-                "cannot read cluster CA key {}: {e}",
-                key_path.display()
-            ))
-        })?;
-        let ca_key = KeyPair::from_pem(&key_pem).map_err(|e| {
-            RpcError::invalid_argument(format!(
-                "malformed cluster CA key {}: {e}",
-                key_path.display()
-            ))
-        })?;
-        warn_if_exposed(&secret_path);
-        let secret_bytes = fs::read(&secret_path).map_err(|e| {
-            RpcError::invalid_argument(format!(
-                "cannot read cluster secret {}: {e}",
-                secret_path.display()
-            ))
-        })?;
-        let secret = <[u8; SECRET_LEN]>::try_from(secret_bytes.as_slice()).map_err(|_| {
-            RpcError::invalid_argument(format!(
-                "cluster secret {} must be exactly {SECRET_LEN} bytes, has {}",
-                secret_path.display(),
-                secret_bytes.len()
-            ))
-        })?;
-
-        // The CA as an issuer: same subject DN and key as the stored certificate, so leaves it signs
-        // chain to the stored DER (which stays the trust anchor; the rebuilt DER is never used).
-        let issuer_params = ca_params(&ca_key)?;
-        let ca_cn = ca_common_name(&ca_key);
-        if !contains(ca_cert.as_ref(), ca_key.public_key_raw())
-            || !contains(ca_cert.as_ref(), ca_cn.as_bytes())
-        {
-            return Err(RpcError::invalid_argument(format!(
-                "cluster CA certificate {} does not belong to the key {} (expected subject CN {ca_cn:?})",
-                cert_path.display(),
-                key_path.display()
-            )));
-        }
-        let issuer = Issuer {
-            cert: issuer_params.self_signed(&ca_key).map_err(|e| {
-                RpcError::internal(format!(
-                    "cannot rebuild the cluster CA from {}: {e}",
-                    key_path.display()
-                ))
-            })?,
-            key: ca_key,
-        };
+        let ca = Ca::load(dir)?;
         let names = peer_names(name);
-        let (leaf, key) = issuer.issue(
-            leaf_params(name, &names, true)?,
+        let (leaf, key) = ca.issuer.issue(
+            leaf_params(name, &names, Some(role))?,
             &format!("cluster leaf certificate for {name:?}"),
         )?;
         let creds = Self {
-            chain: vec![leaf, ca_cert.clone()],
+            chain: vec![leaf, ca.cert.clone()],
             key,
-            ca_cert,
-            secret,
+            ca_cert: ca.cert,
+            secret: ca.secret,
             name: name.to_string(),
-            issuer: Arc::new(issuer),
+            role,
+            issuer: Some(Arc::new(ca.issuer)),
         };
         creds.check_chain().map_err(|e| {
             RpcError::invalid_argument(format!(
@@ -355,7 +355,8 @@ impl ClusterCredentials {
     /// trust the cluster CA (`ca.pem` in the cluster directory, [`crate::ClientTrust::CaFile`])
     /// accept it under any of those names, so every director of the cluster presents an
     /// identity they already trust, restart after restart. Its fingerprint changes with every
-    /// issue: a client that pins needs an identity from files.
+    /// issue: a client that pins needs an identity from files. With issued credentials (no CA
+    /// key) it is this host's own certificate instead, the names those chosen at issue.
     ///
     /// Errors: `INVALID_ARGUMENT` when `server_names` is empty or one is neither an IP address
     /// nor a DNS name (the message names it); `INTERNAL` if generation fails.
@@ -363,18 +364,44 @@ impl ClusterCredentials {
         &self,
         server_names: &[String],
     ) -> Result<crate::tls::LoadedIdentity, RpcError> {
+        let Some(issuer) = &self.issuer else {
+            return self.issued_server_identity(server_names);
+        };
         let first = server_names.first().ok_or_else(|| {
             RpcError::invalid_argument("a cluster-issued identity needs at least one server name")
         })?;
         let names: Vec<&str> = server_names.iter().map(String::as_str).collect();
-        let (leaf, key) = self.issuer.issue(
-            leaf_params(first, &names, false)?,
+        let (leaf, key) = issuer.issue(
+            leaf_params(first, &names, None)?,
             &format!("cluster-issued server certificate for {names:?}"),
         )?;
         Ok(crate::tls::LoadedIdentity {
             fingerprint: fingerprint(&leaf),
             chain: vec![leaf, self.ca_cert.clone()],
             key,
+        })
+    }
+
+    /// With issued credentials (no CA key), the user port presents this host's own certificate,
+    /// whose names were chosen when it was issued (`rpcnet cluster issue NAME --role director
+    /// --host H`). A warning names the `server_names` it does not cover: clients connecting
+    /// under those fail the handshake.
+    fn issued_server_identity(
+        &self,
+        server_names: &[String],
+    ) -> Result<crate::tls::LoadedIdentity, RpcError> {
+        let covered = role::certificate_names(&self.chain[0])?;
+        let missing: Vec<&String> = server_names
+            .iter()
+            .filter(|n| !covered.iter().any(|c| c.eq_ignore_ascii_case(n)))
+            .collect();
+        if !missing.is_empty() {
+            tracing::warn!(name = %self.name, ?missing, ?covered, "the director's issued certificate does not cover these server names: clients connecting under them fail the handshake; issue it again with --host for each");
+        }
+        Ok(crate::tls::LoadedIdentity {
+            fingerprint: self.leaf_fingerprint(),
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
         })
     }
 
@@ -509,6 +536,137 @@ impl ClusterCredentials {
     }
 }
 
+/// The cluster CA and secret of a CA directory (`ca.pem`, `ca.key`, `secret.bin`).
+struct Ca {
+    /// `ca.pem` as stored: the trust anchor.
+    cert: CertificateDer<'static>,
+    issuer: Issuer,
+    secret: [u8; SECRET_LEN],
+}
+
+impl Ca {
+    /// Loads the CA directory `dir`.
+    ///
+    /// Errors: `INVALID_ARGUMENT` naming the file when `dir` or a file is missing or malformed,
+    /// or when `ca.pem` and `ca.key` do not belong together; `INTERNAL` if the issuer cannot be
+    /// rebuilt.
+    fn load(dir: &Path) -> Result<Ca, RpcError> {
+        if !dir.is_dir() {
+            return Err(RpcError::invalid_argument(format!(
+                "cluster directory {} does not exist: create it with `rpcnet cluster init {}`",
+                dir.display(),
+                dir.display()
+            )));
+        }
+        let cert_path = dir.join(CA_CERT_FILE);
+        let key_path = dir.join(CA_KEY_FILE);
+        let secret_path = dir.join(SECRET_FILE);
+        if !key_path.is_file() && cert_path.is_file() {
+            return Err(RpcError::invalid_argument(format!(
+                "{} holds the cluster CA certificate but neither this host's credentials ({}, {}) nor the CA key ({}): \
+                 issue them where the CA key is kept with `rpcnet cluster issue NAME --role worker|director|admin --out {}`",
+                dir.display(),
+                enroll::CERT_FILE,
+                enroll::KEY_FILE,
+                CA_KEY_FILE,
+                dir.display()
+            )));
+        }
+        for path in [&cert_path, &key_path, &secret_path] {
+            if !path.is_file() {
+                return Err(RpcError::invalid_argument(format!(
+                    "cluster directory {} is incomplete: {} is missing (a CA directory is made by `rpcnet cluster init DIR`)",
+                    dir.display(),
+                    path.display()
+                )));
+            }
+        }
+        let cert = read_cert(&cert_path, "cluster CA file")?;
+        let ca_key = read_key(&key_path, "cluster CA key")?;
+        let secret = read_secret(&secret_path)?;
+        // The CA as an issuer: same subject DN and key as the stored certificate, so leaves it signs
+        // chain to the stored DER (which stays the trust anchor; the rebuilt DER is never used).
+        let issuer_params = ca_params(&ca_key)?;
+        let ca_cn = ca_common_name(&ca_key);
+        if !contains(cert.as_ref(), ca_key.public_key_raw())
+            || !contains(cert.as_ref(), ca_cn.as_bytes())
+        {
+            return Err(RpcError::invalid_argument(format!(
+                "cluster CA certificate {} does not belong to the key {} (expected subject CN {ca_cn:?})",
+                cert_path.display(),
+                key_path.display()
+            )));
+        }
+        let issuer = Issuer {
+            cert: issuer_params.self_signed(&ca_key).map_err(|e| {
+                RpcError::internal(format!(
+                    "cannot rebuild the cluster CA from {}: {e}",
+                    key_path.display()
+                ))
+            })?,
+            key: ca_key,
+        };
+        Ok(Ca {
+            cert,
+            issuer,
+            secret,
+        })
+    }
+}
+
+/// The first PEM certificate of `path`; `what` names the file's purpose in errors.
+fn read_cert(path: &Path, what: &str) -> Result<CertificateDer<'static>, RpcError> {
+    CertificateDer::from_pem_file(path).map_err(|e| {
+        RpcError::invalid_argument(format!(
+            "no usable PEM certificate in {what} {}: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// The PKCS#8 PEM key pair of `path` (warning when others may read it).
+fn read_key(path: &Path, what: &str) -> Result<KeyPair, RpcError> {
+    warn_if_exposed(path);
+    let pem = fs::read_to_string(path).map_err(|e| {
+        RpcError::invalid_argument(format!("cannot read {what} {}: {e}", path.display()))
+    })?;
+    KeyPair::from_pem(&pem).map_err(|e| {
+        RpcError::invalid_argument(format!("malformed {what} {}: {e}", path.display()))
+    })
+}
+
+/// The 32-byte cluster secret of `path`.
+fn read_secret(path: &Path) -> Result<[u8; SECRET_LEN], RpcError> {
+    warn_if_exposed(path);
+    let bytes = fs::read(path).map_err(|e| {
+        RpcError::invalid_argument(format!(
+            "cannot read cluster secret {}: {e}",
+            path.display()
+        ))
+    })?;
+    <[u8; SECRET_LEN]>::try_from(bytes.as_slice()).map_err(|_| {
+        RpcError::invalid_argument(format!(
+            "cluster secret {} must be exactly {SECRET_LEN} bytes, has {}",
+            path.display(),
+            bytes.len()
+        ))
+    })
+}
+
+/// The name of a leaf issued in memory: `name`, or for a director or an admin tool its role's
+/// name.
+///
+/// Errors: `INVALID_ARGUMENT` for a worker without a name.
+fn leaf_name(role: Role, name: Option<&str>) -> Result<&str, RpcError> {
+    match (name, role) {
+        (Some(n), _) => Ok(n),
+        (None, Role::Worker) => Err(RpcError::invalid_argument(
+            "a worker needs an id: give one, or credentials issued for it (`rpcnet cluster issue NAME --role worker`), whose name is the id",
+        )),
+        (None, r) => Ok(r.as_str()),
+    }
+}
+
 /// `name` must be usable as a DNS SAN and CN.
 fn validate_name(name: &str) -> Result<(), RpcError> {
     let ok = !name.is_empty()
@@ -569,24 +727,34 @@ fn peer_names(name: &str) -> Vec<&str> {
     names
 }
 
-/// Parameters of a leaf with subject CN `cn` for `names` (IP literals become IP SANs, anything
-/// else a DNS SAN), extended key usage server auth, plus client auth for a cluster `peer`.
+/// Parameters of a leaf with subject CN `cn` for `names`, extended key usage server auth. A
+/// cluster peer's leaf (`role` given) also has subject OU the role and client auth; its first
+/// name (its CN) must be a DNS name, the others may be IP literals, which become IP SANs. A user
+/// port's leaf (`role` `None`) takes IP literals anywhere.
 ///
 /// Errors: `INVALID_ARGUMENT` for a name that is neither an IP address nor a DNS name.
-fn leaf_params(cn: &str, names: &[&str], peer: bool) -> Result<CertificateParams, RpcError> {
+fn leaf_params(
+    cn: &str,
+    names: &[&str],
+    role: Option<Role>,
+) -> Result<CertificateParams, RpcError> {
     let mut params = CertificateParams::default();
     params.subject_alt_names = names
         .iter()
-        .map(|&n| san(n, peer))
+        .enumerate()
+        .map(|(i, &n)| san(n, role.is_some() && i == 0))
         .collect::<Result<_, _>>()?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, "rpcnet");
+    if let Some(role) = role {
+        dn.push(DnType::OrganizationalUnitName, role.as_str());
+    }
     dn.push(DnType::CommonName, cn);
     params.distinguished_name = dn;
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    if peer {
+    if role.is_some() {
         params
             .extended_key_usages
             .push(ExtendedKeyUsagePurpose::ClientAuth);
@@ -598,12 +766,12 @@ fn leaf_params(cn: &str, names: &[&str], peer: bool) -> Result<CertificateParams
     Ok(params)
 }
 
-/// The SAN for `name`: an IP SAN for an IP literal (server names only), else a DNS SAN,
-/// checked as a DNS name the way clients check it (rustls `ServerName`).
-fn san(name: &str, peer: bool) -> Result<SanType, RpcError> {
+/// The SAN for `name`: an IP SAN for an IP literal (unless `dns_only`, for a peer's own name),
+/// else a DNS SAN, checked as a DNS name the way clients check it (rustls `ServerName`).
+fn san(name: &str, dns_only: bool) -> Result<SanType, RpcError> {
     let (what, expected) = match name.parse::<std::net::IpAddr>() {
-        Ok(ip) if !peer => return Ok(SanType::IpAddress(ip)),
-        _ if peer => ("cluster peer name", "a DNS name"),
+        Ok(ip) if !dns_only => return Ok(SanType::IpAddress(ip)),
+        _ if dns_only => ("cluster peer name", "a DNS name"),
         _ => ("server name", "an IP address or a DNS name"),
     };
     let dns = ServerName::try_from(name)

@@ -1,0 +1,91 @@
+/**
+ * `rpcnet sessions`, `rpcnet workers`, `rpcnet migrate` and `rpcnet drain`: an operator's view of
+ * one director and the moves it can make, through the director's admin methods
+ * ({@link AdminClient}, PROTOCOL.md section 14.2) with an admin certificate.
+ * @module
+ */
+import { AdminClient } from '../admin-client.js';
+import type { MigrationReport } from '../director.js';
+import { RpcError } from '../errors.js';
+import { printJson, printTable } from './output.js';
+
+/** Options every admin command takes. */
+export interface AdminFlags {
+  director?: string;
+  clusterDir?: string;
+  timeoutMs?: string;
+  json?: boolean;
+}
+
+/** Environment variable naming the director's management address when `--director` is absent. */
+export const DIRECTOR_ENV = 'RPCNET_DIRECTOR';
+
+/**
+ * The client the flags describe.
+ * @throws {RpcError} `INVALID_ARGUMENT` without a director address or with a bad timeout.
+ */
+function client(flags: AdminFlags): AdminClient {
+  const director = flags.director ?? (process.env[DIRECTOR_ENV] || undefined);
+  if (director === undefined) {
+    throw new RpcError('INVALID_ARGUMENT', `which director? give its management address with --director host:port, or set ${DIRECTOR_ENV}`);
+  }
+  let timeoutMs: number | undefined;
+  if (flags.timeoutMs !== undefined) {
+    timeoutMs = Number(flags.timeoutMs);
+    if (!/^[1-9][0-9]*$/.test(flags.timeoutMs)) throw new RpcError('INVALID_ARGUMENT', `--timeout-ms must be a positive integer (ms), got ${JSON.stringify(flags.timeoutMs)}`);
+  }
+  return new AdminClient({ director, clusterDir: flags.clusterDir, timeoutMs });
+}
+
+function ms(value: number): string {
+  return value.toFixed(1);
+}
+
+function printMigrations(reports: MigrationReport[]): void {
+  printTable(
+    ['SESSION', 'FROM', 'TO', 'OUTCOME', 'MS', 'FROZEN MS', 'SNAPSHOT BYTES'],
+    reports.map((r) => [
+      r.sessionId,
+      r.source,
+      r.target,
+      r.completed ? 'migrated' : `aborted in ${r.abortedIn ?? '?'}: ${r.error ?? ''}`,
+      ms(r.durationMs),
+      ms(r.frozenMs),
+      String(r.snapshotBytes),
+    ]),
+  );
+}
+
+/** `rpcnet sessions`. */
+export async function sessions(flags: AdminFlags): Promise<void> {
+  const list = await client(flags).sessions();
+  if (flags.json) return printJson({ sessions: list });
+  printTable(['SESSION', 'WORKER', 'CONNECTION'], list.map((s) => [s.sessionId, s.worker, s.connectionId]));
+}
+
+/** `rpcnet workers`. */
+export async function workers(flags: AdminFlags): Promise<void> {
+  const list = await client(flags).workers();
+  if (flags.json) return printJson({ workers: list });
+  printTable(
+    ['WORKER', 'SESSIONS', 'DRAINING', 'USER ADDRESS', 'MGMT ADDRESS'],
+    list.map((w) => [w.id, String(w.sessions), w.draining ? 'yes' : 'no', w.userAddress, w.mgmtAddress]),
+  );
+}
+
+/** `rpcnet migrate SESSION [--to WORKER]`: exits 1 when the migration was rolled back. */
+export async function migrate(session: string, flags: AdminFlags & { to?: string }): Promise<void> {
+  const report = await client(flags).migrate(session, flags.to);
+  if (flags.json) printJson(report);
+  else printMigrations([report]);
+  if (!report.completed) process.exitCode = 1;
+}
+
+/** `rpcnet drain WORKER`: exits 1 when a session could not be moved. */
+export async function drain(worker: string, flags: AdminFlags): Promise<void> {
+  const reports = await client(flags).drain(worker);
+  if (flags.json) printJson({ migrations: reports });
+  else if (reports.length === 0) console.log(`rpcnet: ${worker} owned no session; it is draining`);
+  else printMigrations(reports);
+  if (reports.some((r) => !r.completed)) process.exitCode = 1;
+}
