@@ -365,3 +365,52 @@ async fn a_director_restarted_with_its_issued_certificate_is_found_again() {
     let first_batch = stream.next_batch(1).await.unwrap().unwrap();
     assert_eq!(common::seq_of(&first_batch[0]), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_pattern_certificate_serves_interchangeable_workers() {
+    let (tmp, ca) = cluster("enroll-pattern", &[("director-1", Role::Director)]);
+    let pool = tmp.0.join("pool");
+    let issued = enroll::issue(&ca, "pool-*", Role::Worker, &[], &pool).unwrap();
+    assert_eq!(issued.names, vec!["rpcnet-cluster".to_string()]);
+    let e = enroll::issue(&ca, "d-*", Role::Director, &[], &tmp.0.join("d")).unwrap_err();
+    assert!(
+        e.message.contains("only worker certificates"),
+        "{}",
+        e.message
+    );
+
+    // An id is required, and must match the pattern.
+    let e = ClusterCredentials::load(&pool, Role::Worker, None).unwrap_err();
+    assert!(e.message.contains("\"pool-*\""), "{}", e.message);
+    let e = ClusterCredentials::load(&pool, Role::Worker, Some("other-1")).unwrap_err();
+    assert!(e.message.contains("other-1"), "{}", e.message);
+    assert!(ClusterCredentials::load(&pool, Role::Worker, Some("pool-")).is_err());
+
+    let d = director(&tmp.0.join("director-1")).await;
+    let mgmt = d.mgmt_addr().to_string();
+    let mut workers = Vec::new();
+    for id in ["pool-7f9c", "pool-b21d"] {
+        let creds = load(&pool, Role::Worker, Some(id));
+        assert_eq!(creds.name, id);
+        let mut config = WorkerConfig::new(id, vec![mgmt.clone()], creds);
+        config.heartbeat_ms = 50;
+        workers.push(Worker::start(config).await.unwrap());
+    }
+    assert!(d.wait_for_workers(2, 2_000).await);
+    assert_eq!(
+        d.workers()
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .collect::<Vec<_>>(),
+        ["pool-7f9c", "pool-b21d"]
+    );
+    // The pattern's holder still cannot take a name outside it at the director.
+    let mut config = WorkerConfig::new(
+        "intruder",
+        vec![mgmt],
+        load(&pool, Role::Worker, Some("pool-x")),
+    );
+    config.connect_timeout_ms = 2_000;
+    let e = Worker::start(config).await.err().expect("refused");
+    assert_eq!(e.code, ErrorCode::PermissionDenied, "{e}");
+}

@@ -20,11 +20,11 @@ use std::path::{Path, PathBuf};
 
 use rustls::pki_types::PrivateKeyDer;
 
-use super::role::{certificate_names, PeerIdentity, Role};
+use super::role::{certificate_names, name_allows, PeerIdentity, Role};
 use super::{
     contains, create_ca, create_dir, create_secret, leaf_params, peer_names, publish, read_cert,
     read_key, read_secret, sync_dir, validate_name, write_temp, Ca, ClusterCredentials,
-    CA_CERT_FILE, CA_KEY_FILE, SECRET_FILE, SECRET_LEN,
+    CA_CERT_FILE, CA_KEY_FILE, CLUSTER_SERVER_NAME, SECRET_FILE, SECRET_LEN,
 };
 use crate::error::RpcError;
 
@@ -93,9 +93,22 @@ pub fn issue(
     hosts: &[String],
     out: &Path,
 ) -> Result<Issued, RpcError> {
-    validate_name(name)?;
+    let pattern = name.strip_suffix('*');
+    match pattern {
+        Some(prefix) if role == Role::Worker => validate_name(prefix)?,
+        Some(_) => {
+            return Err(RpcError::invalid_argument(format!(
+                "{name:?}: only worker certificates may name a pattern PREFIX* (each {role} needs its own name)"
+            )))
+        }
+        None => validate_name(name)?,
+    }
     let ca = Ca::load(ca_dir)?;
-    let mut names: Vec<&str> = peer_names(name);
+    // A pattern is no DNS name: it is the CN only.
+    let mut names: Vec<&str> = match pattern {
+        Some(_) => vec![CLUSTER_SERVER_NAME],
+        None => peer_names(name),
+    };
     if role == Role::Director {
         names.extend(DIRECTOR_LOCAL_NAMES);
     }
@@ -251,7 +264,17 @@ pub fn load_issued(
             how(name.unwrap_or(&id.name))
         )));
     }
-    if let Some(n) = name.filter(|n| *n != id.name) {
+    if id.name.ends_with('*') && name.is_none() {
+        return Err(RpcError::invalid_argument(format!(
+            "{} was issued for the names {:?}: give this {role} its own name matching it (a worker's id, e.g. the pod's name)",
+            cert_path.display(),
+            id.name
+        )));
+    }
+    if let Some(n) = name {
+        validate_name(n)?;
+    }
+    if let Some(n) = name.filter(|n| !name_allows(&id.name, n)) {
         return Err(RpcError::invalid_argument(format!(
             "{role} name {n:?} is not the name {:?} in {}: {} acts only under its certificate's name; leave the name out, or make credentials for {n:?} with {}",
             id.name,
@@ -273,7 +296,7 @@ pub fn load_issued(
         key: PrivateKeyDer::Pkcs8(key.serialize_der().into()),
         ca_cert,
         secret,
-        name: id.name.clone(),
+        name: name.unwrap_or(&id.name).to_string(),
         role,
         issuer: None,
     };

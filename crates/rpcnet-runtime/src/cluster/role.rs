@@ -164,6 +164,17 @@ impl PeerIdentity {
     }
 }
 
+/// Whether a certificate issued for `cert_name` lets its holder act as `name`: the same name,
+/// or, for a worker certificate issued for a pattern `PREFIX*` (`rpcnet cluster issue
+/// 'worker-*' --role worker`, for interchangeable workers such as a Kubernetes Deployment's
+/// pods), any longer name that starts with `PREFIX`.
+pub fn name_allows(cert_name: &str, name: &str) -> bool {
+    match cert_name.strip_suffix('*') {
+        Some(prefix) => name.len() > prefix.len() && name.starts_with(prefix),
+        None => cert_name == name,
+    }
+}
+
 /// The names a certificate is valid for: its DNS SANs and IP SANs (as text).
 ///
 /// Errors: `INVALID_ARGUMENT` when the DER is not an X.509 certificate.

@@ -12,6 +12,7 @@ use rpcnet_protocol::ErrorCode;
 
 use super::{admin as admin_methods, migrate, registry, Inner};
 use crate::admin;
+use crate::cluster::role::name_allows;
 use crate::cluster::{PeerIdentity, Role};
 use crate::error::RpcError;
 use crate::mgmt::{self, now_ms};
@@ -81,11 +82,11 @@ async fn answer(
             )))
         }
     };
-    if *worker_id != peer.name {
+    if !name_allows(&peer.name, worker_id) {
         return Err(RpcError::new(
             ErrorCode::PermissionDenied,
             format!(
-                "worker id {worker_id:?} is not the name {:?} in the worker's certificate: a worker registers only under its own name",
+                "worker id {worker_id:?} is not allowed by the name {:?} in the worker's certificate: a worker registers only under its own name",
                 peer.name
             ),
         ));

@@ -677,7 +677,7 @@ async fn heartbeat(
 /// the sessions it relays over. Stops producing for them and forgets them; the caller registers
 /// again.
 async fn declared_dead(inner: &Inner, slot: &Slot) {
-    tracing::warn!(worker = %inner.id, director = %slot.name(), "the director declared this worker dead; forgetting the sessions it relays and registering again");
+    tracing::warn!(worker = %inner.id, director = %slot.name(), "the director no longer knows this worker (it declared it dead, or it was restarted); forgetting the sessions it relays and registering again");
     let key = {
         let mut st = slot.state.lock().unwrap();
         st.registered = false;
