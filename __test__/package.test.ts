@@ -83,6 +83,11 @@ test('the packed packages install without a Rust toolchain and work: types, RPC,
 
   const cli = await run(join(app, 'node_modules', '.bin', 'rpcnet'), ['--help'], { cwd: app, env });
   t.regex(cli.stdout, /director \[options\]/, 'the rpcnet command is installed');
+  t.regex(cli.stdout, /sessions \[options\][\s\S]*cluster/, 'with the admin and cluster commands');
+  const bin = join(app, 'node_modules', '.bin', 'rpcnet');
+  await run(bin, ['cluster', 'init', 'ca'], { cwd: app, env });
+  const issued = JSON.parse((await run(bin, ['cluster', 'issue', 'worker-a', '--role', 'worker', '--ca', 'ca', '--json'], { cwd: app, env })).stdout) as { files: string[] };
+  t.deepEqual(issued.files.map((f) => f.slice(f.lastIndexOf('/') + 1)), ['ca.pem', 'secret.bin', 'key.pem', 'cert.pem'], 'the installed addon issues credentials');
 
   writeFileSync(join(app, 'main.ts'), PROGRAM);
   writeFileSync(

@@ -63,8 +63,10 @@ export interface IssueOptions {
  * Issues a host's credentials with the CA in `options.caDir`: writes `ca.pem`, `cert.pem`
  * (ECDSA P-256, valid 1 year, for `name` and `role`), `key.pem` (mode 0600) and, for a worker or
  * a director, `secret.bin` into `options.out`. A worker's id is `name`: it can register only
- * under it.
- * @param name - 1..253 characters of `A-Za-z0-9._-`
+ * under it. A worker's `name` may be a pattern `PREFIX*`, for interchangeable workers that share
+ * the certificate (a Deployment's pods): each then registers under an id of its own that starts
+ * with `PREFIX` (PROTOCOL.md section 14.2).
+ * @param name - 1..253 characters of `A-Za-z0-9._-` (a worker's may end in `*`)
  * @throws {RpcError} `INVALID_ARGUMENT` for a bad name, role or host, a missing or incomplete CA
  * directory (naming the file), or an `out` that already holds a `cert.pem` / `key.pem`.
  */

@@ -17,7 +17,8 @@ export interface WorkerOptions {
   /**
    * The worker's id in the cluster, e.g. `worker-a` (1..253 of `A-Za-z0-9._-`). With issued
    * credentials (`rpcnet cluster issue NAME --role worker`) it is the certificate's name: leave it
-   * out, or give that name. Required with a development CA directory.
+   * out, or give that name; with a certificate for a pattern `PREFIX*` it is required and must
+   * start with `PREFIX`. Required with a development CA directory.
    */
   id?: string;
   /**

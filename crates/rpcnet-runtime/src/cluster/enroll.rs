@@ -82,6 +82,10 @@ pub struct Issued {
 /// 1 year), `key.pem` (mode 0600) and, unless `role` is admin, `secret.bin` (a copy, mode
 /// 0600). Blocking.
 ///
+/// A worker's `name` may be a pattern `PREFIX*` (PROTOCOL.md section 14.2): the certificate then
+/// lets its holders act as any longer name starting with `PREFIX`, for interchangeable workers
+/// that share it; its only DNS SAN is `rpcnet-cluster`.
+///
 /// Errors: `INVALID_ARGUMENT` for a bad `name` or host, a CA directory that is missing or
 /// incomplete (naming the file), or an `out` that already holds a `cert.pem` or `key.pem`, or a
 /// `ca.pem` / `secret.bin` of another cluster (never overwritten); `INTERNAL` if generation
@@ -198,8 +202,10 @@ fn write_copy(out: &Path, file: &str, bytes: &[u8], mode: u32) -> Result<PathBuf
 /// Loads the issued credentials in `dir` (`ca.pem`, `cert.pem`, `key.pem`, and `secret.bin`
 /// unless `role` is admin) for a process of `role`. Blocking.
 ///
-/// `name`: the name the process was told to use (a worker's id), which must be the
-/// certificate's; `None` takes the certificate's.
+/// `name`: the name the process was told to use (a worker's id), which the certificate must
+/// allow (its name, or a longer name starting with the `PREFIX` of a `PREFIX*` certificate,
+/// [`super::role::name_allows`]); `None` takes the certificate's name, and is refused for a
+/// pattern.
 ///
 /// An admin tool's credentials have no cluster secret: its [`ClusterCredentials::secret`] is
 /// random, and keys derived from it match nothing in the cluster (an admin tool only connects).
@@ -207,7 +213,7 @@ fn write_copy(out: &Path, file: &str, bytes: &[u8], mode: u32) -> Result<PathBuf
 /// Errors: `INVALID_ARGUMENT` naming the file and the command that makes it when a file is
 /// missing or malformed, `key.pem` does not belong to `cert.pem`, the certificate does not
 /// verify against `ca.pem` (another cluster's, or expired), it was issued for another role, or
-/// its name is not `name`.
+/// its name does not allow `name` (or is a pattern and `name` is `None`).
 pub fn load_issued(
     dir: &Path,
     role: Role,

@@ -124,7 +124,8 @@ pub struct ClusterCredentials {
     pub key: PrivateKeyDer<'static>,
     /// 32-byte cluster secret, identical in every process of the cluster.
     pub secret: [u8; SECRET_LEN],
-    /// Name the leaf was issued for (also its DNS SAN and CN), e.g. `"worker-a"`.
+    /// The name this process acts under, e.g. `"worker-a"`: the leaf's CN (and DNS SAN), or,
+    /// with a worker certificate for a pattern `PREFIX*`, the id the process was given.
     pub name: String,
     /// Role the leaf was issued for (its subject OU).
     pub role: Role,
@@ -403,6 +404,13 @@ impl ClusterCredentials {
             chain: self.chain.clone(),
             key: self.key.clone_key(),
         })
+    }
+
+    /// Whether these credentials hold the CA's key (a development CA directory), so that
+    /// [`issue_server_identity`](Self::issue_server_identity) issues; `false` for issued
+    /// credentials.
+    pub fn holds_ca_key(&self) -> bool {
+        self.issuer.is_some()
     }
 
     /// SHA-256 of this process's leaf certificate DER, lowercase hex (64 characters): what the

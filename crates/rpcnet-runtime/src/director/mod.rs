@@ -135,6 +135,11 @@ impl Director {
     pub async fn bind(config: DirectorConfig) -> Result<Director, RpcError> {
         crate::log::init();
         let identity = match &config.identity {
+            // Issued credentials: the director's own certificate, checked against the names
+            // configured (the bound IP, a pod's say, cannot be known when it was issued).
+            ServerIdentity::ClusterIssued if !config.cluster.holds_ca_key() => {
+                config.cluster.issue_server_identity(&config.server_names)?
+            }
             ServerIdentity::ClusterIssued => config
                 .cluster
                 .issue_server_identity(&config.certificate_names())?,
