@@ -119,7 +119,7 @@ test('cluster init / issue, then workers, sessions, migrate and drain move a liv
 
   // Drain the new owner: the session goes back; the table names it.
   const drained = await rpcnet(['drain', other, ...admin]);
-  t.regex(drained, new RegExp(`^SESSION\\s+FROM\\s+TO\\s+OUTCOME.*\\n${sessionId}\\s+${other}\\s+${owner}\\s+migrated`));
+  t.regex(drained, new RegExp(`^SESSION\\s+FROM\\s+TO\\s+MS\\s+FROZEN MS\\s+SNAPSHOT BYTES\\n${sessionId}\\s+${other}\\s+${owner}\\s+\\d`));
   const after = JSON.parse(await rpcnet(['workers', ...admin, '--json'])) as { workers: { id: string; draining: boolean; sessions: number }[] };
   t.deepEqual(after.workers.find((w) => w.id === other), { ...after.workers.find((w) => w.id === other)!, draining: true, sessions: 0 });
 
@@ -164,6 +164,12 @@ test('admin commands: a non-admin certificate, a bad id, no director and an unkn
   const noRole = await failure(['cluster', 'issue', 'x', '--ca', ca]);
   t.is(noRole.code, 2);
   t.regex(noRole.stderr, /required option '--role <role>' not specified/);
+  const hostOnWorker = await failure(['cluster', 'issue', 'w', '--role', 'worker', '--ca', ca, '--out', join(dir, 'w-host'), '--host', 'rpc.example.com']);
+  t.is(hostOnWorker.code, 2);
+  t.regex(hostOnWorker.stderr, /only a director's certificate names hosts/);
+  const patternNoOut = await failure(['cluster', 'issue', 'w-*', '--role', 'worker', '--ca', ca]);
+  t.is(patternNoOut.code, 2);
+  t.regex(patternNoOut.stderr, /w-\* is a pattern: say where to write its credentials with --out DIR/);
   for (const command of ['sessions', 'workers', 'migrate', 'drain', 'cluster']) {
     t.regex(await rpcnet([command, '--help']), /Usage: rpcnet/);
   }

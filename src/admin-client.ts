@@ -104,8 +104,9 @@ export class AdminClient {
 
   /**
    * Drains worker `worker`: no new sessions are placed on it, and every session it owns is
-   * migrated away. Resolves with one report per session once all were tried.
-   * @throws {RpcError} `NOT_FOUND` (no such live worker), a migration's error, and those of
+   * migrated away. Resolves with one report per session once all moved.
+   * @throws {RpcError} `NOT_FOUND` (no such live worker), the first rolled-back migration's error
+   * (`UNAVAILABLE`, once every session was tried; the worker stays draining), and those of
    * {@link AdminClient.sessions}.
    */
   async drain(worker: string): Promise<MigrationReport[]> {

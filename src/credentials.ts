@@ -68,10 +68,12 @@ export interface IssueOptions {
  * with `PREFIX` (PROTOCOL.md section 14.2).
  * @param name - 1..253 characters of `A-Za-z0-9._-` (a worker's may end in `*`)
  * @throws {RpcError} `INVALID_ARGUMENT` for a bad name, role or host, a missing or incomplete CA
- * directory (naming the file), or an `out` that already holds a `cert.pem` / `key.pem`.
+ * directory (naming the file), an `out` that already holds a `cert.pem` / `key.pem`, or `hosts`
+ * for a role other than director (only a director's certificate names hosts).
  */
 export async function issueCredentials(name: string, role: Role, options: IssueOptions): Promise<IssuedCredentials> {
   const n = string('name', name);
+  if (typeof options !== 'object' || options === null) throw invalid('options', 'an object with caDir and out', options);
   if (!ROLES.includes(role)) throw invalid('role', 'worker, director or admin', role);
   const hosts = options.hosts === undefined || options.hosts.length === 0 ? [] : stringList('hosts', options.hosts, 'DNS names or IP addresses');
   try {

@@ -9,11 +9,15 @@ import type { MigrationReport } from '../director.js';
 import { RpcError } from '../errors.js';
 import { printJson, printTable } from './output.js';
 
-/** Options every admin command takes. */
+/** Options every admin command takes (commander's parsed flags). */
 export interface AdminFlags {
+  /** `--director host:port`: the director's management address. */
   director?: string;
+  /** `--cluster-dir DIR`: the admin credentials. */
   clusterDir?: string;
+  /** `--timeout-ms MS`, as typed (checked here). */
   timeoutMs?: string;
+  /** `--json`: one JSON document instead of a table. */
   json?: boolean;
 }
 
@@ -41,29 +45,28 @@ function ms(value: number): string {
   return value.toFixed(1);
 }
 
+/** Completed migrations, one row each (a rolled-back one is an error, thrown before this). */
 function printMigrations(reports: MigrationReport[]): void {
   printTable(
-    ['SESSION', 'FROM', 'TO', 'OUTCOME', 'MS', 'FROZEN MS', 'SNAPSHOT BYTES'],
-    reports.map((r) => [
-      r.sessionId,
-      r.source,
-      r.target,
-      r.completed ? 'migrated' : `aborted in ${r.abortedIn ?? '?'}: ${r.error ?? ''}`,
-      ms(r.durationMs),
-      ms(r.frozenMs),
-      String(r.snapshotBytes),
-    ]),
+    ['SESSION', 'FROM', 'TO', 'MS', 'FROZEN MS', 'SNAPSHOT BYTES'],
+    reports.map((r) => [r.sessionId, r.source, r.target, ms(r.durationMs), ms(r.frozenMs), String(r.snapshotBytes)]),
   );
 }
 
-/** `rpcnet sessions`. */
+/**
+ * `rpcnet sessions`.
+ * @throws {RpcError} those of {@link AdminClient.sessions}, and `INVALID_ARGUMENT` for bad flags.
+ */
 export async function sessions(flags: AdminFlags): Promise<void> {
   const list = await client(flags).sessions();
   if (flags.json) return printJson({ sessions: list });
   printTable(['SESSION', 'WORKER', 'CONNECTION'], list.map((s) => [s.sessionId, s.worker, s.connectionId]));
 }
 
-/** `rpcnet workers`. */
+/**
+ * `rpcnet workers`.
+ * @throws {RpcError} those of {@link AdminClient.workers}, and `INVALID_ARGUMENT` for bad flags.
+ */
 export async function workers(flags: AdminFlags): Promise<void> {
   const list = await client(flags).workers();
   if (flags.json) return printJson({ workers: list });
@@ -73,19 +76,25 @@ export async function workers(flags: AdminFlags): Promise<void> {
   );
 }
 
-/** `rpcnet migrate SESSION [--to WORKER]`: exits 1 when the migration was rolled back. */
+/**
+ * `rpcnet migrate SESSION [--to WORKER]`.
+ * @throws {RpcError} those of {@link AdminClient.migrate} (`UNAVAILABLE` when it was rolled
+ * back), and `INVALID_ARGUMENT` for bad flags.
+ */
 export async function migrate(session: string, flags: AdminFlags & { to?: string }): Promise<void> {
   const report = await client(flags).migrate(session, flags.to);
   if (flags.json) printJson(report);
   else printMigrations([report]);
-  if (!report.completed) process.exitCode = 1;
 }
 
-/** `rpcnet drain WORKER`: exits 1 when a session could not be moved. */
+/**
+ * `rpcnet drain WORKER`.
+ * @throws {RpcError} those of {@link AdminClient.drain} (a rolled-back migration's error, once
+ * every session was tried), and `INVALID_ARGUMENT` for bad flags.
+ */
 export async function drain(worker: string, flags: AdminFlags): Promise<void> {
   const reports = await client(flags).drain(worker);
   if (flags.json) printJson({ migrations: reports });
   else if (reports.length === 0) console.log(`rpcnet: ${worker} owned no session; it is draining`);
   else printMigrations(reports);
-  if (reports.some((r) => !r.completed)) process.exitCode = 1;
 }

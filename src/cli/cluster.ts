@@ -6,10 +6,14 @@
  */
 import { resolve } from 'node:path';
 import { initCluster, issueCredentials, type Role } from '../credentials.js';
+import { RpcError } from '../errors.js';
 import { defaultClusterDir } from '../worker.js';
 import { printJson } from './output.js';
 
-/** `rpcnet cluster init DIR`. */
+/**
+ * `rpcnet cluster init DIR`.
+ * @throws {RpcError} those of {@link initCluster}.
+ */
 export async function init(dir: string, flags: { json?: boolean }): Promise<void> {
   const path = resolve(dir);
   await initCluster(path);
@@ -20,9 +24,16 @@ export async function init(dir: string, flags: { json?: boolean }): Promise<void
   console.log(`Clients trust ${path}/ca.pem.`);
 }
 
-/** `rpcnet cluster issue NAME --role ROLE [--ca DIR] [--out DIR] [--host NAME...]`. */
+/**
+ * `rpcnet cluster issue NAME --role ROLE [--ca DIR] [--out DIR] [--host NAME...]`.
+ * @throws {RpcError} those of {@link issueCredentials}; `INVALID_ARGUMENT` for a pattern
+ * without `--out`.
+ */
 export async function issue(name: string, flags: { role: Role; ca?: string; out?: string; host?: string[]; json?: boolean }): Promise<void> {
   const caDir = resolve(flags.ca ?? defaultClusterDir());
+  if (flags.out === undefined && name.endsWith('*')) {
+    throw new RpcError('INVALID_ARGUMENT', `${name} is a pattern: say where to write its credentials with --out DIR`);
+  }
   const out = resolve(flags.out ?? name);
   const issued = await issueCredentials(name, flags.role, { caDir, out, hosts: flags.host });
   if (flags.json) return printJson(issued);

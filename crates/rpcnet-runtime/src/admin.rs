@@ -24,10 +24,10 @@ pub const SESSIONS: &str = "rpcnet.admin/sessions";
 /// Lists the director's live workers: `{}` -> [`WorkersReply`].
 pub const WORKERS: &str = "rpcnet.admin/workers";
 /// Moves one session: [`MigrateRequest`] -> [`MigrationJson`], answered when the migration
-/// ended (completed or rolled back).
+/// completed; a rollback is answered with ERROR `UNAVAILABLE` naming the phase and the cause.
 pub const MIGRATE: &str = "rpcnet.admin/migrate";
 /// Drains one worker: [`DrainRequest`] -> [`DrainReply`], answered once every session it owned
-/// was tried.
+/// moved; if one was rolled back, ERROR (the first failure's), after every session was tried.
 pub const DRAIN: &str = "rpcnet.admin/drain";
 /// Every admin method (registered on a director's management port).
 pub const METHODS: [&str; 4] = [SESSIONS, WORKERS, MIGRATE, DRAIN];
@@ -162,7 +162,7 @@ impl From<&MigrationReport> for MigrationJson {
 /// Answer of [`DRAIN`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DrainReply {
-    /// One per session that was moved (or tried).
+    /// One per session that was moved.
     pub migrations: Vec<MigrationJson>,
 }
 
@@ -176,7 +176,8 @@ pub fn parse<T: for<'de> Deserialize<'de>>(method: &str, payload: &[u8]) -> Resu
     })
 }
 
-/// Encodes a reply as a JSON payload.
+/// Encodes a reply as a JSON payload. The reply types of this module always serialise (no map
+/// with non-string keys, no failing `Serialize`), so this does not fail.
 pub fn encode<T: Serialize>(value: &T) -> Bytes {
     Bytes::from(serde_json::to_vec(value).expect("admin replies serialise"))
 }
@@ -246,14 +247,17 @@ impl AdminClient {
 
     /// [`call`](Self::call) with typed request and reply.
     ///
-    /// Errors: those of `call`; `PROTOCOL` for a reply that is not the expected JSON.
+    /// Errors: `INVALID_ARGUMENT` for a request that does not serialise to JSON; those of
+    /// `call`; `PROTOCOL` for a reply that is not the expected JSON.
     pub async fn request<Q: Serialize, A: for<'de> Deserialize<'de>>(
         &self,
         method: &str,
         request: &Q,
         timeout_ms: u32,
     ) -> Result<A, RpcError> {
-        let body = serde_json::to_string(request).expect("admin requests serialise");
+        let body = serde_json::to_string(request).map_err(|e| {
+            RpcError::invalid_argument(format!("the {method} request is not JSON: {e}"))
+        })?;
         let reply = self.call(method, &body, timeout_ms).await?;
         serde_json::from_str(&reply)
             .map_err(|e| RpcError::protocol(format!("malformed reply to {method}: {e}")))

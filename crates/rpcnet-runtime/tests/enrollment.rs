@@ -194,6 +194,43 @@ fn wrong_or_missing_credentials_name_the_file_and_the_command() {
         !bare.join(CA_KEY_FILE).exists(),
         "nothing is generated next to a foreign ca.pem"
     );
+    // Nor next to a lone key.pem.
+    let lone = tmp.0.join("lone");
+    std::fs::create_dir(&lone).unwrap();
+    std::fs::copy(
+        tmp.0.join("worker-a").join(SECRET_FILE),
+        lone.join(KEY_FILE),
+    )
+    .unwrap();
+    let e = ClusterCredentials::load_or_create(&lone, Role::Worker, Some("w")).unwrap_err();
+    assert!(e.message.contains("no cert.pem"), "{}", e.message);
+    assert!(!lone.join(CA_KEY_FILE).exists());
+
+    // A host's directory is no CA; only directors name hosts.
+    let e = enroll::issue(
+        &tmp.0.join("director-1"),
+        "x",
+        Role::Worker,
+        &[],
+        &tmp.0.join("x"),
+    )
+    .unwrap_err();
+    assert!(e.message.contains("not the cluster CA"), "{}", e.message);
+    let e = enroll::issue(
+        &ca,
+        "w",
+        Role::Worker,
+        &["rpc.example.com".into()],
+        &tmp.0.join("w"),
+    )
+    .unwrap_err();
+    assert!(
+        e.message
+            .contains("only a director's certificate names hosts"),
+        "{}",
+        e.message
+    );
+    assert!(!tmp.0.join("w").exists(), "nothing written");
 }
 
 async fn director(dir: &Path) -> Director {

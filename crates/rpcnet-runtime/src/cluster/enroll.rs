@@ -77,16 +77,17 @@ pub struct Issued {
 
 /// Issues credentials for one host with the CA directory `ca_dir` and writes them into `out`
 /// (created with mode 0700): `ca.pem` (a copy), `cert.pem` (ECDSA P-256, CN `name`, OU `role`,
-/// DNS SANs `[name, "rpcnet-cluster"]` plus, for a director, `localhost`, `127.0.0.1`, `::1`,
-/// then `hosts` (DNS names or IP literals); extended key usage server + client auth; valid for
-/// 1 year), `key.pem` (mode 0600) and, unless `role` is admin, `secret.bin` (a copy, mode
+/// DNS SAN `"rpcnet-cluster"`, and for a director also `name`, `localhost`, `127.0.0.1`, `::1`
+/// and `hosts` (DNS names or IP literals, for clients of its user port); extended key usage
+/// server + client auth; valid for 1 year), `key.pem` (mode 0600) and, unless `role` is admin, `secret.bin` (a copy, mode
 /// 0600). Blocking.
 ///
 /// A worker's `name` may be a pattern `PREFIX*` (PROTOCOL.md section 14.2): the certificate then
 /// lets its holders act as any longer name starting with `PREFIX`, for interchangeable workers
-/// that share it; its only DNS SAN is `rpcnet-cluster`.
+/// that share it.
 ///
-/// Errors: `INVALID_ARGUMENT` for a bad `name` or host, a CA directory that is missing or
+/// Errors: `INVALID_ARGUMENT` for a bad `name` or host, `hosts` for a role other than director,
+/// a CA directory that is missing or
 /// incomplete (naming the file), or an `out` that already holds a `cert.pem` or `key.pem`, or a
 /// `ca.pem` / `secret.bin` of another cluster (never overwritten); `INTERNAL` if generation
 /// fails.
@@ -107,11 +108,18 @@ pub fn issue(
         }
         None => validate_name(name)?,
     }
+    if role != Role::Director && !hosts.is_empty() {
+        return Err(RpcError::invalid_argument(format!(
+            "--host {:?}: only a director's certificate names hosts (the names clients connect to); a {role} certificate is valid for rpcnet-cluster only",
+            hosts
+        )));
+    }
     let ca = Ca::load(ca_dir)?;
-    // A pattern is no DNS name: it is the CN only.
-    let mut names: Vec<&str> = match pattern {
-        Some(_) => vec![CLUSTER_SERVER_NAME],
-        None => peer_names(name),
+    // Only a director's certificate names hosts clients may connect to: a worker's or an
+    // admin's could otherwise pose as a director to them. The name is the CN either way.
+    let mut names: Vec<&str> = match role {
+        Role::Director => peer_names(name),
+        _ => vec![CLUSTER_SERVER_NAME],
     };
     if role == Role::Director {
         names.extend(DIRECTOR_LOCAL_NAMES);
@@ -147,7 +155,14 @@ pub fn issue(
         files.push(write_copy(out, SECRET_FILE, &ca.secret, 0o600)?);
     }
     files.push(write_new(out, KEY_FILE, key.as_bytes(), 0o600)?);
-    files.push(write_new(out, CERT_FILE, cert.pem.as_bytes(), 0o644)?);
+    match write_new(out, CERT_FILE, cert.pem.as_bytes(), 0o644) {
+        Ok(path) => files.push(path),
+        Err(e) => {
+            // Not half a pair: a later issue into `out` would refuse the lone key.
+            let _ = fs::remove_file(out.join(KEY_FILE));
+            return Err(e);
+        }
+    }
     sync_dir(out);
     Ok(Issued {
         dir: out.to_path_buf(),
@@ -225,8 +240,12 @@ pub fn load_issued(
             dir.display()
         )
     };
-    let wanted = name.unwrap_or("NAME");
     let cert_path = dir.join(CERT_FILE);
+    let in_cert = read_cert(&cert_path, "certificate")
+        .ok()
+        .and_then(|c| PeerIdentity::of(&c).ok())
+        .map(|id| id.name);
+    let wanted = name.or(in_cert.as_deref()).unwrap_or("NAME");
     let key_path = dir.join(KEY_FILE);
     let ca_path = dir.join(CA_CERT_FILE);
     let secret_path = dir.join(SECRET_FILE);
@@ -281,9 +300,15 @@ pub fn load_issued(
         validate_name(n)?;
     }
     if let Some(n) = name.filter(|n| !name_allows(&id.name, n)) {
+        let allowed = match id.name.strip_suffix('*') {
+            Some(prefix) => format!(
+                "a name starting with {prefix:?}, as the pattern {:?} in",
+                id.name
+            ),
+            None => format!("the name {:?} in", id.name),
+        };
         return Err(RpcError::invalid_argument(format!(
-            "{role} name {n:?} is not the name {:?} in {}: {} acts only under its certificate's name; leave the name out, or make credentials for {n:?} with {}",
-            id.name,
+            "{role} name {n:?} is not {allowed} {}: {} acts only under its certificate's name; leave the name out, or make credentials for {n:?} with {}",
             cert_path.display(),
             role.with_article(),
             how(n)

@@ -116,9 +116,11 @@ pub fn default_cluster_dir() -> PathBuf {
 pub struct ClusterCredentials {
     /// CA certificate (DER, exactly as stored in `ca.pem`) every cluster peer is verified against.
     pub ca_cert: CertificateDer<'static>,
-    /// This process's certificate chain `[leaf, ca]` (DER), the leaf issued by the cluster CA for
-    /// [`name`](Self::name): ECDSA P-256, DNS SANs `[name, "rpcnet-cluster"]`, CN `name`, extended
-    /// key usage server + client auth, valid for 1 year.
+    /// This process's certificate chain `[leaf, ca]` (DER), the leaf issued by the cluster CA:
+    /// ECDSA P-256, CN the name (or `PREFIX*` pattern) and OU the [`Role`], DNS SAN
+    /// `"rpcnet-cluster"` (plus, issued in memory, the name; for a director, its name and the
+    /// names given at issue, [`enroll::issue`]), extended key usage server + client auth, valid
+    /// for 1 year.
     pub chain: Vec<CertificateDer<'static>>,
     /// Private key (PKCS#8) of the leaf in [`chain`](Self::chain).
     pub key: PrivateKeyDer<'static>,
@@ -246,9 +248,11 @@ impl ClusterCredentials {
         }
         let name = leaf_name(role, name)?;
         validate_name(name)?;
-        if dir.join(CA_CERT_FILE).exists() && !dir.join(CA_KEY_FILE).exists() {
-            // A host's directory without its credentials (the CA publishes `ca.key` before
-            // `ca.pem`, so this is no creation race): never generate a CA next to it.
+        if (dir.join(CA_CERT_FILE).exists() || dir.join(enroll::KEY_FILE).exists())
+            && !dir.join(CA_KEY_FILE).exists()
+        {
+            // A host's directory with part of its credentials (the CA publishes `ca.key`
+            // before `ca.pem`, so this is no creation race): never generate a CA next to it.
             return Self::load(dir, role, Some(name));
         }
         let fresh = !dir.join(CA_CERT_FILE).exists() && !dir.join(CA_KEY_FILE).exists();
@@ -501,8 +505,10 @@ impl ClusterCredentials {
 
     /// The peer's identity on an established connection: the SHA-256 fingerprint (lowercase hex,
     /// 64 characters, [`crate::tls::fingerprint`]) of the leaf certificate the peer presented, i.e.
-    /// its [`leaf_fingerprint`](Self::leaf_fingerprint). Leaves are issued fresh per process, so
-    /// the fingerprint identifies one process run, not a name.
+    /// its [`leaf_fingerprint`](Self::leaf_fingerprint). With a development CA directory leaves
+    /// are issued fresh per process, so it identifies one process run; with issued credentials it
+    /// identifies the certificate, the same across restarts ([`PeerIdentity`] has its name and
+    /// role).
     ///
     /// `None` if the peer presented no certificate or the handshake is not complete.
     pub fn peer_fingerprint(connection: &quinn::Connection) -> Option<String> {
@@ -569,13 +575,18 @@ impl Ca {
         let cert_path = dir.join(CA_CERT_FILE);
         let key_path = dir.join(CA_KEY_FILE);
         let secret_path = dir.join(SECRET_FILE);
-        if !key_path.is_file() && cert_path.is_file() {
+        if dir.join(enroll::CERT_FILE).is_file() && !key_path.is_file() {
             return Err(RpcError::invalid_argument(format!(
-                "{} holds the cluster CA certificate but neither this host's credentials ({}, {}) nor the CA key ({}): \
+                "{} holds a host's issued credentials, not the cluster CA: give the directory `rpcnet cluster init` made",
+                dir.display()
+            )));
+        }
+        if !key_path.is_file() && (cert_path.is_file() || dir.join(enroll::KEY_FILE).is_file()) {
+            return Err(RpcError::invalid_argument(format!(
+                "{} holds part of a host's credentials but no {} and no CA key ({}): \
                  issue them where the CA key is kept with `rpcnet cluster issue NAME --role worker|director|admin --out {}`",
                 dir.display(),
                 enroll::CERT_FILE,
-                enroll::KEY_FILE,
                 CA_KEY_FILE,
                 dir.display()
             )));

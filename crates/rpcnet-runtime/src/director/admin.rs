@@ -90,7 +90,7 @@ fn workers(inner: &Inner) -> WorkersReply {
 ///
 /// Errors: `INVALID_ARGUMENT` naming the value.
 fn session_id(text: &str) -> Result<u64, RpcError> {
-    if text.len() != 16 {
+    if text.len() != 16 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(RpcError::invalid_argument(format!(
             "session id {text:?} is not 16 hex digits"
         )));

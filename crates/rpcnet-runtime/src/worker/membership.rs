@@ -22,7 +22,10 @@
 //!   [`RETRY_MIN_MS`] doubling to [`RETRY_MAX_MS`], ±50%). It logs once when an outage begins
 //!   and once when it ends, not at every attempt or heartbeat. A director that answers with a new
 //!   leaf certificate is a new process (a restart): the sessions the old one relayed are
-//!   forgotten, as after `NOT_FOUND`.
+//!   forgotten, as after `NOT_FOUND`. One that answers with the leaf it had (issued credentials
+//!   are kept across restarts) is first sent a Heartbeat: `NOT_FOUND` means it no longer knows
+//!   the worker, and the same happens (PROTOCOL.md section 14.2). The director must present a
+//!   director certificate.
 //!
 //! [`start`] returns once one director accepted the worker; the others are retried in the
 //! background, forever, as are directors lost later.
@@ -500,8 +503,16 @@ async fn attempt(inner: &Inner, slot: &Slot) -> Result<Attempt, RpcError> {
             // The same certificate as before: the same director run after a lost connection,
             // or (issued credentials are kept across restarts) a restarted one, which no
             // longer knows this worker.
-            if known && director_forgot(inner, &client).await {
-                declared_dead(inner, slot).await;
+            if known {
+                match director_forgot(inner, &client).await {
+                    Ok(true) => declared_dead(inner, slot).await,
+                    Ok(false) => {}
+                    Err(e) => {
+                        // Unknown: drop the connection, so that the next attempt asks again.
+                        slot.lost(inner, "no answer to the restart check");
+                        return Err(e);
+                    }
+                }
             }
             client
         }
@@ -539,16 +550,20 @@ async fn adopt(inner: &Inner, slot: &Slot, client: Arc<Client>, fingerprint: Str
 
 /// Whether the director on `client` answers a Heartbeat with `NOT_FOUND`: it does not know this
 /// worker (it was restarted, or declared the worker dead while the connection was down).
-async fn director_forgot(inner: &Inner, client: &Client) -> bool {
+///
+/// Errors: any other failure of the Heartbeat (`UNAVAILABLE`, `DEADLINE_EXCEEDED`, ...): the
+/// answer is unknown.
+async fn director_forgot(inner: &Inner, client: &Client) -> Result<bool, RpcError> {
     let hb = ManagementMessage::Heartbeat(Heartbeat {
         worker_id: inner.id.clone(),
         sessions: inner.user.sessions().len() as u32,
         at_ms: now_ms(),
     });
-    matches!(
-        mgmt::call(client, mgmt::HEARTBEAT, &hb, REGISTER_TIMEOUT_MS).await,
-        Err(e) if e.code == ErrorCode::NotFound
-    )
+    match mgmt::call(client, mgmt::HEARTBEAT, &hb, REGISTER_TIMEOUT_MS).await {
+        Ok(_) => Ok(false),
+        Err(e) if e.code == ErrorCode::NotFound => Ok(true),
+        Err(e) => Err(e),
+    }
 }
 
 /// Stops producing for the calls director `key` relays and forgets its sessions.
