@@ -292,6 +292,21 @@ async fn roles_and_names_are_enforced_by_the_peers() {
         "{e}"
     );
 
+    // Nor can it name another process's ports as its own: here the director's own.
+    let creds = load(&tmp.0.join("worker-b"), Role::Worker, None);
+    let mut config = WorkerConfig::new("worker-b", vec![mgmt.clone()], creds);
+    config.advertise_user = Some(d.mgmt_addr().to_string());
+    config.connect_timeout_ms = 3_000;
+    let e = Worker::start(config)
+        .await
+        .err()
+        .expect("ports that are not the worker's are refused");
+    assert_eq!(e.code, ErrorCode::PermissionDenied, "{e}");
+    assert!(
+        e.message.contains("user port") && e.message.contains("worker certificate"),
+        "{e}"
+    );
+
     // The admin methods: an admin certificate lists; a worker's is refused.
     let ops = AdminClient::connect(&mgmt, load(&tmp.0.join("ops"), Role::Admin, None), 2_000)
         .await

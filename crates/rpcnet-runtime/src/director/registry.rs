@@ -14,6 +14,8 @@ use super::failover::reroute_orphans;
 use super::{DirectorEvent, Inner};
 use crate::cancel::Canceller;
 use crate::client::{Client, ClientConfig};
+use crate::cluster::role::name_allows;
+use crate::cluster::{PeerIdentity, Role};
 use crate::error::RpcError;
 use crate::mgmt::now_ms;
 
@@ -99,11 +101,33 @@ async fn resolve(text: &str, field: &str) -> Result<SocketAddr, RpcError> {
     Ok(addrs[0])
 }
 
-/// `rpcnet.cluster/register`: connects to the worker's ports and records it. The reply is the
+/// The process at the other end of `client`, which a Register named as worker `id`'s `port`,
+/// must hold a worker certificate that allows `id` (PROTOCOL.md section 14.2): the addresses
+/// are the registering worker's word, and nothing else may stand behind them.
+///
+/// Errors: `PERMISSION_DENIED` naming the port, its address and the certificate found there.
+fn check_worker(client: &Client, id: &str, port: &str, addr: SocketAddr) -> Result<(), RpcError> {
+    let what = format!("the {port} {addr} that worker {id:?} registered");
+    let peer = PeerIdentity::require_peer(client.connection().quinn(), Role::Worker, &what)?;
+    if name_allows(&peer.name, id) {
+        return Ok(());
+    }
+    Err(RpcError::new(
+        ErrorCode::PermissionDenied,
+        format!(
+            "{what} presents the certificate of worker {:?}, not one for {id:?}",
+            peer.name
+        ),
+    ))
+}
+
+/// `rpcnet.cluster/register`: connects to the worker's ports, checks that they are that worker's
+/// (their certificates), and records it. The reply is the
 /// Register with the lease filled in.
 ///
 /// Errors: `INVALID_ARGUMENT` for a bad address (malformed, or a name that does not resolve) or
-/// an id a live worker holds; `UNAVAILABLE` when the worker's ports cannot be reached.
+/// an id a live worker holds; `UNAVAILABLE` when the worker's ports cannot be reached;
+/// `PERMISSION_DENIED` when they present no worker certificate for the id.
 pub(crate) async fn register(
     inner: &Arc<Inner>,
     r: Register,
@@ -117,7 +141,19 @@ pub(crate) async fn register(
     }
     let cfg = ClientConfig::cluster(inner.config.cluster.clone());
     let link = Client::connect(addrs.0, cfg.clone()).await?;
-    let mgmt = Client::connect(addrs.1, cfg).await?;
+    let mgmt = match Client::connect(addrs.1, cfg).await {
+        Ok(m) => m,
+        Err(e) => {
+            link.close().await;
+            return Err(e);
+        }
+    };
+    let checked = check_worker(&link, &r.worker_id, "user port", addrs.0)
+        .and_then(|_| check_worker(&mgmt, &r.worker_id, "management port", addrs.1));
+    if let Err(e) = checked {
+        tokio::join!(link.close(), mgmt.close());
+        return Err(e);
+    }
     let w = Arc::new(WorkerLink {
         id: r.worker_id.clone(),
         link,
