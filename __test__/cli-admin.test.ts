@@ -145,7 +145,7 @@ test('admin commands: a non-admin certificate, a bad id, no director and an unkn
   // them too, with PERMISSION_DENIED: crates/rpcnet-runtime/tests/enrollment.rs).
   const asWorker = await failure(['sessions', '--director', mgmt, '--cluster-dir', join(dir, 'wa2')]);
   t.is(asWorker.code, 2);
-  t.regex(asWorker.stderr, /wa2\/cert\.pem was issued for role worker \(name "worker-a"\), and this process is an admin: make its credentials with `rpcnet cluster issue worker-a --role admin/);
+  t.regex(asWorker.stderr, /wa2\/cert\.pem was issued for role worker \(name "worker-a"\), and this process is an admin: give it an admin credentials directory, or make one with `rpcnet cluster issue worker-a --role admin --out NEW_DIR`/);
   const unknown = await failure(['migrate', '00000000000000ff', '--director', mgmt, '--cluster-dir', join(dir, 'ops2')]);
   t.is(unknown.code, 1);
   t.regex(unknown.stderr, /NOT_FOUND: no session 00000000000000ff/);
@@ -157,7 +157,16 @@ test('admin commands: a non-admin certificate, a bad id, no director and an unkn
   t.regex(badId.stderr, /session id "xyz" is not 16 hex digits/);
   const noCreds = await failure(['workers', '--director', mgmt, '--cluster-dir', join(dir, 'nothing-here')]);
   t.is(noCreds.code, 2);
-  t.regex(noCreds.stderr, /nothing-here.* does not exist: create it with `rpcnet cluster init/);
+  t.regex(noCreds.stderr, /nothing-here.* does not exist: give the right one \(--ca, --cluster-dir, cluster_dir or RPCNET_CLUSTER_DIR\), or create a new cluster there with `rpcnet cluster init/);
+  // The client port given for the management port.
+  const userPort = await failure(['workers', '--director', director.address!, '--cluster-dir', join(dir, 'ops2')]);
+  t.is(userPort.code, 1);
+  t.regex(userPort.stderr, /(is not a director's management port|the director's management port, its mgmtAddress\?)/);
+  // A mistyped cluster directory stops a director instead of making a CA there.
+  const typo = await failure(['director', '--config', config, '--cluster-dir', join(dir, 'd2-typo')]);
+  t.is(typo.code, 2);
+  t.regex(typo.stderr, /cluster directory .*d2-typo does not exist/);
+  t.false(existsSync(join(dir, 'd2-typo')));
   const badRole = await failure(['cluster', 'issue', 'x', '--role', 'king', '--ca', ca]);
   t.is(badRole.code, 2);
   t.regex(badRole.stderr, /argument 'king' is invalid\. Allowed choices are worker, director, admin/);

@@ -4,7 +4,7 @@
  * exits non-zero with a message that names it.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -39,6 +39,7 @@ function exited(proc: ChildProcess): Promise<number | null> {
 
 test('a director and a worker from the command line serve a client, and stop on SIGTERM', async (t) => {
   const config = join(dir, 'rpcnet.toml');
+  mkdirSync(join(dir, 'cluster')); // an empty directory: the processes make a development CA in it
   writeFileSync(config, `[rpcnet]\ncluster_dir = ${JSON.stringify(join(dir, 'cluster'))}\n[rpcnet.dual_port]\nuserspace_port = 0\nmanagement_port = 0\n[rpcnet.admin]\nport = 0\n`);
   const handlers = join(dir, 'handlers.mjs');
   writeFileSync(

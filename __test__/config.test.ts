@@ -3,7 +3,7 @@
  * overrides, errors that name the key, the value and what was expected, and a cluster started
  * from a file whose `max_concurrent` really bounds a drain's concurrent migrations.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -75,6 +75,7 @@ test('errors name the key, the value and what was expected', (t) => {
 
 test('a cluster from a config file: max_concurrent = 1 makes a drain migrate one session at a time', async (t) => {
   const file = join(dir, 'rpcnet.toml');
+  mkdirSync(join(dir, 'cluster')); // empty: the director makes a development CA in it
   writeFileSync(
     file,
     `[rpcnet]\ncluster_dir = ${JSON.stringify(join(dir, 'cluster'))}\n[rpcnet.dual_port]\nuserspace_port = 0\nmanagement_port = 0\n[rpcnet.migration]\nmax_concurrent = 1\n`,

@@ -95,6 +95,7 @@ test('the packed packages install without a Rust toolchain and work: types, RPC,
     JSON.stringify({ compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, types: ['node'] }, files: ['main.ts'] }),
   );
   await run(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: app, env });
+  await run('mkdir', ['-p', join(work, 'cluster')]); // empty: the director makes a development CA in it
   const { stdout } = await run(process.execPath, ['--import', join(ROOT, 'node_modules', '@oxc-node', 'core', 'register.mjs'), 'main.ts', join(work, 'cluster')], { cwd: app, env, timeout: 60_000 });
   const result = JSON.parse(stdout.trim().split('\n').pop()!) as { echoed: string; items: number[] };
   t.is(result.echoed, 'hi');

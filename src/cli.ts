@@ -24,6 +24,7 @@ import * as cluster from './cli/cluster.js';
 import * as serve from './cli/serve.js';
 
 const CONFIG_HELP = 'TOML config file (RFC-001 Appendix B shape; environment variables override it)';
+const CLUSTER_DIR_HELP = "this host's credentials (rpcnet cluster issue; else rpcnet.cluster_dir / RPCNET_CLUSTER_DIR, else .rpcnet/cluster)";
 
 /** Adds the options every admin command takes. */
 function adminCommand(program: Command, name: string, description: string): Command {
@@ -42,12 +43,14 @@ function program(): Command {
   p.command('director')
     .description('start a director (clients connect to it; it relays calls to its workers)')
     .option('-c, --config <file>', CONFIG_HELP)
+    .option('--cluster-dir <dir>', CLUSTER_DIR_HELP)
     .option('--json', 'print where it listens as one JSON object')
     .action(serve.director);
   p.command('worker')
     .description('start a worker serving the handlers of a module')
     .requiredOption('--handlers <module>', 'ES module exporting the handlers and hooks')
     .option('-c, --config <file>', CONFIG_HELP)
+    .option('--cluster-dir <dir>', CLUSTER_DIR_HELP)
     .option('--id <id>', "the worker id (else rpcnet.worker.id / RPCNET_WORKER_ID, else the name in the worker's certificate)")
     .option('--director <host:port...>', "directors' management addresses (else rpcnet.worker.directors / RPCNET_WORKER_DIRECTORS)")
     .option('--json', 'print where it listens as one JSON object')

@@ -12,7 +12,7 @@ import { native, type Native } from './binding.js';
 import { directorEvent, migrationReport } from './director-events.js';
 import { fromBinding, reportInternal, RpcError } from './errors.js';
 import { connectionTimers, integer, invalid, optionalBoolean, optionalFunc, optionalInteger, optionalPemFiles, optionalPort, optionalString, record, string, stringList, U32_MAX } from './options.js';
-import { defaultClusterDir } from './worker.js';
+import { defaultClusterDir, existingClusterDir } from './worker.js';
 import { recordMigration } from './tracing.js';
 import { AdminEndpoint, checkAdmin, type AdminOptions } from './admin.js';
 import { addGaugeSource, recordFailover, recordMigrationMetrics } from './metrics.js';
@@ -411,7 +411,7 @@ export class Director extends EventEmitter {
     const shutdownOnSigterm = optionalBoolean('shutdownOnSigterm', o.shutdownOnSigterm) ?? true;
     const tls = optionalPemFiles('tls', o.tls);
     const checked: Native.NativeDirectorOptions = {
-      clusterDir: optionalString('clusterDir', o.clusterDir) ?? defaultClusterDir(),
+      clusterDir: existingClusterDir(optionalString('clusterDir', o.clusterDir) ?? defaultClusterDir()),
       host: optionalString('host', o.host),
       port: optionalPort('port', o.port),
       mgmtPort: optionalPort('mgmtPort', o.mgmtPort),

@@ -5,6 +5,8 @@
  * a session may move here and carry the application's per-session state.
  * @module
  */
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { native, type Native } from './binding.js';
 import { fromBinding, reportInternal, RpcError, unknownKind } from './errors.js';
 import { bytes, describe, integer, invalid, optionalBoolean, optionalFunc, optionalInteger, optionalPort, optionalString, record, string, stringList, U32_MAX } from './options.js';
@@ -120,9 +122,29 @@ export interface WorkerHooks {
   restoreState?: (sessionId: string, state: Buffer) => void | Promise<void>;
 }
 
+/** The development cluster directory, made on first start when it does not exist. */
+const DEVELOPMENT_CLUSTER_DIR = '.rpcnet/cluster';
+
+/**
+ * A director's or worker's cluster directory, checked: it must exist, unless it is the default
+ * development directory `.rpcnet/cluster`, which the first process creates (with a development
+ * CA). So a mistyped path stops the process instead of starting it on a CA of its own that no
+ * peer trusts.
+ * @throws {RpcError} `INVALID_ARGUMENT` naming the directory and the ways to fix it.
+ * @internal
+ */
+export function existingClusterDir(dir: string): string {
+  if (existsSync(dir) || resolve(dir) === resolve(DEVELOPMENT_CLUSTER_DIR)) return dir;
+  throw new RpcError(
+    'INVALID_ARGUMENT',
+    `cluster directory ${resolve(dir)} does not exist: give the host's credentials directory (clusterDir, cluster_dir, RPCNET_CLUSTER_DIR, --cluster-dir), ` +
+      'issue one with `rpcnet cluster issue NAME --role ROLE --out DIR`, or, for development on one machine, create an empty directory (a development CA is made in it)',
+  );
+}
+
 /** The cluster directory used when none is given: `$RPCNET_CLUSTER_DIR` or `.rpcnet/cluster`. */
 export function defaultClusterDir(): string {
-  return process.env.RPCNET_CLUSTER_DIR || '.rpcnet/cluster';
+  return process.env.RPCNET_CLUSTER_DIR || DEVELOPMENT_CLUSTER_DIR;
 }
 
 /** Workers of this process not closed yet. */
@@ -222,7 +244,7 @@ export class RpcWorker {
     const checked: Native.NativeWorkerOptions = {
       id: optionalString('id', o.id),
       director: stringList('director', o.director, 'host:port'),
-      clusterDir: optionalString('clusterDir', o.clusterDir) ?? defaultClusterDir(),
+      clusterDir: existingClusterDir(optionalString('clusterDir', o.clusterDir) ?? defaultClusterDir()),
       host: optionalString('host', o.host),
       userPort: optionalPort('port', o.port),
       mgmtPort: optionalPort('mgmtPort', o.mgmtPort),

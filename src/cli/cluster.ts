@@ -40,5 +40,9 @@ export async function issue(name: string, flags: { role: Role; ca?: string; out?
   console.log(`rpcnet: issued ${issued.role === "admin" ? "an" : "a"} ${issued.role} certificate for ${issued.name} into ${issued.dir}`);
   console.log(`  valid for: ${issued.names.join(', ')}`);
   console.log(`  fingerprint: ${issued.fingerprint}`);
-  console.log(`Copy ${issued.dir} to the host and use it as its cluster directory (cluster_dir, RPCNET_CLUSTER_DIR or clusterDir).`);
+  console.log(
+    issued.role === 'admin'
+      ? `Give it to the admin commands: rpcnet sessions --cluster-dir ${issued.dir} --director HOST:PORT`
+      : `Copy ${issued.dir} to the host and use it as its cluster directory (--cluster-dir, cluster_dir, RPCNET_CLUSTER_DIR or clusterDir).`,
+  );
 }

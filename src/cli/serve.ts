@@ -47,8 +47,9 @@ function print(json: boolean, role: string, fields: Record<string, string | unde
 }
 
 /** `rpcnet director`: starts a director and prints where it listens. */
-export async function director(options: { config?: string; json?: boolean }): Promise<void> {
-  const d = await Director.start(config(options.config).director);
+export async function director(options: { config?: string; clusterDir?: string; json?: boolean }): Promise<void> {
+  const fromConfig = config(options.config).director;
+  const d = await Director.start(options.clusterDir === undefined ? fromConfig : { ...fromConfig, clusterDir: options.clusterDir });
   print(!!options.json, 'director', { address: d.address, mgmtAddress: d.mgmtAddress, adminAddress: d.adminAddress, caFile: d.caFile });
 }
 
@@ -75,7 +76,7 @@ function installer(path: string, module: HandlersModule): (worker: RpcWorker) =>
 }
 
 /** `rpcnet worker`: starts a worker serving a handlers module and prints where it listens. */
-export async function worker(options: { handlers: string; config?: string; id?: string; director?: string[]; json?: boolean }): Promise<void> {
+export async function worker(options: { handlers: string; config?: string; clusterDir?: string; id?: string; director?: string[]; json?: boolean }): Promise<void> {
   const path = resolve(options.handlers);
   let module: HandlersModule;
   try {
@@ -90,7 +91,8 @@ export async function worker(options: { handlers: string; config?: string; id?: 
   if (directors === undefined) {
     throw new RpcError('INVALID_ARGUMENT', 'the worker needs its directors: --director, rpcnet.worker.directors in the config, or RPCNET_WORKER_DIRECTORS');
   }
-  const w = await RpcWorker.start({ ...fromConfig, id, director: directors } as WorkerOptions);
+  const clusterDir = options.clusterDir ?? fromConfig.clusterDir;
+  const w = await RpcWorker.start({ ...fromConfig, id, director: directors, ...(clusterDir === undefined ? {} : { clusterDir }) } as WorkerOptions);
   try {
     await install(w);
   } catch (e) {

@@ -18,6 +18,7 @@ use crate::client::{Client, ClientConfig};
 use crate::cluster::ClusterCredentials;
 use crate::director::MigrationReport;
 use crate::error::RpcError;
+use rpcnet_protocol::ErrorCode;
 
 /// Lists the director's open sessions: `{}` -> [`SessionsReply`].
 pub const SESSIONS: &str = "rpcnet.admin/sessions";
@@ -185,6 +186,8 @@ pub fn encode<T: Serialize>(value: &T) -> Bytes {
 /// A connection to one director's management port as an admin tool.
 pub struct AdminClient {
     client: Client,
+    /// The address as given, for messages.
+    address: String,
 }
 
 impl AdminClient {
@@ -204,6 +207,7 @@ impl AdminClient {
         let mut config = ClientConfig::cluster(credentials);
         config.connect_timeout_ms = u64::from(connect_timeout_ms);
         let client = Client::connect(addr, config).await.map_err(|e| {
+            let e = crate::cluster::explain_handshake(e);
             RpcError::new(
                 e.code,
                 format!(
@@ -212,13 +216,17 @@ impl AdminClient {
                 ),
             )
         })?;
-        Ok(AdminClient { client })
+        Ok(AdminClient {
+            client,
+            address: address.to_string(),
+        })
     }
 
     /// Calls admin `method` with a JSON `request` and returns the JSON reply.
     ///
-    /// Errors: `INVALID_ARGUMENT` for a method that is not an admin method; the director's
-    /// error otherwise (`PERMISSION_DENIED` without an admin certificate, `NOT_FOUND` for an
+    /// Errors: `INVALID_ARGUMENT` for a method that is not an admin method; `UNIMPLEMENTED` or
+    /// `UNAVAILABLE` (each message asking for the management port) when the address is not a
+    /// director's management port (its user port, say); the director's error otherwise (`PERMISSION_DENIED` without an admin certificate, `NOT_FOUND` for an
     /// unknown session or worker, `UNAVAILABLE` for an aborted migration, ...);
     /// `DEADLINE_EXCEEDED` after `timeout_ms`.
     pub async fn call(
@@ -240,7 +248,26 @@ impl AdminClient {
                 Bytes::copy_from_slice(request.as_bytes()),
                 timeout_ms,
             )
-            .await?;
+            .await
+            .map_err(|e| match e.code {
+                ErrorCode::Unimplemented => RpcError::new(
+                    e.code,
+                    format!(
+                        "{} is not a director's management port ({}): give the director's mgmtAddress",
+                        self.address, e.message
+                    ),
+                ),
+                // The user port of a director takes the connection as a client's and relays or
+                // refuses it: say which port this should be.
+                ErrorCode::Unavailable => RpcError::new(
+                    e.code,
+                    format!(
+                        "{} (is {} the director's management port, its mgmtAddress?)",
+                        e.message, self.address
+                    ),
+                ),
+                _ => e,
+            })?;
         String::from_utf8(reply.to_vec())
             .map_err(|_| RpcError::protocol(format!("the reply to {method} is not UTF-8")))
     }

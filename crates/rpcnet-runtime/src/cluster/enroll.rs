@@ -110,8 +110,9 @@ pub fn issue(
     }
     if role != Role::Director && !hosts.is_empty() {
         return Err(RpcError::invalid_argument(format!(
-            "--host {:?}: only a director's certificate names hosts (the names clients connect to); a {role} certificate is valid for rpcnet-cluster only",
-            hosts
+            "--host {:?}: only a director's certificate names hosts (the names clients connect to); {} certificate is valid for rpcnet-cluster only",
+            hosts,
+            role.with_article()
         )));
     }
     let ca = Ca::load(ca_dir)?;
@@ -172,6 +173,20 @@ pub fn issue(
         fingerprint: crate::tls::fingerprint(&cert.der),
         files,
     })
+}
+
+/// The error for credentials issued for another role than the process's.
+fn wrong_role(cert_path: &Path, id: &PeerIdentity, role: Role, how: &str) -> RpcError {
+    let held = id
+        .role
+        .map_or("no rpcnet role".to_string(), |r| format!("role {r}"));
+    RpcError::invalid_argument(format!(
+        "{} was issued for {held} (name {:?}), and this process is {}: give it {} credentials directory, or make one with {how}",
+        cert_path.display(),
+        id.name,
+        role.with_article(),
+        role.with_article()
+    ))
 }
 
 /// A certificate as [`issue`] makes it: DER and PEM.
@@ -236,7 +251,7 @@ pub fn load_issued(
 ) -> Result<ClusterCredentials, RpcError> {
     let how = |name: &str| {
         format!(
-            "`rpcnet cluster issue {name} --role {role} --out {}` (run where the cluster CA is kept)",
+            "`rpcnet cluster issue {name} --role {role} --out NEW_DIR` where the cluster CA is kept, and use NEW_DIR as this {role}'s cluster directory (it is {})",
             dir.display()
         )
     };
@@ -246,6 +261,19 @@ pub fn load_issued(
         .and_then(|c| PeerIdentity::of(&c).ok())
         .map(|id| id.name);
     let wanted = name.or(in_cert.as_deref()).unwrap_or("NAME");
+    // The role first: a directory issued for another role lacks files this one needs.
+    if let Some(id) = read_cert(&cert_path, "certificate")
+        .ok()
+        .and_then(|c| PeerIdentity::of(&c).ok())
+        .filter(|id| id.role.is_some() && id.role != Some(role))
+    {
+        return Err(wrong_role(
+            &cert_path,
+            &id,
+            role,
+            &how(name.unwrap_or(&id.name)),
+        ));
+    }
     let key_path = dir.join(KEY_FILE);
     let ca_path = dir.join(CA_CERT_FILE);
     let secret_path = dir.join(SECRET_FILE);
@@ -278,20 +306,16 @@ pub fn load_issued(
         RpcError::invalid_argument(format!("{}: {}", cert_path.display(), e.message))
     })?;
     if id.role != Some(role) {
-        let held = id
-            .role
-            .map_or("no rpcnet role".to_string(), |r| format!("role {r}"));
-        return Err(RpcError::invalid_argument(format!(
-            "{} was issued for {held} (name {:?}), and this process is {}: make its credentials with {}",
-            cert_path.display(),
-            id.name,
-            role.with_article(),
-            how(name.unwrap_or(&id.name))
-        )));
+        return Err(wrong_role(
+            &cert_path,
+            &id,
+            role,
+            &how(name.unwrap_or(&id.name)),
+        ));
     }
-    if id.name.ends_with('*') && name.is_none() {
+    if let (Some(prefix), None) = (id.name.strip_suffix('*'), name) {
         return Err(RpcError::invalid_argument(format!(
-            "{} was issued for the names {:?}: give this {role} its own name matching it (a worker's id, e.g. the pod's name)",
+            "{} was issued for the pattern {:?}: give this {role} an id of its own that starts with {prefix:?} and is longer (--id, RPCNET_WORKER_ID or the id option; e.g. the pod's name)",
             cert_path.display(),
             id.name
         )));
@@ -300,15 +324,18 @@ pub fn load_issued(
         validate_name(n)?;
     }
     if let Some(n) = name.filter(|n| !name_allows(&id.name, n)) {
-        let allowed = match id.name.strip_suffix('*') {
-            Some(prefix) => format!(
-                "a name starting with {prefix:?}, as the pattern {:?} in",
-                id.name
+        let (allowed, fix) = match id.name.strip_suffix('*') {
+            Some(prefix) => (
+                format!(
+                    "a name that starts with {prefix:?} and is longer, as the pattern {:?} in",
+                    id.name
+                ),
+                "give one that does",
             ),
-            None => format!("the name {:?} in", id.name),
+            None => (format!("the name {:?} in", id.name), "leave the name out"),
         };
         return Err(RpcError::invalid_argument(format!(
-            "{role} name {n:?} is not {allowed} {}: {} acts only under its certificate's name; leave the name out, or make credentials for {n:?} with {}",
+            "{role} name {n:?} is not {allowed} {}: {} acts only under its certificate's name; {fix}, or make credentials for {n:?} with {}",
             cert_path.display(),
             role.with_article(),
             how(n)

@@ -100,6 +100,23 @@ const CLOCK_SKEW: Duration = Duration::from_secs(3600);
 /// How long a process that lost the creation race waits for the winner to publish `ca.pem`.
 const PUBLISH_WAIT: Duration = Duration::from_secs(10);
 
+/// `e`, a failed connection to a cluster peer, with what it most likely means added when the TLS
+/// handshake failed over the certificates (rustls's `UnknownIssuer`, `UnknownCA`,
+/// `BadCertificate`): the two sides' credentials come from different clusters.
+pub fn explain_handshake(e: RpcError) -> RpcError {
+    let m = &e.message;
+    let foreign = ["UnknownIssuer", "UnknownCA", "BadCertificate"]
+        .iter()
+        .any(|s| m.contains(s));
+    if !foreign {
+        return e;
+    }
+    let message = format!(
+        "{m} (the peer's certificate is not from this process's cluster CA, or this process's not from the peer's: use credentials issued from the same `rpcnet cluster init`, and check the cluster directory)"
+    );
+    RpcError::new(e.code, message)
+}
+
 /// Default cluster directory: `.rpcnet/cluster`, relative to the working directory, unless the
 /// environment variable `RPCNET_CLUSTER_DIR` is set to a non-empty path, which is then used as is.
 pub fn default_cluster_dir() -> PathBuf {
@@ -567,7 +584,7 @@ impl Ca {
     fn load(dir: &Path) -> Result<Ca, RpcError> {
         if !dir.is_dir() {
             return Err(RpcError::invalid_argument(format!(
-                "cluster directory {} does not exist: create it with `rpcnet cluster init {}`",
+                "cluster directory {} does not exist: give the right one (--ca, --cluster-dir, cluster_dir or RPCNET_CLUSTER_DIR), or create a new cluster there with `rpcnet cluster init {}`",
                 dir.display(),
                 dir.display()
             )));

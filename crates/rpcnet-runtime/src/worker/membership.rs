@@ -438,7 +438,10 @@ async fn run_slot(
             Err(e) => {
                 let refused = matches!(
                     e.code,
-                    ErrorCode::InvalidArgument | ErrorCode::Protocol | ErrorCode::PermissionDenied
+                    ErrorCode::InvalidArgument
+                        | ErrorCode::Protocol
+                        | ErrorCode::PermissionDenied
+                        | ErrorCode::Unimplemented
                 ) || handshake_refused(&e);
                 // A refusal fails a start still waiting; after the start it is retried.
                 let waiting = outcomes.as_ref().is_some_and(|tx| !tx.is_closed());
@@ -476,7 +479,11 @@ async fn attempt(inner: &Inner, slot: &Slot) -> Result<Attempt, RpcError> {
         None => {
             let mut config = ClientConfig::cluster(inner.cluster.clone());
             config.connect_timeout_ms = CONNECT_ATTEMPT_MS;
-            let client = Arc::new(Client::connect(slot.addr, config).await?);
+            let client = Arc::new(
+                Client::connect(slot.addr, config)
+                    .await
+                    .map_err(crate::cluster::explain_handshake)?,
+            );
             let peer = PeerIdentity::of_peer(client.connection().quinn())
                 .ok_or_else(|| RpcError::unavailable("the director presented no certificate"))
                 .and_then(|p| {
@@ -588,7 +595,18 @@ async fn register(inner: &Inner, slot: &Slot, client: &Client) -> Result<u64, Rp
         &register_message(inner),
         REGISTER_TIMEOUT_MS,
     )
-    .await?;
+    .await
+    .map_err(|e| match e.code {
+        ErrorCode::Unimplemented => RpcError::new(
+            e.code,
+            format!(
+                "{} is not a director's management port ({}): give the director's mgmtAddress",
+                slot.name(),
+                e.message
+            ),
+        ),
+        _ => e,
+    })?;
     let ManagementMessage::Register(r) = reply else {
         return Err(RpcError::protocol(format!(
             "the director answered Register with {}",
