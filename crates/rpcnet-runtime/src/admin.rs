@@ -250,13 +250,7 @@ impl AdminClient {
             )
             .await
             .map_err(|e| match e.code {
-                ErrorCode::Unimplemented => RpcError::new(
-                    e.code,
-                    format!(
-                        "{} is not a director's management port ({}): give the director's mgmtAddress",
-                        self.address, e.message
-                    ),
-                ),
+                ErrorCode::Unimplemented => crate::mgmt::not_a_management_port(e, &self.address),
                 // The user port of a director takes the connection as a client's and relays or
                 // refuses it: say which port this should be.
                 ErrorCode::Unavailable => RpcError::new(

@@ -70,6 +70,19 @@ pub fn rejected(e: MigrationError) -> RpcError {
     RpcError::new(ErrorCode::InvalidArgument, format!("{}: {e}", e.code()))
 }
 
+/// `e`, an `UNIMPLEMENTED` answer from `address`, as what it means there: the address is not a
+/// director's management port (a director's user port, or another server, says it has no such
+/// method).
+pub fn not_a_management_port(e: RpcError, address: &str) -> RpcError {
+    RpcError::new(
+        e.code,
+        format!(
+            "{address} is not a director's management port ({}): give the director's mgmtAddress",
+            e.message
+        ),
+    )
+}
+
 /// Encodes a message as a call payload.
 ///
 /// Errors: `INTERNAL` if the message breaks an encoding limit (field too long).

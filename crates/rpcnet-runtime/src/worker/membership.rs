@@ -597,14 +597,7 @@ async fn register(inner: &Inner, slot: &Slot, client: &Client) -> Result<u64, Rp
     )
     .await
     .map_err(|e| match e.code {
-        ErrorCode::Unimplemented => RpcError::new(
-            e.code,
-            format!(
-                "{} is not a director's management port ({}): give the director's mgmtAddress",
-                slot.name(),
-                e.message
-            ),
-        ),
+        ErrorCode::Unimplemented => mgmt::not_a_management_port(e, &slot.name()),
         _ => e,
     })?;
     let ManagementMessage::Register(r) = reply else {
