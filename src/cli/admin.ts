@@ -33,11 +33,10 @@ function client(flags: AdminFlags): AdminClient {
   if (director === undefined) {
     throw new RpcError('INVALID_ARGUMENT', `which director? give its management address with --director host:port, or set ${DIRECTOR_ENV}`);
   }
-  let timeoutMs: number | undefined;
-  if (flags.timeoutMs !== undefined) {
-    timeoutMs = Number(flags.timeoutMs);
-    if (!/^[1-9][0-9]*$/.test(flags.timeoutMs)) throw new RpcError('INVALID_ARGUMENT', `--timeout-ms must be a positive integer (ms), got ${JSON.stringify(flags.timeoutMs)}`);
+  if (flags.timeoutMs !== undefined && !/^[1-9][0-9]*$/.test(flags.timeoutMs)) {
+    throw new RpcError('INVALID_ARGUMENT', `--timeout-ms must be a positive integer (ms), got ${JSON.stringify(flags.timeoutMs)}`);
   }
+  const timeoutMs = flags.timeoutMs === undefined ? undefined : Number(flags.timeoutMs);
   return new AdminClient({ director, clusterDir: flags.clusterDir, timeoutMs });
 }
 

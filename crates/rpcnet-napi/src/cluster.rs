@@ -13,8 +13,7 @@ use rpcnet_runtime::RpcError;
 use crate::Fallible;
 
 /// Loads the credentials of a `role` process from `dir` (blocking work off the event loop),
-/// with logging set up first: loading warns about key files others can read. Directors and
-/// workers create a development CA in a `dir` without credentials; admin tools never do.
+/// with logging set up first: loading warns about key files others can read.
 pub(crate) async fn credentials(
     dir: String,
     role: Role,
@@ -22,11 +21,7 @@ pub(crate) async fn credentials(
 ) -> Result<Arc<ClusterCredentials>, RpcError> {
     rpcnet_runtime::log::init();
     let creds = tokio::task::spawn_blocking(move || {
-        let dir = Path::new(&dir);
-        match role {
-            Role::Admin => ClusterCredentials::load(dir, role, name.as_deref()),
-            _ => ClusterCredentials::load_or_create(dir, role, name.as_deref()),
-        }
+        ClusterCredentials::load_or_create(Path::new(&dir), role, name.as_deref())
     })
     .await
     .map_err(|e| RpcError::internal(e.to_string()))??;

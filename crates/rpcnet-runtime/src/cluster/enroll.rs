@@ -255,53 +255,10 @@ pub fn load_issued(
             dir.display()
         )
     };
+    // The certificate first, and its role: a directory issued for another role lacks files
+    // this one needs, and the certificate's name makes the hints exact.
     let cert_path = dir.join(CERT_FILE);
-    let in_cert = read_cert(&cert_path, "certificate")
-        .ok()
-        .and_then(|c| PeerIdentity::of(&c).ok())
-        .map(|id| id.name);
-    let wanted = name.or(in_cert.as_deref()).unwrap_or("NAME");
-    // The role first: a directory issued for another role lacks files this one needs.
-    if let Some(id) = read_cert(&cert_path, "certificate")
-        .ok()
-        .and_then(|c| PeerIdentity::of(&c).ok())
-        .filter(|id| id.role.is_some() && id.role != Some(role))
-    {
-        return Err(wrong_role(
-            &cert_path,
-            &id,
-            role,
-            &how(name.unwrap_or(&id.name)),
-        ));
-    }
-    let key_path = dir.join(KEY_FILE);
-    let ca_path = dir.join(CA_CERT_FILE);
-    let secret_path = dir.join(SECRET_FILE);
-    let mut required = vec![&ca_path, &cert_path, &key_path];
-    if role != Role::Admin {
-        required.push(&secret_path);
-    }
-    for path in required {
-        if !path.is_file() {
-            return Err(RpcError::invalid_argument(format!(
-                "{} is missing: {}'s cluster directory holds ca.pem, cert.pem, key.pem{}; make them with {}",
-                path.display(),
-                role.with_article(),
-                if role == Role::Admin { "" } else { " and secret.bin" },
-                how(wanted)
-            )));
-        }
-    }
     let leaf = read_cert(&cert_path, "certificate")?;
-    let ca_cert = read_cert(&ca_path, "cluster CA file")?;
-    let key = read_key(&key_path, "private key")?;
-    if !contains(leaf.as_ref(), key.public_key_raw()) {
-        return Err(RpcError::invalid_argument(format!(
-            "{} is not the key of {}: copy both from the same `rpcnet cluster issue` output",
-            key_path.display(),
-            cert_path.display()
-        )));
-    }
     let id = PeerIdentity::of(&leaf).map_err(|e| {
         RpcError::invalid_argument(format!("{}: {}", cert_path.display(), e.message))
     })?;
@@ -312,6 +269,33 @@ pub fn load_issued(
             role,
             &how(name.unwrap_or(&id.name)),
         ));
+    }
+    let key_path = dir.join(KEY_FILE);
+    let ca_path = dir.join(CA_CERT_FILE);
+    let secret_path = dir.join(SECRET_FILE);
+    let mut required = vec![&ca_path, &key_path];
+    if role != Role::Admin {
+        required.push(&secret_path);
+    }
+    for path in required {
+        if !path.is_file() {
+            return Err(RpcError::invalid_argument(format!(
+                "{} is missing: {}'s cluster directory holds ca.pem, cert.pem, key.pem{}; make them with {}",
+                path.display(),
+                role.with_article(),
+                if role == Role::Admin { "" } else { " and secret.bin" },
+                how(name.unwrap_or(&id.name))
+            )));
+        }
+    }
+    let ca_cert = read_cert(&ca_path, "cluster CA file")?;
+    let key = read_key(&key_path, "private key")?;
+    if !contains(leaf.as_ref(), key.public_key_raw()) {
+        return Err(RpcError::invalid_argument(format!(
+            "{} is not the key of {}: copy both from the same `rpcnet cluster issue` output",
+            key_path.display(),
+            cert_path.display()
+        )));
     }
     if let (Some(prefix), None) = (id.name.strip_suffix('*'), name) {
         return Err(RpcError::invalid_argument(format!(

@@ -243,7 +243,8 @@ impl ClusterCredentials {
     /// - a CA directory (`ca.key` present): issues a fresh leaf for `name` and `role` in memory
     ///   (ECDSA P-256, DNS SANs `[name, "rpcnet-cluster"]`, subject OU the role, extended key
     ///   usage server + client auth, valid for 1 year; nothing written);
-    /// - a missing directory, or one with none of `ca.pem`, `ca.key`, `cert.pem`: generates a
+    /// - a missing directory, or one with none of `ca.pem`, `ca.key`, `cert.pem`, for a worker or
+    ///   a director (an admin tool only loads, as [`load`](Self::load)): generates a
     ///   development CA and secret there first (`dir` created with mode 0700 and missing
     ///   parents) and logs a warning saying so, then as for a CA directory.
     ///
@@ -260,6 +261,9 @@ impl ClusterCredentials {
     /// or name (the message names the file and how to make a right one); `INTERNAL` if key or
     /// certificate generation fails.
     pub fn load_or_create(dir: &Path, role: Role, name: Option<&str>) -> Result<Self, RpcError> {
+        if role == Role::Admin {
+            return Self::load(dir, role, name);
+        }
         if dir.join(enroll::CERT_FILE).exists() {
             return enroll::load_issued(dir, role, name);
         }
@@ -529,9 +533,7 @@ impl ClusterCredentials {
     ///
     /// `None` if the peer presented no certificate or the handshake is not complete.
     pub fn peer_fingerprint(connection: &quinn::Connection) -> Option<String> {
-        let identity = connection.peer_identity()?;
-        let chain = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
-        chain.first().map(fingerprint)
+        role::peer_leaf(connection).map(|leaf| fingerprint(&leaf))
     }
 
     /// The cluster CA as the only root.

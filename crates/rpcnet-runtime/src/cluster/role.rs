@@ -112,9 +112,7 @@ impl PeerIdentity {
     /// The identity the peer of `connection` presented: `None` without a certificate or before
     /// the handshake completed, or when its certificate cannot be read.
     pub fn of_peer(connection: &quinn::Connection) -> Option<PeerIdentity> {
-        let identity = connection.peer_identity()?;
-        let chain = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
-        PeerIdentity::of(chain.first()?).ok()
+        PeerIdentity::of(&peer_leaf(connection)?).ok()
     }
 
     /// Checks that this peer holds a certificate for `role`; `doing` says what it tried, for the
@@ -162,6 +160,14 @@ impl PeerIdentity {
         peer.require(role, doing)?;
         Ok(peer)
     }
+}
+
+/// The leaf certificate the peer of `connection` presented: `None` without one or before the
+/// handshake completed.
+pub(crate) fn peer_leaf(connection: &quinn::Connection) -> Option<CertificateDer<'static>> {
+    let identity = connection.peer_identity()?;
+    let chain = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    chain.into_iter().next()
 }
 
 /// Whether a certificate issued for `cert_name` lets its holder act as `name`: the same name,
